@@ -1,0 +1,281 @@
+"""PostgreSQL for tests, the conformance suite and benchmarks.
+
+Three backends, chosen with `--backend` / QUE_PG_BACKEND:
+- `local`: a throwaway cluster made with the server's own `initdb`/`pg_ctl` in a temp
+  dir on a free 127.0.0.1 port, stopped and removed afterwards. PostgreSQL refuses to
+  run as root, so under root the cluster belongs to an unprivileged user and every
+  server command runs as that user. (pytest-postgresql's executor was the first
+  choice, but it has no way to run the server as another user.)
+- `url`: an existing server from QUE_DATABASE_URL or DATABASE_URL (or --database-url).
+- `docker`: testcontainers' PostgresContainer, when a Docker engine answers.
+`auto` picks url when a URL is set, else local.
+"""
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BACKENDS = ("auto", "local", "url", "docker")
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL could be started or reached; the message says why."""
+
+
+@dataclass
+class Database:
+    """A running server: its URL, what it is, and how to stop it."""
+
+    url: str
+    backend: str
+    version: str = ""
+    bindir: str | None = None
+    _stop: list[object] = field(default_factory=list, repr=False)
+
+
+def _version_dir_key(path: str) -> float:
+    try:
+        return float(Path(path).parent.name)
+    except ValueError:
+        return 0.0
+
+
+def find_bindir() -> str | None:
+    """Where initdb and pg_ctl live: PATH, then pg_config --bindir, then Debian's dirs."""
+    initdb = shutil.which("initdb")
+    if initdb and shutil.which("pg_ctl"):
+        return str(Path(initdb).resolve().parent)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+            if Path(out, "initdb").exists() and Path(out, "pg_ctl").exists():
+                return out
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_dir_key, reverse=True)
+    for candidate in candidates:
+        if Path(candidate, "initdb").exists() and Path(candidate, "pg_ctl").exists():
+            return candidate
+    return None
+
+
+def install_postgres() -> None:
+    """apt-get install postgresql, when running as root on Debian; else explain."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise PostgresUnavailable(
+            "no initdb/pg_ctl found (PATH, pg_config --bindir, /usr/lib/postgresql/*/bin) "
+            "and not root on a Debian system to install them: install PostgreSQL or "
+            "set QUE_DATABASE_URL"
+        )
+    print("installing PostgreSQL with apt-get ...", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "postgresql", "postgresql-contrib"],
+        check=True,
+        env=env,
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """The unprivileged account the server runs as when we are root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise PostgresUnavailable("running as root and found neither a 'postgres' nor a 'nobody' user")
+
+
+def _run_as(user: pwd.struct_passwd | None, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    extra: dict[str, object] = {}
+    if user is not None:
+        extra = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        args, capture_output=True, text=True, env=env, **extra, **kwargs
+    )
+
+
+class LocalCluster:
+    """A throwaway PostgreSQL cluster; use as a context manager."""
+
+    def __init__(self, bindir: str | None = None, port: int | None = None) -> None:
+        self.bindir = bindir or find_bindir()
+        if self.bindir is None:
+            install_postgres()
+            self.bindir = find_bindir()
+            if self.bindir is None:
+                raise PostgresUnavailable("PostgreSQL was installed but initdb is still missing")
+        self.port = port or free_port()
+        self.user = _server_user()
+        self.root = Path(tempfile.mkdtemp(prefix="que-pg-"))
+        self.data = self.root / "data"
+        self.logfile = self.root / "server.log"
+        self.started = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _bin(self, name: str) -> str:
+        assert self.bindir is not None
+        return str(Path(self.bindir, name))
+
+    def start(self) -> "LocalCluster":
+        if self.user is not None:
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        init = _run_as(
+            self.user,
+            [
+                self._bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+        )
+        if init.returncode != 0:
+            self.remove()
+            raise PostgresUnavailable(f"initdb failed:\n{init.stdout}\n{init.stderr}")
+        options = " ".join(
+            [
+                f"-p {self.port}",
+                f"-k {self.root}",
+                "-c listen_addresses=127.0.0.1",
+                "-c max_connections=300",
+                "-c fsync=off",
+                "-c full_page_writes=off",
+                "-c synchronous_commit=off",
+                "-c shared_buffers=256MB",
+            ]
+        )
+        start = _run_as(
+            self.user,
+            [
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.logfile),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        if start.returncode != 0:
+            log = self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+            self.remove()
+            raise PostgresUnavailable(f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}\n{log}")
+        self.started = True
+        return self
+
+    def restart(self) -> None:
+        """Restart the server in place (same port and data), for fault tests."""
+        result = _run_as(
+            self.user,
+            [self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart"],
+        )
+        if result.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl restart failed:\n{result.stderr}")
+
+    def stop(self) -> None:
+        if self.started:
+            _run_as(
+                self.user,
+                [self._bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+            )
+            self.started = False
+        self.remove()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def server_version(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else ""
+
+
+def wait_until_ready(url: str, timeout: float = 30.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def env_url() -> str | None:
+    return os.environ.get("QUE_DATABASE_URL") or os.environ.get("DATABASE_URL") or None
+
+
+def choose_backend(requested: str, url: str | None) -> str:
+    if requested not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return "url" if url else "local"
+
+
+@contextlib.contextmanager
+def database(backend: str = "auto", url: str | None = None) -> Iterator[Database]:
+    """A PostgreSQL server for the duration of the block."""
+    url = url or env_url()
+    chosen = choose_backend(backend, url)
+    if chosen == "url":
+        if not url:
+            raise PostgresUnavailable("backend 'url' needs QUE_DATABASE_URL, DATABASE_URL or --database-url")
+        wait_until_ready(url)
+        yield Database(url=url, backend="url", version=server_version(url))
+    elif chosen == "local":
+        with LocalCluster() as cluster:
+            yield Database(
+                url=cluster.url,
+                backend="local",
+                version=server_version(cluster.url),
+                bindir=cluster.bindir,
+                _stop=[cluster],
+            )
+    else:
+        from harness import containers
+
+        with containers.postgres_container() as container_url:
+            yield Database(url=container_url, backend="docker", version=server_version(container_url))

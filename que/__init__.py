@@ -1,0 +1,47 @@
+"""que: a Python client and worker for the Que 0.x job queue protocol.
+
+Jobs live in the `que_jobs` table that Ruby Que 0.x and que-go use; Python, Ruby and
+Go processes can enqueue and work the same jobs side by side.
+"""
+
+from que.client import Client, NewJob, database_url, lock_next
+from que.encoding import ArgumentEncodingError, dumps, encode_args, loads
+from que.errors import (
+    JobFinishedError,
+    QueError,
+    TransactionPoolingError,
+    UnknownJobClass,
+    last_error_text,
+)
+from que.job import Job, LockedJob
+from que.retry import retry_delay
+from que.schema import CURRENT_VERSION, db_version, migrate
+from que.worker import Registry, Worker, WorkerPool, current_job
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CURRENT_VERSION",
+    "ArgumentEncodingError",
+    "Client",
+    "Job",
+    "JobFinishedError",
+    "LockedJob",
+    "NewJob",
+    "QueError",
+    "Registry",
+    "TransactionPoolingError",
+    "UnknownJobClass",
+    "Worker",
+    "WorkerPool",
+    "current_job",
+    "database_url",
+    "db_version",
+    "dumps",
+    "encode_args",
+    "last_error_text",
+    "loads",
+    "lock_next",
+    "migrate",
+    "retry_delay",
+]

@@ -1,0 +1,154 @@
+"""The one JSON rule: job arguments are written as Ruby's `JSON.dump` writes them.
+
+The `args` column is `json`, not `jsonb`, so the bytes a writer sends are the bytes
+every reader gets back. Writing exactly what Ruby Que writes for the same values means
+a job enqueued from Python is indistinguishable from one enqueued from Ruby:
+
+- compact separators, no spaces;
+- strings as raw UTF-8; only `"`, `\\` and control characters below U+0020 escaped
+  (`\\b \\f \\n \\r \\t` short, others as lowercase `\\u00XX`);
+- integers in full, at any size;
+- floats as Ruby's `Float#to_s`: shortest round-trip digits, fixed notation for
+  1e-4 <= |x| < 1e15 (and for 17-digit values below 1e16), otherwise `d.ddde+XX`
+  (`1.0e+15`, `1.0e-05`), always with a fractional part (`100.0`, `-0.0`).
+
+Only values both languages read back as the same value are accepted: None, bool, int,
+float (finite), str, list/tuple and dict with str keys (or int keys, which Ruby also
+writes as their decimal text). Anything else is rejected before any SQL runs, with the
+path of the offending value, because a job Ruby or Go would decode differently is a
+bug that surfaces only in another process, much later.
+"""
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_escape_str = json.encoder.encode_basestring
+
+
+class ArgumentEncodingError(ValueError):
+    """A job argument that cannot be written as portable Que JSON.
+
+    Subclasses ValueError for bad values; `TypeError` is raised directly for values
+    of an unsupported type, as the standard library does.
+    """
+
+
+def _path(parts: Sequence[str]) -> str:
+    return "".join(parts)
+
+
+def _float_text(value: float, where: str) -> str:
+    if math.isnan(value) or math.isinf(value):
+        raise ArgumentEncodingError(
+            f"{where} is {value!r}: NaN and Infinity are not JSON and PostgreSQL's json type rejects them"
+        )
+    if value == 0.0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    # value == 0.<digits> * 10**point
+    point = len(whole) + (int(exponent) if exponent else 0)
+    significant = digits.lstrip("0")
+    point -= len(digits) - len(significant)
+    significant = significant.rstrip("0") or "0"
+    # Ruby's flo_to_s: fixed when the point falls inside the digits, or when it is at
+    # most 15 places right of them (padding with zeros), or at most 3 places left.
+    if -3 <= point <= 15 or 0 < point < len(significant):
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{significant}"
+        integer = significant[:point].ljust(point, "0")
+        return f"{sign}{integer}.{significant[point:] or '0'}"
+    exp = point - 1
+    return f"{sign}{significant[0]}.{significant[1:] or '0'}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+
+
+def _check_str(value: str, where: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ArgumentEncodingError(
+            f"{where} contains an unpaired surrogate at index {error.start}: it cannot be written as UTF-8"
+        ) from None
+
+
+def _encode(value: Any, parts: list[str], out: list[str]) -> None:
+    # bool before int: bool is an int subclass.
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        _check_str(value, _path(parts))
+        out.append(_escape_str(value))
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_float_text(value, _path(parts)))
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            parts.append(f"[{index}]")
+            _encode(item, parts, out)
+            parts.pop()
+        out.append("]")
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            if isinstance(key, str):
+                _check_str(key, f"{_path(parts)} key {key!r}")
+                text = key
+            elif isinstance(key, int) and not isinstance(key, bool):
+                text = int.__repr__(key)
+            else:
+                raise TypeError(
+                    f"{_path(parts)} has key {key!r} of type {type(key).__name__}: "
+                    "object keys must be str (or int), because Ruby and Python write "
+                    "other keys differently"
+                )
+            if index:
+                out.append(",")
+            out.append(_escape_str(text))
+            out.append(":")
+            parts.append(f"[{text!r}]")
+            _encode(item, parts, out)
+            parts.pop()
+        out.append("}")
+    else:
+        raise TypeError(
+            f"{_path(parts)} is {value!r} of type {type(value).__name__}: job arguments "
+            "must be None, bool, int, float, str, list, tuple or dict"
+        )
+
+
+def dumps(value: Any, name: str = "args") -> str:
+    """JSON text for `value`, byte for byte as Ruby's `JSON.dump` writes it.
+
+    `name` starts the path in error messages, e.g. `args[2]['when']`.
+    """
+    out: list[str] = []
+    _encode(value, [name], out)
+    return "".join(out)
+
+
+def encode_args(args: Sequence[Any]) -> str:
+    """The `args` column text for a job's positional arguments."""
+    return dumps(list(args), "args")
+
+
+def loads(text: str) -> Any:
+    """Decode an `args` column as Ruby's `JSON.parse` would: ints stay exact, the last
+    of duplicate keys wins, and `NaN`/`Infinity` (never valid in a json column) are
+    refused rather than turned into floats."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)

@@ -1,0 +1,105 @@
+"""Ruby Que's schema migrations 1..3, up and down, and its way of reading the version.
+
+The version lives in the table comment (`COMMENT ON TABLE que_jobs IS '3'`), not in a
+table of its own, because that is where Ruby Que and que-go look for it. A database
+migrated by this module can be handed to a Ruby `Que.migrate!` or a que-go deployment
+and the reverse.
+"""
+
+import re
+from typing import Final
+
+import psycopg
+
+from que import sql
+
+CURRENT_VERSION: Final = 3
+
+# Keyed by the version each script arrives at (up) or leaves (down), as Ruby's
+# migrations/<n>/{up,down}.sql.
+_UP: Final[dict[int, str]] = {
+    1: """\
+CREATE TABLE que_jobs
+(
+  priority    integer     NOT NULL DEFAULT 1,
+  run_at      timestamptz NOT NULL DEFAULT now(),
+  job_id      bigserial   NOT NULL,
+  job_class   text        NOT NULL,
+  args        json        NOT NULL DEFAULT '[]'::json,
+  error_count integer     NOT NULL DEFAULT 0,
+  last_error  text,
+
+  CONSTRAINT que_jobs_pkey PRIMARY KEY (priority, run_at, job_id)
+)""",
+    2: "ALTER TABLE que_jobs ALTER COLUMN priority SET DEFAULT 100",
+    3: """\
+ALTER TABLE que_jobs
+  DROP CONSTRAINT que_jobs_pkey,
+  ALTER COLUMN priority TYPE smallint,
+  ADD COLUMN queue TEXT NOT NULL DEFAULT '',
+  ADD CONSTRAINT que_jobs_pkey PRIMARY KEY (queue, priority, run_at, job_id)""",
+}
+
+_DOWN: Final[dict[int, str]] = {
+    1: "DROP TABLE que_jobs",
+    2: "ALTER TABLE que_jobs ALTER COLUMN priority SET DEFAULT 1",
+    3: """\
+ALTER TABLE que_jobs
+  DROP CONSTRAINT que_jobs_pkey,
+  DROP COLUMN queue,
+  ALTER COLUMN priority TYPE integer,
+  ADD CONSTRAINT que_jobs_pkey PRIMARY KEY (priority, run_at, job_id)""",
+}
+
+_LEADING_INT = re.compile(r"\s*([+-]?\d+)")
+
+
+def _ruby_to_i(text: str) -> int:
+    """Ruby's String#to_i: the leading integer, or 0 when there is none."""
+    match = _LEADING_INT.match(text)
+    return int(match.group(1)) if match else 0
+
+
+def db_version(conn: psycopg.Connection[object]) -> int:
+    """The schema version exactly as Ruby Que 0.14.3 reads it.
+
+    No `que_jobs` relation gives 0; a table without a comment predates versioning and
+    gives 1. Like Ruby, the first row wins when several relations share the name.
+    """
+    row = conn.execute(sql.DB_VERSION).fetchone()
+    if row is None:
+        return 0
+    description = row[1]  # type: ignore[index]
+    if description is None:
+        return 1
+    return _ruby_to_i(str(description))
+
+
+def migrate(conn: psycopg.Connection[object], version: int = CURRENT_VERSION) -> None:
+    """Move the schema to `version` (0..3) in one transaction, recording it as Ruby does.
+
+    Intermediate versions get no comment; version 0 drops the table. Inside a caller's
+    open transaction this runs in a savepoint and commits with the caller.
+    """
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(f"version must be an int, got {version!r}")
+    if not 0 <= version <= CURRENT_VERSION:
+        raise ValueError(f"version must be between 0 and {CURRENT_VERSION}, got {version}")
+    with conn.transaction():
+        current = db_version(conn)
+        if current == version:
+            return
+        if current > CURRENT_VERSION:
+            raise ValueError(
+                f"que_jobs is at version {current}, newer than this library knows "
+                f"({CURRENT_VERSION}); refusing to migrate it"
+            )
+        if current < version:
+            for step in range(current + 1, version + 1):
+                conn.execute(_UP[step])
+        else:
+            for step in range(current, version, -1):
+                conn.execute(_DOWN[step])
+        if version > 0:
+            # COMMENT takes no parameters; version is a checked int.
+            conn.execute(f"COMMENT ON TABLE que_jobs IS '{int(version)}'")

@@ -1,0 +1,143 @@
+"""Every SQL statement of the Que 0.x protocol, once, under the names Ruby Que gives them.
+
+The job statements (lock_job, check_job, set_error, insert_job, destroy_job, unlock_job)
+are the protocol itself: Ruby Que 0.14.3 and que-go run the same text against the same
+table, so a Python worker must too. Placeholders are psycopg's named form; psycopg sends
+them to the server as $1, $2, ... (a name used twice becomes one parameter), so the server
+sees the upstream statement. Changing one of them changes which jobs are locked,
+in which order, or which row an error is written to. The conformance suite compares
+their effects against the other implementations.
+"""
+
+from typing import Final
+
+# The recursive CTE walks jobs in (priority, run_at, job_id) order and tries the
+# session-level advisory lock on each in turn, stopping at the first it gets. Jobs
+# locked by other sessions are skipped. last_error is deliberately not selected.
+LOCK_JOB: Final = """\
+WITH RECURSIVE jobs AS (
+  SELECT (j).*, pg_try_advisory_lock((j).job_id) AS locked
+  FROM (
+    SELECT j
+    FROM que_jobs AS j
+    WHERE queue = %(queue)s::text
+    AND run_at <= now()
+    ORDER BY priority, run_at, job_id
+    LIMIT 1
+  ) AS t1
+  UNION ALL (
+    SELECT (j).*, pg_try_advisory_lock((j).job_id) AS locked
+    FROM (
+      SELECT (
+        SELECT j
+        FROM que_jobs AS j
+        WHERE queue = %(queue)s::text
+        AND run_at <= now()
+        AND (priority, run_at, job_id) > (jobs.priority, jobs.run_at, jobs.job_id)
+        ORDER BY priority, run_at, job_id
+        LIMIT 1
+      ) AS j
+      FROM jobs
+      WHERE jobs.job_id IS NOT NULL
+      LIMIT 1
+    ) AS t1
+  )
+)
+SELECT queue, priority, run_at, job_id, job_class, args, error_count
+FROM jobs
+WHERE locked
+LIMIT 1"""
+
+# Run in its own statement after lock_job: a job another worker deleted after
+# lock_job's snapshot was taken still looks present to lock_job, and this fresh
+# snapshot is what tells the two apart.
+CHECK_JOB: Final = """\
+SELECT 1 AS one
+FROM   que_jobs
+WHERE  queue    = %(queue)s::text
+AND    priority = %(priority)s::smallint
+AND    run_at   = %(run_at)s::timestamptz
+AND    job_id   = %(job_id)s::bigint"""
+
+# Ruby 0.14.3's six-parameter form: the count is incremented in SQL, the delay in
+# whole seconds is computed by the caller from the new count.
+SET_ERROR: Final = """\
+UPDATE que_jobs
+SET error_count = error_count + 1,
+    run_at      = now() + %(delay)s::bigint * '1 second'::interval,
+    last_error  = %(message)s::text
+WHERE queue    = %(queue)s::text
+AND   priority = %(priority)s::smallint
+AND   run_at   = %(run_at)s::timestamptz
+AND   job_id   = %(job_id)s::bigint"""
+
+INSERT_JOB: Final = """\
+INSERT INTO que_jobs
+(queue, priority, run_at, job_class, args)
+VALUES
+(coalesce(%(queue)s, '')::text, coalesce(%(priority)s, 100)::smallint,
+ coalesce(%(run_at)s, now())::timestamptz, %(job_class)s::text, coalesce(%(args)s, '[]')::json)
+RETURNING *"""
+
+# The batch form of INSERT_JOB: the same defaults applied element by element, in one
+# statement and one round trip. WITH ORDINALITY keeps the caller's order.
+INSERT_JOBS: Final = """\
+INSERT INTO que_jobs
+(queue, priority, run_at, job_class, args)
+SELECT coalesce(q, '')::text, coalesce(p, 100)::smallint, coalesce(r, now())::timestamptz,
+       c::text, coalesce(a, '[]')::json
+FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[],
+            %(job_classes)s::text[], %(args)s::text[])
+     WITH ORDINALITY AS t(q, p, r, c, a, n)
+ORDER BY n
+RETURNING *"""
+
+DESTROY_JOB: Final = """\
+DELETE FROM que_jobs
+WHERE queue    = %(queue)s::text
+AND   priority = %(priority)s::smallint
+AND   run_at   = %(run_at)s::timestamptz
+AND   job_id   = %(job_id)s::bigint"""
+
+UNLOCK_JOB: Final = "SELECT pg_advisory_unlock(%(job_id)s::bigint)"
+
+JOB_STATS: Final = """\
+SELECT queue, job_class, count(*) AS count,
+       count(locks.job_id) AS count_working,
+       sum((error_count > 0)::int) AS count_errored,
+       max(error_count) AS highest_error_count,
+       min(run_at) AS oldest_run_at
+FROM que_jobs
+LEFT JOIN (
+  SELECT (classid::bigint << 32) + objid::bigint AS job_id
+  FROM pg_locks
+  WHERE locktype = 'advisory'
+) locks USING (job_id)
+GROUP BY queue, job_class
+ORDER BY count(*) DESC"""
+
+# The PostgreSQL >= 9.6 form (Ruby's worker_states_96).
+WORKER_STATES: Final = """\
+SELECT que_jobs.*,
+       pg.pid AS pg_backend_pid,
+       pg.state AS pg_state,
+       pg.state_change AS pg_state_changed_at,
+       pg.query AS pg_last_query,
+       pg.query_start AS pg_last_query_started_at,
+       pg.xact_start AS pg_transaction_started_at,
+       pg.wait_event_type IS NOT NULL AS pg_waiting_on_lock
+FROM que_jobs
+JOIN (
+  SELECT (classid::bigint << 32) + objid::bigint AS job_id, pg_stat_activity.*
+  FROM pg_locks
+  JOIN pg_stat_activity USING (pid)
+  WHERE locktype = 'advisory'
+) pg USING (job_id)"""
+
+DB_VERSION: Final = """\
+SELECT relname, description
+FROM pg_class
+LEFT JOIN pg_description ON pg_description.objoid = pg_class.oid
+WHERE relname = 'que_jobs'"""
+
+CLEAR: Final = "DELETE FROM que_jobs"

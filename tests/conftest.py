@@ -1,0 +1,64 @@
+"""Fixtures: one real PostgreSQL per test session, a fresh que_jobs table per test."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+
+import que
+from harness.postgres import database
+
+settings.register_profile(
+    "ci", derandomize=True, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=300, deadline=None)
+settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with database() as db:
+        yield db.url
+
+
+def reset_schema(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Locks left by a failed test would leak into the next one.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        conn.execute("DROP TABLE IF EXISTS que_jobs")
+        que.migrate(conn)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    reset_schema(database_url)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def client(conn: psycopg.Connection[Any], database_url: str) -> Iterator[que.Client]:
+    with que.Client(database_url) as c:
+        yield c
+
+
+def rows(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(f"SELECT *, args::text AS args_text FROM que_jobs WHERE {where} ORDER BY job_id")
+        return cur.fetchall()
+
+
+def advisory_locks(conn: psycopg.Connection[Any]) -> list[tuple[int, int, int, int]]:
+    """(pid, classid, objid, objsubid) of every advisory lock held."""
+    return [
+        tuple(r)  # type: ignore[misc]
+        for r in conn.execute(
+            "SELECT pid, classid::bigint, objid::bigint, objsubid FROM pg_locks "
+            "WHERE locktype = 'advisory' AND granted ORDER BY 1, 2, 3"
+        ).fetchall()
+    ]
