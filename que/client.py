@@ -121,6 +121,9 @@ class Client:
         connect_timeout: float = 10.0,
     ) -> None:
         self.conninfo = database_url(conninfo)
+        # Fail fast with the server's own reason (refused, bad password ...) rather
+        # than after the pool's background retries time out.
+        psycopg.connect(self.conninfo, connect_timeout=max(1, int(connect_timeout))).close()
         self._pool = ConnectionPool(
             self.conninfo,
             min_size=1,
@@ -135,8 +138,6 @@ class Client:
             self._pool.wait(timeout=connect_timeout)
         except PoolTimeout:
             self._pool.close()
-            # Surface the server's own reason (bad password, refused ...).
-            psycopg.connect(self.conninfo, connect_timeout=max(1, int(connect_timeout))).close()
             raise
 
     def __repr__(self) -> str:

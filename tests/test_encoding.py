@@ -39,7 +39,10 @@ RUBY_WRITES = [
     (9007199254740993, "[9007199254740993]"),
     (2**64, "[18446744073709551616]"),
     (-(2**63), "[-9223372036854775808]"),
-    ("a\x00b\x1f\x7f\t\n\r\b\f\"\\/ é 😀 \u2028 </script>", '["a\\u0000b\\u001f\x7f\\t\\n\\r\\b\\f\\"\\\\/ é 😀 \u2028 </script>"]'),
+    (
+        'a\x00b\x1f\x7f\t\n\r\b\f"\\/ é 😀 \u2028 </script>',
+        '["a\\u0000b\\u001f\x7f\\t\\n\\r\\b\\f\\"\\\\/ é 😀 \u2028 </script>"]',
+    ),
     ({"a": 1, "b": {}}, '[{"a":1,"b":{}}]'),
     ({1: "x"}, '[{"1":"x"}]'),
     ([], "[[]]"),
@@ -96,8 +99,10 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(st.characters(exclude_categories=["Cs"])),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"]), max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"]), max_size=8), children, max_size=5)
+    ),
     max_leaves=20,
 )
 

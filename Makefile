@@ -1,0 +1,39 @@
+# que-interop. Every target sets up what it needs: system packages (as root, via apt-get),
+# a virtualenv under .venv, and the Go testee binary.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all test lint conformance bench chaos fixtures-check system-deps venv clean
+
+all: lint test
+
+system-deps:
+	@harness/bootstrap.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev,conformance,bench]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: system-deps venv
+	$(PY) -m pytest tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+conformance: system-deps venv
+	@echo "make conformance: the conformance suite has not landed yet" >&2; exit 1
+
+bench: system-deps venv
+	@echo "make bench: the benchmark has not landed yet" >&2; exit 1
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the system packages the project needs, when they are missing and we can:
+# PostgreSQL (server, initdb, pgbench), Ruby with the pg gem (for the Ruby testee),
+# and Go (for the que-go testee). As non-root or off Debian it only reports.
+set -euo pipefail
+
+missing=()
+have_pg() {
+  command -v initdb >/dev/null 2>&1 && return 0
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+have_pgbench() {
+  command -v pgbench >/dev/null 2>&1 && return 0
+  ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1
+}
+have_pg || missing+=(postgresql)
+have_pgbench || missing+=(postgresql-contrib)
+command -v ruby >/dev/null 2>&1 || missing+=(ruby)
+if command -v ruby >/dev/null 2>&1; then
+  ruby -e 'require "pg"' >/dev/null 2>&1 || missing+=(ruby-pg)
+else
+  missing+=(ruby-pg)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: missing system packages: ${missing[*]} (not root on Debian: install them yourself)" >&2
+  exit 0
+fi
+echo "bootstrap: apt-get install ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null
