@@ -40,6 +40,9 @@ class Database:
     backend: str
     version: str = ""
     bindir: str | None = None
+    # With the docker backend: the URL as containers on `network` see the server.
+    container_url: str | None = None
+    network: str | None = None
     _stop: list[object] = field(default_factory=list, repr=False)
 
 
@@ -277,5 +280,14 @@ def database(backend: str = "auto", url: str | None = None) -> Iterator[Database
     else:
         from harness import containers
 
-        with containers.postgres_container() as container_url:
-            yield Database(url=container_url, backend="docker", version=server_version(container_url))
+        reason = containers.docker_unavailable_reason()
+        if reason:
+            raise PostgresUnavailable(f"backend 'docker': {reason}")
+        with containers.postgres_network() as db:
+            yield Database(
+                url=db.host_url,
+                backend="docker",
+                version=server_version(db.host_url),
+                container_url=db.container_url,
+                network=db.network,
+            )

@@ -1,0 +1,280 @@
+"""Talking to an implementation under test: one process, JSON lines both ways.
+
+The harness knows commands, not languages. A testee is any program that reads one JSON
+request per line on stdin and writes one JSON response per line on stdout
+(conformance/PROTOCOL.md). Whatever goes wrong on its side becomes a clear exception
+here, never a hung suite: a crash (TesteeCrashed), a missed deadline (TesteeTimeout,
+after which the process is killed), a line that is not a response (TesteeProtocolError),
+or an error response (TesteeError).
+"""
+
+import collections
+import contextlib
+import itertools
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1
+DEFAULT_TIMEOUT = 30.0
+_EOF = object()
+
+
+class TesteeFailure(Exception):
+    """Base: the testee did not do what was asked."""
+
+
+class TesteeCrashed(TesteeFailure):
+    """The process exited (or closed stdout) while a response was due."""
+
+
+class TesteeTimeout(TesteeFailure):
+    """No response before the deadline; the process was killed."""
+
+
+class TesteeProtocolError(TesteeFailure):
+    """The testee wrote something that is not a protocol response."""
+
+
+class TesteeError(TesteeFailure):
+    """The testee answered `ok: false`."""
+
+    def __init__(self, op: str, error: Mapping[str, Any]) -> None:
+        self.type = str(error.get("type", "Error"))
+        self.detail = str(error.get("message", ""))
+        super().__init__(f"{op} failed in the testee: {self.type}: {self.detail}")
+
+
+class Unavailable(TesteeFailure):
+    """The implementation cannot run here (its `start` said so, or it could not start)."""
+
+
+@dataclass
+class Info:
+    """What a testee says about itself at `start`."""
+
+    name: str
+    version: str
+    language: str
+    protocol: int
+    capabilities: dict[str, Any] = field(default_factory=dict)
+
+    def can(self, capability: str) -> bool:
+        return bool(self.capabilities.get(capability, False))
+
+
+class Testee:
+    """A running implementation. Use `request()` or the op helpers."""
+
+    def __init__(
+        self,
+        command: Sequence[str] | str,
+        *,
+        cwd: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        if not self.argv:
+            raise ValueError("a testee command must not be empty")
+        self.label = label or Path(self.argv[0]).name
+        self._ids = itertools.count(1)
+        self._lines: queue.Queue[object] = queue.Queue()
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
+        self.info: Info | None = None
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise Unavailable(f"cannot run {shlex.join(self.argv)}: {error}") from None
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def __repr__(self) -> str:
+        return f"<Testee {self.label} pid={self.proc.pid}>"
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(_EOF)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail.append(line.rstrip("\n"))
+
+    def _stderr_text(self) -> str:
+        tail = "\n".join(self.stderr_tail)
+        return f"\n--- stderr of {self.label} (last lines) ---\n{tail}" if tail else ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, op: str, timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its `result`; raise on anything else."""
+        request_id = next(self._ids)
+        line = json.dumps({"id": request_id, "op": op, **fields}, ensure_ascii=False)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise TesteeCrashed(
+                f"{self.label} is gone (exit code {self.proc.poll()}) before {op}{self._stderr_text()}"
+            ) from None
+        try:
+            raw = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            raise TesteeTimeout(
+                f"{self.label} gave no response to {op} within {timeout:g}s; killed it{self._stderr_text()}"
+            ) from None
+        if raw is _EOF:
+            code = self.proc.wait(5)
+            raise TesteeCrashed(f"{self.label} exited with code {code} while answering {op}{self._stderr_text()}")
+        assert isinstance(raw, str)
+        try:
+            response = json.loads(raw)
+        except ValueError:
+            self.kill()
+            raise TesteeProtocolError(
+                f"{self.label} answered {op} with a line that is not JSON: {raw[:200]!r}{self._stderr_text()}"
+            ) from None
+        if not isinstance(response, dict) or response.get("id") != request_id or "ok" not in response:
+            self.kill()
+            raise TesteeProtocolError(
+                f"{self.label} answered {op} (id {request_id}) with {raw[:200]!r}: a response needs "
+                f'"id": {request_id} and "ok"'
+            )
+        if response["ok"] is not True:
+            error = response.get("error")
+            raise TesteeError(op, error if isinstance(error, dict) else {"message": repr(error)})
+        result = response.get("result", {})
+        return result if isinstance(result, dict) else {"value": result}
+
+    def start(self, database_url: str, results_table: str, timeout: float = 60.0) -> Info:
+        """The handshake: the testee connects and says what it is and can do."""
+        try:
+            result = self.request(
+                "start",
+                timeout=timeout,
+                database_url=database_url,
+                results_table=results_table,
+                protocol=PROTOCOL_VERSION,
+            )
+        except TesteeError as error:
+            self.stop()
+            if error.type == "Unavailable":
+                raise Unavailable(error.detail) from None
+            raise
+        except (TesteeCrashed, TesteeTimeout, TesteeProtocolError) as error:
+            self.kill()
+            raise Unavailable(str(error)) from None
+        try:
+            info = Info(
+                name=str(result["name"]),
+                version=str(result.get("version", "")),
+                language=str(result.get("language", "")),
+                protocol=int(result.get("protocol", 0)),
+                capabilities=dict(result.get("capabilities", {})),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            self.kill()
+            raise TesteeProtocolError(f"{self.label}: bad start result {result!r}: {error}") from None
+        if info.protocol != PROTOCOL_VERSION:
+            self.stop()
+            raise Unavailable(
+                f"{info.name} speaks testee protocol {info.protocol}; this harness speaks {PROTOCOL_VERSION}"
+            )
+        self.info = info
+        self.label = info.name
+        return info
+
+    # -- the ops, typed -------------------------------------------------------------
+
+    def enqueue(
+        self,
+        job_class: str,
+        args_json: str | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: str | None = None,
+    ) -> int | None:
+        fields: dict[str, Any] = {"job_class": job_class}
+        if args_json is not None:
+            fields["args_json"] = args_json
+        if queue is not None:
+            fields["queue"] = queue
+        if priority is not None:
+            fields["priority"] = priority
+        if run_at is not None:
+            fields["run_at"] = run_at
+        job_id = self.request("enqueue", **fields).get("job_id")
+        return int(job_id) if job_id is not None else None
+
+    def work_one(self, queue: str = "", timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        return self.request("work_one", queue=queue, timeout=timeout)
+
+    def work(self, queue: str = "", workers: int = 1, deadline_ms: int = 60_000) -> dict[str, Any]:
+        return self.request(
+            "work", queue=queue, workers=workers, deadline_ms=deadline_ms, timeout=deadline_ms / 1000 + 30
+        )
+
+    def lock(self, queue: str = "") -> dict[str, Any] | None:
+        job = self.request("lock", queue=queue).get("job")
+        return job if isinstance(job, dict) else None
+
+    def release(self, job_id: int) -> None:
+        self.request("release", job_id=job_id)
+
+    def migrate(self, version: int) -> None:
+        self.request("migrate", version=version)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the testee to exit; kill it if it does not."""
+        if self.alive():
+            with contextlib.suppress(TesteeFailure):
+                self.request("stop", timeout=timeout)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_pipes()
+
+    def kill(self) -> None:
+        """SIGKILL the testee's whole process group."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()

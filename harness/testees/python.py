@@ -1,0 +1,205 @@
+"""The Python testee: conformance/PROTOCOL.md over the `que` library.
+
+Run as `python -m harness.testees.python`. Like every testee it registers the shared
+job classes (QueConformance::Echo, ::Fail, ::Sleep, ::Crash) and writes what its
+handlers received into the harness's results table.
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+import que
+
+PROTOCOL_VERSION = 1
+
+
+class Testee:
+    def __init__(self) -> None:
+        self.client: que.Client | None = None
+        self.results_table = "que_conformance_results"
+        self.worker: que.Worker | None = None
+        self.held: dict[int, que.LockedJob] = {}
+        self.results_conn: psycopg.Connection[Any] | None = None
+        self.results_lock = threading.Lock()
+        self.handlers = que.Registry(
+            {
+                "QueConformance::Echo": self.echo,
+                "QueConformance::Fail": self.fail,
+                "QueConformance::Sleep": self.sleep,
+                "QueConformance::Crash": self.crash,
+            }
+        )
+
+    # -- job classes ------------------------------------------------------------------
+
+    def record(self, received: str | None) -> None:
+        job = que.current_job()
+        with self.results_lock:
+            if self.results_conn is None or self.results_conn.closed:
+                assert self.client is not None
+                self.results_conn = psycopg.connect(self.client.conninfo, autocommit=True)
+            self.results_conn.execute(
+                f"INSERT INTO {self.results_table} (impl, pid, job_id, job_class, received, raw) "
+                "VALUES ('python', %s, %s, %s, %s, %s)",
+                [os.getpid(), job.job_id, job.job_class, received, job.args_json],
+            )
+
+    def echo(self, *args: Any) -> None:
+        self.record(json.dumps(list(args), ensure_ascii=False))
+
+    def fail(self, message: str = "failed", *rest: Any) -> None:
+        raise RuntimeError(message)
+
+    def sleep(self, milliseconds: float = 0, *rest: Any) -> None:
+        time.sleep(float(milliseconds) / 1000)
+        self.record(None)
+
+    def crash(self, *args: Any) -> None:
+        self.record(None)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- ops ----------------------------------------------------------------------------
+
+    def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.client = que.Client(req["database_url"], max_connections=4)
+        self.results_table = req.get("results_table", self.results_table)
+        return {
+            "name": "python",
+            "version": que.__version__,
+            "language": f"Python {sys.version.split()[0]}",
+            "protocol": PROTOCOL_VERSION,
+            "capabilities": {
+                "enqueue_returns_job_id": True,
+                "enqueue_priority_zero": True,
+                "enqueue_run_at": True,
+                "migrate": True,
+                "work_pool": True,
+                "lock": True,
+                "crash_job": True,
+                "race_retry": True,
+                "number_model": "exact",
+                "args_encoding": "ruby-json-dump",
+                "last_error_format": "python",
+                "handler_args": "splat",
+            },
+        }
+
+    def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        self.client.migrate(int(req["version"]))
+        return {}
+
+    def op_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        args = que.loads(req["args_json"]) if "args_json" in req else []
+        if not isinstance(args, list):
+            raise TypeError(f"args_json must be a JSON array for this implementation, got {req['args_json']!r}")
+        options: dict[str, Any] = {}
+        if "queue" in req:
+            options["queue"] = req["queue"]
+        if "priority" in req:
+            options["priority"] = req["priority"]
+        if "run_at" in req:
+            options["run_at"] = datetime.fromisoformat(req["run_at"].replace("Z", "+00:00"))
+        job = self.client.enqueue(req["job_class"], *args, **options)
+        return {"job_id": job.job_id}
+
+    def _worker(self, queue: str) -> que.Worker:
+        assert self.client is not None
+        if self.worker is None or self.worker.queue != queue:
+            self.worker = que.Worker(self.client, self.handlers, queue=queue)
+        return self.worker
+
+    def op_work_one(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"worked": self._worker(req.get("queue", "")).work_one()}
+
+    def op_work(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        queue = req.get("queue", "")
+        deadline = time.monotonic() + req.get("deadline_ms", 60_000) / 1000
+        started = time.monotonic()
+        pool = que.WorkerPool(
+            self.client, self.handlers, count=int(req.get("workers", 1)), queue=queue, wake_interval=0.01
+        ).start()
+        drained = False
+        with psycopg.connect(self.client.conninfo, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT count(*) FROM que_jobs WHERE queue = %s AND run_at <= now()", [queue]
+                ).fetchone()
+                if row is not None and row[0] == 0:
+                    drained = True
+                    break
+                time.sleep(0.01)
+        pool.shutdown()
+        return {"drained": drained, "elapsed_ms": round((time.monotonic() - started) * 1000)}
+
+    def op_lock(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        locked = self.client.lock_job(req.get("queue", ""))
+        if locked is None:
+            return {"job": None}
+        job = locked.job
+        self.held[job.job_id] = locked
+        return {
+            "job": {
+                "job_id": job.job_id,
+                "queue": job.queue,
+                "priority": job.priority,
+                "run_at": job.run_at.isoformat(),
+                "job_class": job.job_class,
+                "error_count": job.error_count,
+            }
+        }
+
+    def op_release(self, req: dict[str, Any]) -> dict[str, Any]:
+        locked = self.held.pop(int(req["job_id"]), None)
+        if locked is None:
+            raise KeyError(f"job {req['job_id']} is not held by this testee")
+        locked.release()
+        return {}
+
+    def op_stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        for locked in self.held.values():
+            locked.release()
+        self.held.clear()
+        if self.client is not None:
+            self.client.close()
+        return {}
+
+
+def main() -> int:
+    testee = Testee()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request_id = None
+        req: dict[str, Any] = {}
+        try:
+            req = json.loads(line)
+            request_id = req.get("id")
+            handler = getattr(testee, f"op_{req.get('op')}", None)
+            if handler is None:
+                raise NotImplementedError(f"unknown op {req.get('op')!r}")
+            response = {"id": request_id, "ok": True, "result": handler(req)}
+        except Exception as error:  # every failure is a response, never a crash
+            traceback.print_exc(file=sys.stderr)
+            response = {"id": request_id, "ok": False, "error": {"type": type(error).__name__, "message": str(error)}}
+        sys.stdout.write(json.dumps(response, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        if req.get("op") == "stop":
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

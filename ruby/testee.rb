@@ -1,0 +1,239 @@
+# frozen_string_literal: true
+
+# The Ruby testee: conformance/PROTOCOL.md over the real Que 0.14 gem and the pg gem.
+#
+# Que is loaded from QUE_RUBY_LIB (a directory holding que.rb) when set, else from the
+# installed gem. When it cannot be loaded, `start` answers with an error of type
+# "Unavailable" and the reason, so the harness reports the Ruby cells as unavailable.
+
+require 'json'
+require 'time'
+require 'logger'
+
+# Protocol responses go to the real stdout; anything else that prints goes to stderr.
+PROTOCOL_OUT = $stdout.dup
+PROTOCOL_OUT.sync = true
+$stdout = $stderr
+
+PROTOCOL_VERSION = 1
+
+LOAD_ERROR =
+  begin
+    $LOAD_PATH.unshift(ENV['QUE_RUBY_LIB']) if ENV['QUE_RUBY_LIB'] && !ENV['QUE_RUBY_LIB'].empty?
+    require 'pg'
+    require 'que'
+    unless Que::Version.start_with?('0.14.')
+      raise LoadError, "Que #{Que::Version} was loaded, but this testee needs Que 0.14.x"
+    end
+    nil
+  rescue LoadError => e
+    where = ENV['QUE_RUBY_LIB'] ? "QUE_RUBY_LIB=#{ENV['QUE_RUBY_LIB']}" : 'the installed gems (QUE_RUBY_LIB is not set)'
+    "cannot load Que 0.14 from #{where}: #{e.message}"
+  end
+
+module QueConformance
+  class << self
+    attr_accessor :results_table, :database_url
+  end
+
+  def self.record(job, received)
+    Que.execute(
+      "INSERT INTO #{results_table} (impl, pid, job_id, job_class, received, raw) " \
+      "VALUES ('ruby', $1, $2, $3, $4, NULL)",
+      [Process.pid, job.attrs[:job_id], job.attrs[:job_class], received]
+    )
+  end
+end
+
+unless LOAD_ERROR
+  module QueConformance
+    class Echo < Que::Job
+      def run(*args)
+        QueConformance.record(self, JSON.generate(args))
+      end
+    end
+
+    class Fail < Que::Job
+      def run(message = 'failed', *_rest)
+        raise RuntimeError, message
+      end
+    end
+
+    class Sleep < Que::Job
+      def run(milliseconds = 0, *_rest)
+        sleep(milliseconds.to_f / 1000)
+        QueConformance.record(self, nil)
+      end
+    end
+
+    class Crash < Que::Job
+      def run(*_args)
+        QueConformance.record(self, nil)
+        Process.kill(:KILL, Process.pid)
+        sleep
+      end
+    end
+  end
+end
+
+class Testee
+  def initialize
+    @held = {}
+  end
+
+  def connect(url)
+    PG::Connection.new(url)
+  end
+
+  def op_start(req)
+    raise UnavailableError, LOAD_ERROR if LOAD_ERROR
+
+    QueConformance.results_table = req.fetch('results_table')
+    QueConformance.database_url = req.fetch('database_url')
+    url = req.fetch('database_url')
+    pooled =
+      begin
+        require 'connection_pool'
+        Que.connection = ConnectionPool.new(size: 20) { connect(url) }
+        true
+      rescue LoadError
+        Que.connection = connect(url)
+        false
+      end
+    Que.logger = Logger.new($stderr)
+    Que.mode = :off
+    {
+      name: 'ruby',
+      version: "que #{Que::Version}, pg #{PG::VERSION}",
+      language: "Ruby #{RUBY_VERSION}",
+      protocol: PROTOCOL_VERSION,
+      capabilities: {
+        enqueue_returns_job_id: true,
+        enqueue_priority_zero: true,
+        enqueue_run_at: true,
+        migrate: true,
+        work_pool: true,
+        work_pool_parallel: pooled,
+        lock: true,
+        crash_job: true,
+        race_retry: false,
+        number_model: 'exact',
+        args_encoding: 'ruby-json-dump',
+        last_error_format: 'ruby',
+        handler_args: 'splat'
+      }
+    }
+  end
+
+  def op_migrate(req)
+    Que.migrate!(version: Integer(req.fetch('version')))
+    {}
+  end
+
+  def op_enqueue(req)
+    args = req.key?('args_json') ? JSON.parse(req['args_json']) : []
+    raise ArgumentError, "args_json must be a JSON array, got #{req['args_json']}" unless args.is_a?(Array)
+
+    # The options hash always comes last, so a Hash that ends the arguments stays an
+    # argument instead of being read as options.
+    options = { job_class: req.fetch('job_class') }
+    options[:queue] = req['queue'] if req.key?('queue')
+    options[:priority] = req['priority'] if req.key?('priority')
+    options[:run_at] = Time.iso8601(req['run_at']) if req.key?('run_at')
+    job = Que::Job.enqueue(*args, options)
+    { job_id: job.attrs[:job_id] }
+  end
+
+  def op_work_one(req)
+    result = Que::Job.work(req.fetch('queue', ''))
+    event = result[:event].to_s
+    { worked: event != 'job_unavailable', event: event }
+  end
+
+  def drained?(queue)
+    rows = Que.execute('SELECT count(*) AS n FROM que_jobs WHERE queue = $1 AND run_at <= now()', [queue])
+    rows.first[:n].to_i.zero?
+  end
+
+  def op_work(req)
+    queue = req.fetch('queue', '')
+    deadline = Time.now + req.fetch('deadline_ms', 60_000) / 1000.0
+    started = Time.now
+    Que.queue_name = queue
+    Que.worker_count = Integer(req.fetch('workers', 1))
+    Que.wake_interval = 0.01
+    Que.mode = :async
+    drained = false
+    while Time.now < deadline
+      if drained?(queue)
+        drained = true
+        break
+      end
+      sleep 0.01
+    end
+    Que.worker_count = 0
+    Que.mode = :off
+    { drained: drained, elapsed_ms: ((Time.now - started) * 1000).round }
+  end
+
+  # Que 0.x has no public API to hold a lock across calls, so this uses Que's own
+  # lock_job and check_job statements on a dedicated connection, as Job.work does.
+  def op_lock(req)
+    conn = connect(QueConformance.database_url)
+    queue = req.fetch('queue', '')
+    loop do
+      row = conn.exec_params(Que::SQL[:lock_job], [queue]).first
+      unless row
+        conn.close
+        return { job: nil }
+      end
+      check = conn.exec_params(Que::SQL[:check_job], [row['queue'], row['priority'], row['run_at'], row['job_id']])
+      if check.ntuples.positive?
+        @held[Integer(row['job_id'])] = conn
+        return { job: {
+          job_id: Integer(row['job_id']), queue: row['queue'], priority: Integer(row['priority']),
+          run_at: row['run_at'], job_class: row['job_class'], error_count: Integer(row['error_count'])
+        } }
+      end
+      conn.exec_params('SELECT pg_advisory_unlock($1)', [row['job_id']])
+    end
+  end
+
+  def op_release(req)
+    job_id = Integer(req.fetch('job_id'))
+    conn = @held.delete(job_id) or raise KeyError, "job #{job_id} is not held by this testee"
+    conn.exec_params('SELECT pg_advisory_unlock($1)', [job_id])
+    conn.close
+    {}
+  end
+
+  def op_stop(_req)
+    @held.each_value(&:close)
+    @held.clear
+    {}
+  end
+end
+
+class UnavailableError < StandardError; end
+
+testee = Testee.new
+$stdin.each_line do |line|
+  next if line.strip.empty?
+
+  id = nil
+  op = nil
+  begin
+    req = JSON.parse(line)
+    id = req['id']
+    op = req['op']
+    method = "op_#{op}"
+    raise NotImplementedError, "unknown op #{op.inspect}" unless testee.respond_to?(method)
+
+    response = { id: id, ok: true, result: testee.public_send(method, req) }
+  rescue StandardError, NotImplementedError => e
+    type = e.is_a?(UnavailableError) ? 'Unavailable' : e.class.name
+    response = { id: id, ok: false, error: { type: type, message: e.message } }
+  end
+  PROTOCOL_OUT.puts(JSON.generate(response))
+  exit 0 if op == 'stop'
+end
