@@ -31,6 +31,8 @@ _EOF = object()
 class TesteeFailure(Exception):
     """Base: the testee did not do what was asked."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
 
 class TesteeCrashed(TesteeFailure):
     """The process exited (or closed stdout) while a response was due."""
@@ -73,6 +75,8 @@ class Info:
 
 class Testee:
     """A running implementation. Use `request()` or the op helpers."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(
         self,

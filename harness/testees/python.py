@@ -70,7 +70,7 @@ class Testee:
     # -- ops ----------------------------------------------------------------------------
 
     def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.client = que.Client(req["database_url"], max_connections=4)
+        self.client = que.Client(req["database_url"], max_connections=60)
         self.results_table = req.get("results_table", self.results_table)
         return {
             "name": "python",

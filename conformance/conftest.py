@@ -1,0 +1,212 @@
+"""Wiring of the conformance suite: database, fleet, parametrization, expectations, report.
+
+Configuration comes from the environment, so `que-conformance` and a plain `pytest
+conformance/` behave the same:
+  QUE_CONFORMANCE_IMPLS     built-ins to run (default python,go,ruby)
+  QUE_CONFORMANCE_TESTEES   JSON list of outside testee command lines (testee1, testee2 ...)
+  QUE_CONFORMANCE_RESULTS   folder for results.json and matrix.md (default results/conformance)
+  QUE_CONFORMANCE_NO_BUILD  set to skip `go build` (use the existing go/bin/que-testee)
+  QUE_PG_BACKEND            auto | local | url | docker;  QUE_DATABASE_URL for url
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+
+from conformance import expectations
+from conformance.fleet import Fleet, configured_names, reset
+from conformance.report import AREAS, Cell, Run
+from harness.postgres import Database, database
+
+ROOT = Path(__file__).resolve().parent.parent
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile(
+    "deep",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fix",
+        action="store_true",
+        default=False,
+        help="rewrite conformance/expectations/*.json from this run: drop stale entries, add new failures",
+    )
+
+
+# -- parametrization over implementations ---------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = configured_names()
+    if "impl" in metafunc.fixturenames:
+        metafunc.parametrize("impl", names)
+    if "enqueuer" in metafunc.fixturenames and "worker" in metafunc.fixturenames:
+        pairs = [(e, w) for e in names for w in names]
+        metafunc.parametrize(("enqueuer", "worker"), pairs, ids=[f"{e}->{w}" for e, w in pairs])
+    if "holder" in metafunc.fixturenames and "other" in metafunc.fixturenames:
+        pairs = [(h, o) for h in names for o in names]
+        metafunc.parametrize(("holder", "other"), pairs, ids=[f"{h}|{o}" for h, o in pairs])
+
+
+def cell_id(item: pytest.Item) -> str:
+    return item.nodeid.split("conformance/", 1)[-1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    known = expectations.load()
+    config.stash[_KNOWN] = known
+    for item in items:
+        entry = known.get(cell_id(item))
+        if entry is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"known divergence of {entry.impl}: {entry.reason}"))
+
+
+# -- session resources ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Database]:
+    with database(backend=os.environ.get("QUE_PG_BACKEND", "auto")) as db:
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            reset(conn)
+        yield db
+
+
+@pytest.fixture(scope="session")
+def fleet(pg: Database, request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    fleet = Fleet(pg, build=not os.environ.get("QUE_CONFORMANCE_NO_BUILD"))
+    request.config.stash[_FLEET] = fleet
+    request.config.stash[_PG] = {"version": pg.version, "backend": pg.backend}
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture
+def db(pg: Database, fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
+    """A clean database for the test, and the test's own connection to it."""
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        reset(conn)
+        yield conn
+
+
+# -- outcomes, expectations --fix, and the report ---------------------------------------
+
+_KNOWN = pytest.StashKey[dict[str, expectations.Divergence]]()
+_FLEET = pytest.StashKey[Fleet]()
+_PG = pytest.StashKey[dict[str, Any]]()
+_CELLS = pytest.StashKey[dict[str, Cell]]()
+
+
+def _impls_of(item: pytest.Item) -> tuple[list[str], str | None, str | None]:
+    params: dict[str, Any] = (getattr(item, "callspec", None) and item.callspec.params) or {}  # type: ignore[attr-defined]
+    if "enqueuer" in params:
+        return [params["enqueuer"], params["worker"]], params["enqueuer"], params["worker"]
+    if "holder" in params:
+        return [params["holder"], params["other"]], None, None
+    if "impl" in params:
+        return [params["impl"]], None, None
+    for key, value in item.user_properties:
+        if key == "impls":
+            return list(value), None, None
+    return [], None, None
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when == "setup" and report.passed:
+        return
+    if report.when == "teardown" and report.passed:
+        return
+    cells = item.config.stash.setdefault(_CELLS, {})
+    impls, enqueuer, worker = _impls_of(item)
+    module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    if report.skipped and hasattr(report, "wasxfail"):
+        kind, message = "expected", str(report.wasxfail)
+    elif report.skipped:
+        message = _skip_reason(report)
+        kind = "not_applicable" if message.startswith("not applicable") else "unavailable"
+    elif report.failed and "XPASS(strict)" in str(report.longrepr):
+        kind, message = "stale", "listed as a known divergence but passed: remove it (or run with --fix)"
+    elif report.failed:
+        kind, message = "failed", report.longreprtext.strip().splitlines()[-1] if report.longreprtext else ""
+        if call.excinfo is not None:
+            message = f"{call.excinfo.typename}: {call.excinfo.value}"
+    else:
+        kind, message = "passed", ""
+    previous = cells.get(item.nodeid)
+    if previous is not None and previous.outcome in ("failed", "stale"):
+        return  # a teardown error must not hide the call's failure
+    cells[item.nodeid] = Cell(
+        cell=cell_id(item),
+        area=AREAS.get(module, module),
+        impls=impls,
+        outcome=kind,
+        enqueuer=enqueuer,
+        worker=worker,
+        message=message,
+        duration_s=round(report.duration, 3),
+    )
+
+
+def _results_dir() -> Path:
+    return Path(os.environ.get("QUE_CONFORMANCE_RESULTS", ROOT / "results" / "conformance"))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    cells = config.stash.get(_CELLS, {})
+    fleet = config.stash.get(_FLEET, None)
+    run = Run(
+        cells=list(cells.values()),
+        implementations=fleet.summary() if fleet else {},
+        postgres=config.stash.get(_PG, {}),
+    )
+    out = _results_dir()
+    run.write(out)
+    write = terminalreporter.write_line
+    write("")
+    write(run.impl_area_matrix())
+    write("")
+    write(run.pair_matrix())
+    for name, info in run.implementations.items():
+        if not info["available"]:
+            write(f"{name}: unavailable: {info['unavailable_reason']}")
+    write(f"results: {out}/results.json, {out}/matrix.md")
+    write(run.summary_line())
+    if config.getoption("--fix"):
+        known = config.stash.get(_KNOWN, {})
+        stale = {c.cell for c in run.cells if c.outcome == "stale"}
+        unexpected = {
+            c.cell: ((c.enqueuer or (c.impls[0] if c.impls else "python")), c.message)
+            for c in run.cells
+            if c.outcome == "failed"
+        }
+        for path in expectations.fix(known, unexpected, stale):
+            write(f"rewrote {path}")

@@ -1,0 +1,156 @@
+"""`make fixtures-check`: every fixture is well formed and agrees with its stated rule.
+
+Well formed: it validates against its JSON Schema in fixtures/schema/. Agrees: stored
+texts equal what the named encoding rule writes, orderings equal what the ordering rule
+gives, the retry table equals n**4 + 3, patterns compile. A fixture that contradicts
+its own rule would make the suite test the wrong thing, so this runs in CI.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from conformance import rules
+from que.retry import retry_delay
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+SCHEMAS = {
+    "args_vectors.json": "args-vectors.schema.json",
+    "schema_v3.json": "schema.schema.json",
+    "retry.json": "retry.schema.json",
+    "last_error.json": "last-error.schema.json",
+    "ordering.json": "ordering.schema.json",
+}
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def exact_for(args_json: str, stored: dict[str, str]) -> list[str]:
+    """The writer/reader pairs whose reader gets the value the input itself gives."""
+    found = []
+    for encoding, text in stored.items():
+        for model, parse in rules.MODELS.items():
+            if rules.same_json(parse(text), parse(args_json), rules.ORDERED[model]):
+                found.append(f"{encoding}/{model}")
+    return found
+
+
+def check_args_vectors(data: Any) -> list[str]:
+    problems = []
+    names = [v["name"] for v in data["vectors"]]
+    if len(names) != len(set(names)):
+        problems.append("args_vectors.json: vector names are not unique")
+    for vector in data["vectors"]:
+        where = f"args_vectors.json: {vector['name']}"
+        try:
+            value = rules.parse_exact(vector["args_json"])
+        except ValueError as error:
+            problems.append(f"{where}: args_json is not JSON: {error}")
+            continue
+        if not isinstance(value, list):
+            problems.append(f"{where}: args_json must be a JSON array")
+        for encoding, text in vector["stored"].items():
+            expected = rules.stored_text(vector["args_json"], encoding)
+            if expected is None:
+                problems.append(f"{where}: unknown args_encoding {encoding!r}")
+            elif expected != text:
+                problems.append(f"{where}: stored[{encoding!r}] is {text!r}, the rule writes {expected!r}")
+        computed = exact_for(vector["args_json"], vector["stored"])
+        if sorted(computed) != sorted(vector["exact_for"]):
+            problems.append(f"{where}: exact_for is {vector['exact_for']}, the rules give {computed}")
+    return problems
+
+
+def check_ordering(data: Any) -> list[str]:
+    problems = []
+    for scenario in data["scenarios"]:
+        labels = [j["label"] for j in scenario["jobs"]]
+        if len(labels) != len(set(labels)):
+            problems.append(f"ordering.json: {scenario['name']}: labels are not unique")
+        due = [
+            (j["priority"], j["run_at_offset_s"], index, j["label"])
+            for index, j in enumerate(scenario["jobs"])
+            if j.get("queue", scenario["queue"]) == scenario["queue"] and j["run_at_offset_s"] <= 0
+        ]
+        computed = [label for *_, label in sorted(due)]
+        if computed != scenario["expected"]:
+            problems.append(
+                f"ordering.json: {scenario['name']}: expected {scenario['expected']}, the rule gives {computed}"
+            )
+    return problems
+
+
+def check_retry(data: Any) -> list[str]:
+    return [
+        f"retry.json: error_count {row['error_count']} has delay {row['delay_seconds']}, n**4 + 3 is "
+        f"{retry_delay(row['error_count'])}"
+        for row in data["schedule"]
+        if row["delay_seconds"] != retry_delay(row["error_count"])
+    ]
+
+
+def check_last_error(data: Any) -> list[str]:
+    problems = []
+    for name, spec in data["formats"].items():
+        for case in ("failing_job", "unknown_class"):
+            try:
+                re.compile(spec[case]["pattern"])
+            except re.error as error:
+                problems.append(f"last_error.json: {name}.{case}.pattern does not compile: {error}")
+    return problems
+
+
+def check_schema(data: Any) -> list[str]:
+    names = [c["name"] for c in data["columns"]]
+    problems = []
+    if len(names) != len(set(names)):
+        problems.append("schema_v3.json: column names are not unique")
+    missing = [c for c in data["primary_key"]["columns"] if c not in names]
+    if missing:
+        problems.append(f"schema_v3.json: primary key names unknown columns {missing}")
+    return problems
+
+
+SEMANTIC = {
+    "args_vectors.json": check_args_vectors,
+    "ordering.json": check_ordering,
+    "retry.json": check_retry,
+    "last_error.json": check_last_error,
+    "schema_v3.json": check_schema,
+}
+
+
+def check() -> list[str]:
+    problems: list[str] = []
+    for name, schema_name in SCHEMAS.items():
+        try:
+            data = load(name)
+        except (OSError, ValueError) as error:
+            problems.append(f"{name}: cannot be read as JSON: {error}")
+            continue
+        schema = json.loads((FIXTURES / "schema" / schema_name).read_text(encoding="utf-8"))
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        problems += [f"{name}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
+        if not errors:
+            problems += SEMANTIC[name](data)
+    return problems
+
+
+def main() -> int:
+    problems = check()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"fixtures-check: {len(SCHEMAS)} fixtures, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The implementations of one run: started once, restarted when a test kills one.
+
+The suite asks the fleet for an implementation by name; it gets a started Testee, or
+the test is reported unavailable with the reason (never passed). Tests branch on the
+capabilities a testee declares at `start`, not on its name.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from harness import implementations, results
+from harness.implementations import Implementation
+from harness.postgres import Database
+from harness.testee import Info, Testee, Unavailable
+
+BUILTINS = ("python", "go", "ruby")
+
+
+def configured_names() -> list[str]:
+    """Names in run order: QUE_CONFORMANCE_IMPLS built-ins, then testee1.. from QUE_CONFORMANCE_TESTEES."""
+    names = [n.strip() for n in os.environ.get("QUE_CONFORMANCE_IMPLS", ",".join(BUILTINS)).split(",") if n.strip()]
+    names += [f"testee{i + 1}" for i, _ in enumerate(outside_commands())]
+    return names
+
+
+def outside_commands() -> list[str]:
+    raw = os.environ.get("QUE_CONFORMANCE_TESTEES", "[]")
+    commands = json.loads(raw)
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        raise ValueError(f"QUE_CONFORMANCE_TESTEES must be a JSON list of command lines, got {raw!r}")
+    return commands
+
+
+@dataclass
+class Member:
+    impl: Implementation
+    testee: Testee | None = None
+    info: Info | None = None
+    unavailable: str | None = None
+    restarts: int = 0
+    declared: dict[str, Any] = field(default_factory=dict)
+
+
+class Fleet:
+    def __init__(self, db: Database, build: bool = True) -> None:
+        self.db = db
+        builtins = [n for n in configured_names() if n in BUILTINS]
+        unknown = [n for n in configured_names() if n not in BUILTINS and not n.startswith("testee")]
+        if unknown:
+            raise ValueError(f"unknown implementations {unknown}; built-ins are {', '.join(BUILTINS)}")
+        found = implementations.resolve(builtins, outside_commands(), build=build, network=None)
+        self.members = {impl.name: Member(impl, unavailable=impl.unavailable) for impl in found}
+
+    def names(self) -> list[str]:
+        return list(self.members)
+
+    def _start(self, member: Member) -> None:
+        impl = member.impl
+        try:
+            testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
+            url = self.db.container_url if impl.in_container and self.db.container_url else self.db.url
+            member.info = testee.start(url, results.TABLE)
+            member.testee = testee
+        except Unavailable as error:
+            member.unavailable = str(error)
+
+    def get(self, name: str) -> Testee:
+        """A started testee, or skip the test as unavailable (with the reason)."""
+        member = self.members[name]
+        if member.unavailable is None and (member.testee is None or not member.testee.alive()):
+            if member.testee is not None:
+                member.restarts += 1
+            self._start(member)
+        if member.unavailable is not None:
+            pytest.skip(f"unavailable: {name}: {member.unavailable}")
+        assert member.testee is not None
+        return member.testee
+
+    def info(self, name: str) -> Info:
+        self.get(name)
+        info = self.members[name].info
+        assert info is not None
+        return info
+
+    def summary(self) -> dict[str, Any]:
+        out = {}
+        for name, member in self.members.items():
+            out[name] = {
+                "command": member.impl.describe(),
+                "available": member.unavailable is None and member.info is not None,
+                "unavailable_reason": member.unavailable,
+                "version": member.info.version if member.info else None,
+                "language": member.info.language if member.info else None,
+                "capabilities": member.info.capabilities if member.info else None,
+            }
+        return out
+
+    def stop(self) -> None:
+        for member in self.members.values():
+            if member.testee is not None:
+                member.testee.stop()
+
+
+def require(info: Info, capability: str, why: str = "") -> None:
+    """Mark the cell not applicable when the testee does not declare `capability`."""
+    if not info.can(capability):
+        pytest.skip(f"not applicable: {info.name} does not declare {capability}{': ' + why if why else ''}")
+
+
+def reset(conn: psycopg.Connection[Any]) -> None:
+    """An empty que_jobs at version 3, an empty results table, job ids from 1."""
+    from que import schema
+
+    if schema.db_version(conn) != 3:
+        conn.execute("DROP VIEW IF EXISTS que_jobs")
+        conn.execute("DROP TABLE IF EXISTS que_jobs")
+        schema.migrate(conn, 3)
+    conn.execute("DELETE FROM que_jobs")
+    conn.execute("ALTER SEQUENCE que_jobs_job_id_seq RESTART WITH 1")
+    results.create(conn)
+    results.clear(conn)

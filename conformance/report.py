@@ -1,0 +1,134 @@
+"""Turn the run's outcomes into the summary line, a JSON result and Markdown matrices.
+
+Outcomes per cell: passed, failed, unavailable (the implementation cannot run here),
+not applicable (it does not declare the capability), expected (a listed divergence that
+still diverges) and stale (a listed divergence that now passes: counted as failed).
+"""
+
+import json
+import platform
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+AREAS = {
+    "test_schema": "schema",
+    "test_enqueue": "enqueue",
+    "test_cross_language": "cross-language",
+    "test_arguments": "arguments",
+    "test_ordering": "ordering",
+    "test_locking": "locking",
+    "test_retries": "retries",
+    "test_exactly_once": "exactly-once",
+}
+OUTCOMES = ("passed", "failed", "unavailable", "not_applicable", "expected", "stale")
+
+
+@dataclass
+class Cell:
+    cell: str
+    area: str
+    impls: list[str]
+    outcome: str
+    enqueuer: str | None = None
+    worker: str | None = None
+    message: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass
+class Run:
+    cells: list[Cell] = field(default_factory=list)
+    implementations: dict[str, Any] = field(default_factory=dict)
+    postgres: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> Counter[str]:
+        return Counter(c.outcome for c in self.cells)
+
+    def summary_line(self) -> str:
+        n = self.counts()
+        failed = n["failed"] + n["stale"]
+        return (
+            f"{n['passed']} passed, {failed} failed, {n['unavailable']} unavailable, "
+            f"{n['expected']} expected divergences, {n['not_applicable']} not applicable"
+        )
+
+    def impl_area_matrix(self) -> str:
+        names = list(self.implementations) or sorted({i for c in self.cells for i in c.impls})
+        areas = [a for a in AREAS.values() if any(c.area == a for c in self.cells)]
+        table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        for c in self.cells:
+            for impl in set(c.impls):
+                table[impl, c.area][c.outcome] += 1
+        lines = ["| implementation | " + " | ".join(areas) + " |", "|---" * (len(areas) + 1) + "|"]
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(_cell_text(table[name, a]) for a in areas) + " |")
+        return "\n".join(lines)
+
+    def pair_matrix(self) -> str:
+        names = list(self.implementations) or sorted({i for c in self.cells for i in c.impls})
+        table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        for c in self.cells:
+            if c.enqueuer and c.worker:
+                table[c.enqueuer, c.worker][c.outcome] += 1
+        lines = ["| enqueuer \\ worker | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for e in names:
+            lines.append(f"| {e} | " + " | ".join(_cell_text(table[e, w]) for w in names) + " |")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        impls = "\n".join(
+            f"- **{name}**: "
+            + (
+                f"{info.get('version')} ({info.get('language')})"
+                if info.get("available")
+                else f"unavailable: {info.get('unavailable_reason')}"
+            )
+            for name, info in self.implementations.items()
+        )
+        failures = [c for c in self.cells if c.outcome in ("failed", "stale")]
+        failure_text = "\n".join(f"- `{c.cell}`: {c.message.splitlines()[0] if c.message else ''}" for c in failures)
+        return (
+            "# Conformance results\n\n"
+            f"{self.summary_line()}\n\n"
+            f"PostgreSQL {self.postgres.get('version', '?')} ({self.postgres.get('backend', '?')} backend)\n\n"
+            f"{impls}\n\n"
+            "## Implementation x area\n\n"
+            "Cells: passed/applicable; `~N` known divergences (conformance/expectations), `xN` failures, "
+            "`unavailable` cannot run here, `n/a` capability not declared.\n\n"
+            f"{self.impl_area_matrix()}\n\n"
+            "## Enqueuer x worker (cross-language and argument cells)\n\n"
+            f"{self.pair_matrix()}\n" + (f"\n## Failures\n\n{failure_text}\n" if failures else "")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary_line(),
+            "counts": {k: self.counts()[k] for k in OUTCOMES},
+            "postgres": self.postgres,
+            "implementations": self.implementations,
+            "host": {"python": platform.python_version(), "machine": platform.machine()},
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cells": [asdict(c) for c in self.cells],
+        }
+
+    def write(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "results.json").write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        (directory / "matrix.md").write_text(self.markdown(), encoding="utf-8")
+
+
+def _cell_text(counts: Counter[str]) -> str:
+    if not counts:
+        return ""
+    applicable = counts["passed"] + counts["failed"] + counts["expected"] + counts["stale"]
+    if applicable == 0:
+        return "unavailable" if counts["unavailable"] else "n/a"
+    parts = [f"{counts['passed']}/{applicable}"]
+    if counts["expected"]:
+        parts.append(f"~{counts['expected']}")
+    if counts["failed"] + counts["stale"]:
+        parts.append(f"x{counts['failed'] + counts['stale']}")
+    return " ".join(parts)

@@ -1,0 +1,69 @@
+"""Reading the witnesses (que_jobs, the results table, pg_locks) and writing raw rows."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from harness.results import TABLE
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ECHO = "QueConformance::Echo"
+FAIL = "QueConformance::Fail"
+SLEEP = "QueConformance::Sleep"
+UNKNOWN = "QueConformance::NoSuchJob"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT queue, priority, run_at, job_id, job_class, args::text AS args, error_count, last_error, "
+            f"extract(epoch FROM run_at - now())::float8 AS due_in_s FROM que_jobs WHERE {where} ORDER BY job_id"
+        )
+        return cur.fetchall()
+
+
+def executions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT impl, pid, job_id, job_class, received, raw FROM {TABLE} ORDER BY id")
+        return cur.fetchall()
+
+
+def advisory_locks(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every granted advisory lock except the ones this connection holds."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT pid, classid::bigint AS classid, objid::bigint AS objid, objsubid, "
+            "(classid::bigint << 32) + objid::bigint AS key FROM pg_locks "
+            "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() ORDER BY key"
+        )
+        return cur.fetchall()
+
+
+def insert(
+    conn: psycopg.Connection[Any],
+    job_class: str = ECHO,
+    args: str = "[]",
+    *,
+    priority: int = 100,
+    queue: str = "",
+    run_at_offset_s: float = 0.0,
+) -> int:
+    """A job written straight into que_jobs with SQL, as any writer could."""
+    row = conn.execute(
+        "INSERT INTO que_jobs (job_class, args, priority, queue, run_at) "
+        "VALUES (%s, %s::json, %s, %s, now() + %s * interval '1 second') RETURNING job_id",
+        [job_class, args, priority, queue, run_at_offset_s],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def make_due(conn: psycopg.Connection[Any], job_id: int) -> None:
+    conn.execute("UPDATE que_jobs SET run_at = now() - interval '1 second' WHERE job_id = %s", [job_id])

@@ -1,0 +1,129 @@
+"""Area 4, argument fidelity: the bytes each writer stores and the values each worker receives.
+
+Curated vectors live in fixtures/args_vectors.json with the stored text per writer rule;
+Hypothesis adds generated JSON values. The rules (conformance/rules.py, fixtures/README.md)
+say what a float64 reader or a Go writer makes of a value, so a lossy outcome passes only
+where a recorded rule predicts it exactly.
+"""
+
+import json
+from typing import Any
+
+import psycopg
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from conformance import rules
+from conformance.fleet import Fleet
+from conformance.support import ECHO, executions, fixture, jobs
+
+VECTORS = fixture("args_vectors.json")["vectors"]
+
+
+def test_stored_text_follows_the_writer_rule(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """For every vector, the args column holds exactly the bytes the writer's rule gives."""
+    testee = fleet.get(impl)
+    encoding = fleet.info(impl).capabilities.get("args_encoding")
+    for vector in VECTORS:
+        testee.enqueue(ECHO, vector["args_json"])
+    stored = [j["args"] for j in jobs(db)]
+    problems = []
+    for vector, text in zip(VECTORS, stored, strict=True):
+        expected = vector["stored"].get(encoding)
+        if expected is None:
+            # A writer rule the fixtures do not know: at least the value must survive.
+            if not rules.same_json(rules.parse_exact(text), rules.parse_exact(vector["args_json"])):
+                problems.append(f"{vector['name']}: stored {text[:120]!r} does not read back as the input")
+        elif text != expected:
+            problems.append(f"{vector['name']}: stored {text[:120]!r}, the {encoding} rule writes {expected[:120]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_vectors_reach_the_worker(enqueuer: str, worker: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Each vector enqueued by X is received by Y as Y's number model reads the stored text."""
+    writer, reader = fleet.get(enqueuer), fleet.get(worker)
+    model = fleet.info(worker).capabilities.get("number_model", "exact")
+    for vector in VECTORS:
+        writer.enqueue(ECHO, vector["args_json"])
+    stored = {j["job_id"]: (vector, j["args"]) for vector, j in zip(VECTORS, jobs(db), strict=True)}
+    while reader.work_one()["worked"]:
+        pass
+    problems = []
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for run in executions(db):
+        runs.setdefault(run["job_id"], []).append(run)
+    for job_id, (vector, text) in stored.items():
+        got = runs.get(job_id, [])
+        if len(got) != 1:
+            problems.append(f"{vector['name']}: ran {len(got)} times")
+        elif not rules.received_matches(model, got[0]["received"], text):
+            problems.append(
+                f"{vector['name']}: {worker} received {got[0]['received'][:120]!r} for stored {text[:120]!r}"
+            )
+    leftover = [j["job_class"] + f" (last_error {str(j['last_error'])[:80]!r})" for j in jobs(db)]
+    assert not problems and not leftover, "\n".join(problems + [f"left in que_jobs: {x}" for x in leftover])
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"]), max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(args=st.lists(json_values, max_size=5))
+def test_generated_values_cross_over(
+    enqueuer: str, worker: str, fleet: Fleet, db: psycopg.Connection[Any], args: list[Any]
+) -> None:
+    """Generated JSON arguments: stored by X per X's rule, received by Y per Y's model."""
+    writer, reader = fleet.get(enqueuer), fleet.get(worker)
+    db.execute("DELETE FROM que_jobs; DELETE FROM que_conformance_results")
+    args_json = json.dumps(args, ensure_ascii=False)
+    note(
+        "as a fixture vector: "
+        + json.dumps(
+            {"name": "hypothesis_case", "description": "found by Hypothesis", "args_json": args_json},
+            ensure_ascii=False,
+        )
+    )
+    writer.enqueue(ECHO, args_json)
+    [job] = jobs(db)
+    encoding = fleet.info(enqueuer).capabilities.get("args_encoding", "")
+    expected = rules.stored_text(args_json, encoding)
+    if expected is not None:
+        assert job["args"] == expected, f"{enqueuer} stored {job['args']!r}, its {encoding} rule writes {expected!r}"
+    assert reader.work_one()["worked"] is True
+    [run] = executions(db)
+    model = fleet.info(worker).capabilities.get("number_model", "exact")
+    assert rules.received_matches(model, run["received"], job["args"]), (
+        f"{worker} received {run['received']!r} for stored {job['args']!r}"
+    )
+
+
+def test_arguments_arrive_unchanged(enqueuer: str, worker: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """The protocol's promise to users: the worker's handler gets exactly the values the
+    enqueuer was given (same types, integers exact, key order kept). Implementations that
+    cannot keep it list this cell in conformance/expectations with the reason."""
+    writer, reader = fleet.get(enqueuer), fleet.get(worker)
+    for vector in VECTORS:
+        writer.enqueue(ECHO, vector["args_json"])
+    names = {j["job_id"]: vector["name"] for vector, j in zip(VECTORS, jobs(db), strict=True)}
+    inputs = {vector["name"]: vector["args_json"] for vector in VECTORS}
+    while reader.work_one()["worked"]:
+        pass
+    changed = [
+        f"{names[run['job_id']]}: given {inputs[names[run['job_id']]][:80]} received {run['received'][:80]}"
+        for run in executions(db)
+        if not rules.same_json(rules.parse_exact(run["received"]), rules.parse_exact(inputs[names[run["job_id"]]]))
+    ]
+    assert not changed, "arguments changed between enqueue and handler:\n" + "\n".join(changed)

@@ -1,0 +1,89 @@
+"""Area 5, ordering: due jobs of exactly the requested queue, in (priority, run_at, job_id) order."""
+
+from typing import Any
+
+import psycopg
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from conformance.fleet import Fleet, require
+from conformance.support import advisory_locks, fixture, insert
+from harness.testee import Testee
+
+SCENARIOS = fixture("ordering.json")["scenarios"]
+
+
+def lock_order(testee: Testee, queue: str) -> list[int]:
+    """Lock jobs one after another while holding each, then release them all."""
+    held: list[int] = []
+    try:
+        while (job := testee.lock(queue)) is not None:
+            assert job["job_id"] not in held, f"job {job['job_id']} was locked twice by one testee"
+            held.append(int(job["job_id"]))
+            assert len(held) <= 50, "lock kept returning jobs"
+    finally:
+        for job_id in held:
+            testee.release(job_id)
+    return held
+
+
+def insert_scenario(db: psycopg.Connection[Any], jobs: list[dict[str, Any]], queue: str) -> dict[int, str]:
+    db.execute("DELETE FROM que_jobs")
+    ids = {}
+    with db.transaction():  # one now() for all rows, so equal offsets are equal run_at values
+        for job in jobs:
+            job_id = insert(
+                db,
+                priority=job["priority"],
+                queue=job.get("queue", queue),
+                run_at_offset_s=job["run_at_offset_s"],
+            )
+            ids[job_id] = job["label"]
+    return ids
+
+
+def test_fixture_scenarios(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    require(fleet.info(impl), "lock")
+    testee = fleet.get(impl)
+    problems = []
+    for scenario in SCENARIOS:
+        ids = insert_scenario(db, scenario["jobs"], scenario["queue"])
+        got = [ids[i] for i in lock_order(testee, scenario["queue"])]
+        if got != scenario["expected"]:
+            problems.append(f"{scenario['name']}: locked {got}, expected {scenario['expected']}")
+    assert not problems, "\n".join(problems)
+    assert advisory_locks(db) == []
+
+
+job_specs = st.lists(
+    st.fixed_dictionaries(
+        {
+            "priority": st.sampled_from([-32768, -1, 0, 1, 5, 100, 32767]),
+            "run_at_offset_s": st.sampled_from([-3600, -60, -1, 0, 60, 3600]),
+            "queue": st.sampled_from(["", "q"]),
+        }
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(specs=job_specs, queue=st.sampled_from(["", "q"]))
+def test_generated_job_sets(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any], specs: list[dict[str, Any]], queue: str
+) -> None:
+    require(fleet.info(impl), "lock")
+    testee = fleet.get(impl)
+    jobs = [{**spec, "label": f"j{i}"} for i, spec in enumerate(specs)]
+    ids = insert_scenario(db, jobs, queue)
+    due = sorted(
+        (j["priority"], j["run_at_offset_s"], job_id, j["label"])
+        for job_id, j in zip(ids, jobs, strict=True)
+        if j["queue"] == queue and j["run_at_offset_s"] <= 0
+    )
+    expected = [label for *_, label in due]
+    note(
+        "as a fixture scenario: "
+        + repr({"name": "hypothesis_case", "queue": queue, "jobs": jobs, "expected": expected})
+    )
+    assert [ids[i] for i in lock_order(testee, queue)] == expected
