@@ -29,8 +29,12 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# ARGS passes options to que-conformance, e.g. make conformance ARGS="--testee './my-port-testee'"
 conformance: system-deps venv
-	@echo "make conformance: the conformance suite has not landed yet" >&2; exit 1
+	$(PY) -m harness.cli --no-bootstrap $(ARGS)
+
+fixtures-check: venv
+	$(PY) -m conformance.fixtures_check
 
 bench: system-deps venv
 	@echo "make bench: the benchmark has not landed yet" >&2; exit 1

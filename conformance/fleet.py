@@ -53,7 +53,8 @@ class Fleet:
         unknown = [n for n in configured_names() if n not in BUILTINS and not n.startswith("testee")]
         if unknown:
             raise ValueError(f"unknown implementations {unknown}; built-ins are {', '.join(BUILTINS)}")
-        found = implementations.resolve(builtins, outside_commands(), build=build, network=None)
+        network = db.network if os.environ.get("QUE_CONFORMANCE_CONTAINERS") else None
+        found = implementations.resolve(builtins, outside_commands(), build=build, network=network)
         self.members = {impl.name: Member(impl, unavailable=impl.unavailable) for impl in found}
 
     def names(self) -> list[str]:

@@ -56,17 +56,17 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
 
 GATE_KEY = 424242
 
-GATE = """
+GATE = f"""
 CREATE FUNCTION que_conformance_gate(id bigint, gated bigint) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
   IF id = gated THEN
-    PERFORM pg_advisory_lock_shared(%(key)s);
-    PERFORM pg_advisory_unlock_shared(%(key)s);
+    PERFORM pg_advisory_lock_shared({GATE_KEY});
+    PERFORM pg_advisory_unlock_shared({GATE_KEY});
   END IF;
   RETURN true;
 END $$
-""" % {"key": GATE_KEY}
+"""
 
 
 def blocked_at_gate(conn: psycopg.Connection[Any]) -> bool:
