@@ -21,7 +21,12 @@ def test_enqueued_by_x_worked_by_y(enqueuer: str, worker: str, fleet: Fleet, db:
     [run] = executions(db)
     info = fleet.info(worker)
     assert (run["impl"], run["job_id"]) == (info.name, job["job_id"])
+    # Compared with what X was given: the stored text its writer rule predicts for ARGS
+    # (or ARGS itself for a writer rule the fixtures do not know), as Y's model reads it.
+    encoding = fleet.info(enqueuer).capabilities.get("args_encoding", "")
+    given = rules.stored_text(ARGS, encoding) or ARGS
     model = info.capabilities.get("number_model", "exact")
-    assert rules.received_matches(model, run["received"], job["args"]), (
-        f"{worker} received {run['received']} for stored args {job['args']}"
+    assert rules.received_matches(model, job["args"], given), f"{enqueuer} was given {ARGS} but stored {job['args']}"
+    assert rules.received_matches(model, run["received"], given), (
+        f"{worker} received {run['received']} for arguments {ARGS} given to {enqueuer}"
     )

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conformance.fleet import Fleet
+from conformance.fleet import Fleet, require
 from conformance.support import advisory_locks, jobs
 from harness.results import TABLE
 from harness.testee import TesteeFailure
@@ -35,6 +35,7 @@ def check_exactly_once(db: psycopg.Connection[Any], n: int) -> dict[str, int]:
 
 
 def test_each_implementation_drains_alone(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    require(fleet.info(impl), "work_pool")
     testee = fleet.get(impl)
     fill(db, 500)
     result = testee.work(workers=WORKERS, deadline_ms=120_000)
@@ -46,7 +47,8 @@ def test_all_implementations_drain_together(fleet: Fleet, db: psycopg.Connection
     available = []
     for name in fleet.names():
         try:
-            available.append((name, fleet.get(name)))
+            if fleet.info(name).can("work_pool"):
+                available.append((name, fleet.get(name)))
         except pytest.skip.Exception:
             continue
     request.node.user_properties.append(("impls", [name for name, _ in available]))

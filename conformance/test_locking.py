@@ -45,8 +45,10 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
     held = testee.lock()
     assert held is not None and held["job_id"] == job_id
     try:
-        locks = advisory_locks(db)
-        assert [(lock["classid"], lock["objid"], lock["objsubid"]) for lock in locks] == [(2, 5, 1)]
+        locks = [(lock["classid"], lock["objid"], lock["objsubid"]) for lock in advisory_locks(db)]
+        assert locks == [(2, 5, 1)], (
+            f"the lock must be the single bigint key job_id {job_id} (classid 2, objid 5, objsubid 1), got {locks}"
+        )
     finally:
         testee.release(job_id)
     assert advisory_locks(db) == []

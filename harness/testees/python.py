@@ -21,6 +21,26 @@ import que
 
 PROTOCOL_VERSION = 1
 
+# For testing the suite itself: QUE_TESTEE_BREAK=<rule> turns this testee into a broken
+# port that violates one protocol rule, and the suite must fail naming that rule.
+BREAKABLE = ("backoff", "ordering", "arguments", "lock-key")
+
+
+def break_rule(rule: str) -> None:
+    if rule not in BREAKABLE:
+        raise SystemExit(f"QUE_TESTEE_BREAK must be one of {', '.join(BREAKABLE)}, got {rule!r}")
+    if rule == "backoff":
+        que.job.retry_delay = lambda count: count**3 + 3  # type: ignore[attr-defined]
+    elif rule == "ordering":
+        que.sql.LOCK_JOB = que.sql.LOCK_JOB.replace(  # type: ignore[misc]
+            "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
+        )
+    elif rule == "lock-key":
+        que.sql.LOCK_JOB = que.sql.LOCK_JOB.replace(  # type: ignore[misc]
+            "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
+        )
+        que.sql.UNLOCK_JOB = "SELECT pg_advisory_unlock(%(job_id)s::bigint + 1)"  # type: ignore[misc]
+
 
 class Testee:
     def __init__(self) -> None:
@@ -101,6 +121,8 @@ class Testee:
     def op_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
         args = que.loads(req["args_json"]) if "args_json" in req else []
+        if os.environ.get("QUE_TESTEE_BREAK") == "arguments" and isinstance(args, list):
+            args = args[:-1]
         if not isinstance(args, list):
             raise TypeError(f"args_json must be a JSON array for this implementation, got {req['args_json']!r}")
         options: dict[str, Any] = {}
@@ -178,6 +200,8 @@ class Testee:
 
 
 def main() -> int:
+    if os.environ.get("QUE_TESTEE_BREAK"):
+        break_rule(os.environ["QUE_TESTEE_BREAK"])
     testee = Testee()
     for line in sys.stdin:
         if not line.strip():

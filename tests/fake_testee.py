@@ -1,0 +1,50 @@
+"""A misbehaving testee for tests of the protocol client: `python fake_testee.py MODE`.
+
+Modes: good, crash-on-enqueue, hang-on-enqueue, garbage-on-enqueue, wrong-id,
+error-on-enqueue, unavailable, old-protocol, exit-at-once.
+"""
+
+import json
+import os
+import sys
+import time
+
+mode = sys.argv[1]
+if mode == "exit-at-once":
+    sys.exit(3)
+for line in sys.stdin:
+    req = json.loads(line)
+    op = req["op"]
+    reply: dict[str, object] = {"id": req["id"], "ok": True, "result": {}}
+    if op == "start":
+        if mode == "unavailable":
+            reply = {"id": req["id"], "ok": False, "error": {"type": "Unavailable", "message": "no library here"}}
+        else:
+            protocol = 0 if mode == "old-protocol" else 1
+            reply["result"] = {
+                "name": "fake",
+                "version": "0",
+                "language": "Python",
+                "protocol": protocol,
+                "capabilities": {"lock": True},
+            }
+    elif op == "enqueue":
+        if mode == "crash-on-enqueue":
+            print("about to crash", file=sys.stderr, flush=True)
+            os._exit(7)
+        if mode == "hang-on-enqueue":
+            time.sleep(3600)
+        if mode == "garbage-on-enqueue":
+            print("this is not json", flush=True)
+            continue
+        if mode == "wrong-id":
+            reply["id"] = req["id"] + 100
+        if mode == "error-on-enqueue":
+            reply = {"id": req["id"], "ok": False, "error": {"type": "ValueError", "message": "bad job"}}
+        else:
+            reply.setdefault("result", {})
+            if reply.get("ok"):
+                reply["result"] = {"job_id": 5}
+    print(json.dumps(reply), flush=True)
+    if op == "stop":
+        break

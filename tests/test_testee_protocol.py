@@ -1,0 +1,90 @@
+"""The protocol client turns every testee failure into a clear exception, never a hang."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.testee import (
+    Testee,
+    TesteeCrashed,
+    TesteeError,
+    TesteeProtocolError,
+    TesteeTimeout,
+    Unavailable,
+)
+
+FAKE = str(Path(__file__).with_name("fake_testee.py"))
+
+
+def fake(mode: str) -> Testee:
+    return Testee([sys.executable, FAKE, mode], label=f"fake-{mode}")
+
+
+def started(mode: str) -> Testee:
+    testee = fake(mode)
+    testee.start("postgresql://unused", "results")
+    return testee
+
+
+def test_handshake_and_requests() -> None:
+    testee = started("good")
+    assert testee.info is not None and testee.info.name == "fake" and testee.info.can("lock")
+    assert testee.enqueue("J", "[1]") == 5
+    testee.stop()
+    assert not testee.alive()
+
+
+def test_crash_is_reported_with_exit_code_and_stderr() -> None:
+    testee = started("crash-on-enqueue")
+    with pytest.raises(TesteeCrashed, match=r"exited with code 7 while answering enqueue(.|\n)*about to crash"):
+        testee.enqueue("J")
+
+
+def test_hang_is_killed_at_the_deadline() -> None:
+    testee = started("hang-on-enqueue")
+    began = time.monotonic()
+    with pytest.raises(TesteeTimeout, match="no response to enqueue within 1s; killed it"):
+        testee.request("enqueue", timeout=1, job_class="J")
+    assert time.monotonic() - began < 10
+    assert not testee.alive()
+
+
+def test_garbage_is_a_protocol_error() -> None:
+    testee = started("garbage-on-enqueue")
+    with pytest.raises(TesteeProtocolError, match="not JSON: 'this is not json"):
+        testee.enqueue("J")
+    assert not testee.alive()
+
+
+def test_wrong_id_is_a_protocol_error() -> None:
+    testee = started("wrong-id")
+    with pytest.raises(TesteeProtocolError, match='needs "id": 2'):
+        testee.enqueue("J")
+
+
+def test_error_response_is_raised_with_type_and_message() -> None:
+    testee = started("error-on-enqueue")
+    with pytest.raises(TesteeError, match="enqueue failed in the testee: ValueError: bad job"):
+        testee.enqueue("J")
+    assert testee.alive()
+    testee.stop()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("unavailable", "no library here"),
+        ("old-protocol", "speaks testee protocol 0"),
+        ("exit-at-once", "exited with code 3"),
+    ],
+)
+def test_start_failures_make_the_implementation_unavailable(mode: str, message: str) -> None:
+    with pytest.raises(Unavailable, match=message):
+        fake(mode).start("postgresql://unused", "results")
+
+
+def test_missing_program_is_unavailable() -> None:
+    with pytest.raises(Unavailable, match="cannot run"):
+        Testee(["/no/such/testee"])
