@@ -36,8 +36,10 @@ conformance: system-deps venv
 fixtures-check: venv
 	$(PY) -m conformance.fixtures_check
 
+# ARGS passes options to the benchmark, e.g. make bench ARGS="--jobs 5000 --runs 1"
 bench: system-deps venv
-	@echo "make bench: the benchmark has not landed yet" >&2; exit 1
+	@cd go && go build -o bin/que-testee .
+	$(PY) -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache .hypothesis

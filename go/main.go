@@ -36,8 +36,11 @@ type request struct {
 	RunAt        *string         `json:"run_at"`
 	Workers      int             `json:"workers"`
 	DeadlineMS   int             `json:"deadline_ms"`
+	MinDuration  int             `json:"min_duration_ms"`
+	WakeMS       *int            `json:"wake_interval_ms"`
 	JobID        int64           `json:"job_id"`
 	Version      int             `json:"version"`
+	Count        int             `json:"count"`
 }
 
 type testee struct {
@@ -152,6 +155,7 @@ func (t *testee) start(req request) (interface{}, error) {
 		"QueConformance::Fail":  t.fail,
 		"QueConformance::Sleep": t.sleep,
 		"QueConformance::Crash": t.crash,
+		"QueConformance::Noop":  func(j *que.Job) error { return nil },
 	}
 	return map[string]interface{}{
 		"name":     "go",
@@ -159,18 +163,19 @@ func (t *testee) start(req request) (interface{}, error) {
 		"language": strings.TrimPrefix(runtimeVersion(), "go"),
 		"protocol": protocolVersion,
 		"capabilities": map[string]interface{}{
-			"enqueue_returns_job_id": false,
-			"enqueue_priority_zero":  false,
-			"enqueue_run_at":         true,
-			"migrate":                false,
-			"work_pool":              true,
-			"lock":                   true,
-			"crash_job":              true,
-			"race_retry":             true,
-			"number_model":           "float64",
-			"args_encoding":          "go-encoding-json",
-			"last_error_format":      "go",
-			"handler_args":           "value",
+			"enqueue_returns_job_id":   false,
+			"enqueue_priority_zero":    false,
+			"enqueue_run_at":           true,
+			"migrate":                  false,
+			"work_pool":                true,
+			"lock":                     true,
+			"crash_job":                true,
+			"race_retry":               true,
+			"number_model":             "float64",
+			"args_encoding":            "go-encoding-json",
+			"last_error_format":        "go",
+			"handler_args":             "value",
+			"default_wake_interval_ms": 5000,
 		},
 	}, nil
 }
@@ -212,6 +217,20 @@ func (t *testee) enqueue(req request) (interface{}, error) {
 	return map[string]interface{}{"job_id": nil}, nil
 }
 
+func (t *testee) benchEnqueue(req request) (interface{}, error) {
+	started := time.Now()
+	for i := 0; i < req.Count; i++ {
+		args, err := json.Marshal([]interface{}{i})
+		if err != nil {
+			return nil, err
+		}
+		if err := t.client.Enqueue(&que.Job{Type: req.JobClass, Args: args}); err != nil {
+			return nil, err
+		}
+	}
+	return map[string]interface{}{"elapsed_ms": float64(time.Since(started).Microseconds()) / 1000}, nil
+}
+
 func (t *testee) workOne(req request) (interface{}, error) {
 	worker := que.NewWorker(t.client, t.workMap)
 	worker.Queue = req.Queue
@@ -219,9 +238,9 @@ func (t *testee) workOne(req request) (interface{}, error) {
 }
 
 func (t *testee) drained(queue string) (bool, error) {
-	var n int64
-	err := t.pool.QueryRow("SELECT count(*) FROM que_jobs WHERE queue = $1 AND run_at <= now()", queue).Scan(&n)
-	return n == 0, err
+	var drained bool
+	err := t.pool.QueryRow("SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = $1 AND run_at <= now())", queue).Scan(&drained)
+	return drained, err
 }
 
 func (t *testee) work(req request) (interface{}, error) {
@@ -231,8 +250,12 @@ func (t *testee) work(req request) (interface{}, error) {
 	}
 	deadline := time.Now().Add(time.Duration(req.DeadlineMS) * time.Millisecond)
 	started := time.Now()
+	minimum := started.Add(time.Duration(req.MinDuration) * time.Millisecond)
 	pool := que.NewWorkerPool(t.client, t.workMap, workers)
 	pool.Interval = 10 * time.Millisecond
+	if req.WakeMS != nil {
+		pool.Interval = time.Duration(*req.WakeMS) * time.Millisecond
+	}
 	pool.Queue = req.Queue
 	pool.Start()
 	drained := false
@@ -242,14 +265,15 @@ func (t *testee) work(req request) (interface{}, error) {
 			pool.Shutdown()
 			return nil, err
 		}
-		if done {
+		if done && !time.Now().Before(minimum) {
 			drained = true
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
+	elapsed := time.Since(started)
 	pool.Shutdown()
-	return map[string]interface{}{"drained": drained, "elapsed_ms": time.Since(started).Milliseconds()}, nil
+	return map[string]interface{}{"drained": drained, "elapsed_ms": float64(elapsed.Microseconds()) / 1000}, nil
 }
 
 func (t *testee) lock(req request) (interface{}, error) {
@@ -306,6 +330,8 @@ func (t *testee) dispatch(req request) (interface{}, error) {
 		return t.enqueue(req)
 	case "work_one":
 		return t.workOne(req)
+	case "bench_enqueue":
+		return t.benchEnqueue(req)
 	case "work":
 		return t.work(req)
 	case "lock":

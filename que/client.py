@@ -119,8 +119,12 @@ class Client:
         *,
         max_connections: int = 10,
         connect_timeout: float = 10.0,
+        notify: bool = False,
     ) -> None:
+        """`notify=True` sends a NOTIFY with every enqueue, so workers started with
+        `listen=True` pick the job up at once instead of at their next poll."""
         self.conninfo = database_url(conninfo)
+        self.notify = notify
         # Fail fast with the server's own reason (refused, bad password ...) rather
         # than after the pool's background retries time out.
         psycopg.connect(self.conninfo, connect_timeout=max(1, int(connect_timeout))).close()
@@ -195,10 +199,9 @@ class Client:
         with self._pool.connection() as own:
             return self._insert_one(own, params)
 
-    @staticmethod
-    def _insert_one(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Job:
+    def _insert_one(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> Job:
         with adapt.cursor(conn) as cur:
-            cur.execute(sql.INSERT_JOB, params, prepare=True)
+            cur.execute(sql.INSERT_JOB_NOTIFY if self.notify else sql.INSERT_JOB, params, prepare=True)
             row = cur.fetchone()
         assert row is not None
         return Job.from_row(**row)
@@ -235,11 +238,13 @@ class Client:
         with self._pool.connection() as own:
             return self._insert_many(own, params)
 
-    @staticmethod
-    def _insert_many(conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Job]:
-        with adapt.cursor(conn) as cur:
+    def _insert_many(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Job]:
+        with conn.transaction(), adapt.cursor(conn) as cur:
             cur.execute(sql.INSERT_JOBS, params)
-            return [Job.from_row(**row) for row in cur.fetchall()]
+            jobs = [Job.from_row(**row) for row in cur.fetchall()]
+            if self.notify:
+                cur.execute(sql.NOTIFY_QUEUES, {"queues": params["queues"]})
+            return jobs
 
     # -- locking ------------------------------------------------------------------
 

@@ -143,12 +143,15 @@ def encode_args(args: Sequence[Any]) -> str:
     return dumps(list(args), "args")
 
 
+def _refuse(constant: str) -> Any:
+    raise ValueError(f"{constant} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse)
+
+
 def loads(text: str) -> Any:
     """Decode an `args` column as Ruby's `JSON.parse` would: ints stay exact, the last
     of duplicate keys wins, and `NaN`/`Infinity` (never valid in a json column) are
     refused rather than turned into floats."""
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"{constant} is not valid JSON")
-
-    return json.loads(text, parse_constant=refuse)
+    return _decoder.decode(text)

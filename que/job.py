@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from types import TracebackType
 from typing import Any
 
@@ -53,11 +52,16 @@ class Job:
         if self.run_at_key is None:
             object.__setattr__(self, "run_at_key", self.run_at)
 
-    @cached_property
+    @property
     def args(self) -> Any:
         """The decoded arguments: a list when the job was written by a Que client,
-        any JSON value when a que-go writer stored something else."""
-        return encoding.loads(self.args_json)
+        any JSON value when a que-go writer stored something else. Decoded once."""
+        # Cached by hand: functools.cached_property takes a lock on every access (3.11).
+        try:
+            return self.__dict__["_args"]
+        except KeyError:
+            value = self.__dict__["_args"] = encoding.loads(self.args_json)
+            return value
 
     @classmethod
     def from_row(

@@ -79,6 +79,23 @@ VALUES
  coalesce(%(run_at)s, now())::timestamptz, %(job_class)s::text, coalesce(%(args)s, '[]')::json)
 RETURNING *"""
 
+# LISTEN/NOTIFY wake-up (que-interop's addition; Ruby Que 0.x and que-go only poll and
+# ignore it). The payload is the job's queue; the notification is sent when the insert
+# commits, so a woken worker always finds the job.
+NOTIFY_CHANNEL: Final = "que_interop_jobs"
+
+INSERT_JOB_NOTIFY: Final = f"""\
+WITH job AS (
+{INSERT_JOB}
+)
+SELECT job.* FROM job, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', job.queue)) AS notified"""
+
+NOTIFY_QUEUES: Final = (
+    f"SELECT pg_notify('{NOTIFY_CHANNEL}', q) FROM (SELECT DISTINCT unnest(%(queues)s::text[])) AS t(q)"
+)
+
+LISTEN: Final = f"LISTEN {NOTIFY_CHANNEL}"
+
 # The batch form of INSERT_JOB: the same defaults applied element by element, in one
 # statement and one round trip. WITH ORDINALITY keeps the caller's order.
 INSERT_JOBS: Final = """\

@@ -6,6 +6,7 @@ transaction open on it and so cannot undo the job's delete (que-go's pooled-conn
 bug). Handlers use connections of their own.
 """
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -19,9 +20,12 @@ from typing import Any
 
 import psycopg
 
-from que.client import Client, _check_text, lock_next
+from que import sql
+from que.client import Client, _check_text
 from que.errors import UnknownJobClass, last_error_text
-from que.job import Job, LockedJob
+from que.job import Job
+from que.retry import retry_delay
+from que.session import Finish, JobSession, Locked
 
 log = logging.getLogger("que")
 
@@ -115,8 +119,12 @@ class Worker:
         queue: str = "",
         wake_interval: float = 5.0,
         *,
+        listen: bool = False,
         reconnect_max: float = 30.0,
     ) -> None:
+        """`listen=True` also wakes the worker when a Client with `notify=True` enqueues a
+        job for its queue; polling every `wake_interval` continues, so jobs enqueued by
+        Ruby or Go (which never notify) are still found."""
         _check_text("queue", queue, allow_empty=True)
         if wake_interval <= 0:
             raise ValueError(f"wake_interval must be positive seconds, got {wake_interval!r}")
@@ -124,8 +132,10 @@ class Worker:
         self.handlers = handlers
         self.queue = queue
         self.wake_interval = float(wake_interval)
+        self.listen = listen
         self.reconnect_max = reconnect_max
         self._conn: psycopg.Connection[Any] | None = None
+        self._session: JobSession | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._done = threading.Event()
@@ -141,80 +151,108 @@ class Worker:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = self.client.connect()
+            conn = self.client.connect()
+            if self.listen:
+                conn.execute(sql.LISTEN)
+            self._conn = conn
+            self._session = JobSession(conn)
         return self._conn
 
+    def _job_session(self) -> JobSession:
+        self._connection()
+        assert self._session is not None
+        return self._session
+
     def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._session = self._conn, None, None
         if conn is not None and not conn.closed:
             conn.close()
 
-    def _released(self, conn: psycopg.Connection[Any], healthy: bool) -> None:
-        if not healthy:
-            self._drop_connection()
-
     def work_one(self) -> bool:
-        """Lock and run the next due job; False when none was due.
-
-        Raises psycopg errors about the connection; `work()` handles those.
-        """
-        conn = self._connection()
-        job = lock_next(conn, self.queue)
-        if job is None:
-            log.debug(
-                "job_unavailable queue=%r",
-                self.queue,
-                extra={"event": "job_unavailable", "queue": self.queue},
-            )
+        """Lock and run the next due job, then finish and release it; False when none
+        was due. Raises psycopg errors about the connection; `work()` handles those."""
+        session = self._job_session()
+        locked = session.lock(self.queue)
+        if locked is None:
+            self._log_unavailable()
             return False
-        locked = LockedJob(job, conn, self._released)
-        try:
-            self._run(locked)
-        finally:
-            locked.release()
+        self._run(session, locked, prefetch=False)
         return True
 
-    def _run(self, locked: LockedJob) -> None:
+    def _log_unavailable(self) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        log.debug(
+            "job_unavailable queue=%r",
+            self.queue,
+            extra={"event": "job_unavailable", "queue": self.queue},
+        )
+
+    def _run(self, session: JobSession, locked: Locked, prefetch: bool) -> Locked | None:
+        """Run the handler, then finish the job; with `prefetch`, the finish travels with
+        the lock of the next job, which is returned (still locked, already checked)."""
         job = locked.job
         started = time.monotonic()
+        failure: Exception | None = None
         try:
             handler = self.handlers.get(job.job_class)
             if handler is None:
                 raise UnknownJobClass(job.job_class)
             call_handler(handler, job)
         except Exception as error:
-            locked.error(last_error_text(error))
-            self.jobs_errored += 1
-            elapsed = time.monotonic() - started
+            failure = error
+        except BaseException:
+            # KeyboardInterrupt, SystemExit ...: leave the row as it is (Ruby does the
+            # same for non-StandardError exceptions), release the lock, let it propagate.
+            try:
+                session.release(locked)
+            except psycopg.Error:
+                self._drop_connection()
+            raise
+        if failure is None:
+            finish = Finish(locked)
+        else:
+            finish = Finish(locked, last_error_text(failure), retry_delay(job.error_count + 1))
+        following = None
+        if prefetch and not self._stop.is_set():
+            following = session.lock(self.queue, finish)
+        else:
+            session.finish(finish)
+        self._log_finished(job, failure, time.monotonic() - started)
+        return following
+
+    def _log_finished(self, job: Job, failure: Exception | None, elapsed: float) -> None:
+        if failure is None:
+            self.jobs_worked += 1
+            if not log.isEnabledFor(logging.INFO):
+                return
             log.info(
-                "job_errored job_id=%s job_class=%s error=%s: %s elapsed=%.5f",
+                "job_worked job_id=%s job_class=%s elapsed=%.5f",
                 job.job_id,
                 job.job_class,
-                type(error).__name__,
-                error,
                 elapsed,
                 extra={
-                    "event": "job_errored",
+                    "event": "job_worked",
                     "job_id": job.job_id,
                     "job_class": job.job_class,
-                    "error_class": type(error).__name__,
-                    "error_message": str(error),
                     "elapsed": round(elapsed, 5),
                 },
             )
             return
-        locked.delete()
-        self.jobs_worked += 1
-        elapsed = time.monotonic() - started
+        self.jobs_errored += 1
         log.info(
-            "job_worked job_id=%s job_class=%s elapsed=%.5f",
+            "job_errored job_id=%s job_class=%s error=%s: %s elapsed=%.5f",
             job.job_id,
             job.job_class,
+            type(failure).__name__,
+            failure,
             elapsed,
             extra={
-                "event": "job_worked",
+                "event": "job_errored",
                 "job_id": job.job_id,
                 "job_class": job.job_class,
+                "error_class": type(failure).__name__,
+                "error_message": str(failure),
                 "elapsed": round(elapsed, 5),
             },
         )
@@ -225,12 +263,21 @@ class Worker:
         """Run until `shutdown()`: drain, sleep wake_interval, repeat."""
         self._done.clear()
         failures = 0
+        held: Locked | None = None
         try:
             while not self._stop.is_set():
                 try:
-                    worked = self.work_one()
+                    session = self._job_session()
+                    if held is None:
+                        held = session.lock(self.queue)
+                    worked = held is not None
+                    if held is None:
+                        self._log_unavailable()
+                    else:
+                        held = self._run(session, held, prefetch=True)
                     failures = 0
                 except _CONNECTION_ERRORS as error:
+                    held = None  # the lock ended with the session
                     self._drop_connection()
                     failures += 1
                     delay = self._backoff(failures)
@@ -245,6 +292,8 @@ class Worker:
                 except psycopg.Error as error:
                     # A database error that is not about the connection (a broken
                     # schema, a statement the server refuses): do not spin on it.
+                    # JobSession never leaves a lock behind when it raises one.
+                    held = None
                     failures += 1
                     delay = self._backoff(failures)
                     log.error(
@@ -256,8 +305,15 @@ class Worker:
                     self._sleep(delay)
                     continue
                 if not worked:
-                    self._sleep(self.wake_interval)
+                    try:
+                        self._wait_for_work(self.wake_interval)
+                    except _CONNECTION_ERRORS:
+                        self._drop_connection()
         finally:
+            if held is not None and self._session is not None:
+                # Closing the connection below ends the lock if the unlock fails.
+                with contextlib.suppress(psycopg.Error):
+                    self._session.release(held)
             self._drop_connection()
             self._done.set()
 
@@ -281,6 +337,26 @@ class Worker:
 
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _wait_for_work(self, seconds: float) -> None:
+        """Sleep until the wake interval ends, wake() or shutdown(), or (listening) a
+        notification for this worker's queue. A notification that arrived while the
+        worker was busy wakes it once more: one spare lock attempt, never a lost job."""
+        conn = self._conn
+        if not self.listen or conn is None or conn.closed:
+            self._sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self._wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # Short slices keep shutdown() and wake() responsive while listening.
+            for note in conn.notifies(timeout=min(left, 0.05)):
+                if note.payload == self.queue:
+                    self._wake.set()
+                    break
         self._wake.clear()
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -308,10 +384,12 @@ class WorkerPool:
         count: int = 4,
         queue: str = "",
         wake_interval: float = 5.0,
+        *,
+        listen: bool = False,
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive int, got {count!r}")
-        self.workers = [Worker(client, handlers, queue, wake_interval) for _ in range(count)]
+        self.workers = [Worker(client, handlers, queue, wake_interval, listen=listen) for _ in range(count)]
         self._stopping = threading.Event()
 
     def start(self) -> "WorkerPool":

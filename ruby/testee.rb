@@ -66,6 +66,10 @@ unless LOAD_ERROR
       end
     end
 
+    class Noop < Que::Job
+      def run(*_args); end
+    end
+
     class Crash < Que::Job
       def run(*_args)
         QueConformance.record(self, nil)
@@ -120,7 +124,8 @@ class Testee
         number_model: 'exact',
         args_encoding: 'ruby-json-dump',
         last_error_format: 'ruby',
-        handler_args: 'splat'
+        handler_args: 'splat',
+        default_wake_interval_ms: 5000
       }
     }
   end
@@ -144,6 +149,13 @@ class Testee
     { job_id: job.attrs[:job_id] }
   end
 
+  def op_bench_enqueue(req)
+    job_class = req.fetch('job_class')
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    Integer(req.fetch('count')).times { |i| Que::Job.enqueue(i, job_class: job_class) }
+    { elapsed_ms: ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round(2) }
+  end
+
   def op_work_one(req)
     result = Que::Job.work(req.fetch('queue', ''))
     event = result[:event].to_s
@@ -151,29 +163,32 @@ class Testee
   end
 
   def drained?(queue)
-    rows = Que.execute('SELECT count(*) AS n FROM que_jobs WHERE queue = $1 AND run_at <= now()', [queue])
-    rows.first[:n].to_i.zero?
+    rows = Que.execute('SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = $1 AND run_at <= now()) AS drained',
+                       [queue])
+    rows.first[:drained] == true
   end
 
   def op_work(req)
     queue = req.fetch('queue', '')
     deadline = Time.now + req.fetch('deadline_ms', 60_000) / 1000.0
     started = Time.now
+    minimum = started + req.fetch('min_duration_ms', 0) / 1000.0
     Que.queue_name = queue
     Que.worker_count = Integer(req.fetch('workers', 1))
-    Que.wake_interval = 0.01
+    Que.wake_interval = req.fetch('wake_interval_ms', 10) / 1000.0
     Que.mode = :async
     drained = false
     while Time.now < deadline
-      if drained?(queue)
+      if drained?(queue) && Time.now >= minimum
         drained = true
         break
       end
-      sleep 0.01
+      sleep 0.005
     end
+    elapsed = Time.now - started
     Que.worker_count = 0
     Que.mode = :off
-    { drained: drained, elapsed_ms: ((Time.now - started) * 1000).round }
+    { drained: drained, elapsed_ms: (elapsed * 1000).round(1) }
   end
 
   # Que 0.x has no public API to hold a lock across calls, so this uses Que's own

@@ -20,6 +20,7 @@ import psycopg
 import que
 
 PROTOCOL_VERSION = 1
+DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
 
 # For testing the suite itself: QUE_TESTEE_BREAK=<rule> turns this testee into a broken
 # port that violates one protocol rule, and the suite must fail naming that rule.
@@ -56,6 +57,7 @@ class Testee:
                 "QueConformance::Fail": self.fail,
                 "QueConformance::Sleep": self.sleep,
                 "QueConformance::Crash": self.crash,
+                "QueConformance::Noop": self.noop,
             }
         )
 
@@ -82,6 +84,9 @@ class Testee:
     def sleep(self, milliseconds: float = 0, *rest: Any) -> None:
         time.sleep(float(milliseconds) / 1000)
         self.record(None)
+
+    def noop(self, *args: Any) -> None:
+        pass
 
     def crash(self, *args: Any) -> None:
         self.record(None)
@@ -110,6 +115,9 @@ class Testee:
                 "args_encoding": "ruby-json-dump",
                 "last_error_format": "python",
                 "handler_args": "splat",
+                "enqueue_batch": True,
+                "listen": True,
+                "default_wake_interval_ms": 5000,
             },
         }
 
@@ -134,6 +142,18 @@ class Testee:
             options["run_at"] = datetime.fromisoformat(req["run_at"].replace("Z", "+00:00"))
         job = self.client.enqueue(req["job_class"], *args, **options)
         return {"job_id": job.job_id}
+
+    def op_bench_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Enqueue `count` jobs one at a time (or in one batch) and time it."""
+        assert self.client is not None
+        count, job_class = int(req["count"]), req["job_class"]
+        started = time.perf_counter()
+        if req.get("batch"):
+            self.client.enqueue_many([que.NewJob(job_class, [i]) for i in range(count)])
+        else:
+            for i in range(count):
+                self.client.enqueue(job_class, i)
+        return {"elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
 
     def _worker(self, queue: str) -> que.Worker:
         assert self.client is not None
