@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                         cell = summarize(samples)
                         report["implementations"][name]["drain_jobs_per_s"][str(workers)] = cell
                         log(
-                            f"drain {name} x{workers}: {cell['median']:.0f} jobs/s (min {cell['min']:.0f}, max {cell['max']:.0f})"
+                            f"drain {name} x{workers}: {cell['median']:.0f} jobs/s "
+                            f"(min {cell['min']:.0f}, max {cell['max']:.0f})"
                         )
             if "floor" not in skip:
                 pgbench = find_pgbench(db)
