@@ -41,5 +41,9 @@ bench: system-deps venv
 	@cd go && go build -o bin/que-testee .
 	$(PY) -m bench.run $(ARGS)
 
+# ARGS passes options to the chaos runner, e.g. make chaos ARGS="--soak-jobs 5000"
+chaos: system-deps venv
+	$(PY) -m chaos.run $(ARGS)
+
 clean:
 	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -49,6 +49,11 @@ def markdown(report: dict[str, Any]) -> str:
                 p, g = _median(python.get(str(w))), _median(go.get(str(w)))
                 ratios.append(f"{p / g:.2f}" if p and g else "-")
             lines.append("| python / go | " + " | ".join(ratios) + " |")
+    for name, data in impls.items():
+        for workers, cell in data.get("drain_jobs_per_s_listen", {}).items():
+            plain = _median(data["drain_jobs_per_s"].get(workers))
+            ratio = f", {cell['median'] / plain:.2f}x of polling" if plain else ""
+            lines.append(f"\n{name} with LISTEN/NOTIFY on, {workers} workers: {_fmt(_median(cell))} jobs/s{ratio}")
     lines += ["", "### Enqueue, jobs/s", "", "| implementation | one at a time | batch |", "|---|---|---|"]
     for name, data in impls.items():
         rates = data["enqueue_jobs_per_s"]

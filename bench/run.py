@@ -77,10 +77,10 @@ def remaining(url: str) -> int:
 # -- drain ------------------------------------------------------------------------------
 
 
-def drain_once(testee: Testee, url: str, n: int, workers: int) -> float:
+def drain_once(testee: Testee, url: str, n: int, workers: int, listen: bool = False) -> float:
     reset(url)
     fill(url, n)
-    result = testee.work(workers=workers, deadline_ms=600_000)
+    result = testee.request("work", timeout=660, queue="", workers=workers, deadline_ms=600_000, listen=listen)
     left = remaining(url)
     if not result.get("drained") or left:
         raise RuntimeError(f"drain did not finish: {result}, {left} jobs left")
@@ -305,6 +305,15 @@ def main(argv: list[str] | None = None) -> int:
                             f"drain {name} x{workers}: {cell['median']:.0f} jobs/s "
                             f"(min {cell['min']:.0f}, max {cell['max']:.0f})"
                         )
+                top = max(counts)
+                for name, testee in testees.items():
+                    if testee.info and testee.info.can("listen"):
+                        samples = [
+                            drain_once(testee, db.url, options.jobs, top, listen=True) for _ in range(options.runs)
+                        ]
+                        cell = summarize(samples)
+                        report["implementations"][name]["drain_jobs_per_s_listen"] = {str(top): cell}
+                        log(f"drain {name} x{top} with LISTEN/NOTIFY on: {cell['median']:.0f} jobs/s")
             if "floor" not in skip:
                 pgbench = find_pgbench(db)
                 if pgbench is None:

@@ -57,6 +57,7 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
 
 
 GATE_KEY = 424242
+POLL_SECONDS = 0.01  # how often the gate condition is re-checked
 
 GATE = f"""
 CREATE FUNCTION que_conformance_gate(id bigint, gated bigint) RETURNS boolean
@@ -104,7 +105,7 @@ def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connectio
             while not blocked_at_gate(db):
                 assert worker.is_alive(), f"{impl} finished work_one without reading job G: {result}"
                 assert time.monotonic() < deadline, f"{impl}'s lock query never reached job G"
-                time.sleep(0.01)
+                time.sleep(POLL_SECONDS)
             # Another worker finishes J now: deleted and committed after the snapshot.
             db.execute("DELETE FROM que_jobs_gated WHERE job_id = %s", [j])
             gate.execute("SELECT pg_advisory_unlock(%s)", [GATE_KEY])

@@ -99,6 +99,20 @@ func (t *testee) sleep(j *que.Job) error {
 	return t.record(j, nil)
 }
 
+func (t *testee) flaky(j *que.Job) error {
+	failures := 1.0
+	if args := positional(j); len(args) > 0 {
+		if n, ok := args[0].(float64); ok {
+			failures = n
+		}
+	}
+	if float64(j.ErrorCount) < failures {
+		return fmt.Errorf("flaky failure %d of %v", j.ErrorCount+1, failures)
+	}
+	received := fmt.Sprintf("[%d]", j.ErrorCount)
+	return t.record(j, &received)
+}
+
 func (t *testee) crash(j *que.Job) error {
 	if err := t.record(j, nil); err != nil {
 		return err
@@ -156,6 +170,7 @@ func (t *testee) start(req request) (interface{}, error) {
 		"QueConformance::Sleep": t.sleep,
 		"QueConformance::Crash": t.crash,
 		"QueConformance::Noop":  func(j *que.Job) error { return nil },
+		"QueConformance::Flaky": t.flaky,
 	}
 	return map[string]interface{}{
 		"name":     "go",
@@ -262,8 +277,9 @@ func (t *testee) work(req request) (interface{}, error) {
 	for time.Now().Before(deadline) {
 		done, err := t.drained(req.Queue)
 		if err != nil {
-			pool.Shutdown()
-			return nil, err
+			// The server may be restarting; the workers retry too.
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 		if done && !time.Now().Before(minimum) {
 			drained = true

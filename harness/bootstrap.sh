@@ -16,6 +16,7 @@ have_pgbench() {
 have_pg || missing+=(postgresql)
 have_pgbench || missing+=(postgresql-contrib)
 command -v ruby >/dev/null 2>&1 || missing+=(ruby)
+{ command -v pgbouncer || test -x /usr/sbin/pgbouncer; } >/dev/null 2>&1 || missing+=(pgbouncer)
 ruby -e "require \"connection_pool\"" >/dev/null 2>&1 || missing+=(ruby-connection-pool)
 if command -v ruby >/dev/null 2>&1; then
   ruby -e 'require "pg"' >/dev/null 2>&1 || missing+=(ruby-pg)

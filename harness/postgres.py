@@ -200,7 +200,21 @@ class LocalCluster:
         """Restart the server in place (same port and data), for fault tests."""
         result = _run_as(
             self.user,
-            [self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart"],
+            # -l: the new postmaster writes to the log, not to our captured pipes (which
+            # would keep this call waiting for their end forever).
+            [
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.logfile),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ],
         )
         if result.returncode != 0:
             raise PostgresUnavailable(f"pg_ctl restart failed:\n{result.stderr}")

@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--queue", default="", help="queue name (default: '')")
     enqueue.add_argument("--priority", type=int, default=100, help="smallint, lower runs first (default: 100)")
     enqueue.add_argument(
+        "--notify", action="store_true", help="also NOTIFY workers started with --listen (default: off)"
+    )
+    enqueue.add_argument(
         "--run-at",
         metavar="ISO8601",
         help="when the job becomes due, with a UTC offset, e.g. 2030-01-01T12:00:00+00:00 (default: now)",
@@ -92,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="S",
         help="seconds between looks for new jobs when idle (default: 5)",
+    )
+
+    work.add_argument(
+        "--listen",
+        action="store_true",
+        help="also wake on NOTIFY from enqueuers using notify (polling continues for other writers)",
     )
 
     stats = commands.add_parser("stats", help="job counts per queue and job class")
@@ -162,7 +171,7 @@ def _run(options: argparse.Namespace) -> int:
         handlers = _load_handlers(options.app)
 
     try:
-        client = Client(options.database_url)
+        client = Client(options.database_url, notify=getattr(options, "notify", False))
     except ValueError as error:
         raise UsageError(str(error)) from None
     with client:
@@ -203,6 +212,7 @@ def _run(options: argparse.Namespace) -> int:
                 count=options.workers,
                 queue=options.queue,
                 wake_interval=options.wake_interval,
+                listen=options.listen,
             )
             pool.run()
     return 0

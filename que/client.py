@@ -7,6 +7,7 @@ job lock for as long as the job runs.
 
 import logging
 import os
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from que import adapt, encoding, schema, sql
 from que.job import Job, LockedJob
+from que.session import ensure_direct, insert_prepared
 
 log = logging.getLogger("que")
 
@@ -98,6 +100,12 @@ def validate(job_class: object, args: object, queue: object, priority: object, r
     }
 
 
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Pool connections: que's loaders, and ISO dates so enqueue can parse run_at fast."""
+    adapt.register(conn)
+    conn.execute("SET DateStyle = 'ISO, MDY'")
+
+
 def _connection_of(conn: object) -> psycopg.Connection[Any]:
     if isinstance(conn, psycopg.Transaction):
         return conn.connection
@@ -133,7 +141,7 @@ class Client:
             min_size=1,
             max_size=max_connections,
             kwargs={"autocommit": True},
-            configure=adapt.register,
+            configure=_configure,
             open=True,
             name="que",
             timeout=connect_timeout,
@@ -143,6 +151,10 @@ class Client:
         except PoolTimeout:
             self._pool.close()
             raise
+        # Pool connections verified to reach the server directly (see lock_job), and the
+        # insert statements each pool connection has prepared (see enqueue).
+        self._direct: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._inserts: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[bool]] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"<que.Client {self._pool.name}>"
@@ -161,9 +173,9 @@ class Client:
     ) -> None:
         self.close()
 
-    def connect(self) -> psycopg.Connection[Any]:
+    def connect(self, application_name: str = "que") -> psycopg.Connection[Any]:
         """A new autocommit connection with que's loaders, owned by the caller."""
-        conn = psycopg.connect(self.conninfo, autocommit=True)
+        conn = psycopg.connect(self.conninfo, autocommit=True, application_name=application_name)
         adapt.register(conn)
         return conn
 
@@ -197,7 +209,8 @@ class Client:
         if conn is not None:
             return self._insert_one(_connection_of(conn), params)
         with self._pool.connection() as own:
-            return self._insert_one(own, params)
+            prepared = self._inserts.setdefault(own, set())
+            return insert_prepared(own, params, self.notify, prepared)
 
     def _insert_one(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> Job:
         with adapt.cursor(conn) as cur:
@@ -256,6 +269,9 @@ class Client:
         _check_text("queue", queue, allow_empty=True)
         conn = self._pool.getconn()
         try:
+            if conn not in self._direct:
+                ensure_direct(conn)
+                self._direct.add(conn)
             job = lock_next(conn, queue)
         except BaseException:
             conn.close()

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import pq
 
 from que import sql
+from que.errors import TransactionPoolingError
 from que.job import Job
 
 _NAMES: Final = {
@@ -33,6 +34,11 @@ _NAMES: Final = {
     "check": (b"que_check_job", sql.CHECK_JOB, ("queue", "priority", "run_at", "job_id")),
     "destroy": (b"que_destroy_job", sql.DESTROY_JOB, ("queue", "priority", "run_at", "job_id")),
     "error": (b"que_set_error", sql.SET_ERROR, ("delay", "message", "queue", "priority", "run_at", "job_id")),
+    "error_uncounted": (
+        b"que_interop_set_error_uncounted",
+        sql.SET_ERROR_UNCOUNTED,
+        ("delay", "message", "queue", "priority", "run_at", "job_id"),
+    ),
     "unlock": (b"que_unlock_job", sql.UNLOCK_JOB, ("job_id",)),
 }
 
@@ -65,10 +71,90 @@ class Finish:
     delay: int = 0
 
 
+_INSERT_NAMES: Final = ("queue", "priority", "run_at", "job_class", "args")
+_INSERTS: Final = {
+    False: (b"que_insert_job", positional(sql.INSERT_JOB, _INSERT_NAMES)),
+    True: (b"que_interop_insert_job_notify", positional(sql.INSERT_JOB_NOTIFY, _INSERT_NAMES)),
+}
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def insert_prepared(conn: psycopg.Connection[Any], params: dict[str, Any], notify: bool, prepared: set[bool]) -> Job:
+    """insert_job as a prepared statement on a connection que owns (text format, one
+    round trip); `prepared` remembers which of the two inserts this connection has."""
+    pg = conn.pgconn
+    name, statement = _INSERTS[notify]
+    if notify not in prepared:
+        result = pg.prepare(name, statement)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.DatabaseError((result.error_message or b"").decode(errors="replace"))
+        prepared.add(notify)
+    run_at = params["run_at"]
+    result = pg.exec_prepared(
+        name,
+        [
+            params["queue"].encode(),
+            str(params["priority"]).encode(),
+            None if run_at is None else run_at.isoformat().encode(),  # type: ignore[list-item]
+            params["job_class"].encode(),
+            params["args"].encode(),
+        ],
+    )
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        if pg.status == pq.ConnStatus.BAD:
+            raise psycopg.OperationalError("insert_job: the connection is broken")
+        sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+        cls: type[psycopg.Error] = psycopg.DatabaseError
+        if sqlstate:
+            with contextlib.suppress(KeyError):
+                cls = psycopg.errors.lookup(sqlstate.decode())
+        raise cls((result.error_message or b"").decode(errors="replace").strip())
+    row = {(result.fname(i) or b"").decode(): result.get_value(0, i) for i in range(result.nfields)}
+    run_at_text = _text(row["run_at"]) or ""
+    try:
+        run_at_value: Any = datetime.fromisoformat(run_at_text)
+    except ValueError:
+        run_at_value = run_at_text
+    return Job.from_row(
+        queue=_text(row["queue"]) or "",
+        priority=int(row["priority"] or 0),
+        run_at=run_at_value,
+        job_id=int(row["job_id"] or 0),
+        job_class=_text(row["job_class"]) or "",
+        args=_text(row["args"]) or "[]",
+        error_count=int(row["error_count"] or 0),
+        last_error=_text(row["last_error"]),
+    )
+
+
+def ensure_direct(conn: psycopg.Connection[Any]) -> None:
+    """Refuse a connection that goes through a pooler, where session locks cannot work.
+
+    The backend pid a server announces at connect and `pg_backend_pid()` are the same on
+    a direct connection; a pooler (pgbouncer and the like) announces its own. Behind a
+    transaction pooler each transaction may run in a different server session, so a job
+    lock taken by one statement is not held by the next and jobs run twice.
+    """
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    server_pid = int(row[0]) if row else -1
+    if server_pid != conn.pgconn.backend_pid:
+        raise TransactionPoolingError(
+            f"this connection goes through a connection pooler (it announced backend pid "
+            f"{conn.pgconn.backend_pid}, but statements run in backend {server_pid}): Que's job "
+            "locks are session-level advisory locks, which a transaction-pooling proxy cannot "
+            "keep. Connect workers (and lock_job) directly to PostgreSQL; enqueueing through "
+            "the pooler is fine."
+        )
+
+
 class JobSession:
     """The protocol on one dedicated connection. Not thread-safe: one per worker."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        ensure_direct(conn)
         self.conn = conn
         self.pg = conn.pgconn
         # run_at is parsed with datetime.fromisoformat, so the session's output is ISO.
@@ -194,6 +280,8 @@ class JobSession:
         while True:
             results, error = self._pipeline(segments)
             found = results[-1]
+            if error is not None and finish is not None and self._rescheduled(finish, error):
+                error = None
             if error is not None:
                 # The finish failed but the lock may have succeeded: let go of the new
                 # job before reporting, so no lock outlives the error.
@@ -208,11 +296,20 @@ class JobSession:
             # Lost a race: someone finished the job after lock_job's snapshot.
             segments = [[("unlock", (locked.key[3],)), ("lock", (queue_param,))]]
 
+    def _rescheduled(self, finish: Finish, error: psycopg.Error) -> bool:
+        """When set_error fails on the row's own data (SQLSTATE class 22, e.g. an
+        error_count at the integer maximum), reschedule the job without counting."""
+        if finish.message is None or not (error.sqlstate or "").startswith("22"):
+            return False
+        params = (str(finish.delay).encode(), finish.message.encode(), *finish.locked.key)
+        self._exec("error_uncounted", params, "set_error (uncounted)")
+        return True
+
     def finish(self, finish: Finish) -> None:
         """Finish a job and release it: the delete or error commits before the unlock.
         The unlock runs even when the finish statement fails."""
         _, error = self._pipeline([[self._finish_statement(finish)], [("unlock", (finish.locked.key[3],))]])
-        if error is not None:
+        if error is not None and not self._rescheduled(finish, error):
             raise error
 
     def release(self, locked: Locked) -> None:

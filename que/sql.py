@@ -71,6 +71,18 @@ AND   priority = %(priority)s::smallint
 AND   run_at   = %(run_at)s::timestamptz
 AND   job_id   = %(job_id)s::bigint"""
 
+# que-interop's fallback when SET_ERROR itself fails on a row's data (say, an error_count
+# at the integer maximum): reschedule the job without counting, so a row that cannot be
+# errored does not stay first in line and starve the jobs behind it.
+SET_ERROR_UNCOUNTED: Final = """\
+UPDATE que_jobs
+SET run_at     = now() + %(delay)s::bigint * '1 second'::interval,
+    last_error = %(message)s::text
+WHERE queue    = %(queue)s::text
+AND   priority = %(priority)s::smallint
+AND   run_at   = %(run_at)s::timestamptz
+AND   job_id   = %(job_id)s::bigint"""
+
 INSERT_JOB: Final = """\
 INSERT INTO que_jobs
 (queue, priority, run_at, job_class, args)

@@ -22,7 +22,7 @@ import psycopg
 
 from que import sql
 from que.client import Client, _check_text
-from que.errors import UnknownJobClass, last_error_text
+from que.errors import TransactionPoolingError, UnknownJobClass, last_error_text
 from que.job import Job
 from que.retry import retry_delay
 from que.session import Finish, JobSession, Locked
@@ -151,7 +151,7 @@ class Worker:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = self.client.connect()
+            conn = self.client.connect(application_name=f"que worker {self.queue!r}")
             if self.listen:
                 conn.execute(sql.LISTEN)
             self._conn = conn
@@ -289,6 +289,8 @@ class Worker:
                     )
                     self._sleep(delay)
                     continue
+                except TransactionPoolingError:
+                    raise
                 except psycopg.Error as error:
                     # A database error that is not about the connection (a broken
                     # schema, a statement the server refuses): do not spin on it.
@@ -432,7 +434,9 @@ class WorkerPool:
         try:
             self.start()
             while not self._stopping.wait(0.5):
-                pass
+                if not any(w._thread is not None and w._thread.is_alive() for w in self.workers):
+                    log.error("every worker has stopped; exiting", extra={"event": "workers_stopped"})
+                    break
             self.shutdown()
         finally:
             for number, old in previous.items():

@@ -66,6 +66,15 @@ unless LOAD_ERROR
       end
     end
 
+    class Flaky < Que::Job
+      def run(failures = 1, *_rest)
+        count = attrs[:error_count].to_i
+        raise RuntimeError, "flaky failure #{count + 1} of #{failures}" if count < failures.to_i
+
+        QueConformance.record(self, JSON.generate([count]))
+      end
+    end
+
     class Noop < Que::Job
       def run(*_args); end
     end
@@ -179,7 +188,13 @@ class Testee
     Que.mode = :async
     drained = false
     while Time.now < deadline
-      if drained?(queue) && Time.now >= minimum
+      done = begin
+        drained?(queue)
+      rescue PG::Error
+        sleep 0.1
+        next
+      end
+      if done && Time.now >= minimum
         drained = true
         break
       end

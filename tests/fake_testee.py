@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+FOREVER_SECONDS = 3600  # hangs: the harness must kill it at its deadline
 mode = sys.argv[1]
 if mode == "exit-at-once":
     sys.exit(3)
@@ -33,7 +34,7 @@ for line in sys.stdin:
             print("about to crash", file=sys.stderr, flush=True)
             os._exit(7)
         if mode == "hang-on-enqueue":
-            time.sleep(3600)
+            time.sleep(FOREVER_SECONDS)
         if mode == "garbage-on-enqueue":
             print("this is not json", flush=True)
             continue

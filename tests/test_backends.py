@@ -69,3 +69,13 @@ def test_docker_backend_without_engine_explains() -> None:
 def test_bindir_is_found() -> None:
     bindir = postgres.find_bindir()
     assert bindir is not None and Path(bindir, "initdb").exists() and Path(bindir, "pg_ctl").exists()
+
+
+def test_local_cluster_restarts_in_place() -> None:
+    with LocalCluster() as cluster:
+        with psycopg.connect(cluster.url) as conn:
+            before = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+        cluster.restart()
+        with psycopg.connect(cluster.url) as conn:
+            after = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+        assert before is not None and after is not None and after[0] > before[0]

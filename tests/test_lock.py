@@ -178,3 +178,9 @@ def test_stats_and_worker_states(client: que.Client, conn: psycopg.Connection[An
     assert state["pg_backend_pid"] == locked._conn.info.backend_pid  # type: ignore[union-attr]
     locked.release()
     assert client.worker_states() == []
+
+
+def test_retry_delay_is_capped_for_absurd_counts() -> None:
+    assert que.retry_delay(236) == 236**4 + 3 < 100 * 365 * 24 * 3600
+    assert que.retry_delay(237) == 100 * 365 * 24 * 3600 < 237**4 + 3
+    assert que.retry_delay(2**31) == 100 * 365 * 24 * 3600

@@ -4,6 +4,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+POLL_SECONDS = 0.01  # how often a condition is re-checked
+
 T = TypeVar("T")
 
 
@@ -15,4 +17,4 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "con
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(POLL_SECONDS)

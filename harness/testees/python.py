@@ -58,6 +58,7 @@ class Testee:
                 "QueConformance::Sleep": self.sleep,
                 "QueConformance::Crash": self.crash,
                 "QueConformance::Noop": self.noop,
+                "QueConformance::Flaky": self.flaky,
             }
         )
 
@@ -66,7 +67,7 @@ class Testee:
     def record(self, received: str | None) -> None:
         job = que.current_job()
         with self.results_lock:
-            if self.results_conn is None or self.results_conn.closed:
+            if self.results_conn is None or self.results_conn.closed or self.results_conn.broken:
                 assert self.client is not None
                 self.results_conn = psycopg.connect(self.client.conninfo, autocommit=True)
             self.results_conn.execute(
@@ -87,6 +88,13 @@ class Testee:
 
     def noop(self, *args: Any) -> None:
         pass
+
+    def flaky(self, failures: int = 1, *rest: Any) -> None:
+        """Fail until the job has failed `failures` times, then record the count."""
+        count = que.current_job().error_count
+        if count < int(failures):
+            raise RuntimeError(f"flaky failure {count + 1} of {failures}")
+        self.record(json.dumps([count]))
 
     def crash(self, *args: Any) -> None:
         self.record(None)
@@ -167,23 +175,37 @@ class Testee:
     def op_work(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
         queue = req.get("queue", "")
-        deadline = time.monotonic() + req.get("deadline_ms", 60_000) / 1000
         started = time.monotonic()
+        deadline = started + req.get("deadline_ms", 60_000) / 1000
+        minimum = started + req.get("min_duration_ms", 0) / 1000
         pool = que.WorkerPool(
-            self.client, self.handlers, count=int(req.get("workers", 1)), queue=queue, wake_interval=0.01
+            self.client,
+            self.handlers,
+            count=int(req.get("workers", 1)),
+            queue=queue,
+            wake_interval=req.get("wake_interval_ms", 10) / 1000,
+            listen=bool(req.get("listen", False)),
         ).start()
         drained = False
-        with psycopg.connect(self.client.conninfo, autocommit=True) as conn:
-            while time.monotonic() < deadline:
-                row = conn.execute(
-                    "SELECT count(*) FROM que_jobs WHERE queue = %s AND run_at <= now()", [queue]
-                ).fetchone()
-                if row is not None and row[0] == 0:
-                    drained = True
-                    break
-                time.sleep(0.01)
+        conn: psycopg.Connection[Any] | None = None
+        while time.monotonic() < deadline:
+            try:  # survives a server restart, like the workers themselves
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.client.conninfo, autocommit=True, connect_timeout=2)
+                row = conn.execute(DRAINED, [queue]).fetchone()
+            except psycopg.OperationalError:
+                conn = None
+                time.sleep(0.1)
+                continue
+            if row is not None and row[0] and time.monotonic() >= minimum:
+                drained = True
+                break
+            time.sleep(0.005)
+        elapsed = time.monotonic() - started
+        if conn is not None:
+            conn.close()
         pool.shutdown()
-        return {"drained": drained, "elapsed_ms": round((time.monotonic() - started) * 1000)}
+        return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
 
     def op_lock(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None

@@ -1,0 +1,142 @@
+"""The worker's pipelined job session: the protocol's guarantees with fewer round trips."""
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+import que
+from que.session import Finish, JobSession, positional
+from tests.conftest import advisory_locks, rows
+from tests.waiting import wait_for
+
+
+def session(database_url: str) -> JobSession:
+    return JobSession(psycopg.connect(database_url, autocommit=True))
+
+
+def test_positional_placeholders() -> None:
+    assert positional("a = %(x)s AND b = %(y)s OR c = %(x)s", ["x", "y"]) == b"a = $1 AND b = $2 OR c = $1"
+    with pytest.raises(ValueError, match="unnamed"):
+        positional("a = %(x)s AND b = %(z)s", ["x"])
+
+
+def test_finish_with_next_lock_deletes_releases_and_locks_in_order(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    first = client.enqueue("A", priority=1)
+    second = client.enqueue("B", priority=2)
+    s = session(database_url)
+    held = s.lock("")
+    assert held is not None and held.job.job_id == first.job_id
+    following = s.lock("", Finish(held))
+    assert following is not None and following.job.job_id == second.job_id
+    assert [r["job_id"] for r in rows(conn)] == [second.job_id]
+    pid = s.conn.info.backend_pid
+    assert advisory_locks(conn) == [(pid, 0, second.job_id, 1)]
+    s.finish(Finish(following, "boom", 4))
+    [row] = rows(conn)
+    assert row["error_count"] == 1 and row["last_error"] == "boom"
+    assert advisory_locks(conn) == []
+
+
+def test_the_delete_commits_before_the_unlock(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """Another session that gets the lock the moment it is released must not see the row."""
+    job = client.enqueue("A")
+    s = session(database_url)
+    held = s.lock("")
+    assert held is not None
+    seen: list[Any] = []
+
+    def contender() -> None:
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [job.job_id])  # waits for the release
+            seen.append(other.execute("SELECT count(*) FROM que_jobs WHERE job_id = %s", [job.job_id]).fetchone())
+            other.execute("SELECT pg_advisory_unlock(%s)", [job.job_id])
+
+    thread = threading.Thread(target=contender)
+    thread.start()
+    wait_for(
+        lambda: (
+            conn.execute("SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted").fetchone() == (1,)
+        ),
+        what="the contender to wait on the job lock",
+    )
+    s.lock("", Finish(held))
+    thread.join(10)
+    assert seen == [(0,)]
+
+
+def test_a_failed_finish_leaves_no_lock(client: que.Client, conn: psycopg.Connection[Any], database_url: str) -> None:
+    """When the server refuses the destroy, neither the finished job nor the next one
+    stays locked, the error surfaces, and the session keeps working."""
+    client.enqueue("A", priority=1)
+    client.enqueue("B", priority=2)
+    conn.execute(
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'deletes refused'; END $$"
+    )
+    conn.execute("CREATE TRIGGER refuse BEFORE DELETE ON que_jobs FOR EACH ROW EXECUTE FUNCTION refuse_delete()")
+    s = session(database_url)
+    held = s.lock("")
+    assert held is not None
+    with pytest.raises(psycopg.errors.RaiseException, match="deletes refused"):
+        s.lock("", Finish(held))
+    assert advisory_locks(conn) == []
+    conn.execute("DROP TRIGGER refuse ON que_jobs")
+    again = s.lock("")
+    assert again is not None and again.job.job_id == held.job.job_id
+    s.release(again)
+
+
+def test_an_error_that_cannot_be_counted_still_reschedules(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """set_error on error_count = integer max overflows; the job is rescheduled uncounted
+    so it does not stay first in line, and no lock is left."""
+    client.enqueue("A", priority=1)
+    client.enqueue("B", priority=2)
+    conn.execute("UPDATE que_jobs SET error_count = 2147483647 WHERE job_class = 'A'")
+    s = session(database_url)
+    held = s.lock("")
+    assert held is not None and held.job.job_class == "A"
+    following = s.lock("", Finish(held, "boom", 4))
+    assert following is not None and following.job.job_class == "B"
+    a = next(r for r in rows(conn) if r["job_class"] == "A")
+    assert a["error_count"] == 2147483647 and a["last_error"] == "boom"
+    due_in = conn.execute("SELECT extract(epoch FROM run_at - now()) FROM que_jobs WHERE job_class = 'A'").fetchone()
+    assert due_in is not None and 2 < due_in[0] <= 4
+    s.release(following)
+    assert advisory_locks(conn) == []
+
+
+def test_listen_notify_wakes_an_idle_worker(client: que.Client, database_url: str) -> None:
+    done = threading.Event()
+    with que.Client(database_url, notify=True) as notifying:
+        worker = que.Worker(notifying, {"J": lambda: done.set()}, wake_interval=60, listen=True).start()
+        try:
+            wait_for(lambda: worker._conn is not None, what="the worker to connect")
+            wait_for(lambda: advisory_locks_free(database_url), what="idle")
+            notifying.enqueue("J")
+            assert done.wait(10), "a notification must wake the worker long before its 60 s poll"
+        finally:
+            assert worker.shutdown(10)
+
+
+def advisory_locks_free(url: str) -> bool:
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT count(*) FROM pg_locks WHERE locktype='advisory'").fetchone() == (0,)
+
+
+def test_notify_from_a_rolled_back_transaction_wakes_nobody(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    with que.Client(database_url, notify=True) as notifying, psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN que_interop_jobs")
+        with pytest.raises(RuntimeError), conn.transaction():
+            notifying.enqueue("J", conn=conn)
+            raise RuntimeError("roll back")
+        assert list(listener.notifies(timeout=0.3)) == []
+        notifying.enqueue("J", queue="q")
+        assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["q"]
