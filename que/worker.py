@@ -419,7 +419,8 @@ class WorkerPool:
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             if self._stopping.is_set():
-                log.warning("second signal: exiting now", extra={"event": "exit_now"})
+                # No logging here: another thread may hold the logging lock while blocked
+                # on a full stderr pipe, and the point of a second signal is to exit now.
                 os._exit(128 + signum)
             log.info(
                 "signal %s: finishing current jobs",

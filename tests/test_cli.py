@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import psycopg
@@ -128,8 +129,12 @@ def test_second_signal_exits_at_once_and_job_stays(database_url: str, conn: psyc
     proc = start_worker(database_url)
     try:
         wait_for(lambda: marks(conn) == ["started"], what="the job to start")
+        lines: list[str] = []
+        assert proc.stderr is not None
+        # Keep reading stderr so the worker can never block on a full pipe.
+        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
         proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: "finishing current jobs" in (proc.stderr.readline() or ""), what="first signal noted")
+        wait_for(lambda: any("finishing current jobs" in line for line in lines), what="first signal noted")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) != 0
         assert marks(conn) == ["started"]

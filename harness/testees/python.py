@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 import que
+import que.session
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
@@ -31,7 +32,9 @@ def break_rule(rule: str) -> None:
     if rule not in BREAKABLE:
         raise SystemExit(f"QUE_TESTEE_BREAK must be one of {', '.join(BREAKABLE)}, got {rule!r}")
     if rule == "backoff":
-        que.job.retry_delay = lambda count: count**3 + 3  # type: ignore[attr-defined]
+        broken = lambda count: count**3 + 3  # noqa: E731
+        que.job.retry_delay = broken  # type: ignore[attr-defined]
+        que.worker.retry_delay = broken  # type: ignore[attr-defined]
     elif rule == "ordering":
         que.sql.LOCK_JOB = que.sql.LOCK_JOB.replace(  # type: ignore[misc]
             "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
@@ -41,6 +44,11 @@ def break_rule(rule: str) -> None:
             "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
         )
         que.sql.UNLOCK_JOB = "SELECT pg_advisory_unlock(%(job_id)s::bigint + 1)"  # type: ignore[misc]
+    # The worker prepares its statements from que.session's table, built at import.
+    for key, (name, _, names) in list(que.session._NAMES.items()):
+        statement = {"lock": que.sql.LOCK_JOB, "unlock": que.sql.UNLOCK_JOB}.get(key)
+        if statement is not None:
+            que.session._NAMES[key] = (name, statement, names)  # type: ignore[index]
 
 
 class Testee:
