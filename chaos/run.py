@@ -279,8 +279,12 @@ def server_restart(lab: Lab, names: list[str]) -> Row:
     row.recovery_s = round(wait_until(lambda: len(lab.runs()) > before + 50, 60, "progress after the restart"), 3)
     for thread in threads:
         thread.join(150)
-    # Whoever did not come back, the Python workers finish the queue.
-    if lab.sql("SELECT 1 FROM que_jobs LIMIT 1"):
+    # Jobs whose handlers failed during the restart (their results write met a dead
+    # connection) were errored and rescheduled: record them, make them due, finish them.
+    leftover = lab.sql("SELECT job_id, error_count, split_part(last_error, E'\\n', 1) FROM que_jobs")
+    if leftover:
+        row.notes.append(f"left after the drain (errored during the restart, rescheduled): {leftover[:5]}")
+        lab.sql("UPDATE que_jobs SET run_at = now()")
         rescuer = lab.start("python")
         rescuer.work(workers=2, deadline_ms=60_000)
     for name, outcome in boxes.items():
