@@ -121,26 +121,14 @@ func (t *testee) crash(j *que.Job) error {
 	select {}
 }
 
-func queGoVersion() string {
+// moduleVersion is the version of a dependency compiled into this binary.
+func moduleVersion(path string) string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
 	}
 	for _, dep := range info.Deps {
-		if dep.Path == "github.com/bgentry/que-go" {
-			return dep.Version
-		}
-	}
-	return "unknown"
-}
-
-func pgxVersion() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	for _, dep := range info.Deps {
-		if dep.Path == "github.com/jackc/pgx" {
+		if dep.Path == path {
 			return dep.Version
 		}
 	}
@@ -174,7 +162,7 @@ func (t *testee) start(req request) (interface{}, error) {
 	}
 	return map[string]interface{}{
 		"name":     "go",
-		"version":  "que-go " + queGoVersion() + ", pgx " + pgxVersion(),
+		"version":  "que-go " + moduleVersion("github.com/bgentry/que-go") + ", pgx " + moduleVersion("github.com/jackc/pgx"),
 		"language": strings.TrimPrefix(runtimeVersion(), "go"),
 		"protocol": protocolVersion,
 		"capabilities": map[string]interface{}{
