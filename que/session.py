@@ -78,6 +78,17 @@ _INSERTS: Final = {
 }
 
 
+def result_error(result: pq.abc.PGresult, action: str = "") -> psycopg.Error:
+    """The psycopg exception for a failed libpq result, by SQLSTATE (as psycopg raises)."""
+    message = (result.error_message or b"").decode(errors="replace").strip()
+    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+    cls: type[psycopg.Error] = psycopg.DatabaseError
+    if sqlstate:
+        with contextlib.suppress(KeyError):
+            cls = psycopg.errors.lookup(sqlstate.decode())
+    return cls(f"{action}: {message}" if action else message)
+
+
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
@@ -106,12 +117,7 @@ def insert_prepared(conn: psycopg.Connection[Any], params: dict[str, Any], notif
     if result.status != pq.ExecStatus.TUPLES_OK:
         if pg.status == pq.ConnStatus.BAD:
             raise psycopg.OperationalError("insert_job: the connection is broken")
-        sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
-        cls: type[psycopg.Error] = psycopg.DatabaseError
-        if sqlstate:
-            with contextlib.suppress(KeyError):
-                cls = psycopg.errors.lookup(sqlstate.decode())
-        raise cls((result.error_message or b"").decode(errors="replace").strip())
+        raise result_error(result)
     row = {(result.fname(i) or b"").decode(): result.get_value(0, i) for i in range(result.nfields)}
     run_at_text = _text(row["run_at"]) or ""
     try:
@@ -165,13 +171,7 @@ class JobSession:
     # -- low level ----------------------------------------------------------------------
 
     def _error(self, result: pq.abc.PGresult, action: str) -> psycopg.Error:
-        message = (result.error_message or b"").decode(errors="replace").strip()
-        sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
-        cls: type[psycopg.Error] = psycopg.DatabaseError
-        if sqlstate:
-            with contextlib.suppress(KeyError):
-                cls = psycopg.errors.lookup(sqlstate.decode())
-        return cls(f"{action}: {message}")
+        return result_error(result, action)
 
     def _check(self, result: pq.abc.PGresult | None, action: str) -> pq.abc.PGresult:
         if result is None:
