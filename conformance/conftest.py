@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from conformance import expectations
 from conformance.fleet import Fleet, configured_names, reset
 from conformance.report import AREAS, Cell, Run
+from harness import signals
 from harness.postgres import Database, database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,11 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the session fixtures stop the cluster.
+    signals.unwind_on_signals()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

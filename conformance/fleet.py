@@ -63,10 +63,10 @@ class Fleet:
     def _start(self, member: Member) -> None:
         impl = member.impl
         try:
-            testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
+            # Kept before the handshake, so an interrupted start is still stopped at the end.
+            member.testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
             url = self.db.container_url if impl.in_container and self.db.container_url else self.db.url
-            member.info = testee.start(url, results.TABLE)
-            member.testee = testee
+            member.info = member.testee.start(url, results.TABLE)
         except Unavailable as error:
             member.unavailable = str(error)
 

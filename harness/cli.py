@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import implementations
+from harness import implementations, signals
 from harness.postgres import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(["--fix"] if options.fix else []),
         *extra,
     ]
-    completed = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, check=False)
-    return completed.returncode
+    # A signal (CI timeout, Ctrl-C) goes on to pytest, whose fixtures then stop the cluster.
+    return signals.run_forwarding(command, cwd=ROOT, env={**os.environ, **env})
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_user() -> pwd.struct_passwd | None:
+def server_user() -> pwd.struct_passwd | None:
     """The unprivileged account the server runs as when we are root."""
     if os.geteuid() != 0:
         return None
@@ -127,7 +127,7 @@ class LocalCluster:
             if self.bindir is None:
                 raise PostgresUnavailable("PostgreSQL was installed but initdb is still missing")
         self.port = port or free_port()
-        self.user = _server_user()
+        self.user = server_user()
         self.root = Path(tempfile.mkdtemp(prefix="que-pg-"))
         self.data = self.root / "data"
         self.logfile = self.root / "server.log"
@@ -220,7 +220,8 @@ class LocalCluster:
             raise PostgresUnavailable(f"pg_ctl restart failed:\n{result.stderr}")
 
     def stop(self) -> None:
-        if self.started:
+        """Stop the server (also one whose start was interrupted) and remove the cluster."""
+        if self.started or (self.data / "postmaster.pid").exists():
             _run_as(
                 self.user,
                 [self._bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
@@ -232,7 +233,11 @@ class LocalCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "LocalCluster":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

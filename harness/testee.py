@@ -94,6 +94,9 @@ class Testee:
         self._lines: queue.Queue[object] = queue.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self.info: Info | None = None
+        # Set while a request waits for its response: an interrupted request leaves the
+        # conversation out of step, and such a testee is killed rather than asked to stop.
+        self.busy = False
         try:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -143,6 +146,7 @@ class Testee:
         request_id = next(self._ids)
         line = json.dumps({"id": request_id, "op": op, **fields}, ensure_ascii=False)
         assert self.proc.stdin is not None
+        self.busy = True
         try:
             self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()
@@ -174,6 +178,7 @@ class Testee:
                 f"{self.label} answered {op} (id {request_id}) with {raw[:200]!r}: a response needs "
                 f'"id": {request_id} and "ok"'
             )
+        self.busy = False
         if response["ok"] is not True:
             error = response.get("error")
             raise TesteeError(op, error if isinstance(error, dict) else {"message": repr(error)})
@@ -260,7 +265,10 @@ class Testee:
         self.request("migrate", version=version)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the testee to exit; kill it if it does not."""
+        """Ask the testee to exit; kill it if it does not (or if it never answered the
+        last request, so it cannot take another)."""
+        if self.busy:
+            self.kill()
         if self.alive():
             with contextlib.suppress(TesteeFailure):
                 self.request("stop", timeout=timeout)

@@ -4,7 +4,9 @@ Jobs live in the `que_jobs` table that Ruby Que 0.x and que-go use; Python, Ruby
 Go processes can enqueue and work the same jobs side by side.
 """
 
-from que.client import Client, NewJob, database_url, lock_next
+from que._handlers import Registry, current_job
+from que._validate import NewJob
+from que.client import Client, database_url
 from que.encoding import ArgumentEncodingError, dumps, encode_args, loads
 from que.errors import (
     JobFinishedError,
@@ -13,12 +15,13 @@ from que.errors import (
     UnknownJobClass,
     last_error_text,
 )
-from que.job import Job, LockedJob
+from que.job import Job
+from que.lock import LockedJob
 from que.retry import retry_delay
 from que.schema import CURRENT_VERSION, db_version, migrate
-from que.worker import Registry, Worker, WorkerPool, current_job
+from que.worker import Worker, WorkerPool
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CURRENT_VERSION",
@@ -41,7 +44,6 @@ __all__ = [
     "encode_args",
     "last_error_text",
     "loads",
-    "lock_next",
     "migrate",
     "retry_delay",
 ]

@@ -1,8 +1,9 @@
 """The `que` command: migrate, enqueue, work and inspect from a shell.
 
-Exit codes: 0 success, 1 a runtime failure (database unreachable, SQL error),
-2 bad input (the message names the value and the rule). Errors are one line on stderr,
-never a traceback.
+Exit codes: 0 success, 1 a runtime failure (database unreachable, SQL error, workers that
+cannot run, such as behind a transaction pooler), 2 bad input (the message names the value
+and the rule), 130 interrupted; a handler's SystemExit(code) ends `que work` with that
+code. Errors are one line on stderr, never a traceback.
 """
 
 import argparse
@@ -18,7 +19,8 @@ import psycopg
 
 from que import encoding, schema
 from que.client import Client
-from que.worker import WorkerPool
+from que.errors import QueError
+from que.worker import WorkerPool, check_wake_interval
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -88,13 +90,32 @@ def _parser() -> argparse.ArgumentParser:
         help="module holding a mapping of job class to handler callable; ATTR defaults to 'handlers'",
     )
     work.add_argument("--queue", default="", help="queue to work (default: '')")
-    work.add_argument("--workers", type=int, default=4, metavar="N", help="worker threads (default: 4)")
+    work.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="worker threads, each with its own connection: at most the server's max_connections (default: 4)",
+    )
     work.add_argument(
         "--wake-interval",
         type=float,
         default=5.0,
         metavar="S",
-        help="seconds between looks for new jobs when idle (default: 5)",
+        help="seconds between looks for new jobs when idle, above 0 and at most 86400 (default: 5)",
+    )
+    work.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        help="set a job aside (run_at 'infinity', see `que dead`) when it fails after N retries "
+        "(default: retry forever, as Ruby Que does)",
+    )
+    work.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        metavar="S",
+        help="after SIGTERM/SIGINT, wait at most S seconds for running jobs (default: wait for them)",
     )
 
     work.add_argument(
@@ -105,13 +126,23 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", help="job counts per queue and job class")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    dead = commands.add_parser("dead", help="list jobs set aside by a retry limit")
+    dead.add_argument("--queue", help="only this queue (default: all)")
+    dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    retry = commands.add_parser("retry", help="make jobs set aside by a retry limit due again (error_count kept)")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_id", nargs="?", type=int, metavar="JOB_ID", help="the job to retry")
+    which.add_argument("--all", action="store_true", help="every job set aside (of --queue)")
+    retry.add_argument("--queue", help="with --all: only this queue")
     return parser
 
 
 def _parse_args_json(text: str) -> list[Any]:
     try:
         value = encoding.loads(text)
-    except ValueError as error:
+    except ValueError as error:  # loads turns every failure (too deep, too many digits) into one
         raise UsageError(f"JSON_ARGS {text!r} is not valid JSON: {error}") from None
     if not isinstance(value, list):
         raise UsageError(f"JSON_ARGS must be a JSON array of positional arguments, got {text!r}")
@@ -148,11 +179,17 @@ def _load_handlers(spec: str) -> Mapping[str, Any]:
     return handlers
 
 
+def _cell(value: Any) -> str:
+    """A table cell on one line: control characters (a newline in a job class) escaped."""
+    text = str(value)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "no jobs"
     columns = list(rows[0].keys())
-    cells = [[str(row[c]) for c in columns] for row in rows]
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
@@ -166,8 +203,14 @@ def _run(options: argparse.Namespace) -> int:
     elif options.command == "work":
         if options.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {options.workers}")
-        if options.wake_interval <= 0:
-            raise UsageError(f"--wake-interval must be positive, got {options.wake_interval}")
+        try:
+            check_wake_interval(options.wake_interval, "--wake-interval")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        if options.max_retries is not None and options.max_retries < 0:
+            raise UsageError(f"--max-retries must be 0 or more, got {options.max_retries}")
+        if options.shutdown_timeout is not None and not options.shutdown_timeout >= 0:
+            raise UsageError(f"--shutdown-timeout must be 0 or more seconds, got {options.shutdown_timeout}")
         handlers = _load_handlers(options.app)
 
     try:
@@ -205,6 +248,10 @@ def _run(options: argparse.Namespace) -> int:
                 print(json.dumps(rows, default=str))
             else:
                 print(_format_table(rows))
+        elif options.command == "dead":
+            _print_dead(client, options.queue, options.json)
+        elif options.command == "retry":
+            return _retry(client, options.job_id, options.queue)
         elif options.command == "work":
             pool = WorkerPool(
                 client,
@@ -213,8 +260,33 @@ def _run(options: argparse.Namespace) -> int:
                 queue=options.queue,
                 wake_interval=options.wake_interval,
                 listen=options.listen,
+                max_retries=options.max_retries,
             )
-            pool.run()
+            pool.run(shutdown_timeout=options.shutdown_timeout)
+    return 0
+
+
+def _print_dead(client: Client, queue: str | None, as_json: bool) -> None:
+    jobs = client.dead_jobs(queue)
+    rows = [
+        {
+            "job_id": j.job_id,
+            "queue": j.queue,
+            "job_class": j.job_class,
+            "error_count": j.error_count,
+            "last_error": (j.last_error or "").split("\n", 1)[0],
+        }
+        for j in jobs
+    ]
+    print(json.dumps(rows) if as_json else _format_table(rows))
+
+
+def _retry(client: Client, job_id: int | None, queue: str | None) -> int:
+    count = client.retry_dead(job_id, queue=queue)
+    if job_id is not None and count == 0:
+        print(f"que: error: no job {job_id} is set aside (run_at 'infinity')", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"{count} job{'' if count == 1 else 's'} due again")
     return 0
 
 
@@ -236,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except psycopg.Error as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"que: database error: {first}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except QueError as error:
+        print(f"que: error: {error}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130

@@ -1,30 +1,35 @@
 """Enqueue, lock and inspect Que jobs from Python.
 
-A Client keeps a small connection pool for enqueueing and for `lock_job`; workers open
-connections of their own (`Client.connect`) because a worker's connection carries the
-job lock for as long as the job runs.
+A Client keeps a small pool of connections for enqueueing and for `lock_job`; workers open
+connections of their own (`Client.connect`) because a worker's connection carries the job
+lock for as long as the job runs. Every connection que owns is opened the same way:
+autocommit, client_encoding UTF8, and no prepared statements of psycopg's (que prepares
+its own, and psycopg's DEALLOCATE ALL after a DROP or ROLLBACK would remove them).
 """
 
-import logging
+import contextlib
 import os
+import select
 import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
 
 import psycopg
+from psycopg import pq
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from que import adapt, encoding, schema, sql
-from que.job import Job, LockedJob
-from que.session import ensure_direct, insert_prepared
+from que import _callers, _loaders, _protocol, _validate, _wire, schema, sql
+from que._session import NotSent, Session
+from que._validate import NewJob
+from que._waiting import wait
+from que.job import Job
+from que.lock import LockedJob
 
-log = logging.getLogger("que")
-
-SMALLINT_MIN: Final = -32768
-SMALLINT_MAX: Final = 32767
+# The server ended the session before it ran the statement: shutdown, crash, restart.
+_SESSION_ENDED: Final = ("57P01", "57P02", "57P03")
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -35,83 +40,35 @@ def database_url(explicit: str | None = None) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """One job for `Client.enqueue_many`."""
-
-    job_class: str
-    args: Sequence[Any] = ()
-    queue: str = ""
-    priority: int = 100
-    run_at: datetime | None = None
-
-
-def _check_text(name: str, value: object, *, allow_empty: bool) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {value!r} of type {type(value).__name__}")
-    if not allow_empty and not value:
-        raise ValueError(f"{name} must not be empty")
-    if "\x00" in value:
-        raise ValueError(f"{name} {value!r} contains a NUL character, which PostgreSQL text cannot hold")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{name} {value!r} contains an unpaired surrogate") from None
-    return value
-
-
-def _check_priority(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"priority must be an int, got {value!r} of type {type(value).__name__}")
-    if not SMALLINT_MIN <= value <= SMALLINT_MAX:
-        raise ValueError(f"priority {value} is outside the smallint range {SMALLINT_MIN}..{SMALLINT_MAX}")
-    return value
-
-
-def _check_run_at(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise TypeError(
-            f"run_at must be a timezone-aware datetime or None, got {value!r} of type {type(value).__name__}"
-        )
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"run_at {value!r} is naive: give it a tzinfo, because the server would "
-            "otherwise read it in its own time zone"
-        )
-    return value
-
-
-def _check_args(args: object) -> str:
-    if isinstance(args, str | bytes) or not isinstance(args, Sequence):
-        raise TypeError(f"args must be a list or tuple of positional arguments, got {args!r}")
-    return encoding.encode_args(args)
-
-
-def validate(job_class: object, args: object, queue: object, priority: object, run_at: object) -> dict[str, Any]:
-    """Check one job's fields and encode its args; raises before any SQL runs."""
+def connection_options(application_name: str) -> dict[str, Any]:
+    """How que opens the connections it owns (see the module docstring)."""
     return {
-        "job_class": _check_text("job_class", job_class, allow_empty=False),
-        "args": _check_args(args),
-        "queue": _check_text("queue", queue, allow_empty=True),
-        "priority": _check_priority(priority),
-        "run_at": _check_run_at(run_at),
+        "autocommit": True,
+        "prepare_threshold": None,
+        "client_encoding": "utf8",
+        "application_name": application_name,
     }
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Pool connections: que's loaders, and ISO dates so enqueue can parse run_at fast."""
-    adapt.register(conn)
-    conn.execute("SET DateStyle = 'ISO, MDY'")
+    _loaders.register(conn)
 
 
-def _connection_of(conn: object) -> psycopg.Connection[Any]:
-    if isinstance(conn, psycopg.Transaction):
-        return conn.connection
-    if isinstance(conn, psycopg.Connection):
-        return conn
-    raise TypeError(f"conn must be a psycopg Connection or Transaction, got {conn!r}")
+def _idle_and_quiet(conn: psycopg.Connection[Any]) -> bool:
+    """A cheap check, with no round trip, that a pooled connection is still alive.
+
+    An idle autocommit connection receives nothing unless the server is ending it (a
+    restart, pg_terminate_backend, an idle timeout send a FATAL message and close): a
+    socket with something to read means the connection is about to fail.
+    """
+    pg = conn.pgconn
+    if pg.status != pq.ConnStatus.OK or pg.transaction_status != pq.TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([pg.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return False
+    return not readable
 
 
 class Client:
@@ -140,7 +97,7 @@ class Client:
             self.conninfo,
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True},
+            kwargs=connection_options("que"),
             configure=_configure,
             open=True,
             name="que",
@@ -151,10 +108,7 @@ class Client:
         except PoolTimeout:
             self._pool.close()
             raise
-        # Pool connections verified to reach the server directly (see lock_job), and the
-        # insert statements each pool connection has prepared (see enqueue).
-        self._direct: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        self._inserts: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[bool]] = weakref.WeakKeyDictionary()
+        self._sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], Session] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"<que.Client {self._pool.name}>"
@@ -174,19 +128,52 @@ class Client:
         self.close()
 
     def connect(self, application_name: str = "que") -> psycopg.Connection[Any]:
-        """A new autocommit connection with que's loaders, owned by the caller."""
-        conn = psycopg.connect(self.conninfo, autocommit=True, application_name=application_name)
-        adapt.register(conn)
+        """A new connection opened as que opens its own (see the module docstring)."""
+        conn = psycopg.connect(self.conninfo, **connection_options(application_name))
+        _configure(conn)
         return conn
+
+    # -- pooled connections ---------------------------------------------------------------
+
+    def _checkout(self) -> tuple[psycopg.Connection[Any], Session]:
+        """A pooled connection that is not already dead; dead ones are closed (the pool
+        replaces them in the background) and the next one is tried."""
+        for _ in range(self._pool.max_size):
+            conn = self._pool.getconn()
+            if _idle_and_quiet(conn):
+                break
+            conn.close()
+            self._pool.putconn(conn)
+        else:
+            conn = self._pool.getconn()
+        session = self._sessions.get(conn)
+        if session is None:
+            session = self._sessions[conn] = Session(conn.pgconn)
+        return conn, session
+
+    def _checkin(self, conn: psycopg.Connection[Any], session: Session) -> None:
+        """Give a connection back; one that cannot go on (it may hold a job lock, or be
+        mid-statement) is closed first, which ends its session and its locks."""
+        if not session.usable() and not conn.closed:
+            conn.close()
+        self._pool.putconn(conn)
+
+    @contextlib.contextmanager
+    def _borrow(self) -> Iterator[tuple[psycopg.Connection[Any], Session]]:
+        conn, session = self._checkout()
+        try:
+            yield conn, session
+        finally:
+            self._checkin(conn, session)
 
     # -- schema -------------------------------------------------------------------
 
     def migrate(self, version: int = schema.CURRENT_VERSION) -> None:
-        with self._pool.connection() as conn:
+        with self._borrow() as (conn, _):
             schema.migrate(conn, version)
 
     def db_version(self) -> int:
-        with self._pool.connection() as conn:
+        with self._borrow() as (conn, _):
             return schema.db_version(conn)
 
     # -- enqueue ------------------------------------------------------------------
@@ -198,134 +185,120 @@ class Client:
         queue: str = "",
         priority: int = 100,
         run_at: datetime | None = None,
-        conn: psycopg.Connection[Any] | psycopg.Transaction | None = None,
+        conn: _callers.Caller | None = None,
     ) -> Job:
         """Insert one job and return it as stored (with its job_id).
 
-        With `conn`, the insert runs on that connection: inside its open transaction
-        it commits or rolls back with the caller's work. A rejected job inserts nothing.
+        With `conn`, the insert runs on that connection inside the caller's transaction: it
+        commits or rolls back with the caller's work. A rejected job inserts nothing.
         """
-        params = validate(job_class, args, queue, priority, run_at)
+        job = _validate.job(job_class, args, queue, priority, run_at)
         if conn is not None:
-            return self._insert_one(_connection_of(conn), params)
-        with self._pool.connection() as own:
-            prepared = self._inserts.setdefault(own, set())
-            return insert_prepared(own, params, self.notify, prepared)
-
-    def _insert_one(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> Job:
-        with adapt.cursor(conn) as cur:
-            cur.execute(sql.INSERT_JOB_NOTIFY if self.notify else sql.INSERT_JOB, params, prepare=True)
-            row = cur.fetchone()
-        assert row is not None
-        return Job.from_row(**row)
+            return _callers.insert(_callers.connection_of(conn), job, self.notify)
+        run_at_us = None if job.run_at is None else _wire.timestamp_us(job.run_at)
+        values = _protocol.insert_values(job.queue, job.priority, run_at_us, job.job_class, job.args)
+        attempts = self._pool.max_size + 1
+        for attempt in range(1, attempts + 1):
+            own, session = self._checkout()
+            try:
+                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+                return wait(_protocol.insert(session, values, self.notify), own.pgconn.socket)
+            except psycopg.OperationalError as failure:
+                # Only where the insert certainly did not run: never a second insert after a
+                # commit that may have happened.
+                if attempt == attempts or not (isinstance(failure, NotSent) or failure.sqlstate in _SESSION_ENDED):
+                    raise
+            finally:
+                self._checkin(own, session)
+        raise AssertionError("unreachable")
 
     def enqueue_many(
         self,
         jobs: Iterable[NewJob | tuple[str, Sequence[Any]]],
         *,
-        conn: psycopg.Connection[Any] | psycopg.Transaction | None = None,
+        conn: _callers.Caller | None = None,
     ) -> list[Job]:
         """Insert many jobs in one statement and one round trip, in the given order.
 
-        Every job is checked first; one bad job rejects the whole batch and nothing
-        is inserted.
+        Items are `que.NewJob`s or `(job_class, args)` tuples. Every job is checked first;
+        one bad job rejects the whole batch and nothing is inserted.
         """
-        checked = []
-        for index, item in enumerate(jobs):
-            spec = item if isinstance(item, NewJob) else NewJob(*item)
-            try:
-                checked.append(validate(spec.job_class, spec.args, spec.queue, spec.priority, spec.run_at))
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"jobs[{index}]: {error}") from None
+        checked = _validate.many(jobs)
         if not checked:
             return []
-        params = {
-            "queues": [c["queue"] for c in checked],
-            "priorities": [c["priority"] for c in checked],
-            "run_ats": [c["run_at"] for c in checked],
-            "job_classes": [c["job_class"] for c in checked],
-            "args": [c["args"] for c in checked],
-        }
         if conn is not None:
-            return self._insert_many(_connection_of(conn), params)
-        with self._pool.connection() as own:
-            return self._insert_many(own, params)
-
-    def _insert_many(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Job]:
-        with conn.transaction(), adapt.cursor(conn) as cur:
-            cur.execute(sql.INSERT_JOBS, params)
-            jobs = [Job.from_row(**row) for row in cur.fetchall()]
-            if self.notify:
-                cur.execute(sql.NOTIFY_QUEUES, {"queues": params["queues"]})
-            return jobs
+            return _callers.insert_many(_callers.connection_of(conn), checked, self.notify)
+        with self._borrow() as (own, session):
+            for job in checked:
+                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+            return _callers.insert_many(own, checked, self.notify)
 
     # -- locking ------------------------------------------------------------------
 
-    def lock_job(self, queue: str = "") -> LockedJob | None:
+    def lock_job(self, queue: str = "", *, max_retries: int | None = None) -> LockedJob | None:
         """Lock the next due job of `queue`, or return None when there is none.
 
-        The returned job holds one pooled connection until it is released.
+        The returned job holds one pooled connection until it is released (use it as a
+        context manager). With `max_retries`, a failure recorded through it after that many
+        retries sets the job aside (see `dead_jobs`) instead of retrying it.
         """
-        _check_text("queue", queue, allow_empty=True)
-        conn = self._pool.getconn()
+        _validate.queue(queue)
+        _validate.max_retries(max_retries)
+        conn, session = self._checkout()
         try:
-            if conn not in self._direct:
-                ensure_direct(conn)
-                self._direct.add(conn)
-            job = lock_next(conn, queue)
+            wait(_protocol.check_direct(session), conn.pgconn.socket)
+            locked = wait(_protocol.lock(session, queue), conn.pgconn.socket)
         except BaseException:
             conn.close()
-            self._pool.putconn(conn)
+            self._checkin(conn, session)
             raise
-        if job is None:
-            self._pool.putconn(conn)
+        if locked is None:
+            self._checkin(conn, session)
             return None
-        return LockedJob(job, conn, self._give_back)
-
-    def _give_back(self, conn: psycopg.Connection[Any], healthy: bool) -> None:
-        self._pool.putconn(conn)
+        return LockedJob(locked, conn, session, self._checkin, max_retries)
 
     # -- introspection ------------------------------------------------------------
+
+    def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._borrow() as (conn, _), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params, binary=True)
+            return list(cur.fetchall())
 
     def job_stats(self) -> list[dict[str, Any]]:
         """Per (queue, job_class): count, count_working, count_errored,
         highest_error_count, oldest_run_at; busiest first, as Ruby Que reports them."""
-        with self._pool.connection() as conn, adapt.cursor(conn) as cur:
-            cur.execute(sql.JOB_STATS)
-            return list(cur.fetchall())
+        return self._rows(sql.JOB_STATS)
 
     def worker_states(self) -> list[dict[str, Any]]:
         """Each locked job with the state of the backend holding its lock."""
-        with self._pool.connection() as conn, adapt.cursor(conn) as cur:
-            cur.execute(sql.WORKER_STATES)
-            return list(cur.fetchall())
+        return self._rows(sql.WORKER_STATES)
+
+    def dead_jobs(self, queue: str | None = None) -> list[Job]:
+        """Jobs set aside by a retry limit (run_at 'infinity'), oldest first."""
+        if queue is not None:
+            _validate.queue(queue)
+        with self._borrow() as (conn, session), conn.cursor() as cur:
+            cur.execute(sql.DEAD_JOBS, {"queue": queue}, binary=True)
+            assert cur.pgresult is not None
+            return _wire.jobs(cur.pgresult, session.codec)
+
+    def retry_dead(self, job_id: int | None = None, *, queue: str | None = None) -> int:
+        """Make jobs set aside due again now, keeping their error_count and last_error:
+        one job by id, or every one (of `queue`). Returns how many."""
+        if job_id is not None and (isinstance(job_id, bool) or not isinstance(job_id, int)):
+            raise TypeError(f"job_id must be an int, got {job_id!r}")
+        if queue is not None:
+            _validate.queue(queue)
+        with self._borrow() as (conn, _):
+            return conn.execute(sql.RETRY_DEAD, {"job_id": job_id, "queue": queue}).rowcount
 
     def clear(self) -> None:
         """Delete every job (Ruby's `Que.clear!`)."""
-        with self._pool.connection() as conn:
+        with self._borrow() as (conn, _):
             conn.execute(sql.CLEAR)
 
-
-def lock_next(conn: psycopg.Connection[Any], queue: str) -> Job | None:
-    """lock_job then check_job on `conn`, retrying after races; None when none is due.
-
-    A race means another worker deleted the job after lock_job's snapshot; its lock is
-    released and the walk starts again. Each retry can only find a different job, so
-    the loop ends.
-    """
-    with adapt.cursor(conn) as cur:
-        while True:
-            cur.execute(sql.LOCK_JOB, {"queue": queue}, prepare=True)
-            row = cur.fetchone()
-            if row is None:
-                return None
-            job = Job.from_row(**row)
-            cur.execute(sql.CHECK_JOB, job.key(), prepare=True)
-            if cur.fetchone() is not None:
-                return job
-            log.debug(
-                "job_race_condition job_id=%s",
-                job.job_id,
-                extra={"event": "job_race_condition", "job_id": job.job_id},
-            )
-            cur.execute(sql.UNLOCK_JOB, {"job_id": job.job_id})
+    def connection_limit(self) -> int:
+        """How many connections the server gives ordinary users at most."""
+        with self._borrow() as (conn, _):
+            row = conn.execute(sql.CONNECTION_LIMIT).fetchone()
+            return int(row[0]) if row else 0

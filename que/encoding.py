@@ -14,20 +14,28 @@ a job enqueued from Python is indistinguishable from one enqueued from Ruby:
 
 Only values both languages read back as the same value are accepted: None, bool, int,
 float (finite), str, list/tuple and dict with str keys (or int keys, which Ruby also
-writes as their decimal text). Anything else is rejected before any SQL runs, with the
-path of the offending value, because a job Ruby or Go would decode differently is a
-bug that surfaces only in another process, much later.
+writes as their decimal text), nested at most 100 deep counting the args array itself
+(Ruby's JSON.parse, which Que workers use, refuses deeper nesting), with integers of at
+most 4300 digits (Python's limit for reading them back). Anything else is rejected before
+any SQL runs, with the path of the offending value, because a job Ruby or Go would decode
+differently is a bug that surfaces only in another process, much later.
 """
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
+
+from que.errors import QueError
 
 _escape_str = json.encoder.encode_basestring
 
+# Ruby's JSON.parse default max_nesting: a Que 0.14 worker cannot read deeper args.
+MAX_NESTING: Final = 100
 
-class ArgumentEncodingError(ValueError):
+
+class ArgumentEncodingError(QueError, ValueError):
     """A job argument that cannot be written as portable Que JSON.
 
     Subclasses ValueError for bad values; `TypeError` is raised directly for values
@@ -75,7 +83,33 @@ def _check_str(value: str, where: str) -> None:
         ) from None
 
 
-def _encode(value: Any, parts: list[str], out: list[str]) -> None:
+def _int_text(value: int, where: str) -> str:
+    try:
+        return int.__repr__(value)
+    except ValueError:
+        limit = sys.get_int_max_str_digits()
+        raise ArgumentEncodingError(
+            f"{where} is an integer of more than {limit} digits, which Python cannot read back "
+            "(sys.get_int_max_str_digits)"
+        ) from None
+
+
+def _enter(value: Any, parts: list[str], active: list[int]) -> None:
+    """Before writing a list or dict: refuse cycles and nesting Ruby cannot read."""
+    if id(value) in active:
+        raise ArgumentEncodingError(
+            f"{_path(parts)} refers to itself (it contains itself, directly or through other values): "
+            "a value that contains itself cannot be written as JSON"
+        )
+    if len(active) >= MAX_NESTING:
+        raise ArgumentEncodingError(
+            f"{_path(parts)} is nested {len(active) + 1} deep, counting the args array itself: Ruby's "
+            f"JSON.parse, which Que 0.14 workers use, refuses nesting deeper than {MAX_NESTING}"
+        )
+    active.append(id(value))
+
+
+def _encode(value: Any, parts: list[str], out: list[str], active: list[int]) -> None:
     # bool before int: bool is an int subclass.
     if value is None:
         out.append("null")
@@ -87,26 +121,29 @@ def _encode(value: Any, parts: list[str], out: list[str]) -> None:
         _check_str(value, _path(parts))
         out.append(_escape_str(value))
     elif isinstance(value, int):
-        out.append(int.__repr__(value))
+        out.append(_int_text(value, _path(parts)))
     elif isinstance(value, float):
         out.append(_float_text(value, _path(parts)))
     elif isinstance(value, list | tuple):
+        _enter(value, parts, active)
         out.append("[")
         for index, item in enumerate(value):
             if index:
                 out.append(",")
             parts.append(f"[{index}]")
-            _encode(item, parts, out)
+            _encode(item, parts, out, active)
             parts.pop()
         out.append("]")
+        active.pop()
     elif isinstance(value, Mapping):
+        _enter(value, parts, active)
         out.append("{")
         for index, (key, item) in enumerate(value.items()):
             if isinstance(key, str):
                 _check_str(key, f"{_path(parts)} key {key!r}")
                 text = key
             elif isinstance(key, int) and not isinstance(key, bool):
-                text = int.__repr__(key)
+                text = _int_text(key, f"{_path(parts)} key")
             else:
                 raise TypeError(
                     f"{_path(parts)} has key {key!r} of type {type(key).__name__}: "
@@ -118,9 +155,10 @@ def _encode(value: Any, parts: list[str], out: list[str]) -> None:
             out.append(_escape_str(text))
             out.append(":")
             parts.append(f"[{text!r}]")
-            _encode(item, parts, out)
+            _encode(item, parts, out, active)
             parts.pop()
         out.append("}")
+        active.pop()
     else:
         raise TypeError(
             f"{_path(parts)} is {value!r} of type {type(value).__name__}: job arguments "
@@ -134,7 +172,7 @@ def dumps(value: Any, name: str = "args") -> str:
     `name` starts the path in error messages, e.g. `args[2]['when']`.
     """
     out: list[str] = []
-    _encode(value, [name], out)
+    _encode(value, [name], out, [])
     return "".join(out)
 
 
@@ -153,5 +191,8 @@ _decoder = json.JSONDecoder(parse_constant=_refuse)
 def loads(text: str) -> Any:
     """Decode an `args` column as Ruby's `JSON.parse` would: ints stay exact, the last
     of duplicate keys wins, and `NaN`/`Infinity` (never valid in a json column) are
-    refused rather than turned into floats."""
-    return _decoder.decode(text)
+    refused rather than turned into floats. Every failure is a ValueError."""
+    try:
+        return _decoder.decode(text)
+    except RecursionError:
+        raise ValueError("the JSON text is nested too deep for Python to read") from None

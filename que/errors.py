@@ -43,10 +43,28 @@ def _class_name(error: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _storable(text: str) -> str:
-    """PostgreSQL text cannot hold NUL or unpaired surrogates; keep them visible."""
+def storable(text: str, codec: str | None = "utf-8") -> str:
+    """Text PostgreSQL can store: no NUL, no unpaired surrogates, and only characters the
+    database's encoding (`codec`) holds; anything else is kept visible as an escape."""
     text = text.replace("\x00", "\\u0000")
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if codec is not None and codec != "utf-8":
+        text = text.encode(codec, "backslashreplace").decode(codec)
+    return text
+
+
+def error_message(error: BaseException) -> str:
+    """str(error), even for an exception whose __str__ itself raises."""
+    try:
+        return str(error)
+    except Exception:
+        return f"<unprintable {_class_name(error)} object>"
+
+
+def short_message(error: BaseException) -> str:
+    """The error's message cut for a log line, as last_error cuts it."""
+    message = error_message(error)
+    return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT] + "..."
 
 
 def last_error_text(error: BaseException) -> str:
@@ -56,11 +74,11 @@ def last_error_text(error: BaseException) -> str:
     characters, then one line per traceback frame as `path:line:in 'function'`, so
     tools that read Ruby workers' errors read these too.
     """
-    message = str(error)
+    message = error_message(error)
     head = _class_name(error)
     if message.strip():
         head = f"{head}: {message}"
     head = head[:MESSAGE_LIMIT]
     frames = traceback.extract_tb(error.__traceback__)
     lines = [head, *(f"{f.filename}:{f.lineno}:in '{f.name}'" for f in frames)]
-    return _storable("\n".join(lines))
+    return storable("\n".join(lines))

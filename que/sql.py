@@ -71,12 +71,26 @@ AND   priority = %(priority)s::smallint
 AND   run_at   = %(run_at)s::timestamptz
 AND   job_id   = %(job_id)s::bigint"""
 
-# que-interop's fallback when SET_ERROR itself fails on a row's data (say, an error_count
-# at the integer maximum): reschedule the job without counting, so a row that cannot be
+# que-interop's retry limit (opt in): a job whose retries ran out is kept for manual
+# intervention with run_at 'infinity'. Every Que worker's lock_job asks for
+# run_at <= now(), so Ruby, Go and Python workers all leave it alone.
+SET_ERROR_DEAD: Final = """\
+UPDATE que_jobs
+SET error_count = error_count + 1,
+    run_at      = 'infinity',
+    last_error  = %(message)s::text
+WHERE queue    = %(queue)s::text
+AND   priority = %(priority)s::smallint
+AND   run_at   = %(run_at)s::timestamptz
+AND   job_id   = %(job_id)s::bigint"""
+
+# que-interop's fallback when SET_ERROR itself fails on a row's data (an error_count at
+# the integer maximum, say): reschedule the job without counting, so a row that cannot be
 # errored does not stay first in line and starve the jobs behind it.
 SET_ERROR_UNCOUNTED: Final = """\
 UPDATE que_jobs
-SET run_at     = now() + %(delay)s::bigint * '1 second'::interval,
+SET run_at     = CASE WHEN %(dead)s::bool THEN 'infinity'
+                      ELSE now() + %(delay)s::bigint * '1 second'::interval END,
     last_error = %(message)s::text
 WHERE queue    = %(queue)s::text
 AND   priority = %(priority)s::smallint
@@ -102,10 +116,6 @@ WITH job AS (
 )
 SELECT job.* FROM job, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', job.queue)) AS notified"""
 
-NOTIFY_QUEUES: Final = (
-    f"SELECT pg_notify('{NOTIFY_CHANNEL}', q) FROM (SELECT DISTINCT unnest(%(queues)s::text[])) AS t(q)"
-)
-
 LISTEN: Final = f"LISTEN {NOTIFY_CHANNEL}"
 
 # The batch form of INSERT_JOB: the same defaults applied element by element, in one
@@ -120,6 +130,16 @@ FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timesta
      WITH ORDINALITY AS t(q, p, r, c, a, n)
 ORDER BY n
 RETURNING *"""
+
+# One statement, so that on a caller's autocommit connection the jobs and their
+# notifications commit together, and no transaction block is needed.
+INSERT_JOBS_NOTIFY: Final = f"""\
+WITH jobs AS (
+{INSERT_JOBS}
+), notified AS (
+  SELECT pg_notify('{NOTIFY_CHANNEL}', q) FROM (SELECT DISTINCT queue FROM jobs) AS t(q)
+)
+SELECT jobs.* FROM jobs LEFT JOIN (SELECT count(*) FROM notified) AS n ON true ORDER BY jobs.job_id"""
 
 DESTROY_JOB: Final = """\
 DELETE FROM que_jobs
@@ -170,3 +190,24 @@ LEFT JOIN pg_description ON pg_description.objoid = pg_class.oid
 WHERE relname = 'que_jobs'"""
 
 CLEAR: Final = "DELETE FROM que_jobs"
+
+# The jobs set aside by the retry limit, and making them due again (error_count kept).
+DEAD_JOBS: Final = """\
+SELECT * FROM que_jobs
+WHERE run_at = 'infinity'
+AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY job_id"""
+
+RETRY_DEAD: Final = """\
+UPDATE que_jobs SET run_at = now()
+WHERE run_at = 'infinity'
+AND   (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
+AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""
+
+# The backend a statement runs in, to tell a direct connection from a pooler's.
+BACKEND_PID: Final = "SELECT pg_backend_pid()"
+
+# How many connections the server can give to ordinary users, at most.
+CONNECTION_LIMIT: Final = (
+    "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, settings
 
 import que
 from harness.postgres import database
+from que import _loaders
 
 settings.register_profile(
     "ci",
@@ -54,8 +55,10 @@ def client(conn: psycopg.Connection[Any], database_url: str) -> Iterator[que.Cli
 
 
 def rows(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
+    """que_jobs as stored; run_at 'infinity' (a job set aside) reads as datetime.max."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(f"SELECT *, args::text AS args_text FROM que_jobs WHERE {where} ORDER BY job_id")
+        _loaders.register(cur)
+        cur.execute(f"SELECT *, args::text AS args_text FROM que_jobs WHERE {where} ORDER BY job_id", binary=True)
         return cur.fetchall()
 
 

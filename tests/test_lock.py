@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 import que
-from que import sql
+from que import _protocol
 from tests.conftest import advisory_locks, rows
 
 
@@ -64,7 +64,7 @@ def test_lock_is_the_single_bigint_key_of_the_job_id(client: que.Client, conn: p
     assert job.job_id == 2**33 + 5
     locked = client.lock_job()
     assert locked is not None
-    pid = locked._conn.info.backend_pid  # type: ignore[union-attr]
+    pid = locked.backend_pid
     assert advisory_locks(conn) == [(pid, 2, 5, 1)]
     locked.release()
     locked.release()
@@ -117,28 +117,27 @@ def test_exception_in_block_is_recorded_and_lock_released(client: que.Client, co
 
 
 def test_race_check_releases_the_lock_and_moves_on(
-    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+    client: que.Client, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between lock_job and check_job another worker finishes the job."""
     gone = client.enqueue("gone", priority=1)
     client.enqueue("next", priority=2)
+    original = _protocol.execute
+    raced: list[bool] = []
 
-    class Racing(psycopg.Cursor[Any]):
-        raced = False
+    def racing(session: Any, call: Any) -> Any:
+        if call[0] is _protocol.CHECK_JOB and not raced:
+            raced.append(True)
+            conn.execute("DELETE FROM que_jobs WHERE job_id = %s", [gone.job_id])
+        return (yield from original(session, call))
 
-        def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
-            if query is sql.CHECK_JOB and not Racing.raced:
-                Racing.raced = True
-                conn.execute("DELETE FROM que_jobs WHERE job_id = %s", [gone.job_id])
-            return super().execute(query, params, **kw)
-
-    with psycopg.connect(database_url, autocommit=True, cursor_factory=Racing) as worker_conn:
-        que.adapt.register(worker_conn)
-        job = que.lock_next(worker_conn, "")
-        assert Racing.raced
-        assert job is not None and job.job_class == "next"
-        held = [lock for lock in advisory_locks(conn) if lock[0] == worker_conn.info.backend_pid]
-        assert held == [(worker_conn.info.backend_pid, 0, job.job_id, 1)]
+    monkeypatch.setattr(_protocol, "execute", racing)
+    locked = client.lock_job()
+    assert raced
+    assert locked is not None and locked.job.job_class == "next"
+    held = [lock for lock in advisory_locks(conn) if lock[0] == locked.backend_pid]
+    assert held == [(locked.backend_pid, 0, locked.job.job_id, 1)]
+    locked.release()
 
 
 def test_out_of_range_run_at_still_matches_its_row(client: que.Client, conn: psycopg.Connection[Any]) -> None:
@@ -175,7 +174,7 @@ def test_stats_and_worker_states(client: que.Client, conn: psycopg.Connection[An
     assert (by_class["B"]["count_errored"], by_class["B"]["highest_error_count"]) == (1, 2)
     [state] = client.worker_states()
     assert state["job_id"] == locked.job.job_id
-    assert state["pg_backend_pid"] == locked._conn.info.backend_pid  # type: ignore[union-attr]
+    assert state["pg_backend_pid"] == locked.backend_pid
     locked.release()
     assert client.worker_states() == []
 

@@ -5,6 +5,7 @@ job classes (QueConformance::Echo, ::Fail, ::Sleep, ::Crash) and writes what its
 handlers received into the harness's results table.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from typing import Any
 import psycopg
 
 import que
-import que.session
+import que._protocol
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
@@ -31,24 +32,27 @@ BREAKABLE = ("backoff", "ordering", "arguments", "lock-key")
 def break_rule(rule: str) -> None:
     if rule not in BREAKABLE:
         raise SystemExit(f"QUE_TESTEE_BREAK must be one of {', '.join(BREAKABLE)}, got {rule!r}")
+    protocol: Any = que._protocol
     if rule == "backoff":
-        broken = lambda count: count**3 + 3  # noqa: E731
-        que.job.retry_delay = broken  # type: ignore[attr-defined]
-        que.worker.retry_delay = broken  # type: ignore[attr-defined]
+        protocol.retry_delay = lambda count: count**3 + 3
     elif rule == "ordering":
-        que.sql.LOCK_JOB = que.sql.LOCK_JOB.replace(  # type: ignore[misc]
-            "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
+        protocol.LOCK_JOB = _rewritten(
+            protocol.LOCK_JOB, "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
         )
     elif rule == "lock-key":
-        que.sql.LOCK_JOB = que.sql.LOCK_JOB.replace(  # type: ignore[misc]
-            "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
+        protocol.LOCK_JOB = _rewritten(
+            protocol.LOCK_JOB, "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
         )
-        que.sql.UNLOCK_JOB = "SELECT pg_advisory_unlock(%(job_id)s::bigint + 1)"  # type: ignore[misc]
-    # The worker prepares its statements from que.session's table, built at import.
-    for key, (name, _, names) in list(que.session._NAMES.items()):
-        statement = {"lock": que.sql.LOCK_JOB, "unlock": que.sql.UNLOCK_JOB}.get(key)
-        if statement is not None:
-            que.session._NAMES[key] = (name, statement, names)  # type: ignore[index]
+        protocol.UNLOCK_JOB = _rewritten(
+            protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
+        )
+
+
+def _rewritten(statement: Any, old: str, new: str) -> Any:
+    text = statement.text.decode()
+    if old not in text:
+        raise SystemExit(f"cannot break {statement.name!r}: {old!r} is not in it")
+    return dataclasses.replace(statement, name=statement.name + b"_broken", text=text.replace(old, new).encode())
 
 
 class Testee:

@@ -1,4 +1,4 @@
-"""The worker's pipelined job session: the protocol's guarantees with fewer round trips."""
+"""The protocol engine (que._protocol): the protocol's guarantees with fewer round trips."""
 
 import threading
 from typing import Any
@@ -7,19 +7,44 @@ import psycopg
 import pytest
 
 import que
-from que.session import Finish, JobSession, positional
+from que import _protocol
+from que._protocol import Finish, Locked
+from que._session import Session, statement
+from que._waiting import wait
+from que.client import connection_options
 from tests.conftest import advisory_locks, rows
 from tests.waiting import wait_for
 
 
-def session(database_url: str) -> JobSession:
-    return JobSession(psycopg.connect(database_url, autocommit=True))
+class Engine:
+    """The engine's generators on one que-owned connection, driven synchronously."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, **connection_options("que test"))
+        self.session = Session(self.conn.pgconn)
+
+    def _run(self, gen: Any) -> Any:
+        return wait(gen, self.conn.pgconn.socket)
+
+    def lock(self, queue: str = "", after: Locked | None = None) -> Locked | None:
+        return self._run(_protocol.lock(self.session, queue, after))  # type: ignore[no-any-return]
+
+    def finish(self, finish: Finish) -> None:
+        self._run(_protocol.finish(self.session, finish))
+
+    def release(self, locked: Locked) -> None:
+        self._run(_protocol.unlock(self.session, locked))
+
+
+def session(database_url: str) -> Engine:
+    return Engine(database_url)
 
 
 def test_positional_placeholders() -> None:
-    assert positional("a = %(x)s AND b = %(y)s OR c = %(x)s", ["x", "y"]) == b"a = $1 AND b = $2 OR c = $1"
+    made = statement("", "a = %(x)s AND b = %(y)s OR c = %(x)s", [("x", 25), ("y", 23)])
+    assert made.text == b"a = $1 AND b = $2 OR c = $1" and made.types == (25, 23)
     with pytest.raises(ValueError, match="unnamed"):
-        positional("a = %(x)s AND b = %(z)s", ["x"])
+        statement("", "a = %(x)s AND b = %(z)s", [("x", 25)])
 
 
 def test_finish_with_next_lock_deletes_releases_and_locks_in_order(
@@ -30,7 +55,7 @@ def test_finish_with_next_lock_deletes_releases_and_locks_in_order(
     s = session(database_url)
     held = s.lock("")
     assert held is not None and held.job.job_id == first.job_id
-    following = s.lock("", Finish(held))
+    following = s.lock("", after=held)
     assert following is not None and following.job.job_id == second.job_id
     assert [r["job_id"] for r in rows(conn)] == [second.job_id]
     pid = s.conn.info.backend_pid
@@ -65,7 +90,7 @@ def test_the_delete_commits_before_the_unlock(
         ),
         what="the contender to wait on the job lock",
     )
-    s.lock("", Finish(held))
+    s.lock("", after=held)
     thread.join(10)
     assert seen == [(0,)]
 
@@ -84,7 +109,7 @@ def test_a_failed_finish_leaves_no_lock(client: que.Client, conn: psycopg.Connec
     held = s.lock("")
     assert held is not None
     with pytest.raises(psycopg.errors.RaiseException, match="deletes refused"):
-        s.lock("", Finish(held))
+        s.lock("", after=held)
     assert advisory_locks(conn) == []
     conn.execute("DROP TRIGGER refuse ON que_jobs")
     again = s.lock("")
@@ -103,7 +128,8 @@ def test_an_error_that_cannot_be_counted_still_reschedules(
     s = session(database_url)
     held = s.lock("")
     assert held is not None and held.job.job_class == "A"
-    following = s.lock("", Finish(held, "boom", 4))
+    s.finish(Finish(held, "boom", 4))
+    following = s.lock("")
     assert following is not None and following.job.job_class == "B"
     a = next(r for r in rows(conn) if r["job_class"] == "A")
     assert a["error_count"] == 2147483647 and a["last_error"] == "boom"
@@ -118,7 +144,7 @@ def test_listen_notify_wakes_an_idle_worker(client: que.Client, database_url: st
     with que.Client(database_url, notify=True) as notifying:
         worker = que.Worker(notifying, {"J": lambda: done.set()}, wake_interval=60, listen=True).start()
         try:
-            wait_for(lambda: worker._conn is not None, what="the worker to connect")
+            wait_for(lambda: worker.backend_pid is not None, what="the worker to connect")
             wait_for(lambda: advisory_locks_free(database_url), what="idle")
             notifying.enqueue("J")
             assert done.wait(10), "a notification must wake the worker long before its 60 s poll"
@@ -140,3 +166,21 @@ def test_notify_from_a_rolled_back_transaction_wakes_nobody(database_url: str, c
         assert list(listener.notifies(timeout=0.3)) == []
         notifying.enqueue("J", queue="q")
         assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["q"]
+
+
+def test_statements_removed_by_deallocate_all_are_prepared_again(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """DEALLOCATE ALL (or DISCARD ALL) removes every prepared statement of a session; the
+    engine prepares them again and, as nothing took effect, sends the statements again."""
+    first = client.enqueue("A", priority=1)
+    second = client.enqueue("B", priority=2)
+    s = session(database_url)
+    held = s.lock("")
+    assert held is not None and held.job.job_id == first.job_id
+    s.conn.execute("DEALLOCATE ALL")
+    following = s.lock("", after=held)
+    assert following is not None and following.job.job_id == second.job_id
+    s.conn.execute("DEALLOCATE ALL")
+    s.finish(Finish(following))
+    assert rows(conn) == [] and advisory_locks(conn) == []

@@ -1,0 +1,249 @@
+"""A que-owned connection's session at the libpq level: prepared statements, pipelines,
+results, in generators that never block (que._waiting drives them).
+
+This is the I/O half of the engine; que._protocol is the protocol half. Statements are
+prepared once per connection under their protocol names; if something removed them
+(DEALLOCATE ALL, DISCARD ALL), they are prepared again and, when nothing took effect,
+the statements are sent once more.
+"""
+
+import contextlib
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+import psycopg
+from psycopg import pq
+
+from que import _wire
+from que._wire import Params
+from que.errors import storable
+
+T = TypeVar("T")
+READ: Final = 1
+WRITE: Final = 2
+READ_WRITE: Final = 3
+PQGen = Generator[int, int, T]
+
+OK: Final = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+_STATEMENT_GONE = "26000"  # invalid_sql_statement_name: prepared statement does not exist
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One protocol statement as the server sees it: $n placeholders and their types."""
+
+    name: bytes
+    text: bytes
+    types: tuple[int, ...]
+
+
+# Every named statement made by statement(): each session prepares them all together.
+NAMED: list[Statement] = []
+
+
+def statement(name: str, query: str, params: Sequence[tuple[str, int]]) -> Statement:
+    """que.sql's named placeholders become $1, $2 ... in `params` order. A named statement
+    is prepared on each session (once); an unnamed one ("") is sent with its text."""
+    for index, (param, _) in enumerate(params, start=1):
+        query = query.replace(f"%({param})s", f"${index}")
+    if "%(" in query:
+        raise ValueError(f"placeholders left unnamed in {name}: {query[:80]!r}")
+    made = Statement(name.encode(), query.encode(), tuple(oid for _, oid in params))
+    if made.name:
+        NAMED.append(made)
+    return made
+
+
+Call = tuple[Statement, Params]
+
+
+class NotSent(psycopg.OperationalError):
+    """The connection failed before the statement reached the server: safe to try again."""
+
+
+class Session:
+    """One connection's protocol state: its libpq connection and what is prepared on it.
+
+    Only for connections que owns (opened with client_encoding UTF8), used by one caller
+    at a time. `usable()` says whether the connection can go on after an error; when it
+    cannot, its owner closes it, which also ends any lock the session held.
+    """
+
+    def __init__(self, pgconn: pq.abc.PGconn) -> None:
+        self.pgconn = pgconn
+        self.codec = "utf-8"
+        self.prepared: set[bytes] = set()
+        self.direct = False
+        encoding = pgconn.parameter_status(b"server_encoding") or b"UTF8"
+        self.server_encoding = encoding.decode("ascii", "replace")
+        self.server_codec = _wire.server_codec(encoding)
+
+    def usable(self) -> bool:
+        pg = self.pgconn
+        return (
+            pg.status == pq.ConnStatus.OK
+            and pg.pipeline_status == pq.PipelineStatus.OFF
+            and pg.transaction_status == pq.TransactionStatus.IDLE
+        )
+
+    def text(self, value: str) -> bytes:
+        return value.encode(self.codec)
+
+    def message(self, value: str) -> bytes:
+        """An error message made storable: PostgreSQL text and the database's encoding."""
+        return storable(value, self.server_codec).encode(self.codec)
+
+
+# -- I/O --------------------------------------------------------------------------------
+
+
+def _flush(pg: pq.abc.PGconn) -> PQGen[None]:
+    while pg.flush():
+        ready = yield READ_WRITE
+        if ready & READ:
+            pg.consume_input()
+
+
+def _fetch(pg: pq.abc.PGconn) -> PQGen[pq.abc.PGresult | None]:
+    while pg.is_busy():
+        yield READ
+        pg.consume_input()
+    return pg.get_result()
+
+
+def error(session: Session, result: pq.abc.PGresult | None, action: str) -> psycopg.Error:
+    """The psycopg exception for a failed result, as psycopg itself raises it (a server
+    ending the session gives its SQLSTATE: 57P01 AdminShutdown and the like)."""
+    if result is not None and result.status == pq.ExecStatus.PIPELINE_ABORTED:
+        return psycopg.OperationalError(f"{action}: not run, an earlier statement in its pipeline failed")
+    if result is not None and result.error_field(pq.DiagnosticField.SQLSTATE):
+        return psycopg.errors.error_from_result(result, session.codec)
+    reason = "" if result is None else result.get_error_message(session.codec)
+    return psycopg.OperationalError(f"{action}: the connection to the server was lost {reason}".strip())
+
+
+def _end_of_results(pg: pq.abc.PGconn) -> PQGen[None]:
+    """Read to the end of a statement's results. A connection that breaks here already
+    gave its result (the server's reason, when it ended the session): keep that."""
+    try:
+        while (yield from _fetch(pg)) is not None:
+            pass
+    except psycopg.OperationalError:
+        if pg.status == pq.ConnStatus.OK:
+            raise
+
+
+def _send(session: Session, call: Call) -> None:
+    statement, params = call
+    try:
+        if statement.name:
+            session.pgconn.send_query_prepared(statement.name, params, [1] * len(params), 1)
+        else:
+            session.pgconn.send_query_params(statement.text, params, statement.types, [1] * len(params), 1)
+    except psycopg.OperationalError as failure:
+        raise NotSent(str(failure)) from failure
+
+
+def _prepare(session: Session, needed: Iterable[Statement]) -> PQGen[None]:
+    """Prepare every named statement not yet prepared on this session, in one round trip.
+
+    All of them at once, not just `needed`: a DEALLOCATE ALL then removes them together,
+    and a pipeline whose statements all failed that way had no effect and can be resent.
+    """
+    needed = [s for s in needed if s.name]
+    if all(s.name in session.prepared for s in needed):
+        return
+    pg = session.pgconn
+    missing = list({s.name: s for s in (*NAMED, *needed) if s.name not in session.prepared}.values())
+    pg.enter_pipeline_mode()
+    try:
+        for named in missing:
+            try:
+                pg.send_prepare(named.name, named.text, named.types)
+            except psycopg.OperationalError as failure:
+                raise NotSent(str(failure)) from failure
+        pg.pipeline_sync()
+        yield from _flush(pg)
+        for named in missing:
+            result = yield from _fetch(pg)
+            if (yield from _fetch(pg)) is not None or result is None:
+                raise error(session, None, f"prepare {named.name.decode()}")
+            if result.status not in OK:
+                refused = error(session, result, f"prepare {named.name.decode()}")
+                if refused.sqlstate != "42P05":  # already prepared on this session
+                    raise refused
+            session.prepared.add(named.name)
+        sync = yield from _fetch(pg)
+        if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
+            raise error(session, sync, "prepare")
+        pg.exit_pipeline_mode()
+    finally:
+        if pg.status == pq.ConnStatus.OK and pg.pipeline_status != pq.PipelineStatus.OFF:
+            with contextlib.suppress(psycopg.OperationalError):
+                pg.exit_pipeline_mode()
+
+
+def pipeline(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list[pq.abc.PGresult]]:
+    """Send every segment in one round trip, each ending in a SYNC (so each commits on its
+    own), and return one result per statement. Statement errors are in the results; a
+    broken connection raises. If the server forgot the prepared statements and nothing took
+    effect, they are prepared again and the segments sent once more."""
+    for attempt in (1, 2):
+        results = yield from _pipeline_once(session, segments)
+        gone = [r for r in results if r.error_field(pq.DiagnosticField.SQLSTATE) == _STATEMENT_GONE.encode()]
+        if not gone:
+            return results
+        session.prepared.clear()
+        no_effect = all(r.status not in OK for r in results)
+        if attempt == 2 or not no_effect:
+            raise error(session, gone[0], "prepared statement")
+    raise AssertionError("unreachable")
+
+
+def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list[pq.abc.PGresult]]:
+    pg = session.pgconn
+    yield from _prepare(session, (call[0] for segment in segments for call in segment))
+    if len(segments) == 1 and len(segments[0]) == 1:
+        _send(session, segments[0][0])
+        yield from _flush(pg)
+        result = yield from _fetch(pg)
+        if result is None:
+            raise error(session, None, segments[0][0][0].name.decode() or "statement")
+        yield from _end_of_results(pg)
+        return [result]
+    pg.enter_pipeline_mode()
+    try:
+        for segment in segments:
+            for call in segment:
+                _send(session, call)
+            pg.pipeline_sync()
+        yield from _flush(pg)
+        results: list[pq.abc.PGresult] = []
+        for segment in segments:
+            for call in segment:
+                result = yield from _fetch(pg)
+                if result is None:
+                    raise error(session, None, call[0].name.decode())
+                results.append(result)
+                if (yield from _fetch(pg)) is not None:
+                    raise psycopg.OperationalError(f"{call[0].name.decode()}: unexpected extra result")
+            sync = yield from _fetch(pg)
+            if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
+                raise error(session, sync, "pipeline sync")
+        pg.exit_pipeline_mode()
+        return results
+    finally:
+        if pg.status == pq.ConnStatus.OK and pg.pipeline_status != pq.PipelineStatus.OFF:
+            # With results still pending this fails: the session is not usable() then, and
+            # its owner closes the connection.
+            with contextlib.suppress(psycopg.OperationalError):
+                pg.exit_pipeline_mode()
+
+
+def execute(session: Session, call: Call) -> PQGen[pq.abc.PGresult]:
+    """One statement; raises its error."""
+    [result] = yield from pipeline(session, [[call]])
+    if result.status not in OK:
+        raise error(session, result, call[0].name.decode() or "statement")
+    return result

@@ -1,0 +1,146 @@
+"""Checking what a caller asks to enqueue, before any SQL runs: one bad field, one clear
+error naming the value and the rule, and nothing written."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from que import encoding
+
+SMALLINT_MIN: Final = -32768
+SMALLINT_MAX: Final = 32767
+# queue is part of que_jobs' primary key, whose index entries PostgreSQL limits to 2704
+# bytes; at most 2000 bytes leaves room for the rest of the key however the text compresses.
+QUEUE_MAX_BYTES: Final = 2000
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job for `Client.enqueue_many`."""
+
+    job_class: str
+    args: Sequence[Any] = ()
+    queue: str = ""
+    priority: int = 100
+    run_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A job whose fields passed every check; `args` is its JSON text, run_at is UTC."""
+
+    job_class: str
+    args: str
+    queue: str
+    priority: int
+    run_at: datetime | None
+
+    def texts(self) -> dict[str, str]:
+        return {"job_class": self.job_class, "queue": self.queue, "args": self.args}
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "job_class": self.job_class,
+            "args": self.args,
+            "queue": self.queue,
+            "priority": self.priority,
+            "run_at": self.run_at,
+        }
+
+
+def text(name: str, value: object, *, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {value!r} of type {type(value).__name__}")
+    if not allow_empty and not value:
+        raise ValueError(f"{name} must not be empty")
+    if "\x00" in value:
+        raise ValueError(f"{name} {value!r} contains a NUL character, which PostgreSQL text cannot hold")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} {value!r} contains an unpaired surrogate") from None
+    return value
+
+
+def queue(value: object) -> str:
+    checked = text("queue", value, allow_empty=True)
+    size = len(checked.encode("utf-8"))
+    if size > QUEUE_MAX_BYTES:
+        raise ValueError(
+            f"queue {checked[:40]!r}... is {size} bytes long; queue is part of que_jobs' primary key, whose "
+            f"index entries PostgreSQL limits, so que accepts at most {QUEUE_MAX_BYTES} bytes (UTF-8)"
+        )
+    return checked
+
+
+def priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"priority must be an int, got {value!r} of type {type(value).__name__}")
+    if not SMALLINT_MIN <= value <= SMALLINT_MAX:
+        raise ValueError(f"priority {value} is outside the smallint range {SMALLINT_MIN}..{SMALLINT_MAX}")
+    return value
+
+
+def run_at(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"run_at must be a timezone-aware datetime or None, got {value!r} of type {type(value).__name__}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"run_at {value!r} is naive: give it a tzinfo, because the server would "
+            "otherwise read it in its own time zone"
+        )
+    return value.astimezone(UTC)
+
+
+def max_retries(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_retries must be an int or None, got {value!r} of type {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"max_retries must be 0 or more, got {value}")
+    return value
+
+
+def args(value: object) -> str:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"args must be a list or tuple of positional arguments, got {value!r}")
+    return encoding.encode_args(value)
+
+
+def job(job_class: object, job_args: object, job_queue: object, job_priority: object, job_run_at: object) -> Checked:
+    """Check one job's fields and encode its args."""
+    return Checked(
+        job_class=text("job_class", job_class, allow_empty=False),
+        args=args(job_args),
+        queue=queue(job_queue),
+        priority=priority(job_priority),
+        run_at=run_at(job_run_at),
+    )
+
+
+def _item(item: object) -> NewJob:
+    if isinstance(item, NewJob):
+        return item
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return NewJob(item[0], item[1])
+    raise TypeError(f"must be a que.NewJob or a (job_class, args) tuple such as ('SendEmail', [42]), got {item!r:.80}")
+
+
+def many(jobs: object) -> list[Checked]:
+    """Check every job of a batch; one bad job rejects the batch, naming its index."""
+    if isinstance(jobs, str | bytes | Mapping) or not isinstance(jobs, Iterable):
+        raise TypeError(f"jobs must be an iterable of que.NewJob or (job_class, args) tuples, got {jobs!r:.80}")
+    checked = []
+    for index, item in enumerate(jobs):
+        try:
+            spec = _item(item)
+            checked.append(job(spec.job_class, spec.args, spec.queue, spec.priority, spec.run_at))
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"jobs[{index}]: {error}") from None
+    return checked
