@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 
 import que
-from harness import implementations, results
+from harness import implementations, lab, results
 from harness.postgres import Database, database
 from harness.testee import Testee, TesteeFailure, Unavailable
 
@@ -51,20 +51,12 @@ def log(message: str) -> None:
 
 def reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        if que.db_version(conn) != 3:
-            conn.execute("DROP TABLE IF EXISTS que_jobs")
-            que.migrate(conn)
-        conn.execute("TRUNCATE que_jobs")
-        results.create(conn)
-        conn.execute(f"TRUNCATE {results.TABLE}")
+        lab.reset(conn)
 
 
 def fill(url: str, n: int, job_class: str = NOOP) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO que_jobs (job_class, args) SELECT %s, json_build_array(i) FROM generate_series(1, %s) i",
-            [job_class, n],
-        )
+        lab.fill(conn, n, job_class)
         conn.execute("VACUUM ANALYZE que_jobs")
 
 

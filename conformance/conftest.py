@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from conformance import expectations
-from conformance.fleet import Fleet, configured_names, reset
+from conformance.fleet import Fleet, configured_names
 from conformance.report import AREAS, Cell, Run
 from harness import signals
+from harness.lab import reset
 from harness.postgres import Database, database
 
 ROOT = Path(__file__).resolve().parent.parent

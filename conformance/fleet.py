@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import pytest
 
 from harness import implementations, results
@@ -111,17 +110,3 @@ def require(info: Info, capability: str, why: str = "") -> None:
     """Mark the cell not applicable when the testee does not declare `capability`."""
     if not info.can(capability):
         pytest.skip(f"not applicable: {info.name} does not declare {capability}{': ' + why if why else ''}")
-
-
-def reset(conn: psycopg.Connection[Any]) -> None:
-    """An empty que_jobs at version 3, an empty results table, job ids from 1."""
-    from que import schema
-
-    if schema.db_version(conn) != 3:
-        conn.execute("DROP VIEW IF EXISTS que_jobs")
-        conn.execute("DROP TABLE IF EXISTS que_jobs")
-        schema.migrate(conn, 3)
-    conn.execute("DELETE FROM que_jobs")
-    conn.execute("ALTER SEQUENCE que_jobs_job_id_seq RESTART WITH 1")
-    results.create(conn)
-    results.clear(conn)

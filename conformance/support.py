@@ -7,7 +7,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from harness.lab import advisory_locks
 from harness.results import TABLE
+
+__all__ = ["advisory_locks"]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ECHO = "QueConformance::Echo"
@@ -32,17 +35,6 @@ def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, A
 def executions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(f"SELECT impl, pid, job_id, job_class, received, raw FROM {TABLE} ORDER BY id")
-        return cur.fetchall()
-
-
-def advisory_locks(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    """Every granted advisory lock except the ones this connection holds."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT pid, classid::bigint AS classid, objid::bigint AS objid, objsubid, "
-            "(classid::bigint << 32) + objid::bigint AS key FROM pg_locks "
-            "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() ORDER BY key"
-        )
         return cur.fetchall()
 
 

@@ -8,20 +8,13 @@ import psycopg
 import pytest
 
 from conformance.fleet import Fleet, require
-from conformance.support import advisory_locks, jobs
+from conformance.support import ECHO, advisory_locks, jobs
+from harness.lab import fill
 from harness.results import TABLE
 from harness.testee import TesteeFailure
 
 JOBS = 3000
 WORKERS = 3
-
-
-def fill(db: psycopg.Connection[Any], n: int) -> None:
-    db.execute(
-        "INSERT INTO que_jobs (job_class, args) "
-        "SELECT 'QueConformance::Echo', json_build_array(i) FROM generate_series(1, %s) AS i",
-        [n],
-    )
 
 
 def check_exactly_once(db: psycopg.Connection[Any], n: int) -> dict[str, int]:
@@ -37,7 +30,7 @@ def check_exactly_once(db: psycopg.Connection[Any], n: int) -> dict[str, int]:
 def test_each_implementation_drains_alone(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     require(fleet.info(impl), "work_pool")
     testee = fleet.get(impl)
-    fill(db, 500)
+    fill(db, 500, ECHO)
     result = testee.work(workers=WORKERS, deadline_ms=120_000)
     assert result.get("drained") is True, f"{impl} did not drain 500 jobs: {result}"
     check_exactly_once(db, 500)
@@ -54,7 +47,7 @@ def test_all_implementations_drain_together(fleet: Fleet, db: psycopg.Connection
     request.node.user_properties.append(("impls", [name for name, _ in available]))
     if len(available) < 2:
         pytest.skip("unavailable: fewer than two implementations can run here")
-    fill(db, JOBS)
+    fill(db, JOBS, ECHO)
     outcomes: dict[str, Any] = {}
 
     def drain(name: str, testee: Any) -> None:

@@ -45,7 +45,7 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
     held = testee.lock()
     assert held is not None and held["job_id"] == job_id
     try:
-        locks = [(lock["classid"], lock["objid"], lock["objsubid"]) for lock in advisory_locks(db)]
+        locks = [(lock.classid, lock.objid, lock.objsubid) for lock in advisory_locks(db)]
         assert locks == [(2, 5, 1)], (
             f"the lock must be the single bigint key job_id {job_id} (classid 2, objid 5, objsubid 1), got {locks}"
         )
@@ -113,7 +113,7 @@ def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connectio
             assert not worker.is_alive()
             ran = [r["job_id"] for r in executions(db)]
             assert j not in ran, f"{impl} ran job J although it was already finished (no race check)"
-            leftover = [lock for lock in advisory_locks(db) if lock["key"] != g]
+            leftover = [lock for lock in advisory_locks(db) if lock.key != g]
             assert leftover == [], f"locks left after the race: {leftover}"
             if fleet.info(impl).can("race_retry"):
                 assert ran == [k], f"{impl} declares race_retry but worked {ran} instead of K"

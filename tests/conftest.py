@@ -60,14 +60,3 @@ def rows(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, A
         _loaders.register(cur)
         cur.execute(f"SELECT *, args::text AS args_text FROM que_jobs WHERE {where} ORDER BY job_id", binary=True)
         return cur.fetchall()
-
-
-def advisory_locks(conn: psycopg.Connection[Any]) -> list[tuple[int, int, int, int]]:
-    """(pid, classid, objid, objsubid) of every advisory lock held."""
-    return [
-        tuple(r)  # type: ignore[misc]
-        for r in conn.execute(
-            "SELECT pid, classid::bigint, objid::bigint, objsubid FROM pg_locks "
-            "WHERE locktype = 'advisory' AND granted ORDER BY 1, 2, 3"
-        ).fetchall()
-    ]

@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from harness.lab import wait_until as wait_for
 from tests.conftest import rows
-from tests.waiting import wait_for
 
 
 def que_cmd(url: str, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:

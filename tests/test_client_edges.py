@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 import que
-from tests.conftest import advisory_locks, rows
+from harness.lab import advisory_locks
+from tests.conftest import rows
 
 
 def terminate_client_backends(conn: psycopg.Connection[Any]) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.waiting import wait_for
+from harness.lab import wait_until as wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,9 @@ import psycopg
 import pytest
 
 import que
+from harness.lab import advisory_locks
 from que import _protocol
-from tests.conftest import advisory_locks, rows
+from tests.conftest import rows
 
 
 def lock_all(client: que.Client, queue: str = "") -> list[str]:

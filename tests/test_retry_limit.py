@@ -9,8 +9,9 @@ import pytest
 
 import que
 from harness import implementations, results
+from harness.lab import advisory_locks
 from harness.testee import Testee
-from tests.conftest import advisory_locks, rows
+from tests.conftest import rows
 from tests.test_cli import que_cmd
 
 

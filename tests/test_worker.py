@@ -8,8 +8,9 @@ import psycopg
 import pytest
 
 import que
-from tests.conftest import advisory_locks, rows
-from tests.waiting import wait_for
+from harness.lab import advisory_locks
+from harness.lab import wait_until as wait_for
+from tests.conftest import rows
 
 
 def make_worker(client: que.Client, handlers: dict[str, Any], **kw: Any) -> que.Worker:

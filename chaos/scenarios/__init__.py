@@ -1,0 +1,1 @@
+"""One module per chaos scenario; each `run(...)` returns a chaos.lab.Row."""

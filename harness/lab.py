@@ -1,0 +1,82 @@
+"""The helpers every runner shares: a clean que_jobs, a backlog of jobs, the advisory locks
+held, waiting on a condition, a started testee. Used by the conformance suite, chaos, bench
+and the tests, so each fact about the test database is written once."""
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+import psycopg
+
+from harness import results
+from harness.implementations import Implementation
+from harness.testee import Testee
+from que import schema
+
+T = TypeVar("T")
+POLL_SECONDS = 0.01  # how often wait_until re-checks its condition
+
+
+def reset(conn: psycopg.Connection[Any]) -> None:
+    """An empty que_jobs at version 3, job ids from 1, and an empty results table."""
+    if schema.db_version(conn) != schema.CURRENT_VERSION:
+        conn.execute("DROP VIEW IF EXISTS que_jobs")
+        conn.execute("DROP TABLE IF EXISTS que_jobs")
+        schema.migrate(conn)
+    conn.execute("DELETE FROM que_jobs")  # not TRUNCATE: it would wait behind any open reader
+    conn.execute("ALTER SEQUENCE que_jobs_job_id_seq RESTART WITH 1")
+    results.create(conn)
+    results.clear(conn)
+
+
+def fill(conn: psycopg.Connection[Any], count: int, job_class: str, args_sql: str = "json_build_array(i)") -> None:
+    """`count` due jobs of `job_class` written straight into que_jobs; `args_sql` may use i."""
+    conn.execute(
+        f"INSERT INTO que_jobs (job_class, args) SELECT %s, {args_sql} FROM generate_series(1, %s) AS i",
+        [job_class, count],
+    )
+
+
+class Lock(NamedTuple):
+    """A granted single-bigint advisory lock, as pg_locks shows it."""
+
+    pid: int
+    classid: int
+    objid: int
+    objsubid: int
+
+    @property
+    def key(self) -> int:
+        return (self.classid << 32) + self.objid
+
+
+def advisory_locks(conn: psycopg.Connection[Any]) -> list[Lock]:
+    """Every granted advisory lock held by another session than `conn`'s."""
+    found = conn.execute(
+        "SELECT pid, classid::bigint, objid::bigint, objsubid FROM pg_locks "
+        "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() ORDER BY pid, classid, objid"
+    ).fetchall()
+    return [Lock(*row) for row in found]
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Wait for `condition` to hold (never on the clock alone); its value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(POLL_SECONDS)
+
+
+def start_testee(impl: Implementation, url: str, label: str | None = None) -> Testee:
+    """A started testee of `impl` on `url`; killed again if its start fails."""
+    testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=label or impl.name)
+    try:
+        testee.start(url, results.TABLE)
+    except BaseException:
+        testee.kill()
+        raise
+    return testee
