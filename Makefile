@@ -38,7 +38,7 @@ fixtures-check: venv
 
 # ARGS passes options to the benchmark, e.g. make bench ARGS="--jobs 5000 --runs 1"
 bench: system-deps venv
-	@cd go && go build -o bin/que-testee .
+	@cd go && go build -o bin/que-go-testee ./cmd/que-go && go build -o bin/gue-testee ./cmd/gue
 	$(PY) -m bench.run $(ARGS)
 
 # ARGS passes options to the chaos runner, e.g. make chaos ARGS="--soak-jobs 5000"

@@ -247,7 +247,9 @@ def start_testees(db: Database, names: list[str]) -> tuple[dict[str, Testee], di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--impl", default="python,go,ruby", help="implementations (default: python,go,ruby)")
+    parser.add_argument(
+        "--impl", default=",".join(implementations.BUILTINS), help="implementations (default: all built-ins)"
+    )
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain run (default: 20000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per drain cell (default: 3)")
     parser.add_argument("--workers", default="1,2,4,8", help="worker counts (default: 1,2,4,8)")

@@ -57,7 +57,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chaos", description="Fault scenarios across implementations.")
-    parser.add_argument("--impl", default="python,go,ruby")
+    parser.add_argument("--impl", default=",".join(implementations.BUILTINS))
     parser.add_argument("--soak-jobs", type=int, default=20_000)
     parser.add_argument("--out", default=str(OUT))
     options = parser.parse_args(argv)

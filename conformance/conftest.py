@@ -2,7 +2,7 @@
 
 Configuration comes from the environment, so `que-conformance` and a plain `pytest
 conformance/` behave the same:
-  QUE_CONFORMANCE_IMPLS     built-ins to run (default python,go,ruby)
+  QUE_CONFORMANCE_IMPLS     built-ins to run (default: every one in harness.implementations.BUILTINS)
   QUE_CONFORMANCE_TESTEES   JSON list of outside testee command lines (testee1, testee2 ...)
   QUE_CONFORMANCE_RESULTS   folder for results.json and matrix.md (default results/conformance)
   QUE_CONFORMANCE_NO_BUILD  set to skip `go build` (use the existing go/bin/que-testee)
@@ -17,13 +17,15 @@ from typing import Any
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
+from psycopg import sql
 
 from conformance import expectations
+from conformance.checks import RuleBroken, message
 from conformance.fleet import Fleet, configured_names
 from conformance.report import AREAS, Cell, Run
 from harness import signals
 from harness.lab import reset
-from harness.postgres import Database, database
+from harness.postgres import Database, LocalCluster, PostgresUnavailable, database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,10 +92,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # -- session resources ------------------------------------------------------------------
 
 
+# The session TimeZone of every connection to the conformance database, and the shift of
+# the clock area's server: both far from UTC and from the testees' own zone and clock.
+SESSION_TIMEZONE = "America/St_Johns"
+CLOCK_OFFSET = "-2h"
+
+
+def _set_session_timezone(conn: psycopg.Connection[Any]) -> str | None:
+    """Make every new session's TimeZone non-UTC; None, or why it could not be done."""
+    try:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
+                sql.Identifier(conn.info.dbname), sql.Literal(SESSION_TIMEZONE)
+            )
+        )
+    except psycopg.Error as error:
+        return f"ALTER DATABASE ... SET TimeZone failed: {error}"
+    return None
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Database]:
     with database(backend=os.environ.get("QUE_PG_BACKEND", "auto")) as db:
         with psycopg.connect(db.url, autocommit=True) as conn:
+            db.notes["timezone"] = _set_session_timezone(conn)
             reset(conn)
         yield db
 
@@ -107,12 +129,57 @@ def fleet(pg: Database, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     fleet.stop()
 
 
+def _cell(conn: psycopg.Connection[Any], fleet: Fleet) -> Iterator[None]:
+    """Every cell starts with an empty que_jobs, no advisory locks and live testees, and
+    fails when it leaves a lock behind (then the state is restored for the next cell)."""
+    fleet.clean(conn)  # a previous cell's leftovers were reported by that cell
+    reset(conn)
+    yield
+    problems = fleet.clean(conn)
+    if problems:
+        raise RuleBroken(message("no-lock-left", detail="\n  ".join(problems)))
+
+
 @pytest.fixture
 def db(pg: Database, fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
     """A clean database for the test, and the test's own connection to it."""
     with psycopg.connect(pg.url, autocommit=True) as conn:
-        reset(conn)
-        yield conn
+        for _ in _cell(conn, fleet):
+            yield conn
+
+
+@pytest.fixture(scope="session")
+def skewed_pg(pg: Database) -> Iterator[Database]:
+    """A second throwaway server whose clock runs CLOCK_OFFSET from the testees' clock."""
+    if pg.backend != "local":
+        pytest.skip(
+            f"not applicable: the {pg.backend} backend's server clock cannot be shifted (use the local backend)"
+        )
+    try:
+        cluster = LocalCluster(clock_offset=CLOCK_OFFSET)
+        cluster.start()
+    except PostgresUnavailable as error:
+        pytest.skip(f"unavailable: {error}")
+    try:
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            reset(conn)
+        yield Database(url=cluster.url, backend="local", version=pg.version, bindir=cluster.bindir)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def skewed_fleet(skewed_pg: Database) -> Iterator[Fleet]:
+    fleet = Fleet(skewed_pg, build=False)
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture
+def skewed_db(skewed_pg: Database, skewed_fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(skewed_pg.url, autocommit=True) as conn:
+        for _ in _cell(conn, skewed_fleet):
+            yield conn
 
 
 # -- outcomes, expectations --fix, and the report ---------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from conformance import rules
+from que.errors import last_error_text
 from que.retry import retry_delay
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -25,6 +26,7 @@ SCHEMAS = {
     "retry.json": "retry.schema.json",
     "last_error.json": "last-error.schema.json",
     "ordering.json": "ordering.schema.json",
+    "rules.json": "rules.schema.json",
 }
 
 
@@ -96,15 +98,50 @@ def check_retry(data: Any) -> list[str]:
     ]
 
 
+def case_message(case: dict[str, Any]) -> str:
+    """The message a last_error case fails with."""
+    return str(case["message"]) * int(case.get("repeat", 1))
+
+
+def _python_failure(message: str) -> str:
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as error:
+        return last_error_text(error)
+
+
 def check_last_error(data: Any) -> list[str]:
+    """Every pattern compiles and covers every case; the python and go formats are also
+    matched against what Python writes and against the bare message (go's rule)."""
     problems = []
+    names = [c["name"] for c in data["cases"]]
     for name, spec in data["formats"].items():
-        for case in ("failing_job", "unknown_class"):
+        if sorted(spec["failures"]) != sorted(names):
+            problems.append(f"last_error.json: {name}.failures covers {sorted(spec['failures'])}, cases are {names}")
+        for case, pattern in [*spec["failures"].items(), ("unknown_class", spec["unknown_class"])]:
             try:
-                re.compile(spec[case]["pattern"])
+                re.compile(pattern)
             except re.error as error:
-                problems.append(f"last_error.json: {name}.{case}.pattern does not compile: {error}")
+                problems.append(f"last_error.json: {name}.{case} does not compile: {error}")
+    for case in data["cases"]:
+        message = case_message(case)
+        examples = {"python": _python_failure(message), "go": message, "gue": message}
+        for name, text in examples.items():
+            pattern = data["formats"].get(name, {}).get("failures", {}).get(case["name"])
+            if pattern is not None and re.fullmatch(pattern, text) is None:
+                problems.append(f"last_error.json: {name}.failures.{case['name']} does not match {text[:80]!r}")
     return problems
+
+
+def check_rules(data: Any) -> list[str]:
+    from conformance.report import AREAS
+
+    known = set(AREAS.values()) | {"isolation"}
+    return [
+        f"rules.json: {rule_id} names area {spec['area']!r}, which no conformance module reports"
+        for rule_id, spec in data["rules"].items()
+        if spec["area"] not in known
+    ]
 
 
 def check_schema(data: Any) -> list[str]:
@@ -124,6 +161,7 @@ SEMANTIC = {
     "retry.json": check_retry,
     "last_error.json": check_last_error,
     "schema_v3.json": check_schema,
+    "rules.json": check_rules,
 }
 
 

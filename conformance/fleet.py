@@ -10,14 +10,19 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import pytest
 
-from harness import implementations, results
+from harness import implementations, lab, owners, results
 from harness.implementations import Implementation
 from harness.postgres import Database
 from harness.testee import Info, Testee, Unavailable
 
-BUILTINS = ("python", "go", "ruby")
+# Testees run in a non-UTC local time zone: a port that reads the local clock's zone
+# where the protocol needs the server's (or UTC) fails the time-zone cells.
+TESTEE_TZ = "Asia/Kathmandu"
+
+BUILTINS = tuple(implementations.BUILTINS)
 
 
 def configured_names() -> list[str]:
@@ -48,6 +53,7 @@ class Member:
 class Fleet:
     def __init__(self, db: Database, build: bool = True) -> None:
         self.db = db
+        self.env = {"TZ": TESTEE_TZ}
         builtins = [n for n in configured_names() if n in BUILTINS]
         unknown = [n for n in configured_names() if n not in BUILTINS and not n.startswith("testee")]
         if unknown:
@@ -63,7 +69,7 @@ class Fleet:
         impl = member.impl
         try:
             # Kept before the handshake, so an interrupted start is still stopped at the end.
-            member.testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
+            member.testee = Testee(impl.command, cwd=impl.cwd, env={**self.env, **impl.env}, label=impl.name)
             url = self.db.container_url if impl.in_container and self.db.container_url else self.db.url
             member.info = member.testee.start(url, results.TABLE)
         except Unavailable as error:
@@ -104,6 +110,44 @@ class Fleet:
         for member in self.members.values():
             if member.testee is not None:
                 member.testee.stop()
+
+    def owner_of(self, conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, str]:
+        """Backend pid -> the name of the running testee whose session it is."""
+        ports = owners.backend_ports(conn, pids)
+        found = {}
+        for name, member in self.members.items():
+            if member.testee is None or not member.testee.alive():
+                continue
+            mine = owners.client_ports(member.testee.pid)
+            found.update({pid: name for pid, port in ports.items() if port in mine})
+        return found
+
+    def clean(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """After a cell: name every advisory lock still held, then restore a clean state:
+        the owning testees are killed (and started again when next needed), any other
+        session holding a lock is ended, and que_jobs is emptied."""
+        locks = lab.advisory_locks(conn)
+        if not locks:
+            return []
+        pids = sorted({lock.pid for lock in locks})
+        owned = self.owner_of(conn, pids)
+        problems = []
+        for lock in locks:
+            name = owned.get(lock.pid)
+            member = self.members.get(name) if name else None
+            after = member.testee.last_op if member and member.testee else None
+            holder = name or f"a session that is no testee's (backend {lock.pid})"
+            problems.append(
+                f"job {lock.key}: advisory lock still held by {holder}" + (f" after {after}" if after else "")
+            )
+        for name in set(owned.values()):
+            testee = self.members[name].testee
+            if testee is not None:
+                testee.kill()
+        conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS t(pid)", [pids])
+        lab.wait_until(lambda: not lab.advisory_locks(conn), 30, "the leftover locks to end with their sessions")
+        lab.reset(conn)
+        return problems
 
 
 def require(info: Info, capability: str, why: str = "") -> None:

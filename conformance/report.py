@@ -20,8 +20,13 @@ AREAS = {
     "test_arguments": "arguments",
     "test_ordering": "ordering",
     "test_locking": "locking",
+    "test_job_key": "job key",
     "test_retries": "retries",
+    "test_last_error": "last_error",
     "test_exactly_once": "exactly-once",
+    "test_pool": "pool",
+    "test_clock": "clock",
+    "test_timezones": "time zones",
 }
 OUTCOMES = ("passed", "failed", "unavailable", "not_applicable", "expected", "stale")
 

@@ -1,16 +1,15 @@
 """Reading the witnesses (que_jobs, the results table, pg_locks) and writing raw rows."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from harness.lab import advisory_locks
+from harness.lab import advisory_locks as advisory_locks
 from harness.results import TABLE
-
-__all__ = ["advisory_locks"]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ECHO = "QueConformance::Echo"
@@ -23,13 +22,25 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
+def server_now(conn: psycopg.Connection[Any]) -> datetime:
+    """The server's clock (clock_timestamp(), not the transaction's now())."""
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None, "SELECT clock_timestamp() returned no row"
+    return row[0]  # type: ignore[no-any-return]
+
+
 def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
+    """que_jobs rows; run_at in UTC (instants from zones with daylight saving compare
+    unequal to the same instant at a fixed offset when read in the session's zone)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT queue, priority, run_at, job_id, job_class, args::text AS args, error_count, last_error, "
             f"extract(epoch FROM run_at - now())::float8 AS due_in_s FROM que_jobs WHERE {where} ORDER BY job_id"
         )
-        return cur.fetchall()
+        found = cur.fetchall()
+    for row in found:
+        row["run_at"] = row["run_at"].astimezone(UTC)
+    return found
 
 
 def executions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -53,7 +64,7 @@ def insert(
         "VALUES (%s, %s::json, %s, %s, now() + %s * interval '1 second') RETURNING job_id",
         [job_class, args, priority, queue, run_at_offset_s],
     ).fetchone()
-    assert row is not None
+    assert row is not None, "INSERT ... RETURNING job_id returned no row"
     return int(row[0])
 
 

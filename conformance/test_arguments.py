@@ -14,6 +14,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from conformance import rules
+from conformance.checks import check
 from conformance.fleet import Fleet
 from conformance.support import ECHO, executions, fixture, jobs
 
@@ -36,7 +37,7 @@ def test_stored_text_follows_the_writer_rule(impl: str, fleet: Fleet, db: psycop
                 problems.append(f"{vector['name']}: stored {text[:120]!r} does not read back as the input")
         elif text != expected:
             problems.append(f"{vector['name']}: stored {text[:120]!r}, the {encoding} rule writes {expected[:120]!r}")
-    assert not problems, "\n".join(problems)
+    check(not problems, "args-stored", impl=impl, detail="\n  ".join(problems))
 
 
 def test_vectors_reach_the_worker(enqueuer: str, worker: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
@@ -61,7 +62,8 @@ def test_vectors_reach_the_worker(enqueuer: str, worker: str, fleet: Fleet, db: 
                 f"{vector['name']}: {worker} received {got[0]['received'][:120]!r} for stored {text[:120]!r}"
             )
     leftover = [j["job_class"] + f" (last_error {str(j['last_error'])[:80]!r})" for j in jobs(db)]
-    assert not problems and not leftover, "\n".join(problems + [f"left in que_jobs: {x}" for x in leftover])
+    problems += [f"left in que_jobs: {x}" for x in leftover]
+    check(not problems, "args-received", impl=f"{enqueuer} -> {worker}", detail="\n  ".join(problems))
 
 
 scalars = (
@@ -98,15 +100,30 @@ def test_generated_values_cross_over(
     )
     writer.enqueue(ECHO, args_json)
     [job] = jobs(db)
+    pair = f"{enqueuer} -> {worker}"
     encoding = fleet.info(enqueuer).capabilities.get("args_encoding", "")
     expected = rules.stored_text(args_json, encoding)
     if expected is not None:
-        assert job["args"] == expected, f"{enqueuer} stored {job['args']!r}, its {encoding} rule writes {expected!r}"
-    assert reader.work_one()["worked"] is True
+        check(
+            job["args"] == expected,
+            "args-stored",
+            impl=enqueuer,
+            job=job["job_id"],
+            detail=f"given {args_json}, the {encoding} rule",
+            expected=expected,
+            seen=job["args"],
+        )
+    check(reader.work_one()["worked"] is True, "args-received", impl=pair, job=job["job_id"], detail="not worked")
     [run] = executions(db)
     model = fleet.info(worker).capabilities.get("number_model", "exact")
-    assert rules.received_matches(model, run["received"], job["args"]), (
-        f"{worker} received {run['received']!r} for stored {job['args']!r}"
+    check(
+        rules.received_matches(model, run["received"], job["args"]),
+        "args-received",
+        impl=pair,
+        job=job["job_id"],
+        detail=f"numbers read as {model}",
+        expected=job["args"],
+        seen=run["received"],
     )
 
 
@@ -126,4 +143,4 @@ def test_arguments_arrive_unchanged(enqueuer: str, worker: str, fleet: Fleet, db
         for run in executions(db)
         if not rules.same_json(rules.parse_exact(run["received"]), rules.parse_exact(inputs[names[run["job_id"]]]))
     ]
-    assert not changed, "arguments changed between enqueue and handler:\n" + "\n".join(changed)
+    check(not changed, "args-unchanged", impl=f"{enqueuer} -> {worker}", detail="\n  ".join(changed))

@@ -1,10 +1,12 @@
-"""Area 3: a job enqueued by X is worked by Y, which receives X's arguments; deleted once."""
+"""Area cross-language: a job enqueued by X is worked by Y, which receives X's arguments;
+deleted once."""
 
 from typing import Any
 
 import psycopg
 
 from conformance import rules
+from conformance.checks import check, check_equal
 from conformance.fleet import Fleet
 from conformance.support import ECHO, executions, jobs
 
@@ -15,18 +17,37 @@ def test_enqueued_by_x_worked_by_y(enqueuer: str, worker: str, fleet: Fleet, db:
     writer, reader = fleet.get(enqueuer), fleet.get(worker)
     writer.enqueue(ECHO, ARGS)
     [job] = jobs(db)
-    assert reader.work_one()["worked"] is True
-    assert jobs(db) == [], "the job must be deleted after it was worked"
-    assert reader.work_one()["worked"] is False
-    [run] = executions(db)
+    case = {"impl": f"{enqueuer} -> {worker}", "job": job["job_id"]}
+    check_equal(reader.work_one()["worked"], True, "cross-worked", detail="work_one found no job", **case)
+    check_equal(jobs(db), [], "cross-worked", detail="the job must be deleted after it was worked", **case)
+    check_equal(reader.work_one()["worked"], False, "cross-worked", detail="a second work_one found a job", **case)
+    runs = executions(db)
     info = fleet.info(worker)
-    assert (run["impl"], run["job_id"]) == (info.name, job["job_id"])
+    check_equal(
+        [(r["impl"], r["job_id"]) for r in runs],
+        [(info.name, job["job_id"])],
+        "cross-worked",
+        detail="executions",
+        **case,
+    )
     # Compared with what X was given: the stored text its writer rule predicts for ARGS
     # (or ARGS itself for a writer rule the fixtures do not know), as Y's model reads it.
     encoding = fleet.info(enqueuer).capabilities.get("args_encoding", "")
     given = rules.stored_text(ARGS, encoding) or ARGS
     model = info.capabilities.get("number_model", "exact")
-    assert rules.received_matches(model, job["args"], given), f"{enqueuer} was given {ARGS} but stored {job['args']}"
-    assert rules.received_matches(model, run["received"], given), (
-        f"{worker} received {run['received']} for arguments {ARGS} given to {enqueuer}"
+    check(
+        rules.received_matches(model, job["args"], given),
+        "cross-worked",
+        detail=f"{enqueuer} was given {ARGS}",
+        expected=given,
+        seen=job["args"],
+        **case,
+    )
+    check(
+        rules.received_matches(model, runs[0]["received"], given),
+        "cross-worked",
+        detail=f"{worker}'s handler, reading numbers as {model}",
+        expected=given,
+        seen=runs[0]["received"],
+        **case,
     )

@@ -1,4 +1,4 @@
-"""Area 2, enqueue: defaults (queue '', priority 100, run_at now, args []) and options as given."""
+"""Area enqueue: defaults (queue '', priority 100, run_at now, args []) and options as given."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -6,52 +6,49 @@ from typing import Any
 import psycopg
 import pytest
 
+from conformance.checks import check, check_equal
 from conformance.fleet import Fleet, require
-from conformance.support import ECHO, jobs
-
-
-def now(conn: psycopg.Connection[Any]) -> datetime:
-    row = conn.execute("SELECT clock_timestamp()").fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
+from conformance.support import ECHO, jobs, server_now
 
 
 def test_defaults(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """With no options and no args: queue '', priority 100, args [], error_count 0, run_at now."""
     testee = fleet.get(impl)
-    before = now(db)
+    before = server_now(db)
     testee.enqueue(ECHO)
-    after = now(db)
+    after = server_now(db)
     [job] = jobs(db)
-    assert (job["queue"], job["priority"], job["args"], job["error_count"], job["last_error"]) == (
-        "",
-        100,
-        "[]",
-        0,
-        None,
+    stored = {k: job[k] for k in ("queue", "priority", "args", "error_count", "last_error", "job_class")}
+    expected = {"queue": "", "priority": 100, "args": "[]", "error_count": 0, "last_error": None, "job_class": ECHO}
+    check_equal(stored, expected, "enqueue-defaults", impl=impl, job=job["job_id"])
+    check(
+        before <= job["run_at"] <= after,
+        "enqueue-defaults",
+        impl=impl,
+        job=job["job_id"],
+        expected=f"run_at between {before} and {after} (the server's now() around the enqueue)",
+        seen=job["run_at"],
     )
-    assert job["job_class"] == ECHO
-    assert before <= job["run_at"] <= after
 
 
 def test_returns_the_job_id(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """The id an implementation returns is the row's job_id."""
     require(fleet.info(impl), "enqueue_returns_job_id")
     job_id = fleet.get(impl).enqueue(ECHO, "[1]")
-    assert [j["job_id"] for j in jobs(db)] == [job_id]
+    check_equal(job_id, jobs(db)[0]["job_id"], "enqueue-job-id", impl=impl)
 
 
 @pytest.mark.parametrize("priority", [-32768, -5, 0, 1, 32767])
 def test_priority_is_stored_as_given(impl: str, priority: int, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """Any smallint priority, including 0 and the bounds, is stored as given."""
     fleet.get(impl).enqueue(ECHO, priority=priority)
-    assert [j["priority"] for j in jobs(db)] == [priority]
+    check_equal([j["priority"] for j in jobs(db)], [priority], "enqueue-priority", impl=impl)
 
 
 @pytest.mark.parametrize("queue", ["mail", "Mail queue é", ""])
 def test_queue_is_stored_as_given(impl: str, queue: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     fleet.get(impl).enqueue(ECHO, queue=queue)
-    assert [j["queue"] for j in jobs(db)] == [queue]
+    check_equal([j["queue"] for j in jobs(db)], [queue], "enqueue-queue", impl=impl)
 
 
 @pytest.mark.parametrize("offset", [timedelta(days=3), timedelta(days=-3)], ids=["future", "past"])
@@ -61,4 +58,4 @@ def test_run_at_is_stored_to_the_microsecond(
     require(fleet.info(impl), "enqueue_run_at")
     at = (datetime.now(UTC) + offset).replace(microsecond=123456)
     fleet.get(impl).enqueue(ECHO, run_at=at.isoformat().replace("+00:00", "Z"))
-    assert [j["run_at"] for j in jobs(db)] == [at]
+    check_equal([j["run_at"] for j in jobs(db)], [at], "enqueue-run-at", impl=impl)

@@ -1,4 +1,4 @@
-"""Area 8, exactly once: workers of every available implementation drain one queue together;
+"""Area exactly-once: workers of every available implementation drain one queue together;
 every job runs once, none is lost, none is left locked."""
 
 import threading
@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from conformance.checks import check_equal
 from conformance.fleet import Fleet, require
 from conformance.support import ECHO, advisory_locks, jobs
 from harness.lab import fill
@@ -17,13 +18,13 @@ JOBS = 3000
 WORKERS = 3
 
 
-def check_exactly_once(db: psycopg.Connection[Any], n: int) -> dict[str, int]:
-    counts = db.execute(f"SELECT job_id, count(*) FROM {TABLE} GROUP BY job_id HAVING count(*) > 1").fetchall()
-    assert counts == [], f"jobs run more than once: {counts[:10]}"
+def check_exactly_once(db: psycopg.Connection[Any], n: int, impl: str) -> dict[str, int]:
+    twice = db.execute(f"SELECT job_id, count(*) FROM {TABLE} GROUP BY job_id HAVING count(*) > 1").fetchall()
+    check_equal(twice[:10], [], "exactly-once", impl=impl, detail="(job_id, runs) of jobs run more than once")
     row = db.execute(f"SELECT count(DISTINCT job_id) FROM {TABLE}").fetchone()
-    assert row == (n,), f"{n - row[0] if row else n} jobs never ran"  # type: ignore[index]
-    assert jobs(db) == []
-    assert advisory_locks(db) == []
+    check_equal(row[0] if row else 0, n, "exactly-once", impl=impl, detail="distinct jobs run")
+    check_equal([j["job_id"] for j in jobs(db)][:10], [], "exactly-once", impl=impl, detail="jobs left in que_jobs")
+    check_equal([lock.key for lock in advisory_locks(db)][:10], [], "exactly-once", impl=impl, detail="locks left")
     return dict(db.execute(f"SELECT impl, count(*) FROM {TABLE} GROUP BY impl ORDER BY impl").fetchall())  # type: ignore[arg-type]
 
 
@@ -32,8 +33,8 @@ def test_each_implementation_drains_alone(impl: str, fleet: Fleet, db: psycopg.C
     testee = fleet.get(impl)
     fill(db, 500, ECHO)
     result = testee.work(workers=WORKERS, deadline_ms=120_000)
-    assert result.get("drained") is True, f"{impl} did not drain 500 jobs: {result}"
-    check_exactly_once(db, 500)
+    check_equal(result.get("drained"), True, "exactly-once", impl=impl, detail=f"drain of 500 jobs: {result}")
+    check_exactly_once(db, 500, impl)
 
 
 def test_all_implementations_drain_together(fleet: Fleet, db: psycopg.Connection[Any], request: Any) -> None:
@@ -61,7 +62,7 @@ def test_all_implementations_drain_together(fleet: Fleet, db: psycopg.Connection
         thread.start()
     for thread in threads:
         thread.join()
-    failures = {k: v for k, v in outcomes.items() if isinstance(v, Exception)}
-    assert not failures, failures
-    split = check_exactly_once(db, JOBS)
+    failures = {k: str(v) for k, v in outcomes.items() if isinstance(v, Exception)}
+    check_equal(failures, {}, "exactly-once", impl=", ".join(outcomes), detail="work requests that failed")
+    split = check_exactly_once(db, JOBS, ", ".join(outcomes))
     print(f"{JOBS} jobs drained by {split}")

@@ -1,5 +1,6 @@
-"""Area 6, locking: a held job is skipped by everyone else, the lock is the job id's single
-bigint advisory lock, releasing makes the job workable, and the race check works."""
+"""Area locking: a held job is skipped by everyone else, the lock is the job id's single
+bigint advisory lock, releasing makes the job workable, the race check works, and a job's
+delete commits before its lock is released."""
 
 import threading
 import time
@@ -8,8 +9,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require
-from conformance.support import advisory_locks, executions, insert, jobs
+from conformance.support import ECHO, FAIL, advisory_locks, executions, insert, jobs
+
+POLL_SECONDS = 0.01  # how often a gate condition is re-checked
 
 
 def test_held_job_is_skipped_by_others(holder: str, other: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
@@ -18,21 +22,22 @@ def test_held_job_is_skipped_by_others(holder: str, other: str, fleet: Fleet, db
     x, y = fleet.get(holder), fleet.get(other)
     a = insert(db, priority=1, args="[1]")
     b = insert(db, priority=2, args="[2]")
+    pair = f"{holder} holds, {other} works"
     held = x.lock()
-    assert held is not None and held["job_id"] == a
+    check_equal(held and held["job_id"], a, "lock-order", impl=holder, detail="the first job by priority")
     try:
         if fleet.info(other).can("lock"):
             second = y.lock()
-            assert second is not None and second["job_id"] == b, f"{other} locked {second} while {holder} held {a}"
+            check_equal(second and second["job_id"], b, "lock-skip", impl=pair, job=a, detail=f"{other}'s lock")
             y.release(b)
-        assert y.work_one()["worked"] is True
-        assert y.work_one()["worked"] is False, f"{other} worked a job {holder} holds"
-        assert [r["job_id"] for r in executions(db)] == [b]
+        check_equal(y.work_one()["worked"], True, "lock-skip", impl=pair, job=b, detail="work_one of B")
+        check_equal(y.work_one()["worked"], False, "lock-skip", impl=pair, job=a, detail="work_one of held A")
+        check_equal([r["job_id"] for r in executions(db)], [b], "lock-skip", impl=pair, detail="jobs run")
     finally:
         x.release(a)
-    assert y.work_one()["worked"] is True
-    assert [r["job_id"] for r in executions(db)] == [b, a]
-    assert jobs(db) == [] and advisory_locks(db) == []
+    check_equal(y.work_one()["worked"], True, "lock-skip", impl=pair, job=a, detail="work_one after the release")
+    check_equal([r["job_id"] for r in executions(db)], [b, a], "lock-skip", impl=pair, detail="jobs run")
+    check_equal(jobs(db), [], "lock-skip", impl=pair, detail="jobs left")
 
 
 def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
@@ -41,23 +46,20 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
     testee = fleet.get(impl)
     job_id = 2**33 + 5
     db.execute("SELECT setval('que_jobs_job_id_seq', %s, false)", [job_id])
-    assert insert(db) == job_id
+    insert(db)
     held = testee.lock()
-    assert held is not None and held["job_id"] == job_id
+    check_equal(held and held["job_id"], job_id, "lock-order", impl=impl)
     try:
         locks = [(lock.classid, lock.objid, lock.objsubid) for lock in advisory_locks(db)]
-        assert locks == [(2, 5, 1)], (
-            f"the lock must be the single bigint key job_id {job_id} (classid 2, objid 5, objsubid 1), got {locks}"
-        )
+        check_equal(locks, [(2, 5, 1)], "lock-key", impl=impl, job=job_id, detail="pg_locks (classid, objid, objsubid)")
     finally:
         testee.release(job_id)
-    assert advisory_locks(db) == []
-    assert testee.work_one()["worked"] is True
-    assert [r["job_id"] for r in executions(db)] == [job_id]
+    check_equal(advisory_locks(db), [], "unlock", impl=impl, job=job_id, detail="after release")
+    check_equal(testee.work_one()["worked"], True, "lock-skip", impl=impl, job=job_id, detail="work_one after release")
+    check_equal([r["job_id"] for r in executions(db)], [job_id], "lock-skip", impl=impl)
 
 
 GATE_KEY = 424242
-POLL_SECONDS = 0.01  # how often the gate condition is re-checked
 
 GATE = f"""
 CREATE FUNCTION que_conformance_gate(id bigint, gated bigint) RETURNS boolean
@@ -72,7 +74,7 @@ END $$
 """
 
 
-def blocked_at_gate(conn: psycopg.Connection[Any]) -> bool:
+def waiting_at_gate(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", [GATE_KEY]
     ).fetchone()
@@ -102,23 +104,23 @@ def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connectio
             worker = threading.Thread(target=lambda: result.update(testee.work_one()))
             worker.start()
             deadline = time.monotonic() + 20
-            while not blocked_at_gate(db):
-                assert worker.is_alive(), f"{impl} finished work_one without reading job G: {result}"
-                assert time.monotonic() < deadline, f"{impl}'s lock query never reached job G"
+            while not waiting_at_gate(db):
+                check(worker.is_alive(), "race-check", impl=impl, detail=f"work_one ended without reading G: {result}")
+                check(time.monotonic() < deadline, "race-check", impl=impl, detail="lock_job never reached job G")
                 time.sleep(POLL_SECONDS)
             # Another worker finishes J now: deleted and committed after the snapshot.
             db.execute("DELETE FROM que_jobs_gated WHERE job_id = %s", [j])
             gate.execute("SELECT pg_advisory_unlock(%s)", [GATE_KEY])
             worker.join(30)
-            assert not worker.is_alive()
+            check(not worker.is_alive(), "race-check", impl=impl, detail="work_one did not return within 30 s")
             ran = [r["job_id"] for r in executions(db)]
-            assert j not in ran, f"{impl} ran job J although it was already finished (no race check)"
-            leftover = [lock for lock in advisory_locks(db) if lock.key != g]
-            assert leftover == [], f"locks left after the race: {leftover}"
+            check(j not in ran, "race-check", impl=impl, job=j, detail="J was run although already finished", seen=ran)
+            leftover = [lock.key for lock in advisory_locks(db) if lock.key != g]
+            check_equal(leftover, [], "race-check", impl=impl, job=j, detail="locks left after the race")
             if fleet.info(impl).can("race_retry"):
-                assert ran == [k], f"{impl} declares race_retry but worked {ran} instead of K"
+                check_equal(ran, [k], "race-check", impl=impl, detail="declares race_retry: after the race, K")
             else:
-                assert ran in ([], [k])
+                check(ran in ([], [k]), "race-check", impl=impl, expected=f"[] or [{k}]", seen=ran)
             other.execute("SELECT pg_advisory_unlock(%s)", [g])
     finally:
         db.execute("DROP VIEW que_jobs")
@@ -132,7 +134,68 @@ def test_no_lock_survives_work(impl: str, count: int, fleet: Fleet, db: psycopg.
     testee = fleet.get(impl)
     for n in range(count):
         insert(db, args=f"[{n}]")
-    insert(db, "QueConformance::Fail", '["boom"]')
+    insert(db, FAIL, '["boom"]')
     while testee.work_one()["worked"]:
         pass
-    assert advisory_locks(db) == []
+    locks = [lock.key for lock in advisory_locks(db)]
+    check_equal(locks, [], "unlock", impl=impl, detail="job locks held after work_one of every job")
+
+
+# A gate at COMMIT time: a deferred constraint trigger runs when the worker's delete (or
+# set_error) commits, after every statement of its transaction ran, and waits there on an
+# advisory lock the test holds.
+FINISH_GATE = f"""
+CREATE FUNCTION que_conformance_commit_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_lock_shared({GATE_KEY});
+  PERFORM pg_advisory_unlock_shared({GATE_KEY});
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER que_conformance_commit_gate AFTER DELETE OR UPDATE ON que_jobs
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION que_conformance_commit_gate()
+"""
+
+
+@pytest.mark.parametrize("job_class", [ECHO, FAIL], ids=["delete", "error"])
+def test_finish_commits_before_the_unlock(
+    impl: str, job_class: str, fleet: Fleet, db: psycopg.Connection[Any], pg: Any
+) -> None:
+    """While the worker's delete (or set_error) waits to commit, at a gate the test holds,
+    the job's lock must still be held. Deterministic: the gate is in the commit itself, so
+    an unlock anywhere before it (a statement earlier, or in the same statement or
+    transaction) has already happened when the commit waits."""
+    testee = fleet.get(impl)
+    job_id = insert(db, job_class, '["x"]')
+    db.execute(FINISH_GATE)
+    outcome: dict[str, Any] = {}
+    try:
+        with psycopg.connect(pg.url, autocommit=True) as gate:
+            gate.execute("SELECT pg_advisory_lock(%s)", [GATE_KEY])
+            worker = threading.Thread(target=lambda: outcome.update(testee.work_one()))
+            worker.start()
+            try:
+                within(20, lambda: waiting_at_gate(db) or not worker.is_alive())
+                check(
+                    waiting_at_gate(db),
+                    "delete-before-unlock",
+                    impl=impl,
+                    job=job_id,
+                    detail=f"work_one ended without committing a delete or error: {outcome}",
+                )
+                held = [lock.key for lock in advisory_locks(db) if lock.key == job_id]
+                check_equal(
+                    held,
+                    [job_id],
+                    "delete-before-unlock",
+                    impl=impl,
+                    job=job_id,
+                    detail="job locks held while the finish waits to commit",
+                )
+            finally:
+                gate.execute("SELECT pg_advisory_unlock_all()")
+                worker.join(30)
+        gone = within(10, lambda: job_id not in [lock.key for lock in advisory_locks(db)])
+        check(gone, "unlock", impl=impl, job=job_id, detail="the job's lock was still held 10 s after work_one")
+    finally:
+        db.execute("DROP TRIGGER que_conformance_commit_gate ON que_jobs")
+        db.execute("DROP FUNCTION que_conformance_commit_gate()")

@@ -6,6 +6,7 @@ import psycopg
 from hypothesis import given, note
 from hypothesis import strategies as st
 
+from conformance.checks import check, check_equal
 from conformance.fleet import Fleet, require
 from conformance.support import advisory_locks, fixture, insert
 from harness.testee import Testee
@@ -18,9 +19,10 @@ def lock_order(testee: Testee, queue: str) -> list[int]:
     held: list[int] = []
     try:
         while (job := testee.lock(queue)) is not None:
-            assert job["job_id"] not in held, f"job {job['job_id']} was locked twice by one testee"
-            held.append(int(job["job_id"]))
-            assert len(held) <= 50, "lock kept returning jobs"
+            job_id = int(job["job_id"])
+            check(job_id not in held, "lock-order", impl=testee.label, job=job_id, detail="locked twice by one testee")
+            held.append(job_id)
+            check(len(held) <= 50, "lock-order", impl=testee.label, detail="lock kept returning jobs (50 locked)")
     finally:
         for job_id in held:
             testee.release(job_id)
@@ -51,8 +53,8 @@ def test_fixture_scenarios(impl: str, fleet: Fleet, db: psycopg.Connection[Any])
         got = [ids[i] for i in lock_order(testee, scenario["queue"])]
         if got != scenario["expected"]:
             problems.append(f"{scenario['name']}: locked {got}, expected {scenario['expected']}")
-    assert not problems, "\n".join(problems)
-    assert advisory_locks(db) == []
+    check(not problems, "lock-order", impl=impl, detail="\n  ".join(problems))
+    check_equal(advisory_locks(db), [], "unlock", impl=impl, detail="after releasing every locked job")
 
 
 job_specs = st.lists(
@@ -86,4 +88,4 @@ def test_generated_job_sets(
         "as a fixture scenario: "
         + repr({"name": "hypothesis_case", "queue": queue, "jobs": jobs, "expected": expected})
     )
-    assert [ids[i] for i in lock_order(testee, queue)] == expected
+    check_equal([ids[i] for i in lock_order(testee, queue)], expected, "lock-order", impl=impl, detail="job labels")

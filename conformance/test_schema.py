@@ -1,10 +1,11 @@
-"""Area 1, schema: an implementation's migration builds the v3 table of the fixture catalog,
+"""Area schema: an implementation's migration builds the v3 table of the fixture catalog,
 and jobs written under one implementation's schema are worked by the others."""
 
 from typing import Any
 
 import psycopg
 
+from conformance.checks import check_equal
 from conformance.fleet import Fleet, require
 from conformance.support import ECHO, executions, fixture, jobs
 
@@ -43,7 +44,7 @@ def test_migration_builds_the_v3_catalog(impl: str, fleet: Fleet, db: psycopg.Co
     require(fleet.info(impl), "migrate", "it ships no migrations")
     db.execute("DROP TABLE que_jobs")
     fleet.get(impl).migrate(3)
-    assert catalog(db) == expected_catalog()
+    check_equal(catalog(db), expected_catalog(), "schema-v3", impl=impl)
 
 
 def test_migration_down_to_0_and_back(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
@@ -51,9 +52,9 @@ def test_migration_down_to_0_and_back(impl: str, fleet: Fleet, db: psycopg.Conne
     require(fleet.info(impl), "migrate", "it ships no migrations")
     testee = fleet.get(impl)
     testee.migrate(0)
-    assert db.execute("SELECT to_regclass('que_jobs')").fetchone() == (None,)
+    check_equal(db.execute("SELECT to_regclass('que_jobs')").fetchone(), (None,), "schema-down", impl=impl)
     testee.migrate(3)
-    assert catalog(db) == expected_catalog()
+    check_equal(catalog(db), expected_catalog(), "schema-down", impl=impl, detail="after 3 -> 0 -> 3")
 
 
 def test_jobs_under_one_schema_are_worked_by_another(
@@ -66,7 +67,8 @@ def test_jobs_under_one_schema_are_worked_by_another(
     writer.migrate(3)
     writer.enqueue(ECHO, "[42]")
     [job] = jobs(db)
-    assert reader.work_one()["worked"] is True
-    assert jobs(db) == []
-    [run] = executions(db)
-    assert (run["impl"], run["job_id"]) == (fleet.info(worker).name, job["job_id"])
+    pair = f"{enqueuer} -> {worker}"
+    check_equal(reader.work_one()["worked"], True, "schema-shared", impl=pair, job=job["job_id"], detail="work_one")
+    check_equal(jobs(db), [], "schema-shared", impl=pair, job=job["job_id"], detail="rows left")
+    runs = [(r["impl"], r["job_id"]) for r in executions(db)]
+    check_equal(runs, [(fleet.info(worker).name, job["job_id"])], "schema-shared", impl=pair)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages the project needs, when they are missing and we can:
 # PostgreSQL (server, initdb, pgbench), Ruby with the pg gem (for the Ruby testee),
-# and Go (for the que-go testee). As non-root or off Debian it only reports.
+# pgbouncer (the pooler tests) and libfaketime (the clock area's shifted server).
+# As non-root or off Debian it only reports.
 set -euo pipefail
 
 missing=()
@@ -17,6 +18,7 @@ have_pg || missing+=(postgresql)
 have_pgbench || missing+=(postgresql-contrib)
 command -v ruby >/dev/null 2>&1 || missing+=(ruby)
 { command -v pgbouncer || test -x /usr/sbin/pgbouncer; } >/dev/null 2>&1 || missing+=(pgbouncer)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(faketime)
 ruby -e "require \"connection_pool\"" >/dev/null 2>&1 || missing+=(ruby-connection-pool)
 if command -v ruby >/dev/null 2>&1; then
   ruby -e 'require "pg"' >/dev/null 2>&1 || missing+=(ruby-pg)

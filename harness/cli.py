@@ -29,9 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--impl",
-        default="python,go,ruby",
+        default=",".join(implementations.BUILTINS),
         metavar="NAMES",
-        help="built-in implementations to run, comma-separated (default: python,go,ruby)",
+        help=f"built-in implementations to run, comma-separated (default: {','.join(implementations.BUILTINS)})",
     )
     parser.add_argument(
         "--testee",
@@ -81,20 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = args[:cut], args[cut + 1 :]
     options = _parser().parse_args(args)
     names = [n.strip() for n in options.impl.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ("python", "go", "ruby")]
+    unknown = implementations.unknown(names)
     if unknown:
         print(
-            f"que-conformance: error: unknown implementation(s) {unknown}: built-ins are python, go, ruby",
+            f"que-conformance: error: unknown implementation(s) {unknown}: built-ins are "
+            f"{', '.join(implementations.BUILTINS)}",
             file=sys.stderr,
         )
         return 2
 
     if not options.no_bootstrap:
         subprocess.run([str(ROOT / "harness" / "bootstrap.sh")], check=False)
-    if "go" in names and not options.no_build:
-        print("building the Go testee (go build in go/) ...", flush=True)
+    if set(names) & set(implementations.GO_PROGRAMS) and not options.no_build:
+        print("building the Go testees (go build in go/) ...", flush=True)
         reason = implementations.build_go()
-        print(f"  go testee: {'built' if reason is None else 'unavailable: ' + reason}", flush=True)
+        print(f"  go testees: {'built' if reason is None else 'unavailable: ' + reason}", flush=True)
 
     results = Path(options.results)
     results.mkdir(parents=True, exist_ok=True)

@@ -23,13 +23,15 @@ DB_ALIAS = "que-postgres"
 class ImageSpec:
     """How to build one testee image."""
 
-    impl: str
+    image: str
     context: Path
     files: tuple[str, ...]
+    # The program to run in the container (None: the image's entrypoint).
+    program: str | None = None
 
     @property
     def repository(self) -> str:
-        return f"que-interop-{self.impl}-testee"
+        return f"que-interop-{self.image}-testee"
 
     def content_hash(self) -> str:
         """A digest of the build inputs: the tag changes exactly when they do."""
@@ -46,9 +48,11 @@ class ImageSpec:
         return f"{self.repository}:{self.content_hash()}"
 
 
+_GO_FILES = ("Dockerfile", "go.mod", "go.sum", "testee/testee.go", "cmd/que-go/main.go", "cmd/gue/main.go")
 IMAGES: Mapping[str, ImageSpec] = {
     "ruby": ImageSpec("ruby", ROOT / "ruby", ("Dockerfile", "Gemfile", "Gemfile.lock", "testee.rb")),
-    "go": ImageSpec("go", ROOT / "go", ("Dockerfile", "go.mod", "go.sum", "main.go")),
+    "go": ImageSpec("go", ROOT / "go", _GO_FILES, program="/usr/local/bin/que-go-testee"),
+    "gue": ImageSpec("go", ROOT / "go", _GO_FILES, program="/usr/local/bin/gue-testee"),
 }
 
 
@@ -79,6 +83,8 @@ def run_command(
     for key, value in sorted((env or {}).items()):
         command += ["-e", f"{key}={value}"]
     command.append(spec.tag)
+    if spec.program:
+        command.append(spec.program)
     return command
 
 

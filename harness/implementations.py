@@ -1,9 +1,10 @@
 """The implementations a run can use, and how to make each one runnable.
 
-Built in: python (over que/), go (real que-go, built with `go build`), ruby (real Que
-0.14 from the gem or QUE_RUBY_LIB). Any other port joins with `--testee 'CMD ...'`.
-Availability is decided by trying: a build that fails or a `start` that answers
-Unavailable makes the implementation's cells *unavailable*, with the reason.
+Built in: python (over que/), go (real que-go) and gue (real gue v1.0.2), both built
+with `go build`, and ruby (real Que 0.14 from the gem or QUE_RUBY_LIB). Any other port
+joins with `--testee 'CMD ...'`. Availability is decided by trying: a build that fails
+or a `start` that answers Unavailable makes the implementation's cells *unavailable*,
+with the reason.
 """
 
 import os
@@ -11,14 +12,16 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import containers
 
 ROOT = Path(__file__).resolve().parent.parent
-GO_BINARY = ROOT / "go" / "bin" / "que-testee"
+GO_DIR = ROOT / "go"
+# The Go testees: program name -> the package (under go/) it is built from.
+GO_PROGRAMS = {"go": ("que-go-testee", "./cmd/que-go"), "gue": ("gue-testee", "./cmd/gue")}
 
 
 @dataclass
@@ -38,33 +41,51 @@ class Implementation:
         return shlex.join(self.command)
 
 
-def build_go(output: Path = GO_BINARY) -> str | None:
-    """`go build` the Go testee; None on success, else the reason it failed."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+def go_binary(name: str) -> Path:
+    return GO_DIR / "bin" / GO_PROGRAMS[name][0]
+
+
+def find_go() -> str | None:
+    return shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+
+
+def build_go() -> str | None:
+    """`go build` every Go testee; None on success, else the reason it failed."""
+    go = find_go()
     if go is None:
         return "the Go toolchain (go) is not installed"
-    result = subprocess.run(
-        [go, "build", "-o", str(output), "."],
-        cwd=ROOT / "go",
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if result.returncode != 0:
-        return f"go build failed: {result.stderr.strip()[-2000:]}"
+    for name, (_, package) in GO_PROGRAMS.items():
+        result = subprocess.run(
+            [go, "build", "-o", str(go_binary(name)), package],
+            cwd=GO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            return f"go build failed: {result.stderr.strip()[-2000:]}"
     return None
 
 
-def python_impl() -> Implementation:
+def python_impl(build: bool = True) -> Implementation:
     return Implementation("python", [sys.executable, "-m", "harness.testees.python"])
 
 
+def _go_impl(name: str, build: bool) -> Implementation:
+    binary = go_binary(name)
+    reason = build_go() if build else (None if binary.exists() else f"{binary.relative_to(ROOT)} is not built")
+    return Implementation(name, [str(binary)], unavailable=reason)
+
+
 def go_impl(build: bool = True) -> Implementation:
-    reason = build_go() if build else (None if GO_BINARY.exists() else "go/bin/que-testee is not built")
-    return Implementation("go", [str(GO_BINARY)], unavailable=reason)
+    return _go_impl("go", build)
 
 
-def ruby_impl() -> Implementation:
+def gue_impl(build: bool = True) -> Implementation:
+    return _go_impl("gue", build)
+
+
+def ruby_impl(build: bool = True) -> Implementation:
     ruby = shutil.which("ruby")
     if ruby is None:
         return Implementation("ruby", ["ruby", "ruby/testee.rb"], unavailable="ruby is not installed")
@@ -72,6 +93,15 @@ def ruby_impl() -> Implementation:
     if os.environ.get("QUE_RUBY_LIB"):
         env["QUE_RUBY_LIB"] = os.environ["QUE_RUBY_LIB"]
     return Implementation("ruby", [ruby, str(ROOT / "ruby" / "testee.rb")], env=env)
+
+
+# Every built-in implementation, in the order of a run's rows.
+BUILTINS: dict[str, Callable[[bool], Implementation]] = {
+    "python": python_impl,
+    "go": go_impl,
+    "gue": gue_impl,
+    "ruby": ruby_impl,
+}
 
 
 def container_impl(name: str, network: str) -> Implementation:
@@ -91,21 +121,25 @@ def outside_impl(command: str, index: int) -> Implementation:
     return Implementation(f"testee{index}", argv)
 
 
+def unknown(names: Sequence[str]) -> list[str]:
+    return [name for name in names if name not in BUILTINS]
+
+
 def resolve(
     names: Sequence[str], outside: Sequence[str] = (), build: bool = True, network: str | None = None
 ) -> list[Implementation]:
-    """The implementations of a run, in order: built-ins by name, then outside testees."""
+    """The implementations of a run, in order: built-ins by name, then outside testees.
+    The Go toolchain runs at most once however many Go testees there are."""
+    if unknown(names):
+        raise ValueError(f"unknown implementation(s) {unknown(names)}: built-ins are {', '.join(BUILTINS)}")
     found: list[Implementation] = []
+    built = False
     for name in names:
         if network is not None and name in containers.IMAGES:
             found.append(container_impl(name, network))
-        elif name == "python":
-            found.append(python_impl())
-        elif name == "go":
-            found.append(go_impl(build))
-        elif name == "ruby":
-            found.append(ruby_impl())
-        else:
-            raise ValueError(f"unknown implementation {name!r}: built-ins are python, go, ruby")
+            continue
+        needs_build = build and name in GO_PROGRAMS and not built
+        found.append(BUILTINS[name](needs_build))
+        built = built or needs_build
     found += [outside_impl(command, i + 1) for i, command in enumerate(outside)]
     return found

@@ -43,6 +43,8 @@ class Database:
     # With the docker backend: the URL as containers on `network` see the server.
     container_url: str | None = None
     network: str | None = None
+    # What the runner learned about this server (e.g. why a setting could not be made).
+    notes: dict[str, str | None] = field(default_factory=dict)
     _stop: list[object] = field(default_factory=list, repr=False)
 
 
@@ -105,21 +107,37 @@ def server_user() -> pwd.struct_passwd | None:
     raise PostgresUnavailable("running as root and found neither a 'postgres' nor a 'nobody' user")
 
 
-def _run_as(user: pwd.struct_passwd | None, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run_as(
+    user: pwd.struct_passwd | None, args: list[str], env_extra: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
     extra: dict[str, object] = {}
     if user is not None:
         extra = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["LC_ALL"] = "C"
+    env.update(env_extra or {})
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         args, capture_output=True, text=True, env=env, **extra, **kwargs
     )
 
 
-class LocalCluster:
-    """A throwaway PostgreSQL cluster; use as a context manager."""
+def find_libfaketime() -> str | None:
+    """Debian's libfaketime (package faketime), which shifts a process's clock."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")) + sorted(
+        glob.glob("/usr/lib/faketime/libfaketime.so.1")
+    )
+    return found[0] if found else None
 
-    def __init__(self, bindir: str | None = None, port: int | None = None) -> None:
+
+class LocalCluster:
+    """A throwaway PostgreSQL cluster; use as a context manager.
+
+    `clock_offset` (libfaketime's syntax, e.g. "-2h") runs the server with its clock
+    shifted: now(), clock_timestamp() and everything else the server computes from its
+    clock, while clients keep the real time.
+    """
+
+    def __init__(self, bindir: str | None = None, port: int | None = None, clock_offset: str | None = None) -> None:
         self.bindir = bindir or find_bindir()
         if self.bindir is None:
             install_postgres()
@@ -132,6 +150,15 @@ class LocalCluster:
         self.data = self.root / "data"
         self.logfile = self.root / "server.log"
         self.started = False
+        self.clock_env: dict[str, str] = {}
+        if clock_offset is not None:
+            library = find_libfaketime()
+            if library is None:
+                self.remove()
+                raise PostgresUnavailable(
+                    "libfaketime is not installed (Debian package faketime), so the server's clock cannot be shifted"
+                )
+            self.clock_env = {"LD_PRELOAD": library, "FAKETIME": clock_offset}
 
     @property
     def url(self) -> str:
@@ -175,7 +202,8 @@ class LocalCluster:
         )
         start = _run_as(
             self.user,
-            [
+            env_extra=self.clock_env,
+            args=[
                 self._bin("pg_ctl"),
                 "-D",
                 str(self.data),
@@ -200,9 +228,10 @@ class LocalCluster:
         """Restart the server in place (same port and data), for fault tests."""
         result = _run_as(
             self.user,
+            env_extra=self.clock_env,
             # -l: the new postmaster writes to the log, not to our captured pipes (which
             # would keep this call waiting for their end forever).
-            [
+            args=[
                 self._bin("pg_ctl"),
                 "-D",
                 str(self.data),

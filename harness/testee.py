@@ -97,6 +97,7 @@ class Testee:
         # Set while a request waits for its response: an interrupted request leaves the
         # conversation out of step, and such a testee is killed rather than asked to stop.
         self.busy = False
+        self.last_op: str | None = None
         try:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -147,6 +148,7 @@ class Testee:
         line = json.dumps({"id": request_id, "op": op, **fields}, ensure_ascii=False)
         assert self.proc.stdin is not None
         self.busy = True
+        self.last_op = op
         try:
             self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()

@@ -1,60 +1,175 @@
-"""A broken port fails the run, with a message that names the broken rule.
+"""The suite catches broken ports, names the rule, and keeps cells apart.
 
-The Python testee turns into a port that violates one rule (QUE_TESTEE_BREAK) and joins a
-run as an outside testee next to the correct Python implementation.
+The Python testee with one rule broken (`--break RULE`, harness/testees/broken.py) joins a
+run as an outside testee (testee1) beside the correct implementations. The cells of
+testee1 that check the rule must fail naming it; no cell testee1 takes no part in may fail.
 """
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-CASES = [
-    ("backoff", "test_retries.py", "the schedule says 19s"),
-    ("ordering", "test_ordering.py", "expected ['c', 'd', 'b', 'a']"),
-    ("arguments", "test_cross_language.py", "received"),
-    ("lock-key", "test_locking.py", "the lock must be the single bigint key"),
-]
+BROKEN = f"{sys.executable} -m harness.testees.python --break"
 
 
-@pytest.mark.parametrize(("rule", "area", "message"), CASES, ids=[c[0] for c in CASES])
-def test_broken_rule_fails_the_run(rule: str, area: str, message: str, database_url: str, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "QUE_DATABASE_URL": database_url,
-        "QUE_TESTEE_BREAK": rule,
-    }
-    result = subprocess.run(
+def run_suite(
+    rules: list[str],
+    tmp_path: Path,
+    *,
+    impls: str = "python",
+    select: str | None = None,
+    backend: str = "url",
+    database_url: str | None = None,
+) -> tuple[int, dict[str, Any], str, float]:
+    env = {**os.environ}
+    if database_url:
+        env["QUE_DATABASE_URL"] = database_url
+    else:
+        env.pop("QUE_DATABASE_URL", None)
+        env.pop("DATABASE_URL", None)
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "--impl",
+        impls,
+        "--no-bootstrap",
+        "--no-build",
+        "--backend",
+        backend,
+        "--results",
+        str(tmp_path),
+        *(f"--testee={BROKEN} {rule}" for rule in rules),
+        "--",
+        "-q",
+    ]
+    if select:
+        command += ["-k", select]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    elapsed = time.monotonic() - started
+    results = json.loads((tmp_path / "results.json").read_text())
+    return done.returncode, results, done.stdout + done.stderr, elapsed
+
+
+def outcomes(results: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["cell"]: (c["outcome"], c["message"]) for c in results["cells"]}
+
+
+def check_apart(results: dict[str, Any], broken: set[str]) -> None:
+    """No cell without a broken port failed."""
+    bystanders = [
+        (c["cell"], c["message"][:300])
+        for c in results["cells"]
+        if not broken & set(c["impls"]) and c["outcome"] in ("failed", "stale")
+    ]
+    assert bystanders == [], f"cells the broken port takes no part in failed: {bystanders}"
+
+
+# rule broken -> (cells selected with -k, cells that must fail, the rule id they must name)
+CASES = {
+    "backoff": ("test_retries and testee1", ["test_high_error_counts_keep_the_schedule[testee1]"], "retry-schedule"),
+    "ordering": ("test_ordering and testee1", ["test_fixture_scenarios[testee1]"], "lock-order"),
+    "arguments": (
+        "test_cross_language and testee1",
+        ["test_enqueued_by_x_worked_by_y[testee1->python]"],
+        "cross-worked",
+    ),
+    "lock-key": ("test_locking and testee1", ["test_lock_is_the_job_ids_bigint_key[testee1]"], "lock-key"),
+    "client-clock": (
+        "test_clock and testee1",
         [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "--impl",
-            "python",
-            "--no-bootstrap",
-            "--no-build",
-            "--backend",
-            "url",
-            "--results",
-            str(tmp_path),
-            "--testee",
-            f"{sys.executable} -m harness.testees.python",
-            "--",
-            "-k",
-            f"{area.removesuffix('.py')} and testee1",
-            "-q",
+            "test_due_is_the_servers_judgement[testee1]",
+            "test_default_run_at_is_the_servers_now[testee1]",
+            "test_retry_time_is_the_servers_now_plus_the_delay[testee1]",
         ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        "clock-",
+    ),
+    "local-wall-time": (
+        "test_timezones and testee1",
+        ["test_run_at_with_any_offset_is_the_same_instant[testee1-2031-06-15T12:34:56.789012+05:45]"],
+        "tz-run-at",
+    ),
+    "job-id-key": (
+        "test_job_key and testee1",
+        [
+            "test_finishing_a_job_leaves_rows_sharing_its_job_id[testee1-delete]",
+            "test_finishing_a_job_leaves_rows_sharing_its_job_id[testee1-error]",
+        ],
+        "whole-key",
+    ),
+    "last-error": ("test_last_error and testee1", ["test_last_error_shape[testee1-long]"], "last-error"),
+    "pool-size": ("test_pool and testee1", ["test_a_pool_of_n_works_n_jobs_at_once[testee1]"], "pool-size"),
+    "unlock-before-finish": (
+        "test_finish_commits and testee1",
+        [
+            "test_finish_commits_before_the_unlock[testee1-delete]",
+            "test_finish_commits_before_the_unlock[testee1-error]",
+        ],
+        "delete-before-unlock",
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", list(CASES))
+def test_a_broken_rule_fails_its_cells_naming_it(rule: str, database_url: str, tmp_path: Path) -> None:
+    select, must_fail, rule_id = CASES[rule]
+    # The clock area needs a server whose clock the harness can shift: its own local cluster.
+    backend = "local" if rule == "client-clock" else "url"
+    code, results, output, _ = run_suite(
+        [rule], tmp_path, select=select, backend=backend, database_url=None if backend == "local" else database_url
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-3000:]
-    assert message in output, output[-3000:]
-    assert "failed" in output.splitlines()[-1]
+    assert code == 1, output[-3000:]
+    found = outcomes(results)
+    for cell in must_fail:
+        full = next((name for name in found if name.endswith(cell)), None)
+        assert full is not None, f"{cell} did not run: {sorted(found)}"
+        outcome, message = found[full]
+        assert outcome == "failed", f"{cell} was {outcome} for a port that breaks {rule}"
+        assert f"rule {rule_id}" in message, f"{cell} failed without naming rule {rule_id}: {message[:500]}"
+    check_apart(results, {"testee1"})
+
+
+def test_ports_that_mishandle_locks_fail_only_their_own_cells(database_url: str, tmp_path: Path) -> None:
+    """Every area runs with two broken ports at once: testee1 unlocks on another connection,
+    testee2 unlocks before its delete commits. Python and Go cells stay green; each broken
+    port fails the cells that touch its rule, and a lock left behind is named with the job,
+    the port and the request."""
+    code, results, output, _ = run_suite(
+        ["unlock-elsewhere", "unlock-before-finish"], tmp_path, impls="python,go", database_url=database_url
+    )
+    assert code == 1, output[-3000:]
+    check_apart(results, {"testee1", "testee2"})
+    found = outcomes(results)
+    must_fail = [
+        "test_no_lock_survives_work[testee1-3]",
+        "test_lock_is_the_job_ids_bigint_key[testee1]",
+        "test_finish_commits_before_the_unlock[testee2-delete]",
+        "test_finish_commits_before_the_unlock[testee2-error]",
+    ]
+    for cell in must_fail:
+        outcome, message = next(value for name, value in found.items() if name.endswith(cell))
+        assert outcome == "failed", f"{cell} was {outcome}: {message[:300]}"
+    held = [m for outcome, m in found.values() if "advisory lock still held by testee1 after work_one" in m]
+    assert held, "no cell named the lock testee1 kept"
+
+
+def test_a_full_run_against_a_port_that_never_unlocks_takes_under_3_minutes(tmp_path: Path) -> None:
+    """Default settings, its own throwaway cluster: each lock left behind fails its cell and
+    is cleaned up, so no later cell waits on it and no other implementation's cell fails."""
+    code, results, output, elapsed = run_suite(["never-unlock"], tmp_path, impls="python,go,gue,ruby", backend="local")
+    assert code == 1, output[-3000:]
+    check_apart(results, {"testee1"})
+    found = outcomes(results)
+    outcome, message = next(
+        value for name, value in found.items() if name.endswith("test_no_lock_survives_work[testee1-3]")
+    )
+    assert outcome == "failed" and "advisory lock still held by testee1 after work_one" in message, message[:500]
+    assert elapsed < 180, f"the run took {elapsed:.0f} s"

@@ -8,10 +8,15 @@ from harness.containers import IMAGES, ImageSpec
 
 
 def test_images_are_built_from_the_repository_dockerfiles() -> None:
-    for name, spec in IMAGES.items():
+    for spec in IMAGES.values():
         assert (spec.context / "Dockerfile").exists()
         assert all((spec.context / f).exists() for f in spec.files)
-        assert spec.repository == f"que-interop-{name}-testee"
+        assert spec.repository == f"que-interop-{spec.image}-testee"
+    assert IMAGES["go"].tag == IMAGES["gue"].tag, "one Go image holds both Go testees"
+    go_dockerfile = (IMAGES["go"].context / "Dockerfile").read_text()
+    for name in ("go", "gue"):
+        program = IMAGES[name].program
+        assert program is not None and program.rsplit("/", 1)[-1] in go_dockerfile
     ruby = (IMAGES["ruby"].context / "Dockerfile").read_text()
     go = (IMAGES["go"].context / "Dockerfile").read_text()
     assert ruby.startswith("#") and "FROM ruby:" in ruby and "bundle install" in ruby
@@ -45,6 +50,7 @@ def test_run_command_attaches_stdin_on_the_database_network() -> None:
         "-e",
         "B=2",
         spec.tag,
+        "/usr/local/bin/que-go-testee",
     ]
 
 

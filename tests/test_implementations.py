@@ -67,7 +67,7 @@ def test_ruby_testee_runs_or_says_why_not(prepared: str) -> None:
 
 
 def test_unknown_builtin_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown implementation 'java'"):
+    with pytest.raises(ValueError, match=r"unknown implementation\(s\) \['java'\]"):
         implementations.resolve(["java"])
 
 
@@ -82,3 +82,15 @@ def test_que_imports_nothing_of_the_suite() -> None:
     )
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_gue_testee_builds_and_runs_real_gue(prepared: str) -> None:
+    impl = implementations.gue_impl(build=True)
+    assert impl.unavailable is None, impl.unavailable
+    assert run_echo(impl, prepared) == [("gue", '[1,"x"]')]
+    testee = Testee(impl.command)
+    try:
+        info = testee.start(prepared, results.TABLE)
+        assert info.version.startswith("gue v1.0.2, pgx v3.6.2")
+    finally:
+        testee.stop()

@@ -5,7 +5,7 @@ job classes (QueConformance::Echo, ::Fail, ::Sleep, ::Crash) and writes what its
 handlers received into the harness's results table.
 """
 
-import dataclasses
+import argparse
 import json
 import os
 import signal
@@ -19,44 +19,15 @@ from typing import Any
 import psycopg
 
 import que
-import que._protocol
+from harness.testees import broken
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
 
-# For testing the suite itself: QUE_TESTEE_BREAK=<rule> turns this testee into a broken
-# port that violates one protocol rule, and the suite must fail naming that rule.
-BREAKABLE = ("backoff", "ordering", "arguments", "lock-key")
-
-
-def break_rule(rule: str) -> None:
-    if rule not in BREAKABLE:
-        raise SystemExit(f"QUE_TESTEE_BREAK must be one of {', '.join(BREAKABLE)}, got {rule!r}")
-    protocol: Any = que._protocol
-    if rule == "backoff":
-        protocol.retry_delay = lambda count: count**3 + 3
-    elif rule == "ordering":
-        protocol.LOCK_JOB = _rewritten(
-            protocol.LOCK_JOB, "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
-        )
-    elif rule == "lock-key":
-        protocol.LOCK_JOB = _rewritten(
-            protocol.LOCK_JOB, "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
-        )
-        protocol.UNLOCK_JOB = _rewritten(
-            protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
-        )
-
-
-def _rewritten(statement: Any, old: str, new: str) -> Any:
-    text = statement.text.decode()
-    if old not in text:
-        raise SystemExit(f"cannot break {statement.name!r}: {old!r} is not in it")
-    return dataclasses.replace(statement, name=statement.name + b"_broken", text=text.replace(old, new).encode())
-
 
 class Testee:
-    def __init__(self) -> None:
+    def __init__(self, broken_rule: str | None = None) -> None:
+        self.broken_rule = broken_rule
         self.client: que.Client | None = None
         self.results_table = "que_conformance_results"
         self.worker: que.Worker | None = None
@@ -116,6 +87,7 @@ class Testee:
 
     def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
         self.client = que.Client(req["database_url"], max_connections=60)
+        broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
         return {
             "name": "python",
@@ -149,7 +121,7 @@ class Testee:
     def op_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
         args = que.loads(req["args_json"]) if "args_json" in req else []
-        if os.environ.get("QUE_TESTEE_BREAK") == "arguments" and isinstance(args, list):
+        if self.broken_rule == "arguments" and isinstance(args, list):
             args = args[:-1]
         if not isinstance(args, list):
             raise TypeError(f"args_json must be a JSON array for this implementation, got {req['args_json']!r}")
@@ -193,7 +165,7 @@ class Testee:
         pool = que.WorkerPool(
             self.client,
             self.handlers,
-            count=int(req.get("workers", 1)),
+            count=1 if self.broken_rule == "pool-size" else int(req.get("workers", 1)),
             queue=queue,
             wake_interval=req.get("wake_interval_ms", 10) / 1000,
             listen=bool(req.get("listen", False)),
@@ -253,10 +225,13 @@ class Testee:
         return {}
 
 
-def main() -> int:
-    if os.environ.get("QUE_TESTEE_BREAK"):
-        break_rule(os.environ["QUE_TESTEE_BREAK"])
-    testee = Testee()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness.testees.python", description="The Python testee (PROTOCOL.md).")
+    parser.add_argument("--break", dest="rule", help="become a port that breaks RULE (harness.testees.broken)")
+    options = parser.parse_args(argv)
+    if options.rule:
+        broken.apply(options.rule)
+    testee = Testee(options.rule)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -1,0 +1,61 @@
+"""Area clock: the database's clock decides. These cells run against a second server whose
+clock is two hours behind the testees' (libfaketime): an implementation that computes
+due-ness, the default run_at or a retry time from its own clock fails them. Where the
+server's clock cannot be shifted (a server given by URL), they are not applicable."""
+
+from typing import Any
+
+import psycopg
+
+from conformance.checks import check, check_equal
+from conformance.fleet import Fleet
+from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
+
+SKEW = "two hours behind the testee's clock"
+
+
+def test_due_is_the_servers_judgement(impl: str, skewed_fleet: Fleet, skewed_db: psycopg.Connection[Any]) -> None:
+    """A job due in a minute by the server's clock (and two hours ago by the testee's) is
+    not worked; one due a minute ago is."""
+    testee = skewed_fleet.get(impl)
+    later = insert(skewed_db, ECHO, '["later"]', run_at_offset_s=60)
+    check_equal(testee.work_one()["worked"], False, "clock-due", impl=impl, job=later, detail=f"server clock {SKEW}")
+    now = insert(skewed_db, ECHO, '["now"]', run_at_offset_s=-60)
+    check_equal(testee.work_one()["worked"], True, "clock-due", impl=impl, job=now, detail=f"server clock {SKEW}")
+    check_equal([r["job_id"] for r in executions(skewed_db)], [now], "clock-due", impl=impl, detail="jobs run")
+
+
+def test_default_run_at_is_the_servers_now(impl: str, skewed_fleet: Fleet, skewed_db: psycopg.Connection[Any]) -> None:
+    testee = skewed_fleet.get(impl)
+    before = server_now(skewed_db)
+    testee.enqueue(ECHO, "[1]")
+    after = server_now(skewed_db)
+    [job] = jobs(skewed_db)
+    check(
+        before <= job["run_at"] <= after,
+        "clock-default-run-at",
+        impl=impl,
+        job=job["job_id"],
+        detail=f"server clock {SKEW}",
+        expected=f"between {before} and {after}",
+        seen=job["run_at"],
+    )
+    check_equal(testee.work_one()["worked"], True, "clock-due", impl=impl, job=job["job_id"], detail="due at once")
+
+
+def test_retry_time_is_the_servers_now_plus_the_delay(
+    impl: str, skewed_fleet: Fleet, skewed_db: psycopg.Connection[Any]
+) -> None:
+    testee = skewed_fleet.get(impl)
+    job_id = insert(skewed_db, FAIL, '["boom"]')
+    check_equal(testee.work_one()["worked"], True, "clock-retry", impl=impl, job=job_id, detail="work_one")
+    [job] = jobs(skewed_db)
+    check(
+        0 < job["due_in_s"] <= 60,
+        "clock-retry",
+        impl=impl,
+        job=job_id,
+        detail=f"seconds until due by the server's clock ({SKEW}); the delays of all shapes are under a minute",
+        expected="0 < due_in <= 60",
+        seen=round(job["due_in_s"], 3),
+    )

@@ -1,0 +1,150 @@
+"""Deliberately broken ports, for testing the conformance suite itself.
+
+`python -m harness.testees.python --break RULE` is the Python testee with one Que rule
+broken; the suite must fail the cells that check that rule, name it, and leave every other
+implementation's cells green. Each break patches que's engine the way a port author could
+get it wrong.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import que._protocol
+import que._validate
+import que._wire
+import que.errors
+
+protocol: Any = que._protocol
+
+
+def _rewritten(statement: Any, old: str, new: str) -> Any:
+    text = statement.text.decode()
+    if old not in text:
+        raise SystemExit(f"cannot break {statement.name!r}: {old!r} is not in it")
+    return dataclasses.replace(statement, name=statement.name + b"_broken", text=text.replace(old, new).encode())
+
+
+def _backoff() -> None:
+    protocol.retry_delay = lambda count: count**3 + 3
+
+
+def _ordering() -> None:
+    protocol.LOCK_JOB = _rewritten(
+        protocol.LOCK_JOB, "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
+    )
+
+
+def _lock_key() -> None:
+    protocol.LOCK_JOB = _rewritten(
+        protocol.LOCK_JOB, "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
+    )
+    protocol.UNLOCK_JOB = _rewritten(
+        protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
+    )
+
+
+def _never_unlock() -> None:
+    protocol.UNLOCK_JOB = _rewritten(protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL")
+
+
+# Set by the testee at `start`: the database, for the unlock-elsewhere break.
+DATABASE_URL: list[str] = []
+
+
+def _unlock_elsewhere() -> None:
+    """Unlocks on a connection of its own: the lock stays with the job's session."""
+    import psycopg
+
+    other: list[Any] = []
+
+    def unlock(session: Any, job_id: bytes | None) -> Any:
+        if not other:
+            other.append(psycopg.connect(DATABASE_URL[0], autocommit=True))
+        row = other[0].execute("SELECT pg_advisory_unlock(%s)", [que._wire.read_int(job_id or b"")]).fetchone()
+        return bool(row and row[0])
+        yield  # a generator, like the engine's
+
+    protocol._unlock = unlock
+    protocol.UNLOCK_JOB = _rewritten(protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL")
+
+
+def _unlock_before_finish() -> None:
+    """Releases the job's lock first, then deletes or records the error (the trap)."""
+
+    def finish(session: Any, done: Any) -> Any:
+        yield from protocol._unlock(session, done.locked.key[3])
+        if done.message is None:
+            yield from protocol.delete(session, done.locked)
+        else:
+            yield from protocol.record(session, done)
+
+    def lock(session: Any, queue: str, after: Any = None) -> Any:
+        if after is not None:
+            yield from finish(session, protocol.Finish(after))
+        return (yield from original_lock(session, queue))
+
+    original_lock = protocol.lock
+    protocol.finish = finish
+    protocol.lock = lock
+
+
+def _client_clock() -> None:
+    """Computes due-ness, the default run_at and retry times from its own clock."""
+    mine = f"'{datetime.now(UTC).isoformat()}'::timestamptz"
+    protocol.LOCK_JOB = _rewritten(protocol.LOCK_JOB, "now()", mine)
+    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "now()", mine)
+    protocol.INSERT_JOB = _rewritten(protocol.INSERT_JOB, "now()", mine)
+
+
+def _local_wall_time() -> None:
+    """Sends run_at's wall-clock reading as if it were UTC, dropping its offset."""
+
+    def wall_time(value: object) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC)
+
+    que._validate.run_at = wall_time
+
+
+def _job_id_key() -> None:
+    """Finishes jobs by job_id alone, not by their whole key."""
+
+    def loose(first: int) -> tuple[str, str]:
+        q, p, r, j = (f"${n}" for n in range(first, first + 4))
+        whole = f"WHERE queue    = {q}::text\nAND   priority = {p}::smallint\nAND   run_at   = {r}::timestamptz\n"
+        whole += f"AND   job_id   = {j}::bigint"
+        return whole, f"WHERE job_id = {j}::bigint AND {q}::text || {p}::smallint || {r}::timestamptz IS NOT NULL"
+
+    protocol.DESTROY_JOB = _rewritten(protocol.DESTROY_JOB, *loose(1))
+    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, *loose(3))
+
+
+def _last_error() -> None:
+    """Never cuts the message (Ruby cuts '<Class>: <message>' to 500 characters)."""
+    que.errors.MESSAGE_LIMIT = 1_000_000  # type: ignore[misc]
+
+
+BREAKS: dict[str, Callable[[], None]] = {
+    "backoff": _backoff,
+    "ordering": _ordering,
+    "lock-key": _lock_key,
+    "never-unlock": _never_unlock,
+    "unlock-elsewhere": _unlock_elsewhere,
+    "unlock-before-finish": _unlock_before_finish,
+    "client-clock": _client_clock,
+    "local-wall-time": _local_wall_time,
+    "job-id-key": _job_id_key,
+    "last-error": _last_error,
+    # applied by the testee itself (harness.testees.python)
+    "arguments": lambda: None,
+    "pool-size": lambda: None,
+}
+
+
+def apply(rule: str) -> None:
+    if rule not in BREAKS:
+        raise SystemExit(f"--break must be one of {', '.join(BREAKS)}, got {rule!r}")
+    BREAKS[rule]()
