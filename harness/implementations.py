@@ -1,6 +1,6 @@
 """The implementations a run can use, and how to make each one runnable.
 
-Built in: python (over que/), go (real que-go) and gue (real gue v1.0.2), both built
+Built in: python (over que/), python-async (over que.aio), go (real que-go) and gue (real gue v1.0.2), both built
 with `go build`, and ruby (real Que 0.14 from the gem or QUE_RUBY_LIB). Any other port
 joins with `--testee 'CMD ...'`. Availability is decided by trying: a build that fails
 or a `start` that answers Unavailable makes the implementation's cells *unavailable*,
@@ -71,6 +71,10 @@ def python_impl(build: bool = True) -> Implementation:
     return Implementation("python", [sys.executable, "-m", "harness.testees.python"])
 
 
+def python_async_impl(build: bool = True) -> Implementation:
+    return Implementation("python-async", [sys.executable, "-m", "harness.testees.python_async"])
+
+
 def _go_impl(name: str, build: bool) -> Implementation:
     binary = go_binary(name)
     reason = build_go() if build else (None if binary.exists() else f"{binary.relative_to(ROOT)} is not built")
@@ -98,6 +102,7 @@ def ruby_impl(build: bool = True) -> Implementation:
 # Every built-in implementation, in the order of a run's rows.
 BUILTINS: dict[str, Callable[[bool], Implementation]] = {
     "python": python_impl,
+    "python-async": python_async_impl,
     "go": go_impl,
     "gue": gue_impl,
     "ruby": ruby_impl,

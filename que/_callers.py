@@ -1,12 +1,19 @@
 """Enqueueing on a connection the caller owns, inside the caller's transaction.
 
-The caller's connection is theirs: que goes through their driver (psycopg's cursor), so
+`conn=` takes a psycopg connection or transaction, a Django database connection
+(`django.db.connection`, on the psycopg 3 backend) or a SQLAlchemy Session or Connection
+(the psycopg dialect); the async API takes psycopg's async connection or transaction, or
+SQLAlchemy's AsyncSession or AsyncConnection. Each is resolved to the psycopg connection
+underneath, so users never dig out the DBAPI connection themselves.
+
+The caller's connection is theirs: que goes through their driver (a psycopg cursor), so
 their transaction is joined exactly as their own statements join it. On a connection not
-in autocommit, psycopg begins the transaction with que's insert as with any statement,
-and the caller commits or rolls back; que never commits, begins or ends a transaction
-itself, and never prepares statements there (psycopg manages that connection's prepared
-statements). Results are read in binary through que._wire, whatever the session's
-DateStyle, TimeZone or client encoding.
+in autocommit, psycopg begins the transaction with que's insert as with any statement (a
+Django atomic block or a SQLAlchemy session has usually begun it already), and the caller
+commits or rolls back; que never commits, begins or ends a transaction itself, and never
+prepares statements there (psycopg manages that connection's prepared statements). Results
+are read in binary through que._wire, whatever the session's DateStyle, TimeZone or client
+encoding.
 """
 
 from typing import Any
@@ -17,7 +24,22 @@ from que import _wire, sql
 from que._validate import Checked
 from que.job import Job
 
-Caller = psycopg.Connection[Any] | psycopg.Transaction
+# A psycopg connection or transaction, or a Django or SQLAlchemy object (see above).
+Caller = Any
+Statement = tuple[str, dict[str, Any], str]
+
+
+def _framework(conn: Any) -> Any:
+    """The DBAPI connection under a Django or SQLAlchemy object, or None."""
+    module = type(conn).__module__
+    if module.startswith("django."):
+        conn.ensure_connection()  # Django connects lazily
+        return conn.connection
+    if module.startswith("sqlalchemy"):
+        # A Session's connection() joins (or begins) the session's transaction.
+        sa_connection = conn.connection() if callable(conn.connection) else conn
+        return sa_connection.connection.driver_connection
+    return None
 
 
 def connection_of(conn: object) -> psycopg.Connection[Any]:
@@ -25,10 +47,33 @@ def connection_of(conn: object) -> psycopg.Connection[Any]:
         return conn.connection
     if isinstance(conn, psycopg.Connection):
         return conn
-    raise TypeError(f"conn must be a psycopg Connection or Transaction, got {conn!r}")
+    raw = _framework(conn)
+    if isinstance(raw, psycopg.Connection):
+        return raw
+    raise TypeError(
+        "conn must be a psycopg Connection or Transaction, a Django database connection or a SQLAlchemy "
+        f"Session or Connection on psycopg 3, got {conn!r}"
+    )
 
 
-def _check(conn: psycopg.Connection[Any], jobs: list[Checked]) -> str:
+async def async_connection_of(conn: object) -> psycopg.AsyncConnection[Any]:
+    if isinstance(conn, psycopg.AsyncTransaction):
+        return conn.connection
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
+    if type(conn).__module__.startswith("sqlalchemy"):
+        sa_connection: Any = await conn.connection() if callable(getattr(conn, "connection", None)) else conn  # type: ignore[attr-defined]
+        raw = (await sa_connection.get_raw_connection()).driver_connection
+        if isinstance(raw, psycopg.AsyncConnection):
+            return raw
+    raise TypeError(
+        "conn must be a psycopg AsyncConnection or AsyncTransaction, or a SQLAlchemy AsyncSession or "
+        f"AsyncConnection on psycopg 3, got {conn!r}"
+    )
+
+
+def _codec(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], jobs: list[Checked]) -> str:
+    """The connection's codec, after checking every text can be written in it."""
     codec = conn.info.encoding
     encoding = conn.info.parameter_status("client_encoding") or codec
     for job in jobs:
@@ -36,18 +81,15 @@ def _check(conn: psycopg.Connection[Any], jobs: list[Checked]) -> str:
     return codec
 
 
-def insert(conn: psycopg.Connection[Any], job: Checked, notify: bool) -> Job:
-    codec = _check(conn, [job])
-    with conn.cursor() as cur:
-        cur.execute(sql.INSERT_JOB_NOTIFY if notify else sql.INSERT_JOB, job.params(), binary=True, prepare=False)
-        assert cur.pgresult is not None
-        return _wire.job_row(cur.pgresult, 0, codec).job
+def insert_one(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], job: Checked, notify: bool) -> Statement:
+    return sql.INSERT_JOB_NOTIFY if notify else sql.INSERT_JOB, job.params(), _codec(conn, [job])
 
 
-def insert_many(conn: psycopg.Connection[Any], jobs: list[Checked], notify: bool) -> list[Job]:
+def insert_many(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], jobs: list[Checked], notify: bool
+) -> Statement:
     """One statement for the whole batch (and its notifications): it commits with the
     caller's transaction, or on its own on an autocommit connection."""
-    codec = _check(conn, jobs)
     params = {
         "queues": [j.queue for j in jobs],
         "priorities": [j.priority for j in jobs],
@@ -55,7 +97,22 @@ def insert_many(conn: psycopg.Connection[Any], jobs: list[Checked], notify: bool
         "job_classes": [j.job_class for j in jobs],
         "args": [j.args for j in jobs],
     }
-    with conn.cursor() as cur:
-        cur.execute(sql.INSERT_JOBS_NOTIFY if notify else sql.INSERT_JOBS, params, binary=True, prepare=False)
-        assert cur.pgresult is not None
+    return sql.INSERT_JOBS_NOTIFY if notify else sql.INSERT_JOBS, params, _codec(conn, jobs)
+
+
+def run(conn: psycopg.Connection[Any], statement: Statement) -> list[Job]:
+    query, params, codec = statement
+    # A plain server-side-binding cursor, whatever cursor_factory the caller configured
+    # (Django's is a client-side-binding one).
+    with psycopg.Cursor(conn) as cur:
+        cur.execute(query, params, binary=True, prepare=False)
+        assert cur.pgresult is not None, "an INSERT ... RETURNING gave no result"
+        return _wire.jobs(cur.pgresult, codec)
+
+
+async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> list[Job]:
+    query, params, codec = statement
+    async with psycopg.AsyncCursor(conn) as cur:
+        await cur.execute(query, params, binary=True, prepare=False)
+        assert cur.pgresult is not None, "an INSERT ... RETURNING gave no result"
         return _wire.jobs(cur.pgresult, codec)

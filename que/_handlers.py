@@ -7,7 +7,9 @@ BaseExceptions such as asyncio.CancelledError or GeneratorExit included, is the 
 failure and is recorded with the usual backoff.
 """
 
+import contextlib
 import contextvars
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
@@ -79,6 +81,12 @@ def find(handlers: Mapping[str, Handler], job: Job) -> Handler:
     return handler
 
 
+def is_async(handler: Handler) -> bool:
+    """Whether calling `handler` gives a coroutine (an `async def`, or an object whose
+    __call__ is one): the asyncio worker awaits those and runs the others in threads."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
+
+
 def arguments(job: Job) -> tuple[Any, ...]:
     """The handler's positional arguments, as Ruby calls `run(*args)`.
 
@@ -90,27 +98,26 @@ def arguments(job: Job) -> tuple[Any, ...]:
     return tuple(args) if isinstance(args, list) else (args,)
 
 
+@contextlib.contextmanager
+def running(job: Job) -> Iterator[None]:
+    """current_job() is `job` inside the block."""
+    token = _current_job.set(job)
+    try:
+        yield
+    finally:
+        _current_job.reset(token)
+
+
 def call(handlers: Mapping[str, Handler], job: Job) -> BaseException | None:
     """Run the job's handler in this thread; its failure, or None. Interrupts propagate."""
-    token = _current_job.set(job)
-    try:
-        find(handlers, job)(*arguments(job))
-    except INTERRUPTS:
-        raise
-    except BaseException as failure:
-        return failure
-    finally:
-        _current_job.reset(token)
+    with running(job):
+        try:
+            find(handlers, job)(*arguments(job))
+        except INTERRUPTS:
+            raise
+        except BaseException as failure:
+            return failure
     return None
-
-
-def call_handler(handler: Handler, job: Job) -> None:
-    """Call one handler for `job` with its arguments and current_job() set."""
-    token = _current_job.set(job)
-    try:
-        handler(*arguments(job))
-    finally:
-        _current_job.reset(token)
 
 
 def log_finished(job: Job, failure: BaseException | None, elapsed: float) -> None:

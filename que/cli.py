@@ -7,9 +7,11 @@ code. Errors are one line on stderr, never a traceback.
 """
 
 import argparse
+import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -24,6 +26,7 @@ from que.worker import WorkerPool, check_wake_interval
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -123,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also wake on NOTIFY from enqueuers using notify (polling continues for other writers)",
     )
+    work.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="run the asyncio pool (que.aio): async def handlers run on one event loop, plain ones in threads",
+    )
 
     stats = commands.add_parser("stats", help="job counts per queue and job class")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -212,6 +221,8 @@ def _run(options: argparse.Namespace) -> int:
         if options.shutdown_timeout is not None and not options.shutdown_timeout >= 0:
             raise UsageError(f"--shutdown-timeout must be 0 or more seconds, got {options.shutdown_timeout}")
         handlers = _load_handlers(options.app)
+        if options.use_async:
+            return _work_async(options, handlers)
 
     try:
         client = Client(options.database_url, notify=getattr(options, "notify", False))
@@ -266,6 +277,32 @@ def _run(options: argparse.Namespace) -> int:
     return 0
 
 
+def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int:
+    """`que work --async`: the same flags over que.aio's pool on one event loop."""
+    from que.aio import AsyncClient, AsyncWorkerPool
+
+    async def work() -> bool:
+        async with AsyncClient(options.database_url) as client:
+            pool = AsyncWorkerPool(
+                client,
+                handlers,
+                count=options.workers,
+                queue=options.queue,
+                wake_interval=options.wake_interval,
+                listen=options.listen,
+                max_retries=options.max_retries,
+            )
+            return await pool.run(shutdown_timeout=options.shutdown_timeout)
+
+    if not asyncio.run(work()):
+        # Jobs were cut short (a second signal, or the shutdown timeout): plain handlers may
+        # still run in their threads, which the interpreter would wait for. Their jobs stay
+        # and run again later; exit now, as the thread pool does on a second signal.
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED)
+    return 0
+
+
 def _print_dead(client: Client, queue: str | None, as_json: bool) -> None:
     jobs = client.dead_jobs(queue)
     rows = [
@@ -313,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"que: error: {error}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

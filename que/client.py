@@ -32,6 +32,19 @@ from que.lock import LockedJob
 _SESSION_ENDED: Final = ("57P01", "57P02", "57P03")
 
 
+def never_ran(failure: psycopg.OperationalError) -> bool:
+    """Whether an insert that failed so certainly did not run: then, and only then, it may
+    be tried again on another connection (never a second insert after a commit that may
+    have happened)."""
+    return isinstance(failure, NotSent) or failure.sqlstate in _SESSION_ENDED
+
+
+def insert_values(job: _validate.Checked) -> _wire.Params:
+    """insert_job's parameters for a checked job, in binary format."""
+    run_at_us = None if job.run_at is None else _wire.timestamp_us(job.run_at)
+    return _protocol.insert_values(job.queue, job.priority, run_at_us, job.job_class, job.args)
+
+
 def database_url(explicit: str | None = None) -> str:
     """The connection string: the argument, else QUE_DATABASE_URL, else DATABASE_URL."""
     url = explicit or os.environ.get("QUE_DATABASE_URL") or os.environ.get("DATABASE_URL")
@@ -54,7 +67,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     _loaders.register(conn)
 
 
-def _idle_and_quiet(conn: psycopg.Connection[Any]) -> bool:
+def idle_and_quiet(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     """A cheap check, with no round trip, that a pooled connection is still alive.
 
     An idle autocommit connection receives nothing unless the server is ending it (a
@@ -140,7 +153,7 @@ class Client:
         replaces them in the background) and the next one is tried."""
         for _ in range(self._pool.max_size):
             conn = self._pool.getconn()
-            if _idle_and_quiet(conn):
+            if idle_and_quiet(conn):
                 break
             conn.close()
             self._pool.putconn(conn)
@@ -185,7 +198,7 @@ class Client:
         queue: str = "",
         priority: int = 100,
         run_at: datetime | None = None,
-        conn: _callers.Caller | None = None,
+        conn: _callers.Caller = None,
     ) -> Job:
         """Insert one job and return it as stored (with its job_id).
 
@@ -194,9 +207,9 @@ class Client:
         """
         job = _validate.job(job_class, args, queue, priority, run_at)
         if conn is not None:
-            return _callers.insert(_callers.connection_of(conn), job, self.notify)
-        run_at_us = None if job.run_at is None else _wire.timestamp_us(job.run_at)
-        values = _protocol.insert_values(job.queue, job.priority, run_at_us, job.job_class, job.args)
+            caller = _callers.connection_of(conn)
+            return _callers.run(caller, _callers.insert_one(caller, job, self.notify))[0]
+        values = insert_values(job)
         attempts = self._pool.max_size + 1
         for attempt in range(1, attempts + 1):
             own, session = self._checkout()
@@ -204,9 +217,7 @@ class Client:
                 _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
                 return wait(_protocol.insert(session, values, self.notify), own.pgconn.socket)
             except psycopg.OperationalError as failure:
-                # Only where the insert certainly did not run: never a second insert after a
-                # commit that may have happened.
-                if attempt == attempts or not (isinstance(failure, NotSent) or failure.sqlstate in _SESSION_ENDED):
+                if attempt == attempts or not never_ran(failure):
                     raise
             finally:
                 self._checkin(own, session)
@@ -216,7 +227,7 @@ class Client:
         self,
         jobs: Iterable[NewJob | tuple[str, Sequence[Any]]],
         *,
-        conn: _callers.Caller | None = None,
+        conn: _callers.Caller = None,
     ) -> list[Job]:
         """Insert many jobs in one statement and one round trip, in the given order.
 
@@ -227,11 +238,12 @@ class Client:
         if not checked:
             return []
         if conn is not None:
-            return _callers.insert_many(_callers.connection_of(conn), checked, self.notify)
+            caller = _callers.connection_of(conn)
+            return _callers.run(caller, _callers.insert_many(caller, checked, self.notify))
         with self._borrow() as (own, session):
             for job in checked:
                 _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
-            return _callers.insert_many(own, checked, self.notify)
+            return _callers.run(own, _callers.insert_many(own, checked, self.notify))
 
     # -- locking ------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ and the reverse.
 """
 
 import re
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 
@@ -60,46 +60,70 @@ def _ruby_to_i(text: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def db_version(conn: psycopg.Connection[object]) -> int:
-    """The schema version exactly as Ruby Que 0.14.3 reads it.
-
-    No `que_jobs` relation gives 0; a table without a comment predates versioning and
-    gives 1. Like Ruby, the first row wins when several relations share the name.
-    """
-    row = conn.execute(sql.DB_VERSION).fetchone()
+def version_of(row: tuple[object, ...] | None) -> int:
+    """Ruby's reading of the DB_VERSION row: no relation gives 0, no comment 1."""
     if row is None:
         return 0
-    description = row[1]  # type: ignore[index]
+    description = row[1]
     if description is None:
         return 1
     return _ruby_to_i(str(description))
 
 
-def migrate(conn: psycopg.Connection[object], version: int = CURRENT_VERSION) -> None:
-    """Move the schema to `version` (0..3) in one transaction, recording it as Ruby does.
+def db_version(conn: psycopg.Connection[Any]) -> int:
+    """The schema version exactly as Ruby Que 0.14.3 reads it.
 
-    Intermediate versions get no comment; version 0 drops the table. Inside a caller's
-    open transaction this runs in a savepoint and commits with the caller.
+    No `que_jobs` relation gives 0; a table without a comment predates versioning and
+    gives 1. Like Ruby, the first row wins when several relations share the name.
     """
+    return version_of(conn.execute(sql.DB_VERSION).fetchone())
+
+
+async def db_version_async(conn: psycopg.AsyncConnection[Any]) -> int:
+    return version_of(await (await conn.execute(sql.DB_VERSION)).fetchone())
+
+
+def _check(version: object) -> int:
     if isinstance(version, bool) or not isinstance(version, int):
         raise TypeError(f"version must be an int, got {version!r}")
     if not 0 <= version <= CURRENT_VERSION:
         raise ValueError(f"version must be between 0 and {CURRENT_VERSION}, got {version}")
+    return version
+
+
+def steps(current: int, version: int) -> list[str]:
+    """The statements that move the schema from `current` to `version`, with Ruby's
+    comment at the end (intermediate versions get none; version 0 drops the table)."""
+    if current == version:
+        return []
+    if current > CURRENT_VERSION:
+        raise ValueError(
+            f"que_jobs is at version {current}, newer than this library knows ({CURRENT_VERSION}); "
+            "refusing to migrate it"
+        )
+    if current < version:
+        found = [_UP[step] for step in range(current + 1, version + 1)]
+    else:
+        found = [_DOWN[step] for step in range(current, version, -1)]
+    if version > 0:
+        # COMMENT takes no parameters; version is a checked int.
+        found.append(f"COMMENT ON TABLE que_jobs IS '{int(version)}'")
+    return found
+
+
+def migrate(conn: psycopg.Connection[Any], version: int = CURRENT_VERSION) -> None:
+    """Move the schema to `version` (0..3) in one transaction, recording it as Ruby does.
+
+    Inside a caller's open transaction this runs in a savepoint and commits with the caller.
+    """
+    target = _check(version)
     with conn.transaction():
-        current = db_version(conn)
-        if current == version:
-            return
-        if current > CURRENT_VERSION:
-            raise ValueError(
-                f"que_jobs is at version {current}, newer than this library knows "
-                f"({CURRENT_VERSION}); refusing to migrate it"
-            )
-        if current < version:
-            for step in range(current + 1, version + 1):
-                conn.execute(_UP[step])
-        else:
-            for step in range(current, version, -1):
-                conn.execute(_DOWN[step])
-        if version > 0:
-            # COMMENT takes no parameters; version is a checked int.
-            conn.execute(f"COMMENT ON TABLE que_jobs IS '{int(version)}'")
+        for statement in steps(db_version(conn), target):
+            conn.execute(statement)
+
+
+async def migrate_async(conn: psycopg.AsyncConnection[Any], version: int = CURRENT_VERSION) -> None:
+    target = _check(version)
+    async with conn.transaction():
+        for statement in steps(await db_version_async(conn), target):
+            await conn.execute(statement)

@@ -51,6 +51,37 @@ def check_wake_interval(value: object, name: str = "wake_interval") -> float:
     return float(value)
 
 
+def backoff(failures: int, cap: float, error: Exception) -> float:
+    """How long a worker waits after its `failures`-th failure in a row (exponential with
+    jitter, at most `cap`), logged with the error that caused it."""
+    delay = min(cap, 0.1 * 2 ** min(failures - 1, 20)) * (0.5 + random.random() / 2)
+    event = "connection_lost" if isinstance(error, psycopg.OperationalError) else "database_error"
+    if not isinstance(error, psycopg.Error):
+        event = "worker_error"
+    log.log(
+        logging.WARNING if event == "connection_lost" else logging.ERROR,
+        "%s error=%s retry_in=%.2f",
+        event,
+        short_message(error),
+        delay,
+        exc_info=event == "worker_error",
+        extra={"event": event, "retry_in": delay},
+    )
+    return float(delay)
+
+
+def check_pool_size(count: object, limit: int) -> int:
+    """A pool's worker count: a positive int the server can give a connection each."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    if count > limit:
+        raise ValueError(
+            f"a pool of {count} workers needs {count} connections, more than this server's "
+            f"max_connections allows ordinary users ({limit}): each worker holds one connection"
+        )
+    return count
+
+
 class Worker:
     """Works the jobs of one queue, one at a time, on its own connection.
 
@@ -206,20 +237,7 @@ class Worker:
             self._drop_connection()
 
     def _backoff(self, failures: int, error: Exception) -> float:
-        delay = min(self.reconnect_max, 0.1 * 2 ** min(failures - 1, 20)) * (0.5 + random.random() / 2)
-        event = "connection_lost" if isinstance(error, psycopg.OperationalError) else "database_error"
-        if not isinstance(error, psycopg.Error):
-            event = "worker_error"
-        log.log(
-            logging.WARNING if event == "connection_lost" else logging.ERROR,
-            "%s error=%s retry_in=%.2f",
-            event,
-            short_message(error),
-            delay,
-            exc_info=event == "worker_error",
-            extra={"event": event, "retry_in": delay},
-        )
-        return float(delay)
+        return backoff(failures, self.reconnect_max, error)
 
     def _idle(self, session: Session) -> None:
         """Wait until the wake interval ends, wake() or request_stop(), or (listening) a
@@ -309,12 +327,7 @@ class WorkerPool:
 
     def start(self) -> "WorkerPool":
         """Start the workers, after checking the server can give each its connection."""
-        limit = self.client.connection_limit()
-        if self.count > limit:
-            raise ValueError(
-                f"a pool of {self.count} workers needs {self.count} connections, more than this server's "
-                f"max_connections allows ordinary users ({limit}): each worker holds one connection"
-            )
+        check_pool_size(self.count, self.client.connection_limit())
         for worker in self.workers:
             worker.start()
         return self

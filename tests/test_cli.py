@@ -87,7 +87,7 @@ def marks(conn: psycopg.Connection[Any]) -> list[str]:
     return [r[0] for r in conn.execute("SELECT label FROM cli_marks").fetchall()]
 
 
-def start_worker(database_url: str) -> subprocess.Popen[str]:
+def start_worker(database_url: str, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "QUE_DATABASE_URL": database_url}
     return subprocess.Popen(
         [
@@ -101,6 +101,7 @@ def start_worker(database_url: str) -> subprocess.Popen[str]:
             "2",
             "--wake-interval",
             "0.05",
+            *extra,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -109,10 +110,16 @@ def start_worker(database_url: str) -> subprocess.Popen[str]:
     )
 
 
-def test_sigterm_finishes_the_current_job_then_exits(database_url: str, conn: psycopg.Connection[Any]) -> None:
+POOLS = pytest.mark.parametrize("pool", [[], ["--async"]], ids=["threads", "async"])
+
+
+@POOLS
+def test_sigterm_finishes_the_current_job_then_exits(
+    database_url: str, conn: psycopg.Connection[Any], pool: list[str]
+) -> None:
     conn.execute("DROP TABLE IF EXISTS cli_marks")
     conn.execute("INSERT INTO que_jobs (job_class, args) VALUES ('Sleepy', '[1.0]')")
-    proc = start_worker(database_url)
+    proc = start_worker(database_url, *pool)
     try:
         wait_for(lambda: marks(conn) == ["started"], what="the job to start")
         proc.send_signal(signal.SIGTERM)
@@ -123,10 +130,13 @@ def test_sigterm_finishes_the_current_job_then_exits(database_url: str, conn: ps
         proc.kill()
 
 
-def test_second_signal_exits_at_once_and_job_stays(database_url: str, conn: psycopg.Connection[Any]) -> None:
+@POOLS
+def test_second_signal_exits_at_once_and_job_stays(
+    database_url: str, conn: psycopg.Connection[Any], pool: list[str]
+) -> None:
     conn.execute("DROP TABLE IF EXISTS cli_marks")
     conn.execute("INSERT INTO que_jobs (job_class, args) VALUES ('Sleepy', '[30]')")
-    proc = start_worker(database_url)
+    proc = start_worker(database_url, *pool)
     try:
         wait_for(lambda: marks(conn) == ["started"], what="the job to start")
         lines: list[str] = []

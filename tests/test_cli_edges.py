@@ -50,13 +50,14 @@ def test_a_handler_that_exits_stops_que_work_with_its_code(database_url: str, co
     assert row["error_count"] == 0
 
 
-def test_que_work_exits_non_zero_behind_a_transaction_pooler(database_url: str) -> None:
+@pytest.mark.parametrize("pool", [[], ["--async"]], ids=["threads", "async"])
+def test_que_work_exits_non_zero_behind_a_transaction_pooler(database_url: str, pool: list[str]) -> None:
     """A permanent misconfiguration (workers behind pgbouncer in transaction mode, where
     session locks cannot work) must end `que work` with a non-zero status."""
     if pgbouncer.find() is None:
         pytest.fail("pgbouncer is not installed; make test installs it (harness/bootstrap.sh)")
     with pgbouncer.transaction_pooler(database_url) as pooled:
-        result = que_cmd(pooled, "work", "--app", "tests.apps.troubled", "--wake-interval", "0.05")
+        result = que_cmd(pooled, "work", "--app", "tests.apps.troubled", "--wake-interval", "0.05", *pool)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "pooler" in result.stderr
 

@@ -12,17 +12,13 @@ import signal
 import sys
 import threading
 import time
-import traceback
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
 import que
 from harness.testees import broken
-
-PROTOCOL_VERSION = 1
-DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
+from harness.testees.common import DRAINED, RECORD, enqueue_call, held, pool_size, record_params, serve, started
 
 
 class Testee:
@@ -48,16 +44,11 @@ class Testee:
     # -- job classes ------------------------------------------------------------------
 
     def record(self, received: str | None) -> None:
-        job = que.current_job()
         with self.results_lock:
             if self.results_conn is None or self.results_conn.closed or self.results_conn.broken:
                 assert self.client is not None
                 self.results_conn = psycopg.connect(self.client.conninfo, autocommit=True)
-            self.results_conn.execute(
-                f"INSERT INTO {self.results_table} (impl, pid, job_id, job_class, received, raw) "
-                "VALUES ('python', %s, %s, %s, %s, %s)",
-                [os.getpid(), job.job_id, job.job_class, received, job.args_json],
-            )
+            self.results_conn.execute(RECORD.format(table=self.results_table), record_params("python", received))
 
     def echo(self, *args: Any) -> None:
         self.record(json.dumps(list(args), ensure_ascii=False))
@@ -89,29 +80,7 @@ class Testee:
         self.client = que.Client(req["database_url"], max_connections=60)
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
-        return {
-            "name": "python",
-            "version": que.__version__,
-            "language": f"Python {sys.version.split()[0]}",
-            "protocol": PROTOCOL_VERSION,
-            "capabilities": {
-                "enqueue_returns_job_id": True,
-                "enqueue_priority_zero": True,
-                "enqueue_run_at": True,
-                "migrate": True,
-                "work_pool": True,
-                "lock": True,
-                "crash_job": True,
-                "race_retry": True,
-                "number_model": "exact",
-                "args_encoding": "ruby-json-dump",
-                "last_error_format": "python",
-                "handler_args": "splat",
-                "enqueue_batch": True,
-                "listen": True,
-                "default_wake_interval_ms": 5000,
-            },
-        }
+        return started("python")
 
     def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
@@ -120,20 +89,8 @@ class Testee:
 
     def op_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
-        args = que.loads(req["args_json"]) if "args_json" in req else []
-        if self.broken_rule == "arguments" and isinstance(args, list):
-            args = args[:-1]
-        if not isinstance(args, list):
-            raise TypeError(f"args_json must be a JSON array for this implementation, got {req['args_json']!r}")
-        options: dict[str, Any] = {}
-        if "queue" in req:
-            options["queue"] = req["queue"]
-        if "priority" in req:
-            options["priority"] = req["priority"]
-        if "run_at" in req:
-            options["run_at"] = datetime.fromisoformat(req["run_at"].replace("Z", "+00:00"))
-        job = self.client.enqueue(req["job_class"], *args, **options)
-        return {"job_id": job.job_id}
+        args, options = enqueue_call(req, self.broken_rule)
+        return {"job_id": self.client.enqueue(*args, **options).job_id}
 
     def op_bench_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
         """Enqueue `count` jobs one at a time (or in one batch) and time it."""
@@ -165,7 +122,7 @@ class Testee:
         pool = que.WorkerPool(
             self.client,
             self.handlers,
-            count=1 if self.broken_rule == "pool-size" else int(req.get("workers", 1)),
+            count=pool_size(req, self.broken_rule),
             queue=queue,
             wake_interval=req.get("wake_interval_ms", 10) / 1000,
             listen=bool(req.get("listen", False)),
@@ -196,18 +153,8 @@ class Testee:
         locked = self.client.lock_job(req.get("queue", ""))
         if locked is None:
             return {"job": None}
-        job = locked.job
-        self.held[job.job_id] = locked
-        return {
-            "job": {
-                "job_id": job.job_id,
-                "queue": job.queue,
-                "priority": job.priority,
-                "run_at": job.run_at.isoformat(),
-                "job_class": job.job_class,
-                "error_count": job.error_count,
-            }
-        }
+        self.held[locked.job.job_id] = locked
+        return held(locked.job)
 
     def op_release(self, req: dict[str, Any]) -> dict[str, Any]:
         locked = self.held.pop(int(req["job_id"]), None)
@@ -232,26 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     if options.rule:
         broken.apply(options.rule)
     testee = Testee(options.rule)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request_id = None
-        req: dict[str, Any] = {}
-        try:
-            req = json.loads(line)
-            request_id = req.get("id")
-            handler = getattr(testee, f"op_{req.get('op')}", None)
-            if handler is None:
-                raise NotImplementedError(f"unknown op {req.get('op')!r}")
-            response = {"id": request_id, "ok": True, "result": handler(req)}
-        except Exception as error:  # every failure is a response, never a crash
-            traceback.print_exc(file=sys.stderr)
-            response = {"id": request_id, "ok": False, "error": {"type": type(error).__name__, "message": str(error)}}
-        sys.stdout.write(json.dumps(response, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-        if req.get("op") == "stop":
-            return 0
-    return 0
+
+    def dispatch(op: str, req: dict[str, Any]) -> dict[str, Any]:
+        handler = getattr(testee, f"op_{op}", None)
+        if handler is None:
+            raise NotImplementedError(f"unknown op {op!r}")
+        return handler(req)  # type: ignore[no-any-return]
+
+    return serve(dispatch)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""What the Python testees share: the protocol loop, the capabilities they declare, how a
+request becomes an enqueue, and how a held job is reported (conformance/PROTOCOL.md)."""
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import que
+
+PROTOCOL_VERSION = 1
+DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
+RECORD = "INSERT INTO {table} (impl, pid, job_id, job_class, received, raw) VALUES (%s, %s, %s, %s, %s, %s)"
+
+
+def started(name: str) -> dict[str, Any]:
+    """The start result of a Python testee."""
+    return {
+        "name": name,
+        "version": que.__version__,
+        "language": f"Python {sys.version.split()[0]}",
+        "protocol": PROTOCOL_VERSION,
+        "capabilities": {
+            "enqueue_returns_job_id": True,
+            "enqueue_run_at": True,
+            "migrate": True,
+            "work_pool": True,
+            "lock": True,
+            "race_retry": True,
+            "number_model": "exact",
+            "args_encoding": "ruby-json-dump",
+            "last_error_format": "python",
+            "handler_args": "splat",
+            "enqueue_batch": True,
+            "listen": True,
+            "default_wake_interval_ms": 5000,
+        },
+    }
+
+
+def record_params(impl: str, received: str | None) -> list[Any]:
+    job = que.current_job()
+    return [impl, os.getpid(), job.job_id, job.job_class, received, job.args_json]
+
+
+def enqueue_call(req: dict[str, Any], broken_rule: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """The positional and keyword arguments of the enqueue a request asks for."""
+    args = que.loads(req["args_json"]) if "args_json" in req else []
+    if broken_rule == "arguments" and isinstance(args, list):
+        args = args[:-1]
+    if not isinstance(args, list):
+        raise TypeError(f"args_json must be a JSON array for this implementation, got {req['args_json']!r}")
+    options: dict[str, Any] = {k: req[k] for k in ("queue", "priority") if k in req}
+    if "run_at" in req:
+        options["run_at"] = datetime.fromisoformat(req["run_at"].replace("Z", "+00:00"))
+    return [req["job_class"], *args], options
+
+
+def pool_size(req: dict[str, Any], broken_rule: str | None) -> int:
+    return 1 if broken_rule == "pool-size" else int(req.get("workers", 1))
+
+
+def held(job: que.Job) -> dict[str, Any]:
+    return {
+        "job": {
+            "job_id": job.job_id,
+            "queue": job.queue,
+            "priority": job.priority,
+            "run_at": job.run_at.isoformat(),
+            "job_class": job.job_class,
+            "error_count": job.error_count,
+        }
+    }
+
+
+def serve(dispatch: Callable[[str, dict[str, Any]], dict[str, Any]]) -> int:
+    """Answer requests from stdin until `stop`; every failure is a response, never a crash."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request_id = None
+        req: dict[str, Any] = {}
+        try:
+            req = json.loads(line)
+            request_id = req.get("id")
+            response = {"id": request_id, "ok": True, "result": dispatch(str(req.get("op")), req)}
+        except Exception as error:
+            traceback.print_exc(file=sys.stderr)
+            response = {"id": request_id, "ok": False, "error": {"type": type(error).__name__, "message": str(error)}}
+        sys.stdout.write(json.dumps(response, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        if req.get("op") == "stop":
+            return 0
+    return 0

@@ -1,0 +1,195 @@
+"""The asyncio Python testee: conformance/PROTOCOL.md over `que.aio`.
+
+Run as `python -m harness.testees.python_async`. Its job classes are `async def` handlers
+(QueConformance::Crash, which kills the process, is a plain one), so the cells check the
+asyncio worker and its event-loop I/O, not the thread pool.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+import que
+from harness.testees import broken
+from harness.testees.common import DRAINED, RECORD, enqueue_call, held, pool_size, record_params, serve, started
+from que.aio import AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool
+
+NAME = "python-async"
+
+
+class AsyncTestee:
+    def __init__(self, broken_rule: str | None = None) -> None:
+        self.broken_rule = broken_rule
+        self.client: AsyncClient | None = None
+        self.results_table = "que_conformance_results"
+        self.held: dict[int, AsyncLockedJob] = {}
+        self.results_conn: psycopg.AsyncConnection[Any] | None = None
+        self.results_lock = asyncio.Lock()
+        self.handlers = que.Registry(
+            {
+                "QueConformance::Echo": self.echo,
+                "QueConformance::Fail": self.fail,
+                "QueConformance::Sleep": self.sleep,
+                "QueConformance::Crash": self.crash,
+                "QueConformance::Noop": self.noop,
+                "QueConformance::Flaky": self.flaky,
+            }
+        )
+
+    # -- job classes ------------------------------------------------------------------
+
+    async def record(self, received: str | None) -> None:
+        params = record_params(NAME, received)
+        async with self.results_lock:
+            if self.results_conn is None or self.results_conn.closed or self.results_conn.broken:
+                assert self.client is not None
+                self.results_conn = await psycopg.AsyncConnection.connect(self.client.conninfo, autocommit=True)
+            await self.results_conn.execute(RECORD.format(table=self.results_table), params)
+
+    async def echo(self, *args: Any) -> None:
+        await self.record(json.dumps(list(args), ensure_ascii=False))
+
+    async def fail(self, message: str = "failed", *rest: Any) -> None:
+        raise RuntimeError(message)
+
+    async def sleep(self, milliseconds: float = 0, *rest: Any) -> None:
+        await asyncio.sleep(float(milliseconds) / 1000)
+        await self.record(None)
+
+    async def noop(self, *args: Any) -> None:
+        pass
+
+    async def flaky(self, failures: int = 1, *rest: Any) -> None:
+        count = que.current_job().error_count
+        if count < int(failures):
+            raise RuntimeError(f"flaky failure {count + 1} of {failures}")
+        await self.record(json.dumps([count]))
+
+    def crash(self, *args: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- ops ----------------------------------------------------------------------------
+
+    async def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.client = await AsyncClient(req["database_url"], max_connections=60).open()
+        broken.DATABASE_URL[:] = [req["database_url"]]
+        self.results_table = req.get("results_table", self.results_table)
+        return started(NAME)
+
+    async def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        await self.client.migrate(int(req["version"]))
+        return {}
+
+    async def op_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        args, options = enqueue_call(req, self.broken_rule)
+        return {"job_id": (await self.client.enqueue(*args, **options)).job_id}
+
+    async def op_bench_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        count, job_class = int(req["count"]), req["job_class"]
+        begun = time.perf_counter()
+        if req.get("batch"):
+            await self.client.enqueue_many([que.NewJob(job_class, [i]) for i in range(count)])
+        else:
+            for i in range(count):
+                await self.client.enqueue(job_class, i)
+        return {"elapsed_ms": round((time.perf_counter() - begun) * 1000, 2)}
+
+    async def op_work_one(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        worker = AsyncWorker(self.client, self.handlers, queue=req.get("queue", ""))
+        try:
+            return {"worked": await worker.work_one()}
+        finally:
+            await worker._drop_connection()
+
+    async def op_work(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        queue = req.get("queue", "")
+        begun = time.monotonic()
+        deadline = begun + req.get("deadline_ms", 60_000) / 1000
+        minimum = begun + req.get("min_duration_ms", 0) / 1000
+        pool = await AsyncWorkerPool(
+            self.client,
+            self.handlers,
+            count=pool_size(req, self.broken_rule),
+            queue=queue,
+            wake_interval=req.get("wake_interval_ms", 10) / 1000,
+            listen=bool(req.get("listen", False)),
+        ).start()
+        drained = False
+        conn: psycopg.AsyncConnection[Any] | None = None
+        while time.monotonic() < deadline:
+            try:  # survives a server restart, like the workers themselves
+                if conn is None or conn.closed:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.client.conninfo, autocommit=True, connect_timeout=2
+                    )
+                row = await (await conn.execute(DRAINED, [queue])).fetchone()
+            except psycopg.OperationalError:
+                conn = None
+                await asyncio.sleep(0.1)
+                continue
+            if row is not None and row[0] and time.monotonic() >= minimum:
+                drained = True
+                break
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - begun
+        if conn is not None:
+            await conn.close()
+        await pool.shutdown()
+        return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
+
+    async def op_lock(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        locked = await self.client.lock_job(req.get("queue", ""))
+        if locked is None:
+            return {"job": None}
+        self.held[locked.job.job_id] = locked
+        return held(locked.job)
+
+    async def op_release(self, req: dict[str, Any]) -> dict[str, Any]:
+        locked = self.held.pop(int(req["job_id"]), None)
+        if locked is None:
+            raise KeyError(f"job {req['job_id']} is not held by this testee")
+        await locked.release()
+        return {}
+
+    async def op_stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        for locked in self.held.values():
+            await locked.release()
+        self.held.clear()
+        if self.client is not None:
+            await self.client.close()
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness.testees.python_async", description="The asyncio Python testee.")
+    parser.add_argument("--break", dest="rule", help="become a port that breaks RULE (harness.testees.broken)")
+    options = parser.parse_args(argv)
+    if options.rule:
+        broken.apply(options.rule)
+    testee = AsyncTestee(options.rule)
+    with asyncio.Runner() as runner:  # one loop for every request, so connections outlive them
+
+        def dispatch(op: str, req: dict[str, Any]) -> dict[str, Any]:
+            handler = getattr(testee, f"op_{op}", None)
+            if handler is None:
+                raise NotImplementedError(f"unknown op {op!r}")
+            return runner.run(handler(req))  # type: ignore[no-any-return]
+
+        return serve(dispatch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""AsyncClient: enqueue, lock and inspect jobs from asyncio code.
+
+The same arguments, checks, errors and stored bytes as que.Client: the validation, the
+statements and the protocol are shared (que._validate, que._protocol), and only the waiting
+differs (que._waiting.wait_async).
+"""
+
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from que import _callers, _loaders, _protocol, _validate, _wire, schema, sql
+from que._session import Session
+from que._validate import NewJob
+from que._waiting import wait_async
+from que.aio._lock import AsyncLockedJob
+from que.client import connection_options, database_url, idle_and_quiet, insert_values, never_ran
+from que.job import Job
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    _loaders.register(conn)
+
+
+class AsyncClient:
+    """The asyncio entry point: `async with AsyncClient(url) as client: ...`.
+
+    A pool of connections for enqueueing and lock_job; AsyncWorkers open their own.
+    """
+
+    def __init__(
+        self,
+        conninfo: str | None = None,
+        *,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+        notify: bool = False,
+    ) -> None:
+        self.conninfo = database_url(conninfo)
+        self.notify = notify
+        self.connect_timeout = connect_timeout
+        self._pool = AsyncConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=max_connections,
+            kwargs=connection_options("que"),
+            configure=_configure,
+            open=False,
+            name="que-async",
+            timeout=connect_timeout,
+        )
+        self._sessions: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], Session] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"<que.aio.AsyncClient {self._pool.name}>"
+
+    async def open(self) -> "AsyncClient":
+        """Connect; fails fast with the server's own reason (refused, bad password ...)."""
+        probe = await psycopg.AsyncConnection.connect(self.conninfo, connect_timeout=max(1, int(self.connect_timeout)))
+        await probe.close()
+        await self._pool.open()
+        try:
+            await self._pool.wait(timeout=self.connect_timeout)
+        except PoolTimeout:
+            await self._pool.close()
+            raise
+        return self
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return await self.open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self, application_name: str = "que") -> psycopg.AsyncConnection[Any]:
+        """A new connection opened as que opens its own (see que.client)."""
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, **connection_options(application_name))
+        await _configure(conn)
+        return conn
+
+    # -- pooled connections ---------------------------------------------------------------
+
+    async def _checkout(self) -> tuple[psycopg.AsyncConnection[Any], Session]:
+        """A pooled connection that is not already dead (see que.client.idle_and_quiet)."""
+        for _ in range(self._pool.max_size):
+            conn = await self._pool.getconn()
+            if idle_and_quiet(conn):
+                break
+            await conn.close()
+            await self._pool.putconn(conn)
+        else:
+            conn = await self._pool.getconn()
+        session = self._sessions.get(conn)
+        if session is None:
+            session = self._sessions[conn] = Session(conn.pgconn)
+        return conn, session
+
+    async def _checkin(self, conn: psycopg.AsyncConnection[Any], session: Session) -> None:
+        if not session.usable() and not conn.closed:
+            await conn.close()
+        await self._pool.putconn(conn)
+
+    @contextlib.asynccontextmanager
+    async def _borrow(self) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], Session]]:
+        conn, session = await self._checkout()
+        try:
+            yield conn, session
+        finally:
+            await self._checkin(conn, session)
+
+    # -- schema -------------------------------------------------------------------
+
+    async def migrate(self, version: int = schema.CURRENT_VERSION) -> None:
+        async with self._borrow() as (conn, _):
+            await schema.migrate_async(conn, version)
+
+    async def db_version(self) -> int:
+        async with self._borrow() as (conn, _):
+            return await schema.db_version_async(conn)
+
+    # -- enqueue ------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        job_class: str,
+        *args: Any,
+        queue: str = "",
+        priority: int = 100,
+        run_at: datetime | None = None,
+        conn: _callers.Caller = None,
+    ) -> Job:
+        """Insert one job and return it as stored (see que.Client.enqueue). `conn` may be a
+        psycopg AsyncConnection or AsyncTransaction, or a SQLAlchemy AsyncSession or
+        AsyncConnection: the job then commits or rolls back with the caller's work."""
+        job = _validate.job(job_class, args, queue, priority, run_at)
+        if conn is not None:
+            caller = await _callers.async_connection_of(conn)
+            return (await _callers.run_async(caller, _callers.insert_one(caller, job, self.notify)))[0]
+        values = insert_values(job)
+        attempts = self._pool.max_size + 1
+        for attempt in range(1, attempts + 1):
+            own, session = await self._checkout()
+            try:
+                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+                return await wait_async(_protocol.insert(session, values, self.notify), own.pgconn.socket)
+            except psycopg.OperationalError as failure:
+                if attempt == attempts or not never_ran(failure):
+                    raise
+            finally:
+                await self._checkin(own, session)
+        raise AssertionError("unreachable")
+
+    async def enqueue_many(
+        self,
+        jobs: Iterable[NewJob | tuple[str, Sequence[Any]]],
+        *,
+        conn: _callers.Caller = None,
+    ) -> list[Job]:
+        """Insert many jobs in one statement (see que.Client.enqueue_many)."""
+        checked = _validate.many(jobs)
+        if not checked:
+            return []
+        if conn is not None:
+            caller = await _callers.async_connection_of(conn)
+            return await _callers.run_async(caller, _callers.insert_many(caller, checked, self.notify))
+        async with self._borrow() as (own, session):
+            for job in checked:
+                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+            return await _callers.run_async(own, _callers.insert_many(own, checked, self.notify))
+
+    # -- locking ------------------------------------------------------------------
+
+    async def lock_job(self, queue: str = "", *, max_retries: int | None = None) -> AsyncLockedJob | None:
+        """Lock the next due job of `queue` (see que.Client.lock_job); use the result with
+        `async with`."""
+        _validate.queue(queue)
+        _validate.max_retries(max_retries)
+        conn, session = await self._checkout()
+        try:
+            await wait_async(_protocol.check_direct(session), conn.pgconn.socket)
+            locked = await wait_async(_protocol.lock(session, queue), conn.pgconn.socket)
+        except BaseException:
+            await conn.close()
+            await self._checkin(conn, session)
+            raise
+        if locked is None:
+            await self._checkin(conn, session)
+            return None
+        return AsyncLockedJob(locked, conn, session, self._checkin, max_retries)
+
+    # -- introspection ------------------------------------------------------------
+
+    async def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self._borrow() as (conn, _), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params, binary=True)
+            return list(await cur.fetchall())
+
+    async def job_stats(self) -> list[dict[str, Any]]:
+        return await self._rows(sql.JOB_STATS)
+
+    async def worker_states(self) -> list[dict[str, Any]]:
+        return await self._rows(sql.WORKER_STATES)
+
+    async def dead_jobs(self, queue: str | None = None) -> list[Job]:
+        if queue is not None:
+            _validate.queue(queue)
+        async with self._borrow() as (conn, session), conn.cursor() as cur:
+            await cur.execute(sql.DEAD_JOBS, {"queue": queue}, binary=True)
+            assert cur.pgresult is not None, "SELECT gave no result"
+            return _wire.jobs(cur.pgresult, session.codec)
+
+    async def retry_dead(self, job_id: int | None = None, *, queue: str | None = None) -> int:
+        if job_id is not None and (isinstance(job_id, bool) or not isinstance(job_id, int)):
+            raise TypeError(f"job_id must be an int, got {job_id!r}")
+        if queue is not None:
+            _validate.queue(queue)
+        async with self._borrow() as (conn, _):
+            return (await conn.execute(sql.RETRY_DEAD, {"job_id": job_id, "queue": queue})).rowcount
+
+    async def clear(self) -> None:
+        async with self._borrow() as (conn, _):
+            await conn.execute(sql.CLEAR)
+
+    async def connection_limit(self) -> int:
+        async with self._borrow() as (conn, _):
+            row = await (await conn.execute(sql.CONNECTION_LIMIT)).fetchone()
+            return int(row[0]) if row else 0

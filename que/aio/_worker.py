@@ -1,0 +1,397 @@
+"""AsyncWorker and AsyncWorkerPool: working jobs on an event loop.
+
+Each worker is a task with a connection of its own, driving the one protocol engine
+(que._protocol) through the loop. Handlers may be `async def` (awaited on the loop) or
+plain functions (run in the pool's threads, so a blocking handler never stalls the other
+workers). A handler's exception means what it means for the thread worker (que._handlers).
+
+Stopping: `request_stop()` / `shutdown()` let current jobs finish. Cancelling a worker's
+task aborts its job: an async handler is cancelled, a plain one runs to its end in its
+thread (threads cannot be stopped), the job's row is left as it is and its connection
+closed, which ends its lock, so the job runs again later (delivery is at least once).
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+from que import _handlers, _protocol, _validate
+from que._handlers import INTERRUPTS, Handler
+from que._protocol import Finish, Locked
+from que._session import PQGen, Session
+from que._waiting import wait_async
+from que.aio._client import AsyncClient
+from que.aio._lock import _being_cancelled
+from que.errors import TransactionPoolingError, last_error_text
+from que.worker import backoff, check_pool_size, check_wake_interval
+
+log = logging.getLogger("que")
+
+
+class AsyncWorker:
+    """Works the jobs of one queue, one at a time, as a task on the running loop."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        handlers: Mapping[str, Handler],
+        queue: str = "",
+        wake_interval: float = 5.0,
+        *,
+        listen: bool = False,
+        reconnect_max: float = 30.0,
+        max_retries: int | None = None,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        """Arguments as for que.Worker; `executor` runs plain (non-async) handlers
+        (default: the loop's default executor)."""
+        self.client = client
+        self.handlers = handlers
+        self.queue = _validate.queue(queue)
+        self.wake_interval = check_wake_interval(wake_interval)
+        self.reconnect_max = check_wake_interval(reconnect_max, "reconnect_max")
+        self.max_retries = _validate.max_retries(max_retries)
+        self.listen = listen
+        self.executor = executor
+        self.fatal: BaseException | None = None
+        self.jobs_worked = 0
+        self.jobs_errored = 0
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._session: Session | None = None
+        self._stop = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<que.aio.AsyncWorker queue={self.queue!r}>"
+
+    @property
+    def backend_pid(self) -> int | None:
+        conn = self._conn
+        return None if conn is None or conn.closed else int(conn.pgconn.backend_pid)
+
+    def is_alive(self) -> bool:
+        """Whether the task started by start() is still running."""
+        return self._task is not None and not self._task.done()
+
+    # -- the connection -------------------------------------------------------------
+
+    async def _open(self) -> Session:
+        if self._conn is None or self._session is None or self._conn.closed:
+            conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
+            try:
+                session = Session(conn.pgconn)
+                await wait_async(_protocol.check_direct(session), conn.pgconn.socket)
+                if self.listen:
+                    await wait_async(_protocol.listen(session), conn.pgconn.socket)
+            except BaseException:
+                conn.pgconn.finish()
+                await conn.close()
+                raise
+            self._conn, self._session = conn, session
+        return self._session
+
+    async def _drop_connection(self) -> None:
+        """Close the connection: this also ends every lock its session held. The session
+        ends at once, even when the task is being cancelled."""
+        conn, self._conn, self._session = self._conn, None, None
+        if conn is not None and not conn.closed:
+            conn.pgconn.finish()
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    async def _run(self, gen: PQGen[Any]) -> Any:
+        assert self._conn is not None, "no connection"
+        return await wait_async(gen, self._conn.pgconn.socket)
+
+    # -- one job ------------------------------------------------------------------
+
+    async def work_one(self) -> bool:
+        """Lock and run the next due job, then finish and release it; False when none was due."""
+        try:
+            session = await self._open()
+            held = await self._run(_protocol.lock(session, self.queue))
+            if held is None:
+                return False
+            await self._work(session, held, prefetch=False)
+            return True
+        except asyncio.CancelledError:
+            await self._drop_connection()  # mid-statement or mid-job: end the session and its lock
+            raise
+        except BaseException:
+            if self._session is not None and not self._session.usable():
+                await self._drop_connection()
+            raise
+
+    async def _call(self, job: Any) -> BaseException | None:
+        """Run the job's handler; its failure, or None. Interrupts and this task's own
+        cancellation propagate; a CancelledError the handler raised itself is a failure."""
+        with _handlers.running(job):
+            try:
+                handler = _handlers.find(self.handlers, job)
+                args = _handlers.arguments(job)
+                if _handlers.is_async(handler):
+                    await handler(*args)
+                else:
+                    context = contextvars.copy_context()  # current_job() works in the thread too
+                    await asyncio.get_running_loop().run_in_executor(self.executor, lambda: context.run(handler, *args))
+            except INTERRUPTS:
+                raise
+            except asyncio.CancelledError as failure:
+                if _being_cancelled():
+                    raise
+                return failure
+            except BaseException as failure:
+                return failure
+        return None
+
+    async def _work(self, session: Session, held: Locked, prefetch: bool) -> Locked | None:
+        job = held.job
+        started = time.monotonic()
+        try:
+            failure = await self._call(job)
+        except INTERRUPTS:
+            try:
+                await self._run(_protocol.unlock(session, held))
+            except psycopg.Error:
+                await self._drop_connection()
+            raise
+        following = None
+        if failure is None:
+            if prefetch and not self._stop:
+                following = await self._run(_protocol.lock(session, self.queue, after=held))
+            else:
+                await self._run(_protocol.finish(session, Finish(held)))
+            self.jobs_worked += 1
+        else:
+            finish = Finish.failure(held, last_error_text(failure), self.max_retries)
+            await self._run(_protocol.finish(session, finish))
+            self.jobs_errored += 1
+        _handlers.log_finished(job, failure, time.monotonic() - started)
+        return following
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def work(self) -> None:
+        """Run until request_stop() (or cancellation): drain, wait wake_interval, repeat."""
+        failures = 0
+        held: Locked | None = None
+        try:
+            while not self._stop:
+                try:
+                    session = await self._open()
+                    if held is None:
+                        held = await self._run(_protocol.lock(session, self.queue))
+                    if held is None:
+                        failures = 0
+                        await self._idle(session)
+                        continue
+                    held = await self._work(session, held, prefetch=True)
+                    failures = 0
+                except (*INTERRUPTS, TransactionPoolingError) as stop:
+                    self.fatal = stop
+                    raise
+                except Exception as error:
+                    held = None  # dropping the connection ends its lock
+                    await self._drop_connection()
+                    failures += 1
+                    await self._sleep(backoff(failures, self.reconnect_max, error))
+        finally:
+            await self._drop_connection()
+
+    async def _idle(self, session: Session) -> None:
+        """Wait for the wake interval, wake() or request_stop(), or (listening) a
+        notification for this worker's queue."""
+        if not self.listen or self._conn is None:
+            await self._sleep(self.wake_interval)
+            return
+        loop = asyncio.get_running_loop()
+        fileno = self._conn.pgconn.socket
+        readable = asyncio.Event()
+        loop.add_reader(fileno, readable.set)
+        deadline = loop.time() + self.wake_interval
+        try:
+            while not self._wake.is_set() and (left := deadline - loop.time()) > 0:
+                waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(readable.wait())}
+                _, pending = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in pending:
+                    waiting.cancel()
+                if readable.is_set():
+                    readable.clear()
+                    if _protocol.notified(session, self.queue):
+                        break
+        finally:
+            loop.remove_reader(fileno)
+        self._wake.clear()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Stop after the current job, without waiting."""
+        self._stop = True
+        self._wake.set()
+
+    async def _main(self) -> None:
+        try:
+            await self.work()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            if self.fatal is None:
+                self.fatal = error
+                log.exception("worker_died", extra={"event": "worker_died"})
+
+    def start(self) -> "AsyncWorker":
+        """Run work() as a task on the running loop."""
+        if self.is_alive():
+            raise RuntimeError("worker already started")
+        self._stop = False
+        self.fatal = None
+        self._task = asyncio.get_running_loop().create_task(self._main(), name=f"que-worker-{id(self):x}")
+        return self
+
+    async def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop after the current job; True when the worker stopped in time."""
+        self.request_stop()
+        if self._task is None:
+            return True
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        return bool(done)
+
+
+class AsyncWorkerPool:
+    """`count` AsyncWorkers on one queue, each with its own connection, on one loop.
+
+    `run()` returns after SIGTERM or SIGINT: the first signal lets current jobs finish, a
+    second cancels them (their jobs stay and run again later). KeyboardInterrupt or
+    SystemExit from a handler, or a connection pooler, stop the pool: run() raises it.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        handlers: Mapping[str, Handler],
+        count: int = 4,
+        queue: str = "",
+        wake_interval: float = 5.0,
+        *,
+        listen: bool = False,
+        max_retries: int | None = None,
+    ) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive int, got {count!r}")
+        check_wake_interval(wake_interval)
+        self.client = client
+        self.count = count
+        # Plain handlers run here: one thread per worker, so none waits for a thread.
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=count, thread_name_prefix="que-handler")
+        self.workers = [
+            AsyncWorker(
+                client, handlers, queue, wake_interval, listen=listen, max_retries=max_retries, executor=self.executor
+            )
+            for _ in range(count)
+        ]
+        self._stopping = asyncio.Event()
+        self._forced = False
+
+    async def start(self) -> "AsyncWorkerPool":
+        check_pool_size(self.count, await self.client.connection_limit())
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    async def shutdown(self, timeout: float | None = None) -> bool:
+        """Ask every worker to stop after its current job, then wait for them."""
+        self._stopping.set()
+        for worker in self.workers:
+            worker.request_stop()
+        tasks = {w._task for w in self.workers if w._task is not None}
+        stopped = True
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            stopped = not pending
+        if stopped:
+            self.executor.shutdown(wait=False)
+        return stopped
+
+    async def __aenter__(self) -> "AsyncWorkerPool":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    def _cancel(self) -> None:
+        for worker in self.workers:
+            if worker._task is not None:
+                worker._task.cancel()
+
+    async def run(self, shutdown_timeout: float | None = None) -> bool:
+        """Start the workers and wait until a signal, shutdown(), or a worker stopped for
+        good (then raise what stopped it). Dead workers are restarted with backoff.
+
+        True when every running job finished; False when jobs were cut short (a second
+        signal, or `shutdown_timeout` seconds after the first): those jobs stay and run
+        again later, though plain handlers may still be running in their threads.
+        """
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                self._forced = True
+                self._cancel()
+                return
+            log.info("signal %s: finishing current jobs", signal.Signals(signum).name, extra={"event": "shutdown"})
+            self._stopping.set()
+
+        installed = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+        restarts: dict[int, tuple[int, float]] = {}
+        try:
+            await self.start()
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 0.1)
+                self._supervise(restarts)
+        finally:
+            try:
+                if not await self.shutdown(shutdown_timeout):
+                    self._forced = True
+                    self._cancel()
+                    await asyncio.wait({w._task for w in self.workers if w._task is not None})
+            finally:
+                for signum in installed:
+                    loop.remove_signal_handler(signum)
+        return not self._forced
+
+    def _supervise(self, restarts: dict[int, tuple[int, float]]) -> None:
+        for index, worker in enumerate(self.workers):
+            if worker.fatal is not None and isinstance(worker.fatal, (*INTERRUPTS, TransactionPoolingError)):
+                raise worker.fatal
+            if worker.is_alive() or self._stopping.is_set():
+                continue
+            count, due = restarts.get(index, (0, 0.0))
+            if time.monotonic() < due:
+                continue
+            restarts[index] = (count + 1, time.monotonic() + min(30.0, 0.5 * 2**count))
+            log.warning("worker_restarted after=%s", worker.fatal, extra={"event": "worker_restarted"})
+            worker.start()
