@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all test lint conformance bench chaos fixtures-check system-deps venv clean
+.PHONY: all test lint conformance bench chaos publish fixtures-check system-deps venv clean
 
 all: lint test
 
@@ -44,6 +44,15 @@ bench: system-deps venv
 # ARGS passes options to the chaos runner, e.g. make chaos ARGS="--soak-jobs 5000"
 chaos: system-deps venv
 	$(PY) -m chaos.run $(ARGS)
+
+# Copy the latest run outputs (results/, ignored) to where the README links them: on purpose,
+# never as a side effect of a run.
+publish:
+	@test -f results/bench/latest.json || { echo "no results/bench/latest.json: run make bench first"; exit 1; }
+	@test -f results/chaos/latest.json || { echo "no results/chaos/latest.json: run make chaos first"; exit 1; }
+	cp results/bench/latest.json results/bench/latest.md results/bench/latest.png bench/results/
+	cp results/chaos/latest.json results/chaos/latest.md chaos/results/
+	@if [ -f results/conformance/matrix.png ]; then cp results/conformance/matrix.png docs/conformance-matrix.png; fi
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache .hypothesis

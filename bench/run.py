@@ -40,7 +40,8 @@ from harness.postgres import Database, database
 from harness.testee import Testee, TesteeFailure, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+# Run outputs go to the ignored results/ folder; `make publish` copies them where the README links.
+OUT = ROOT / "results" / "bench"
 NOOP = "QueConformance::Noop"
 ECHO = "QueConformance::Echo"
 

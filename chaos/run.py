@@ -19,13 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chaos import pools
 from chaos.lab import Lab, Row
 from chaos.scenarios import hostile, hygiene, killed, listen_restart, poison, pooling, restart, soak, terminated
 from harness import implementations, signals
 from harness.postgres import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "chaos" / "results"
+# Run outputs go to the ignored results/ folder; `make publish` copies them where the README links.
+OUT = ROOT / "results" / "chaos"
 
 
 def log(message: str) -> None:
@@ -77,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         scenarios: list[tuple[str, Callable[[], Row]]] = []
         for name in available:
             scenarios.append((f"killed {name}", lambda n=name: killed.run(lab, n, "python")))
+        for kind in pools.KINDS:
+            scenarios += [
+                (f"terminated ({kind})", lambda k=kind: terminated.run(lab, k)),
+                (f"listen restart ({kind})", lambda k=kind: listen_restart.run(lab, k)),
+                (f"poison ({kind})", lambda k=kind: poison.run(lab, k)),
+                (f"hostile ({kind})", lambda k=kind: hostile.run(lab, k)),
+            ]
         scenarios += [
-            ("terminated", lambda: terminated.run(lab)),
             ("restart", lambda: restart.run(lab, available)),
-            ("listen restart", lambda: listen_restart.run(lab)),
-            ("poison", lambda: poison.run(lab)),
             ("soak", lambda: soak.run(lab, available, options.soak_jobs)),
-            ("hostile", lambda: hostile.run(lab)),
             ("hygiene", lambda: hygiene.run(lab, available)),
             ("pooling", lambda: pooling.run(lab)),
         ]

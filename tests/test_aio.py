@@ -251,3 +251,46 @@ def test_pool_drains_exactly_once_and_shuts_down(conn: psycopg.Connection[Any], 
     run(main())
     assert sorted(seen) == list(range(300))
     assert rows(conn) == [] and advisory_locks(conn) == []
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "async"])
+def test_poison_handlers_are_recorded_by_the_async_worker(
+    conn: psycopg.Connection[Any], database_url: str, plain: bool
+) -> None:
+    """Whatever a handler raises (GeneratorExit, CancelledError, any BaseException), plain
+    handler in a thread or async def, is the job's failure, and the worker goes on."""
+
+    class Custom(BaseException):
+        pass
+
+    poisons = {"G": GeneratorExit(), "C": asyncio.CancelledError(), "X": Custom("x")}
+
+    def make(error: BaseException) -> Any:
+        if plain:
+
+            def raiser() -> None:
+                raise error
+
+            return raiser
+
+        async def araiser() -> None:
+            raise error
+
+        return araiser
+
+    async def main() -> None:
+        async with AsyncClient(database_url) as aclient:
+            for name in poisons:
+                await aclient.enqueue(name)
+            worker = AsyncWorker(aclient, {name: make(error) for name, error in poisons.items()})
+            for _ in poisons:
+                assert await worker.work_one() is True
+
+    run(main())
+    recorded = {r["job_class"]: (r["error_count"], r["last_error"].split("\n")[0]) for r in rows(conn)}
+    assert recorded == {
+        "G": (1, "GeneratorExit"),
+        "C": (1, "asyncio.exceptions.CancelledError"),
+        "X": (1, "tests.test_aio.test_poison_handlers_are_recorded_by_the_async_worker.<locals>.Custom: x"),
+    }
+    assert advisory_locks(conn) == []

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import que
+from chaos import pools
 from chaos.lab import Lab, Row
 
 HOSTILE = [
@@ -30,8 +31,8 @@ HOSTILE = [
 ]
 
 
-def run(lab: Lab) -> Row:
-    row = Row("hostile and foreign rows (Python worker)", ["python"])
+def run(lab: Lab, kind: str = "threads") -> Row:
+    row = Row(f"hostile and foreign rows ({kind} worker)", ["python" if kind == "threads" else "python-async"])
     lab.reset()
     ids: dict[int, str] = {}
     for label, job_class, args, priority, run_at, errors in HOSTILE:
@@ -52,10 +53,10 @@ def run(lab: Lab) -> Row:
         raise RuntimeError("hostile failure")
 
     with que.Client(lab.url) as client:
-        worker = que.Worker(client, {"Probe": probe, "Failing": failing}, wake_interval=0.05, reconnect_max=1.0).start()
+        pool = pools.start(kind, lab.url, client, {"Probe": probe, "Failing": failing}, 1, wake_interval=0.05)
         time.sleep(4.0)  # a fixed observation window: the worker must neither crash nor spin in it
-        alive = worker.is_alive()
-        worker.shutdown(10)
+        alive = all(w.is_alive() for w in pool.workers)
+        pool.shutdown(10)
     state = {int(r[0]): r[1:] for r in lab.sql("SELECT job_id, error_count, run_at > now() FROM que_jobs")}
     outcomes = []
     for job_id, label in ids.items():

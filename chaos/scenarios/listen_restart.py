@@ -4,24 +4,20 @@ enqueued after the restart through NOTIFY, long before their (60 s) poll would."
 import time
 
 import que
+from chaos import pools
 from chaos.lab import Lab, Row
 from harness.lab import wait_until
 
 WAKE_INTERVAL = 60.0  # far longer than the scenario: only a notification can wake them
 
 
-def run(lab: Lab) -> Row:
-    row = Row("server restart under LISTEN workers", ["python"])
+def run(lab: Lab, kind: str = "threads") -> Row:
+    row = Row(f"server restart under LISTEN workers ({kind})", ["python" if kind == "threads" else "python-async"])
     lab.reset()
     done: list[int] = []
     with que.Client(lab.url, notify=True) as client:
-        pool = que.WorkerPool(
-            client,
-            {"Note": lambda: done.append(que.current_job().job_id)},
-            count=2,
-            wake_interval=WAKE_INTERVAL,
-            listen=True,
-        ).start()
+        note = {"Note": lambda: done.append(que.current_job().job_id)}
+        pool = pools.start(kind, lab.url, client, note, 2, wake_interval=WAKE_INTERVAL, listen=True)
         try:
             before = {client.enqueue("Note").job_id for _ in range(100)}
             wait_until(lambda: set(done) >= before, 30, "the jobs before the restart")

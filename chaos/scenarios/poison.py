@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import que
+from chaos import pools
 from chaos.lab import Lab, Row
 from harness.lab import wait_until
 
@@ -37,18 +38,18 @@ def _raiser(error: BaseException) -> Callable[..., None]:
     return handler
 
 
-def run(lab: Lab) -> Row:
-    row = Row("poison jobs among good ones (Python pool)", ["python"])
+def run(lab: Lab, kind: str = "threads") -> Row:
+    row = Row(f"poison jobs among good ones ({kind} pool)", ["python" if kind == "threads" else "python-async"])
     lab.reset()
     lab.sql("ALTER TABLE que_jobs ALTER COLUMN args DROP NOT NULL")
     try:
-        return _run(lab, row)
+        return _run(lab, row, kind)
     finally:
         lab.sql("DELETE FROM que_jobs")
         lab.sql("ALTER TABLE que_jobs ALTER COLUMN args SET NOT NULL")
 
 
-def _run(lab: Lab, row: Row) -> Row:
+def _run(lab: Lab, row: Row, kind: str) -> Row:
     lab.sql(
         "INSERT INTO que_jobs (job_class, args) SELECT CASE WHEN i %% 50 = 0 "
         "THEN (ARRAY[%s, %s, %s, %s])[1 + i / 50 %% 4] ELSE 'Good' END, json_build_array(i) "
@@ -62,7 +63,7 @@ def _run(lab: Lab, row: Row) -> Row:
     done: list[int] = []
     handlers = {"Good": lambda *a: done.append(que.current_job().job_id), **{k: _raiser(v) for k, v in POISONS.items()}}
     with que.Client(lab.url) as client:
-        pool = que.WorkerPool(client, handlers, count=4, wake_interval=0.05).start()
+        pool = pools.start(kind, lab.url, client, handlers, 4, wake_interval=0.05)
         try:
             wait_until(lambda: set(done) >= good, 120, "every good job")
             wait_until(

@@ -6,12 +6,15 @@ import threading
 import time
 
 import que
+from chaos import pools
 from chaos.lab import Lab, Row
 from harness.lab import wait_until
 
 
-def run(lab: Lab) -> Row:
-    row = Row("connection terminated (mid-poll and mid-job)", ["python"])
+def run(lab: Lab, kind: str = "threads") -> Row:
+    row = Row(
+        f"connection terminated (mid-poll and mid-job, {kind})", ["python" if kind == "threads" else "python-async"]
+    )
     lab.reset()
     done: list[int] = []
     gate = threading.Event()
@@ -24,7 +27,8 @@ def run(lab: Lab) -> Row:
         done.append(que.current_job().job_id)
 
     with que.Client(lab.url) as client:
-        worker = que.Worker(client, {"Hold": hold}, wake_interval=0.05, reconnect_max=2.0).start()
+        pool = pools.start(kind, lab.url, client, {"Hold": hold}, 1, wake_interval=0.05)
+        [worker] = pool.workers
         try:
             first_pid = wait_until(lambda: worker.backend_pid, 10, "the worker to connect")
             lab.sql("SELECT pg_terminate_backend(%s)", [first_pid])  # mid-poll
@@ -59,5 +63,5 @@ def run(lab: Lab) -> Row:
                 and runs[held] in (1, 2)
             )
         finally:
-            worker.shutdown(10)
+            pool.shutdown(10)
     return row

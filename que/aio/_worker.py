@@ -36,6 +36,16 @@ from que.worker import backoff, check_pool_size, check_wake_interval
 log = logging.getLogger("que")
 
 
+def _in_thread(handler: Handler, args: tuple[Any, ...]) -> BaseException | None:
+    """A plain handler's run in a thread; what it raised comes back as a value, because
+    some BaseExceptions (GeneratorExit) cannot be caught once raised through a future."""
+    try:
+        handler(*args)
+    except BaseException as failure:
+        return failure
+    return None
+
+
 class AsyncWorker:
     """Works the jobs of one queue, one at a time, as a task on the running loop."""
 
@@ -142,7 +152,10 @@ class AsyncWorker:
                     await handler(*args)
                 else:
                     context = contextvars.copy_context()  # current_job() works in the thread too
-                    await asyncio.get_running_loop().run_in_executor(self.executor, lambda: context.run(handler, *args))
+                    loop = asyncio.get_running_loop()
+                    outcome = await loop.run_in_executor(self.executor, context.run, _in_thread, handler, args)
+                    if outcome is not None:
+                        raise outcome
             except INTERRUPTS:
                 raise
             except asyncio.CancelledError as failure:
