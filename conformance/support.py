@@ -1,6 +1,9 @@
 """Reading the witnesses (que_jobs, the results table, pg_locks) and writing raw rows."""
 
+import contextlib
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,3 +73,64 @@ def insert(
 
 def make_due(conn: psycopg.Connection[Any], job_id: int) -> None:
     conn.execute("UPDATE que_jobs SET run_at = now() - interval '1 second' WHERE job_id = %s", [job_id])
+
+
+# -- a deterministic race for the check after lock_job ---------------------------------------
+
+GATE_KEY = 424242  # an advisory lock key the test holds to stop a statement where it wants
+
+GATE = f"""
+CREATE FUNCTION que_conformance_gate(id bigint, gated bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  IF id = gated THEN
+    PERFORM pg_advisory_lock_shared({GATE_KEY});
+    PERFORM pg_advisory_unlock_shared({GATE_KEY});
+  END IF;
+  RETURN true;
+END $$
+"""
+
+
+def waiting_at_gate(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", [GATE_KEY]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+@dataclass
+class RaceGate:
+    db: psycopg.Connection[Any]
+    gate: psycopg.Connection[Any]
+    finished: int
+
+    def waiting(self) -> bool:
+        """Whether a lock_job walk waits at job `first`, its snapshot already taken."""
+        return waiting_at_gate(self.db)
+
+    def release(self) -> None:
+        """Another worker finishes job `finished` now (after the walk's snapshot); then the
+        walk goes on and reaches it."""
+        self.db.execute("DELETE FROM que_jobs_gated WHERE job_id = %s", [self.finished])
+        self.gate.execute("SELECT pg_advisory_unlock(%s)", [GATE_KEY])
+
+
+@contextlib.contextmanager
+def race_gate(db: psycopg.Connection[Any], url: str, first: int, finished: int) -> Iterator[RaceGate]:
+    """que_jobs read through a view whose filter waits on GATE_KEY when the walk reaches job
+    `first`, itself held by another session (so the walk moves on to `finished` next). The
+    table is restored on exit: call release() and let the worker finish inside the block."""
+    db.execute("ALTER TABLE que_jobs RENAME TO que_jobs_gated")
+    db.execute(GATE)
+    db.execute(f"CREATE VIEW que_jobs AS SELECT * FROM que_jobs_gated WHERE que_conformance_gate(job_id, {first})")
+    try:
+        with psycopg.connect(url, autocommit=True) as gate, psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", [first])  # `first` is being worked elsewhere
+            gate.execute("SELECT pg_advisory_lock(%s)", [GATE_KEY])
+            yield RaceGate(db, gate, finished)
+            gate.execute("SELECT pg_advisory_unlock_all()")
+    finally:
+        db.execute("DROP VIEW que_jobs")
+        db.execute("DROP FUNCTION que_conformance_gate(bigint, bigint)")
+        db.execute("ALTER TABLE que_jobs_gated RENAME TO que_jobs")

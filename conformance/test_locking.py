@@ -3,7 +3,6 @@ bigint advisory lock, releasing makes the job workable, the race check works, an
 delete commits before its lock is released."""
 
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -11,9 +10,17 @@ import pytest
 
 from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require
-from conformance.support import ECHO, FAIL, advisory_locks, executions, insert, jobs
-
-POLL_SECONDS = 0.01  # how often a gate condition is re-checked
+from conformance.support import (
+    ECHO,
+    FAIL,
+    GATE_KEY,
+    advisory_locks,
+    executions,
+    insert,
+    jobs,
+    race_gate,
+    waiting_at_gate,
+)
 
 
 def test_held_job_is_skipped_by_others(holder: str, other: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
@@ -59,28 +66,6 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
     check_equal([r["job_id"] for r in executions(db)], [job_id], "lock-skip", impl=impl)
 
 
-GATE_KEY = 424242
-
-GATE = f"""
-CREATE FUNCTION que_conformance_gate(id bigint, gated bigint) RETURNS boolean
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-  IF id = gated THEN
-    PERFORM pg_advisory_lock_shared({GATE_KEY});
-    PERFORM pg_advisory_unlock_shared({GATE_KEY});
-  END IF;
-  RETURN true;
-END $$
-"""
-
-
-def waiting_at_gate(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", [GATE_KEY]
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connection[Any], pg: Any) -> None:
     """Job J is finished by someone else after the worker's lock_job snapshot but before its
     lock attempt: the worker must notice in check_job, release J's lock and never run J.
@@ -93,39 +78,23 @@ def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connectio
     g = insert(db, priority=1, args='["G"]')
     j = insert(db, priority=2, args='["J"]')
     k = insert(db, priority=3, args='["K"]')
-    db.execute("ALTER TABLE que_jobs RENAME TO que_jobs_gated")
-    db.execute(GATE)
-    db.execute(f"CREATE VIEW que_jobs AS SELECT * FROM que_jobs_gated WHERE que_conformance_gate(job_id, {g})")
     result: dict[str, Any] = {}
-    try:
-        with psycopg.connect(pg.url, autocommit=True) as gate, psycopg.connect(pg.url, autocommit=True) as other:
-            other.execute("SELECT pg_advisory_lock(%s)", [g])  # G is being worked elsewhere
-            gate.execute("SELECT pg_advisory_lock(%s)", [GATE_KEY])
-            worker = threading.Thread(target=lambda: result.update(testee.work_one()))
-            worker.start()
-            deadline = time.monotonic() + 20
-            while not waiting_at_gate(db):
-                check(worker.is_alive(), "race-check", impl=impl, detail=f"work_one ended without reading G: {result}")
-                check(time.monotonic() < deadline, "race-check", impl=impl, detail="lock_job never reached job G")
-                time.sleep(POLL_SECONDS)
-            # Another worker finishes J now: deleted and committed after the snapshot.
-            db.execute("DELETE FROM que_jobs_gated WHERE job_id = %s", [j])
-            gate.execute("SELECT pg_advisory_unlock(%s)", [GATE_KEY])
-            worker.join(30)
-            check(not worker.is_alive(), "race-check", impl=impl, detail="work_one did not return within 30 s")
-            ran = [r["job_id"] for r in executions(db)]
-            check(j not in ran, "race-check", impl=impl, job=j, detail="J was run although already finished", seen=ran)
-            leftover = [lock.key for lock in advisory_locks(db) if lock.key != g]
-            check_equal(leftover, [], "race-check", impl=impl, job=j, detail="locks left after the race")
-            if fleet.info(impl).can("race_retry"):
-                check_equal(ran, [k], "race-check", impl=impl, detail="declares race_retry: after the race, K")
-            else:
-                check(ran in ([], [k]), "race-check", impl=impl, expected=f"[] or [{k}]", seen=ran)
-            other.execute("SELECT pg_advisory_unlock(%s)", [g])
-    finally:
-        db.execute("DROP VIEW que_jobs")
-        db.execute("DROP FUNCTION que_conformance_gate(bigint, bigint)")
-        db.execute("ALTER TABLE que_jobs_gated RENAME TO que_jobs")
+    with race_gate(db, pg.url, first=g, finished=j) as gate:
+        worker = threading.Thread(target=lambda: result.update(testee.work_one()))
+        worker.start()
+        within(20, lambda: gate.waiting() or not worker.is_alive())
+        check(gate.waiting(), "race-check", impl=impl, detail=f"lock_job never reached job G: {result}")
+        gate.release()
+        worker.join(30)
+        check(not worker.is_alive(), "race-check", impl=impl, detail="work_one did not return within 30 s")
+    ran = [r["job_id"] for r in executions(db)]
+    check(j not in ran, "race-check", impl=impl, job=j, detail="J was run although already finished", seen=ran)
+    leftover = [lock.key for lock in advisory_locks(db) if lock.key != g]
+    check_equal(leftover, [], "race-check", impl=impl, job=j, detail="locks left after the race")
+    if fleet.info(impl).can("race_retry"):
+        check_equal(ran, [k], "race-check", impl=impl, detail="declares race_retry: after the race, K")
+    else:
+        check(ran in ([], [k]), "race-check", impl=impl, expected=f"[] or [{k}]", seen=ran)
 
 
 @pytest.mark.parametrize("count", [3])

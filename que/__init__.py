@@ -17,9 +17,10 @@ from que.errors import (
 )
 from que.job import Job
 from que.lock import LockedJob
+from que.pool import WorkerPool
 from que.retry import retry_delay
 from que.schema import CURRENT_VERSION, db_version, migrate
-from que.worker import Worker, WorkerPool
+from que.worker import Worker
 
 __version__ = "0.2.0"
 

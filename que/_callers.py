@@ -16,9 +16,11 @@ are read in binary through que._wire, whatever the session's DateStyle, TimeZone
 encoding.
 """
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 import psycopg
+from psycopg import pq
 
 from que import _wire, sql
 from que._validate import Checked
@@ -26,7 +28,8 @@ from que.job import Job
 
 # A psycopg connection or transaction, or a Django or SQLAlchemy object (see above).
 Caller = Any
-Statement = tuple[str, dict[str, Any], str]
+# A statement, its parameters, and how to turn its binary result into the inserted Jobs.
+Statement = tuple[str, dict[str, Any], Callable[[pq.abc.PGresult], list[Job]]]
 
 
 def _framework(conn: Any) -> Any:
@@ -76,13 +79,15 @@ def _codec(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], jobs: l
     """The connection's codec, after checking every text can be written in it."""
     codec = conn.info.encoding
     encoding = conn.info.parameter_status("client_encoding") or codec
-    for job in jobs:
-        _wire.check_representable(job.texts(), codec, encoding)
+    if codec != "utf-8":  # UTF-8 holds every str que accepts
+        for job in jobs:
+            _wire.check_representable(job.texts(), codec, encoding)
     return codec
 
 
 def insert_one(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], job: Checked, notify: bool) -> Statement:
-    return sql.INSERT_JOB_NOTIFY if notify else sql.INSERT_JOB, job.params(), _codec(conn, [job])
+    codec = _codec(conn, [job])
+    return sql.INSERT_JOB_NOTIFY if notify else sql.INSERT_JOB, job.params(), lambda result: _wire.jobs(result, codec)
 
 
 def insert_many(
@@ -97,22 +102,75 @@ def insert_many(
         "job_classes": [j.job_class for j in jobs],
         "args": [j.args for j in jobs],
     }
-    return sql.INSERT_JOBS_NOTIFY if notify else sql.INSERT_JOBS, params, _codec(conn, jobs)
+    _codec(conn, jobs)
+    return sql.INSERT_JOBS_NOTIFY if notify else sql.INSERT_JOBS, params, lambda result: _wire.inserted(result, jobs)
+
+
+# Batches of at least this many jobs are written with COPY (sql.COPY_JOBS): several
+# times faster on the server than one INSERT, for two more round trips.
+COPY_FROM: Final = 1000
+
+# COPY's binary columns: que_jobs' types, with args sent as text, which is json's binary form.
+_COPY_TYPES: Final = ["text", "int2", "timestamptz", "int8", "text", "text"]
+
+
+def _copy_rows(jobs: list[Checked], made: list[Job]) -> Iterator[tuple[Any, ...]]:
+    for job, stored in zip(jobs, made, strict=True):
+        yield stored.queue, stored.priority, job.run_at or stored.run_at, stored.job_id, stored.job_class, job.args
+
+
+def _reserved_jobs(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], jobs: list[Checked]) -> list[Job]:
+    assert cur.pgresult is not None
+    ids, now_us = _wire.reserved(cur.pgresult)
+    run_ats = [now_us if job.run_at is None else _wire.timestamp_us(job.run_at) for job in jobs]
+    return _wire.new_jobs(jobs, ids, run_ats)
+
+
+def copy_many(conn: psycopg.Connection[Any], jobs: list[Checked], notify: bool) -> list[Job]:
+    """A big batch: job_ids drawn, rows written with COPY, queues notified. COPY is one
+    statement, so a failure writes nothing; on a connection in a transaction all three
+    commit or roll back with it."""
+    _codec(conn, jobs)
+    with psycopg.Cursor(conn) as cur:
+        cur.execute(sql.RESERVE_JOB_IDS, {"count": len(jobs)}, binary=True, prepare=False)
+        made = _reserved_jobs(cur, jobs)
+        with cur.copy(sql.COPY_JOBS) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in _copy_rows(jobs, made):
+                copy.write_row(row)
+        if notify:
+            cur.execute(sql.NOTIFY_QUEUES, {"queues": sorted({job.queue for job in jobs})}, prepare=False)
+    return made
+
+
+async def copy_many_async(conn: psycopg.AsyncConnection[Any], jobs: list[Checked], notify: bool) -> list[Job]:
+    """copy_many on an async connection."""
+    _codec(conn, jobs)
+    async with psycopg.AsyncCursor(conn) as cur:
+        await cur.execute(sql.RESERVE_JOB_IDS, {"count": len(jobs)}, binary=True, prepare=False)
+        made = _reserved_jobs(cur, jobs)
+        async with cur.copy(sql.COPY_JOBS) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in _copy_rows(jobs, made):
+                await copy.write_row(row)
+        if notify:
+            await cur.execute(sql.NOTIFY_QUEUES, {"queues": sorted({job.queue for job in jobs})}, prepare=False)
+    return made
 
 
 def run(conn: psycopg.Connection[Any], statement: Statement) -> list[Job]:
-    query, params, codec = statement
+    query, params, read = statement
     # A plain server-side-binding cursor, whatever cursor_factory the caller configured
     # (Django's is a client-side-binding one).
     with psycopg.Cursor(conn) as cur:
         cur.execute(query, params, binary=True, prepare=False)
         assert cur.pgresult is not None, "an INSERT ... RETURNING gave no result"
-        return _wire.jobs(cur.pgresult, codec)
+        return read(cur.pgresult)
 
 
 async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> list[Job]:
-    query, params, codec = statement
+    query, params, read = statement
     async with psycopg.AsyncCursor(conn) as cur:
         await cur.execute(query, params, binary=True, prepare=False)
         assert cur.pgresult is not None, "an INSERT ... RETURNING gave no result"
-        return _wire.jobs(cur.pgresult, codec)
+        return read(cur.pgresult)

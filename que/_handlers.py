@@ -110,13 +110,15 @@ def running(job: Job) -> Iterator[None]:
 
 def call(handlers: Mapping[str, Handler], job: Job) -> BaseException | None:
     """Run the job's handler in this thread; its failure, or None. Interrupts propagate."""
-    with running(job):
-        try:
-            find(handlers, job)(*arguments(job))
-        except INTERRUPTS:
-            raise
-        except BaseException as failure:
-            return failure
+    token = _current_job.set(job)
+    try:
+        find(handlers, job)(*arguments(job))
+    except INTERRUPTS:
+        raise
+    except BaseException as failure:
+        return failure
+    finally:
+        _current_job.reset(token)
     return None
 
 

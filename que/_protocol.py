@@ -22,6 +22,7 @@ on the session's DateStyle or TimeZone; que._session does the I/O.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,6 +31,7 @@ from psycopg import pq
 
 from que import _wire, sql
 from que._session import OK, Call, PQGen, Session, error, execute, pipeline, statement
+from que._validate import Checked
 from que._wire import BOOL, INT2, INT8, TEXT, TIMESTAMPTZ, Params
 from que.errors import TransactionPoolingError
 from que.job import Job
@@ -41,6 +43,8 @@ _DATA_EXCEPTION: Final = "22"  # the row's own data makes the statement fail (e.
 
 _KEY = (("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_id", INT8))
 LOCK_JOB: Final = statement("que_lock_job", sql.LOCK_JOB, [("queue", TEXT)])
+LOCK_JOB_NOTING: Final = statement("que_interop_lock_job", sql.LOCK_JOB_NOTING, [("unlock", INT8), ("queue", TEXT)])
+CHECK_NOTED_JOB: Final = statement("que_interop_check_job", sql.CHECK_NOTED_JOB, [])
 CHECK_JOB: Final = statement("que_check_job", sql.CHECK_JOB, _KEY)
 DESTROY_JOB: Final = statement("que_destroy_job", sql.DESTROY_JOB, _KEY)
 SET_ERROR: Final = statement("que_set_error", sql.SET_ERROR, [("delay", INT8), ("message", TEXT), *_KEY])
@@ -54,7 +58,16 @@ UNLOCK_JOB: Final = statement("que_unlock_job", sql.UNLOCK_JOB, [("job_id", INT8
 _INSERT = [("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_class", TEXT), ("args", TEXT)]
 INSERT_JOB: Final = statement("que_insert_job", sql.INSERT_JOB, _INSERT)
 INSERT_JOB_NOTIFY: Final = statement("que_interop_insert_job_notify", sql.INSERT_JOB_NOTIFY, _INSERT)
+_INSERT_MANY = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_classes", 1009), ("args", 1009)]
+INSERT_JOBS: Final = statement("que_interop_insert_jobs", sql.INSERT_JOBS, _INSERT_MANY)
+INSERT_JOBS_NOTIFY: Final = statement("que_interop_insert_jobs_notify", sql.INSERT_JOBS_NOTIFY, _INSERT_MANY)
+_ARRAYS = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_ids", 1016)]
+LOCK_JOBS: Final = statement("que_interop_lock_jobs", sql.LOCK_JOBS, [("unlock", 1016), ("queue", TEXT), ("count", 23)])
+CHECK_JOBS: Final = statement("que_interop_check_jobs", sql.CHECK_JOBS, _ARRAYS)
+DESTROY_JOBS: Final = statement("que_interop_destroy_jobs", sql.DESTROY_JOBS, _ARRAYS)
+UNLOCK_JOBS: Final = statement("que_interop_unlock_jobs", sql.UNLOCK_JOBS, [("job_ids", 1016)])
 BACKEND_PID: Final = statement("", sql.BACKEND_PID, [])
+SESSION_SETUP: Final = statement("", sql.SESSION_SETUP, [])
 LISTEN: Final = statement("", sql.LISTEN, [])
 
 
@@ -88,8 +101,9 @@ class Finish:
         return cls(locked, message, retry_delay(count), dead)
 
 
-def check_direct(session: Session) -> PQGen[None]:
-    """Refuse a connection that goes through a pooler, where session locks cannot work.
+def set_up(session: Session) -> PQGen[None]:
+    """Set up a que-owned session once (ISO dates), and refuse a connection that goes
+    through a pooler, where session locks cannot work.
 
     The backend pid a server announces at connect and `pg_backend_pid()` are the same on a
     direct connection; a pooler (pgbouncer and the like) announces its own. Behind a
@@ -98,6 +112,7 @@ def check_direct(session: Session) -> PQGen[None]:
     """
     if session.direct:
         return
+    yield from execute(session, (SESSION_SETUP, ()))
     result = yield from execute(session, (BACKEND_PID, ()))
     value = result.get_value(0, 0)
     server_pid = _wire.read_int(value) if value is not None else -1
@@ -128,39 +143,101 @@ def notified(session: Session, queue: str) -> bool:
 def lock(session: Session, queue: str, after: Locked | None = None) -> PQGen[Locked | None]:
     """Lock the next due job of `queue` and check it is still there; None when none is due.
 
-    `after` is a worked job to delete first: its delete, its unlock and this lock_job travel
-    in one round trip (delete | SYNC | unlock, lock_job | SYNC). A row that cannot be read
-    (a NULL the schema forbids) is backed off and logged, and the walk goes on.
+    One round trip: `delete(after) | SYNC | unlock(after) + lock_job, check_job | SYNC`.
+    `after` is a worked job: its delete commits before its unlock, which runs in the
+    statement that locks the next job. The check is the next statement, with a new snapshot
+    taken after the lock. A row that cannot be read (a NULL the schema forbids) is backed off and
+    logged, and the walk goes on; a job lost to a race is released and the walk goes on.
     """
     queue_param = session.text(queue)
-    lock_call: Call = (LOCK_JOB, (queue_param,))
-    if after is None:
-        segments: list[list[Call]] = [[lock_call]]
-    else:
-        segments = [[(DESTROY_JOB, after.key)], [(UNLOCK_JOB, (after.key[3],)), lock_call]]
+    unlock = None if after is None else after.key[3]
+    segments: list[list[Call]] = [[(LOCK_JOB_NOTING, (unlock, queue_param)), (CHECK_NOTED_JOB, ())]]
+    if after is not None:
+        segments.insert(0, [(DESTROY_JOB, after.key)])
     while True:
         results = yield from pipeline(session, segments)
+        found, checked = results[-2], results[-1]
         failed = [r for r in results if r.status not in OK]
-        found = results[-1]
         if failed:
             if found.status == pq.ExecStatus.TUPLES_OK and found.ntuples == 1:
                 yield from _unlock(session, found.get_value(0, 3))  # keep no lock past an error
             raise error(session, failed[0], "lock_job")
         if found.ntuples == 0:
             return None
-        row = _wire.job_row(found, 0, session.codec)
-        locked = Locked(row.job, _wire.key(row.job, session.codec))
-        checked = yield from execute(session, (CHECK_JOB, locked.key))
-        if checked.ntuples == 1 and row.problem is None:
+        row = _wire.job_row(found, 0, session.codec, _LOCKED)
+        locked = Locked(row.job, row.key)
+        still_there = checked.ntuples == 1 and checked.get_value(0, 0) == locked.key[3]
+        if still_there and row.problem is None:
             return locked
-        if row.problem is not None:
+        if row.problem is not None and still_there:
             log.warning("unreadable_job %s", row.problem, extra={"event": "unreadable_job", "job_id": row.job.job_id})
             yield from finish(session, Finish.failure(locked, row.problem))
-            segments = [[lock_call]]
+            unlock = None
         else:
             # Lost a race: another worker finished the job after lock_job's snapshot.
             log.debug("job_race_condition job_id=%s", row.job.job_id, extra={"event": "job_race_condition"})
-            segments = [[(UNLOCK_JOB, (locked.key[3],)), lock_call]]
+            unlock = locked.key[3]
+        segments = [[(LOCK_JOB_NOTING, (unlock, queue_param)), (CHECK_NOTED_JOB, ())]]
+
+
+def lock_batch(session: Session, queue: str, count: int, done: Sequence[Locked] = ()) -> PQGen[list[Locked]]:
+    """The batched claim: delete the worked jobs `done` and release them, then lock up to
+    `count` due jobs of `queue` in the walk's order and check them in a new snapshot.
+
+    Round trip 1: `delete(done) | SYNC | unlock(done) + lock_jobs(count) | SYNC` (the deletes
+    commit before the unlocks); round trip 2: check_jobs. Jobs lost to a race are released;
+    unreadable rows are backed off and logged. Returns the jobs held, in order.
+    """
+    unlock = _wire.array(INT8, [locked.key[3] for locked in done])
+    segments: list[list[Call]] = [[(LOCK_JOBS, (unlock, session.text(queue), _wire.int4(count)))]]
+    if done:
+        segments.insert(0, [(DESTROY_JOBS, _wire.key_arrays([locked.key for locked in done]))])
+    results = yield from pipeline(session, segments)
+    found = results[-1]
+    failed = [r for r in results if r.status not in OK]
+    if failed:
+        if found.status == pq.ExecStatus.TUPLES_OK and found.ntuples:
+            ids = [found.get_value(row, 3) or b"" for row in range(found.ntuples)]
+            yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, ids),)))  # keep no lock past an error
+        raise error(session, failed[0], "lock_jobs")
+    rows = [_wire.job_row(found, row, session.codec, _LOCKED) for row in range(found.ntuples)]
+    if not rows:
+        return []
+    checked = yield from execute(session, (CHECK_JOBS, _wire.key_arrays([row.key for row in rows])))
+    present = {checked.get_value(row, 0) for row in range(checked.ntuples)}
+    held, gone = [], []
+    for row in rows:
+        locked = Locked(row.job, row.key)
+        if row.key[3] not in present:
+            log.debug("job_race_condition job_id=%s", row.job.job_id, extra={"event": "job_race_condition"})
+            gone.append(row.key[3])
+        elif row.problem is not None:
+            log.warning("unreadable_job %s", row.problem, extra={"event": "unreadable_job", "job_id": row.job.job_id})
+            yield from finish(session, Finish.failure(locked, row.problem))
+        else:
+            held.append(locked)
+    if gone:
+        yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, gone),)))
+    return held
+
+
+def release_batch(session: Session, done: Sequence[Locked], untouched: Sequence[Locked] = ()) -> PQGen[None]:
+    """Delete the worked jobs `done`, then release them and the `untouched` ones (held but
+    not run, e.g. at shutdown): `delete(done) | SYNC | unlock(all) | SYNC`."""
+    ids = [locked.key[3] for locked in (*done, *untouched)]
+    if not ids:
+        return
+    segments: list[list[Call]] = [[(UNLOCK_JOBS, (_wire.array(INT8, ids),))]]
+    if done:
+        segments.insert(0, [(DESTROY_JOBS, _wire.key_arrays([locked.key for locked in done]))])
+    results = yield from pipeline(session, segments)
+    failed = [r for r in results if r.status not in OK]
+    if failed:
+        raise error(session, failed[0], "destroy_jobs")
+
+
+# Where lock_job's columns are in its result (LOCK_JOB_NOTING adds `noted` at the end).
+_LOCKED: Final = {name: index for index, name in enumerate(sql.LOCKED_COLUMNS)}
 
 
 def _unlock(session: Session, job_id: bytes | None) -> PQGen[bool]:
@@ -218,6 +295,22 @@ def finish(session: Session, finish: Finish) -> PQGen[None]:
     yield from _unlock(session, locked.key[3])
     if failure is not None:
         raise failure
+
+
+def insert_many(session: Session, jobs: Sequence[Checked], notify: bool) -> PQGen[list[Job]]:
+    """The batch insert, its five arrays in binary format (text in UTF-8, which que's own
+    sessions use as client encoding)."""
+    values = (
+        _wire.array(TEXT, [job.queue.encode() for job in jobs]),
+        _wire.array(INT2, [_wire.int2(job.priority) for job in jobs]),
+        _wire.array(
+            TIMESTAMPTZ, [None if j.run_at is None else _wire.int8(_wire.timestamp_us(j.run_at)) for j in jobs]
+        ),
+        _wire.array(TEXT, [job.job_class.encode() for job in jobs]),
+        _wire.array(TEXT, [job.args.encode() for job in jobs]),
+    )
+    result = yield from execute(session, (INSERT_JOBS_NOTIFY if notify else INSERT_JOBS, values))
+    return _wire.inserted(result, jobs)
 
 
 def insert(session: Session, values: Params, notify: bool) -> PQGen[Job]:

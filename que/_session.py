@@ -25,8 +25,10 @@ WRITE: Final = 2
 READ_WRITE: Final = 3
 PQGen = Generator[int, int, T]
 
-OK: Final = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
-_STATEMENT_GONE = "26000"  # invalid_sql_statement_name: prepared statement does not exist
+OK: Final = frozenset({int(pq.ExecStatus.TUPLES_OK), int(pq.ExecStatus.COMMAND_OK)})
+_STATEMENT_GONE = b"26000"  # invalid_sql_statement_name: prepared statement does not exist
+_SQLSTATE = pq.DiagnosticField.SQLSTATE
+_PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,6 @@ def _prepare(session: Session, needed: Iterable[Statement]) -> PQGen[None]:
     and a pipeline whose statements all failed that way had no effect and can be resent.
     """
     needed = [s for s in needed if s.name]
-    if all(s.name in session.prepared for s in needed):
-        return
     pg = session.pgconn
     missing = list({s.name: s for s in (*NAMED, *needed) if s.name not in session.prepared}.values())
     pg.enter_pipeline_mode()
@@ -191,7 +191,7 @@ def pipeline(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list
     effect, they are prepared again and the segments sent once more."""
     for attempt in (1, 2):
         results = yield from _pipeline_once(session, segments)
-        gone = [r for r in results if r.error_field(pq.DiagnosticField.SQLSTATE) == _STATEMENT_GONE.encode()]
+        gone = [r for r in results if r.status not in OK and r.error_field(_SQLSTATE) == _STATEMENT_GONE]
         if not gone:
             return results
         session.prepared.clear()
@@ -202,12 +202,21 @@ def pipeline(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list
 
 
 def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list[pq.abc.PGresult]]:
+    # The hot path of every worker: results are read inline (no generator per result).
     pg = session.pgconn
-    yield from _prepare(session, (call[0] for segment in segments for call in segment))
+    prepared = session.prepared
+    for segment in segments:
+        for statement, _ in segment:
+            if statement.name and statement.name not in prepared:
+                yield from _prepare(session, [call[0] for segment in segments for call in segment])
+                break
     if len(segments) == 1 and len(segments[0]) == 1:
         _send(session, segments[0][0])
         yield from _flush(pg)
-        result = yield from _fetch(pg)
+        while pg.is_busy():
+            yield READ
+            pg.consume_input()
+        result = pg.get_result()
         if result is None:
             raise error(session, None, segments[0][0][0].name.decode() or "statement")
         yield from _end_of_results(pg)
@@ -222,14 +231,23 @@ def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGe
         results: list[pq.abc.PGresult] = []
         for segment in segments:
             for call in segment:
-                result = yield from _fetch(pg)
+                while pg.is_busy():
+                    yield READ
+                    pg.consume_input()
+                result = pg.get_result()
                 if result is None:
                     raise error(session, None, call[0].name.decode())
                 results.append(result)
-                if (yield from _fetch(pg)) is not None:
+                while pg.is_busy():
+                    yield READ
+                    pg.consume_input()
+                if pg.get_result() is not None:
                     raise psycopg.OperationalError(f"{call[0].name.decode()}: unexpected extra result")
-            sync = yield from _fetch(pg)
-            if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
+            while pg.is_busy():
+                yield READ
+                pg.consume_input()
+            sync = pg.get_result()
+            if sync is None or sync.status != _PIPELINE_SYNC:
                 raise error(session, sync, "pipeline sync")
         pg.exit_pipeline_mode()
         return results

@@ -4,7 +4,7 @@ error naming the value and the rule, and nothing written."""
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from que import encoding
 
@@ -26,9 +26,9 @@ class NewJob:
     run_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Checked:
-    """A job whose fields passed every check; `args` is its JSON text, run_at is UTC."""
+class Checked(NamedTuple):
+    """A job whose fields passed every check; `args` is its JSON text, run_at is UTC.
+    (A named tuple: batches make thousands of them, and it is the cheapest to build.)"""
 
     job_class: str
     args: str
@@ -108,6 +108,8 @@ def max_retries(value: object) -> int | None:
 
 
 def args(value: object) -> str:
+    if type(value) is list or type(value) is tuple:  # the usual case, without the ABC check below
+        return encoding.encode_args(value)
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise TypeError(f"args must be a list or tuple of positional arguments, got {value!r}")
     return encoding.encode_args(value)
@@ -137,10 +139,17 @@ def many(jobs: object) -> list[Checked]:
     if isinstance(jobs, str | bytes | Mapping) or not isinstance(jobs, Iterable):
         raise TypeError(f"jobs must be an iterable of que.NewJob or (job_class, args) tuples, got {jobs!r:.80}")
     checked = []
+    known: set[tuple[str, str]] = set()  # (job_class, queue) pairs already checked in this batch
     for index, item in enumerate(jobs):
         try:
             spec = _item(item)
+            names = (spec.job_class, spec.queue)
+            if type(spec.job_class) is str and type(spec.queue) is str and names in known:
+                fields = (spec.job_class, args(spec.args), spec.queue, priority(spec.priority), run_at(spec.run_at))
+                checked.append(Checked(*fields))
+                continue
             checked.append(job(spec.job_class, spec.args, spec.queue, spec.priority, spec.run_at))
+            known.add(names)
         except (TypeError, ValueError) as error:
             raise type(error)(f"jobs[{index}]: {error}") from None
     return checked

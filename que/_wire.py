@@ -14,6 +14,7 @@ from typing import Final
 
 from psycopg import pq
 
+from que._validate import Checked
 from que.job import Job
 
 # Type OIDs of the parameters que sends.
@@ -72,79 +73,148 @@ def timestamp(us: int) -> datetime:
     return PG_EPOCH + timedelta(microseconds=us)
 
 
+Key = tuple[bytes, bytes, bytes, bytes]
+
+
 @dataclass(frozen=True)
 class Row:
-    """A result row's job columns, by name. `problem` says why a row cannot be a Job."""
+    """A result row's job, its key in binary format, and why it cannot be a Job, if so."""
 
     job: Job
+    key: Key
     problem: str | None = None
 
 
 _REQUIRED = ("job_class", "args", "error_count")
 
+# Where each que_jobs column is in a result: name -> index.
+Layout = dict[str, int]
 
-def job_row(result: pq.abc.PGresult, row: int, codec: str) -> Row:
+
+def layout(result: pq.abc.PGresult) -> Layout:
+    return {(result.fname(i) or b"").decode(): i for i in range(result.nfields)}
+
+
+def job_row(result: pq.abc.PGresult, row: int, codec: str, columns: Layout | None = None) -> Row:
     """Row `row` of a binary result holding que_jobs columns (lock_job's seven, or `*`).
 
-    The key columns (queue, priority, run_at, job_id) are the primary key and never NULL.
-    A NULL in another column the schema declares NOT NULL (a hand-altered table) gives a
-    placeholder Job and the `problem`, so the worker can back the row off instead of dying.
+    The key columns (queue, priority, run_at, job_id) are the primary key and never NULL;
+    `Row.key` keeps them as the server sent them, ready to be sent back. A NULL in another
+    column the schema declares NOT NULL (a hand-altered table) gives a placeholder Job and
+    the `problem`, so the worker can back the row off instead of dying.
     """
-    columns = {(result.fname(i) or b"").decode(): i for i in range(result.nfields)}
-
-    def raw(name: str) -> bytes | None:
-        index = columns.get(name)
-        return None if index is None else result.get_value(row, index)
-
-    def required(name: str) -> bytes:
-        value = raw(name)
-        if value is None:
-            raise ValueError(f"que_jobs.{name} is NULL in a result row")
-        return value
-
-    queue = required("queue").decode(codec)
-    run_at_us = read_int(required("run_at"))
-    missing = [name for name in _REQUIRED if name in columns and raw(name) is None]
-    job_class, args, error_count = raw("job_class"), raw("args"), raw("error_count")
-    last_error = raw("last_error")
+    if columns is None:
+        columns = layout(result)
+    value = result.get_value
+    queue = value(row, columns["queue"]) or b""
+    priority = value(row, columns["priority"]) or b""
+    run_at = value(row, columns["run_at"]) or b""
+    job_id = value(row, columns["job_id"]) or b""
+    job_class = value(row, columns["job_class"])
+    args = value(row, columns["args"])
+    error_count = value(row, columns["error_count"])
+    last = columns.get("last_error")
+    last_error = None if last is None else value(row, last)
+    run_at_us = _I8.unpack(run_at)[0]
     job = Job(
-        queue=queue,
-        priority=read_int(required("priority")),
+        queue=queue.decode(codec),
+        priority=_I2.unpack(priority)[0],
         run_at=timestamp(run_at_us),
-        job_id=read_int(required("job_id")),
+        job_id=_I8.unpack(job_id)[0],
         job_class="" if job_class is None else job_class.decode(codec),
         args_json="[]" if args is None else args.decode(codec),
-        error_count=0 if error_count is None else read_int(error_count),
+        error_count=0 if error_count is None else _I4.unpack(error_count)[0],
         last_error=None if last_error is None else last_error.decode(codec),
         run_at_us=run_at_us,
     )
-    if missing:
+    key = (queue, priority, run_at, job_id)
+    if job_class is None or args is None or error_count is None:
+        missing = [name for name, raw in zip(_REQUIRED, (job_class, args, error_count), strict=True) if raw is None]
         problem = (
             f"que_jobs row {job.job_id} has NULL in {', '.join(missing)}, which the Que schema declares NOT NULL; "
             "repair the row (or the table) and make it due again"
         )
-        return Row(job, problem)
-    return Row(job)
+        return Row(job, key, problem)
+    return Row(job, key)
+
+
+def inserted(result: pq.abc.PGresult, sent: Sequence[Checked]) -> list[Job]:
+    """The Jobs of a batch insert: what was sent, with the job_id and run_at the server
+    gave each (INSERT_JOBS returns just those two, in the order the jobs were sent)."""
+    if result.ntuples != len(sent):
+        raise AssertionError(f"inserted {len(sent)} jobs but the server returned {result.ntuples} rows")
+    value = result.get_value
+    ids = [_I8.unpack(value(row, 0) or b"")[0] for row in range(result.ntuples)]
+    run_ats = [_I8.unpack(value(row, 1) or b"")[0] for row in range(result.ntuples)]
+    return new_jobs(sent, ids, run_ats)
+
+
+def reserved(result: pq.abc.PGresult) -> tuple[list[int], int]:
+    """RESERVE_JOB_IDS' binary result: the job_ids in ascending order, and now()."""
+    value = result.get_value
+    ids = sorted(_I8.unpack(value(row, 0) or b"")[0] for row in range(result.ntuples))
+    return ids, _I8.unpack(value(0, 1) or b"")[0]
+
+
+def new_jobs(sent: Sequence[Checked], job_ids: Sequence[int], run_ats_us: Sequence[int]) -> list[Job]:
+    """Jobs as stored: what was sent, with their job_ids and stored run_at (microseconds)."""
+    made = []
+    stamps: dict[int, datetime] = {}  # jobs enqueued without run_at share one now()
+    for job, job_id, run_at_us in zip(sent, job_ids, run_ats_us, strict=True):
+        stamp = stamps.get(run_at_us)
+        if stamp is None:
+            stamp = stamps[run_at_us] = timestamp(run_at_us)
+        made.append(
+            Job(
+                queue=job.queue,
+                priority=job.priority,
+                run_at=stamp,
+                job_id=job_id,
+                job_class=job.job_class,
+                args_json=job.args,
+                error_count=0,
+                run_at_us=run_at_us,
+            )
+        )
+    return made
 
 
 def jobs(result: pq.abc.PGresult, codec: str) -> list[Job]:
-    return [job_row(result, row, codec).job for row in range(result.ntuples)]
+    columns = layout(result)
+    return [job_row(result, row, codec, columns).job for row in range(result.ntuples)]
 
 
-def text(value: str, codec: str) -> bytes:
-    return value.encode(codec)
-
-
+# The parameters of one statement, in binary format (None for NULL).
 Params = Sequence[bytes | None]
 
-
-def key(job: Job, codec: str) -> tuple[bytes, bytes, bytes, bytes]:
-    """The full primary key every job statement matches on: queue, priority, run_at, job_id."""
-    return (job.queue.encode(codec), int2(job.priority), int8(job.run_at_us), int8(job.job_id))
+_ARRAY_HEADER = struct.Struct(">iiIii")
+_LENGTH = struct.Struct(">i")
 
 
-def optional_timestamp(value: datetime | None) -> bytes | None:
-    return None if value is None else int8(timestamp_us(value))
+_NULL = _LENGTH.pack(-1)
+
+
+def array(oid: int, elements: Sequence[bytes | None]) -> bytes:
+    """A one-dimensional array of binary values (None for NULL), in PostgreSQL's binary format."""
+    has_null = None in elements
+    out = [_ARRAY_HEADER.pack(1, int(has_null), oid, len(elements), 1)]
+    for element in elements:
+        if element is None:
+            out.append(_NULL)
+        else:
+            out.append(_LENGTH.pack(len(element)))
+            out.append(element)
+    return b"".join(out)
+
+
+def key_arrays(keys: Sequence[Key]) -> tuple[bytes, bytes, bytes, bytes]:
+    """The keys of several jobs as four arrays (queue, priority, run_at, job_id)."""
+    return (
+        array(TEXT, [k[0] for k in keys]),
+        array(INT2, [k[1] for k in keys]),
+        array(TIMESTAMPTZ, [k[2] for k in keys]),
+        array(INT8, [k[3] for k in keys]),
+    )
 
 
 # PostgreSQL's server encodings and the Python codecs that write them; None where Python

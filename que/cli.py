@@ -22,7 +22,8 @@ import psycopg
 from que import encoding, schema
 from que.client import Client
 from que.errors import QueError
-from que.worker import WorkerPool, check_wake_interval
+from que.pool import WorkerPool
+from que.worker import check_wake_interval
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2

@@ -229,21 +229,29 @@ class Client:
         *,
         conn: _callers.Caller = None,
     ) -> list[Job]:
-        """Insert many jobs in one statement and one round trip, in the given order.
+        """Insert many jobs at once, in the given order, all or none.
 
         Items are `que.NewJob`s or `(job_class, args)` tuples. Every job is checked first;
-        one bad job rejects the whole batch and nothing is inserted.
+        one bad job rejects the whole batch and nothing is inserted. Batches of fewer than
+        1000 jobs are one INSERT in one round trip; bigger ones are written with COPY.
         """
         checked = _validate.many(jobs)
         if not checked:
             return []
+        big = len(checked) >= _callers.COPY_FROM
         if conn is not None:
             caller = _callers.connection_of(conn)
+            if big:
+                return _callers.copy_many(caller, checked, self.notify)
             return _callers.run(caller, _callers.insert_many(caller, checked, self.notify))
         with self._borrow() as (own, session):
-            for job in checked:
-                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
-            return _callers.run(own, _callers.insert_many(own, checked, self.notify))
+            if session.server_codec != "utf-8":
+                for job in checked:
+                    _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+            if big:
+                with own.transaction():
+                    return _callers.copy_many(own, checked, self.notify)
+            return wait(_protocol.insert_many(session, checked, self.notify), own.pgconn.socket)
 
     # -- locking ------------------------------------------------------------------
 
@@ -258,7 +266,7 @@ class Client:
         _validate.max_retries(max_retries)
         conn, session = self._checkout()
         try:
-            wait(_protocol.check_direct(session), conn.pgconn.socket)
+            wait(_protocol.set_up(session), conn.pgconn.socket)
             locked = wait(_protocol.lock(session, queue), conn.pgconn.socket)
         except BaseException:
             conn.close()

@@ -43,14 +43,27 @@ class ArgumentEncodingError(QueError, ValueError):
     """
 
 
-def _path(parts: Sequence[str]) -> str:
-    return "".join(parts)
+# Where a value sits, for error messages: the argument name, then list indexes (int) and
+# object keys (1-tuples). Built into text only when an error names it.
+Path = list[object]
 
 
-def _float_text(value: float, where: str) -> str:
+def _path(parts: Path) -> str:
+    out = []
+    for part in parts:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif isinstance(part, tuple):
+            out.append(f"[{part[0]!r}]")
+        else:
+            out.append(str(part))
+    return "".join(out)
+
+
+def _float_text(value: float, parts: Path) -> str:
     if math.isnan(value) or math.isinf(value):
         raise ArgumentEncodingError(
-            f"{where} is {value!r}: NaN and Infinity are not JSON and PostgreSQL's json type rejects them"
+            f"{_path(parts)} is {value!r}: NaN and Infinity are not JSON and PostgreSQL's json type rejects them"
         )
     if value == 0.0:
         return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
@@ -74,27 +87,30 @@ def _float_text(value: float, where: str) -> str:
     return f"{sign}{significant[0]}.{significant[1:] or '0'}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
 
 
-def _check_str(value: str, where: str) -> None:
+def _check_str(value: str, parts: Path, suffix: str = "") -> None:
+    if value.isascii():
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
         raise ArgumentEncodingError(
-            f"{where} contains an unpaired surrogate at index {error.start}: it cannot be written as UTF-8"
+            f"{_path(parts)}{suffix} contains an unpaired surrogate at index {error.start}: "
+            "it cannot be written as UTF-8"
         ) from None
 
 
-def _int_text(value: int, where: str) -> str:
+def _int_text(value: int, parts: Path, suffix: str = "") -> str:
     try:
         return int.__repr__(value)
     except ValueError:
         limit = sys.get_int_max_str_digits()
         raise ArgumentEncodingError(
-            f"{where} is an integer of more than {limit} digits, which Python cannot read back "
+            f"{_path(parts)}{suffix} is an integer of more than {limit} digits, which Python cannot read back "
             "(sys.get_int_max_str_digits)"
         ) from None
 
 
-def _enter(value: Any, parts: list[str], active: list[int]) -> None:
+def _enter(value: Any, parts: Path, active: list[int]) -> None:
     """Before writing a list or dict: refuse cycles and nesting Ruby cannot read."""
     if id(value) in active:
         raise ArgumentEncodingError(
@@ -109,7 +125,7 @@ def _enter(value: Any, parts: list[str], active: list[int]) -> None:
     active.append(id(value))
 
 
-def _encode(value: Any, parts: list[str], out: list[str], active: list[int]) -> None:
+def _encode(value: Any, parts: Path, out: list[str], active: list[int]) -> None:
     # bool before int: bool is an int subclass.
     if value is None:
         out.append("null")
@@ -118,19 +134,19 @@ def _encode(value: Any, parts: list[str], out: list[str], active: list[int]) -> 
     elif value is False:
         out.append("false")
     elif isinstance(value, str):
-        _check_str(value, _path(parts))
+        _check_str(value, parts)
         out.append(_escape_str(value))
     elif isinstance(value, int):
-        out.append(_int_text(value, _path(parts)))
+        out.append(_int_text(value, parts))
     elif isinstance(value, float):
-        out.append(_float_text(value, _path(parts)))
+        out.append(_float_text(value, parts))
     elif isinstance(value, list | tuple):
         _enter(value, parts, active)
         out.append("[")
         for index, item in enumerate(value):
             if index:
                 out.append(",")
-            parts.append(f"[{index}]")
+            parts.append(index)
             _encode(item, parts, out, active)
             parts.pop()
         out.append("]")
@@ -140,10 +156,10 @@ def _encode(value: Any, parts: list[str], out: list[str], active: list[int]) -> 
         out.append("{")
         for index, (key, item) in enumerate(value.items()):
             if isinstance(key, str):
-                _check_str(key, f"{_path(parts)} key {key!r}")
+                _check_str(key, parts, f" key {key!r}")
                 text = key
             elif isinstance(key, int) and not isinstance(key, bool):
-                text = _int_text(key, f"{_path(parts)} key")
+                text = _int_text(key, parts, " key")
             else:
                 raise TypeError(
                     f"{_path(parts)} has key {key!r} of type {type(key).__name__}: "
@@ -154,7 +170,7 @@ def _encode(value: Any, parts: list[str], out: list[str], active: list[int]) -> 
                 out.append(",")
             out.append(_escape_str(text))
             out.append(":")
-            parts.append(f"[{text!r}]")
+            parts.append((text,))
             _encode(item, parts, out, active)
             parts.pop()
         out.append("}")
@@ -178,7 +194,31 @@ def dumps(value: Any, name: str = "args") -> str:
 
 def encode_args(args: Sequence[Any]) -> str:
     """The `args` column text for a job's positional arguments."""
-    return dumps(list(args), "args")
+    items = list(args)
+    return _flat(items) or dumps(items, "args")
+
+
+def _flat(items: list[Any]) -> str | None:
+    """The same text as dumps() for the common case, a flat list of None, bools, ints
+    and ASCII strings, written without dumps()'s per-value bookkeeping; None otherwise."""
+    out = []
+    for value in items:
+        kind = type(value)
+        if kind is int:
+            if value.bit_length() > 4000:  # long enough to meet the digit limit: dumps() says why
+                return None
+            out.append(int.__repr__(value))
+        elif kind is str and value.isascii():
+            out.append(_escape_str(value))
+        elif value is None:
+            out.append("null")
+        elif value is True:
+            out.append("true")
+        elif value is False:
+            out.append("false")
+        else:
+            return None
+    return "[" + ",".join(out) + "]"
 
 
 def _refuse(constant: str) -> Any:

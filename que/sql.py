@@ -48,6 +48,9 @@ FROM jobs
 WHERE locked
 LIMIT 1"""
 
+# The columns lock_job returns, in order.
+LOCKED_COLUMNS: Final = ("queue", "priority", "run_at", "job_id", "job_class", "args", "error_count")
+
 # Run in its own statement after lock_job: a job another worker deleted after
 # lock_job's snapshot was taken still looks present to lock_job, and this fresh
 # snapshot is what tells the two apart.
@@ -58,6 +61,67 @@ WHERE  queue    = %(queue)s::text
 AND    priority = %(priority)s::smallint
 AND    run_at   = %(run_at)s::timestamptz
 AND    job_id   = %(job_id)s::bigint"""
+
+# que-interop's lock_job for its own sessions: the same walk (LOCK_JOB, unchanged inside),
+# plus two things in the same statement, to save round trips:
+# - it releases the lock of the session's previous job, whose delete committed in an earlier
+#   transaction (never the same one: that would let another worker run the job twice);
+# - it notes the locked job's key in session settings, so that check_job can be sent in the
+#   same round trip, before the result is back. run_at is noted as text and read back in
+#   the same session (que sets DateStyle ISO on its sessions), which is exact.
+LOCK_JOB_NOTING: Final = f"""\
+SELECT l.*,
+       set_config('que_interop.queue', l.queue, false) AS noted_queue,
+       set_config('que_interop.priority', l.priority::text, false) AS noted_priority,
+       set_config('que_interop.run_at', l.run_at::text, false) AS noted_run_at,
+       set_config('que_interop.job_id', l.job_id::text, false) AS noted_job_id
+FROM (SELECT pg_advisory_unlock(%(unlock)s::bigint)) AS released,
+     LATERAL (
+{LOCK_JOB}
+     ) AS l"""
+
+# que-interop's batched claim (opt in): the same walk, going on until it holds up to
+# `count` jobs, each its own session advisory lock, taken in the walk's order. The locks of
+# the session's previous batch (whose deletes committed in an earlier transaction) are
+# released in the same statement.
+LOCK_JOBS: Final = f"""\
+SELECT l.*
+FROM (SELECT count(pg_advisory_unlock(id)) FROM unnest(%(unlock)s::bigint[]) AS t(id)) AS released,
+     LATERAL (
+{LOCK_JOB.removesuffix("LIMIT 1")}LIMIT %(count)s::int
+     ) AS l"""
+
+# check_job for a batch, in one statement: which of the jobs are still there.
+CHECK_JOBS: Final = """\
+SELECT j.job_id FROM que_jobs AS j
+JOIN unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
+     AS k(queue, priority, run_at, job_id)
+  ON (j.queue, j.priority, j.run_at, j.job_id) = (k.queue, k.priority, k.run_at, k.job_id)"""
+
+# destroy_job for a batch, each row matched on its whole key.
+DESTROY_JOBS: Final = """\
+DELETE FROM que_jobs AS j
+USING unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
+      AS k(queue, priority, run_at, job_id)
+WHERE (j.queue, j.priority, j.run_at, j.job_id) = (k.queue, k.priority, k.run_at, k.job_id)"""
+
+UNLOCK_JOBS: Final = "SELECT count(pg_advisory_unlock(id)) FROM unnest(%(job_ids)s::bigint[]) AS t(id)"
+
+# check_job for the job LOCK_JOB_NOTING locked, by its whole key, in the statement after
+# it: a new snapshot (que's sessions run READ COMMITTED, where each statement takes one).
+CHECK_NOTED_JOB: Final = """\
+SELECT job_id FROM que_jobs
+WHERE queue    = current_setting('que_interop.queue', true)
+AND   priority = current_setting('que_interop.priority', true)::smallint
+AND   run_at   = current_setting('que_interop.run_at', true)::timestamptz
+AND   job_id   = current_setting('que_interop.job_id', true)::bigint"""
+
+# Settings que makes on each session it owns, once: ISO dates make the noted run_at exact;
+# READ COMMITTED gives each statement its own snapshot (check_job must see the present).
+SESSION_SETUP: Final = (
+    "SELECT set_config('DateStyle', 'ISO, MDY', false), "
+    "set_config('default_transaction_isolation', 'read committed', false)"
+)
 
 # Ruby 0.14.3's six-parameter form: the count is incremented in SQL, the delay in
 # whole seconds is computed by the caller from the new count.
@@ -119,8 +183,10 @@ SELECT job.* FROM job, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', job.queue))
 LISTEN: Final = f"LISTEN {NOTIFY_CHANNEL}"
 
 # The batch form of INSERT_JOB: the same defaults applied element by element, in one
-# statement and one round trip. WITH ORDINALITY keeps the caller's order.
-INSERT_JOBS: Final = """\
+# statement and one round trip. WITH ORDINALITY keeps the caller's order, and job_ids are
+# drawn in that order, so the result (job_id and the stored run_at of each job, by job_id)
+# lines up with the jobs as given; everything else was sent by the caller and is not sent back.
+_INSERT_JOBS_ROWS: Final = """\
 INSERT INTO que_jobs
 (queue, priority, run_at, job_class, args)
 SELECT coalesce(q, '')::text, coalesce(p, 100)::smallint, coalesce(r, now())::timestamptz,
@@ -129,17 +195,39 @@ FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timesta
             %(job_classes)s::text[], %(args)s::text[])
      WITH ORDINALITY AS t(q, p, r, c, a, n)
 ORDER BY n
-RETURNING *"""
+RETURNING job_id, run_at, queue"""
+
+INSERT_JOBS: Final = f"""\
+WITH jobs AS (
+{_INSERT_JOBS_ROWS}
+)
+SELECT job_id, run_at FROM jobs ORDER BY job_id"""
 
 # One statement, so that on a caller's autocommit connection the jobs and their
-# notifications commit together, and no transaction block is needed.
+# notifications commit together, and no transaction block is needed. The notifying CTE
+# runs only if the result needs it: a plain join with its one-row count does (a LEFT JOIN
+# whose columns go unused is removed by the planner, and then nobody is notified).
 INSERT_JOBS_NOTIFY: Final = f"""\
 WITH jobs AS (
-{INSERT_JOBS}
+{_INSERT_JOBS_ROWS}
 ), notified AS (
   SELECT pg_notify('{NOTIFY_CHANNEL}', q) FROM (SELECT DISTINCT queue FROM jobs) AS t(q)
 )
-SELECT jobs.* FROM jobs LEFT JOIN (SELECT count(*) FROM notified) AS n ON true ORDER BY jobs.job_id"""
+SELECT jobs.job_id, jobs.run_at FROM jobs, (SELECT count(*) FROM notified) AS n
+ORDER BY jobs.job_id"""
+
+# Big batches go by COPY, which the server writes several times faster than INSERT ...
+# SELECT. COPY cannot return job_ids or fill defaults row by row, so the ids are drawn
+# first, in order, from the table's own sequence, with the transaction's now() for the
+# jobs given no run_at (what the column default would have written). The sequence is
+# looked up once (the scalar subquery), not once per row.
+RESERVE_JOB_IDS: Final = """\
+SELECT nextval((SELECT pg_get_serial_sequence('que_jobs', 'job_id'))), now()
+FROM generate_series(1, %(count)s::int)"""
+
+COPY_JOBS: Final = "COPY que_jobs (queue, priority, run_at, job_id, job_class, args) FROM STDIN (FORMAT BINARY)"
+
+NOTIFY_QUEUES: Final = f"SELECT pg_notify('{NOTIFY_CHANNEL}', q) FROM unnest(%(queues)s::text[]) AS t(q)"
 
 DESTROY_JOB: Final = """\
 DELETE FROM que_jobs

@@ -13,15 +13,13 @@ connection. Only KeyboardInterrupt or SystemExit from a handler, and a connectio
 between the worker and the server (TransactionPoolingError), stop it: `fatal` says why.
 """
 
+import contextlib
 import logging
 import math
-import os
 import random
-import signal
 import threading
 import time
 from collections.abc import Mapping
-from types import FrameType
 from typing import Any, Final
 
 import psycopg
@@ -70,6 +68,18 @@ def backoff(failures: int, cap: float, error: Exception) -> float:
     return float(delay)
 
 
+MAX_BATCH: Final = 1000
+
+
+def check_batch(value: object) -> int:
+    """A batch size: how many jobs a worker claims at once (1: one at a time)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"batch must be an int, got {value!r}")
+    if not 1 <= value <= MAX_BATCH:
+        raise ValueError(f"batch must be between 1 and {MAX_BATCH} jobs, got {value}")
+    return value
+
+
 def check_pool_size(count: object, limit: int) -> int:
     """A pool's worker count: a positive int the server can give a connection each."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -102,17 +112,23 @@ class Worker:
         listen: bool = False,
         reconnect_max: float = 30.0,
         max_retries: int | None = None,
+        batch: int = 1,
     ) -> None:
         """`listen=True` also wakes the worker when a Client with `notify=True` enqueues a
         job for its queue; polling every `wake_interval` continues, so jobs enqueued by
         Ruby or Go (which never notify) are still found. `max_retries=N` sets a job aside
-        (run_at 'infinity', see Client.dead_jobs) when it fails after N retries."""
+        (run_at 'infinity', see Client.dead_jobs) when it fails after N retries.
+
+        `batch=K` (opt in) claims up to K jobs per round trip, each with its own advisory
+        lock, and runs them one after another: Ruby and Go workers see K locked jobs. A job
+        waits, locked, while the ones before it in its batch run."""
         self.client = client
         self.handlers = handlers
         self.queue = _validate.queue(queue)
         self.wake_interval = check_wake_interval(wake_interval)
         self.reconnect_max = check_wake_interval(reconnect_max, "reconnect_max")
         self.max_retries = _validate.max_retries(max_retries)
+        self.batch = check_batch(batch)
         self.listen = listen
         self.fatal: BaseException | None = None
         self.jobs_worked = 0
@@ -143,7 +159,7 @@ class Worker:
             conn = self.client.connect(application_name=f"que worker {self.queue!r}")
             try:
                 session = Session(conn.pgconn)
-                wait(_protocol.check_direct(session), conn.pgconn.socket)
+                wait(_protocol.set_up(session), conn.pgconn.socket)
                 if self.listen:
                     wait(_protocol.listen(session), conn.pgconn.socket)
             except BaseException:
@@ -213,10 +229,17 @@ class Worker:
         """Run until `request_stop()`: drain, wait wake_interval, repeat."""
         failures = 0
         held: Locked | None = None
+        done: list[Locked] = []  # batches: worked jobs whose delete travels with the next claim
         try:
             while not self._stop.is_set():
                 try:
                     _, session = self._open()
+                    if self.batch > 1:
+                        done, worked = self._work_batch(session, done)
+                        failures = 0
+                        if not worked:
+                            self._idle(session)
+                        continue
                     if held is None:
                         held = self._run(_protocol.lock(session, self.queue))
                     if held is None:
@@ -229,12 +252,46 @@ class Worker:
                     self.fatal = stop
                     raise
                 except Exception as error:
-                    held = None  # dropping the connection ends its lock
+                    held, done = None, []  # dropping the connection ends its locks
                     self._drop_connection()
                     failures += 1
                     self._sleep(self._backoff(failures, error))
         finally:
+            if done and self._session is not None and self._session.usable():
+                with contextlib.suppress(psycopg.Error):
+                    self._run(_protocol.release_batch(self._session, done))
             self._drop_connection()
+
+    def _work_batch(self, session: Session, done: list[Locked]) -> tuple[list[Locked], bool]:
+        """The batched claim: delete the previous batch's worked jobs and lock up to `batch`
+        jobs in one round trip (plus the check), then run them in order. Failures are
+        recorded and released at once; worked jobs are deleted with the next claim. Returns
+        the worked jobs, and whether any job was due."""
+        held = self._run(_protocol.lock_batch(session, self.queue, self.batch, done))
+        done = []
+        for index, locked in enumerate(held):
+            if self._stop.is_set():
+                self._run(_protocol.release_batch(session, done, held[index:]))
+                return [], True
+            job = locked.job
+            started = time.monotonic()
+            try:
+                failure = _handlers.call(self.handlers, job)
+            except INTERRUPTS:
+                try:
+                    self._run(_protocol.release_batch(session, done, held[index:]))
+                except psycopg.Error:
+                    self._drop_connection()
+                raise
+            if failure is None:
+                done.append(locked)
+                self.jobs_worked += 1
+            else:
+                finish = Finish.failure(locked, last_error_text(failure), self.max_retries)
+                self._run(_protocol.finish(session, finish))
+                self.jobs_errored += 1
+            _handlers.log_finished(job, failure, time.monotonic() - started)
+        return done, bool(held)
 
     def _backoff(self, failures: int, error: Exception) -> float:
         return backoff(failures, self.reconnect_max, error)
@@ -292,101 +349,3 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.is_alive()
-
-
-class WorkerPool:
-    """`count` workers on one queue, each in its own thread with its own connection.
-
-    `run()` blocks until SIGTERM or SIGINT (when called in the main thread): the first
-    signal lets current jobs finish and returns, a second one exits the process at once,
-    which ends the sessions and so releases the job locks. A worker stopped by
-    KeyboardInterrupt or SystemExit from a handler, or by a connection pooler, stops the
-    pool: run() raises it, so a supervisor sees a failed process.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        handlers: Mapping[str, Handler],
-        count: int = 4,
-        queue: str = "",
-        wake_interval: float = 5.0,
-        *,
-        listen: bool = False,
-        max_retries: int | None = None,
-    ) -> None:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive int, got {count!r}")
-        check_wake_interval(wake_interval)
-        self.client = client
-        self.count = count
-        self.workers = [
-            Worker(client, handlers, queue, wake_interval, listen=listen, max_retries=max_retries) for _ in range(count)
-        ]
-        self._stopping = threading.Event()
-
-    def start(self) -> "WorkerPool":
-        """Start the workers, after checking the server can give each its connection."""
-        check_pool_size(self.count, self.client.connection_limit())
-        for worker in self.workers:
-            worker.start()
-        return self
-
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """Ask every worker to stop after its current job, then wait for them."""
-        self._stopping.set()
-        for worker in self.workers:
-            worker.request_stop()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        stopped = True
-        for worker in self.workers:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            stopped = worker.shutdown(left) and stopped
-        return stopped
-
-    def _supervise(self, restarts: dict[int, tuple[int, float]]) -> None:
-        """Raise what stopped a worker for good; restart a worker that died otherwise."""
-        for index, worker in enumerate(self.workers):
-            if worker.fatal is not None and isinstance(worker.fatal, (*INTERRUPTS, TransactionPoolingError)):
-                raise worker.fatal
-            if worker.is_alive() or self._stopping.is_set():
-                continue
-            count, due = restarts.get(index, (0, 0.0))
-            if time.monotonic() < due:
-                continue
-            delay = min(30.0, 0.5 * 2**count)
-            restarts[index] = (count + 1, time.monotonic() + delay)
-            log.warning("worker_restarted after=%s", worker.fatal, extra={"event": "worker_restarted"})
-            worker.start()
-
-    def run(self, shutdown_timeout: float | None = None) -> None:
-        """Start the workers and block until a signal (or `shutdown()` elsewhere).
-
-        `shutdown_timeout` bounds the wait for running jobs after the first signal (None:
-        wait for them); jobs still running then die with the process and run again later.
-        """
-        installed = threading.current_thread() is threading.main_thread()
-        previous: dict[int, Any] = {}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self._stopping.is_set():
-                # No logging here: another thread may hold the logging lock while blocked
-                # on a full stderr pipe, and the point of a second signal is to exit now.
-                os._exit(128 + signum)
-            log.info("signal %s: finishing current jobs", signal.Signals(signum).name, extra={"event": "shutdown"})
-            self._stopping.set()
-
-        if installed:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                previous[signum] = signal.signal(signum, on_signal)
-        restarts: dict[int, tuple[int, float]] = {}
-        try:
-            self.start()
-            while not self._stopping.wait(0.1):
-                self._supervise(restarts)
-        finally:
-            try:
-                self.shutdown(shutdown_timeout)
-            finally:
-                for number, old in previous.items():
-                    signal.signal(number, old)

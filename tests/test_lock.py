@@ -1,5 +1,6 @@
 """lock_job order and exclusivity, the race check, and finishing a locked job."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -7,8 +8,9 @@ import psycopg
 import pytest
 
 import que
+from conformance.support import race_gate
 from harness.lab import advisory_locks
-from que import _protocol
+from harness.lab import wait_until as wait_for
 from tests.conftest import rows
 
 
@@ -118,27 +120,26 @@ def test_exception_in_block_is_recorded_and_lock_released(client: que.Client, co
 
 
 def test_race_check_releases_the_lock_and_moves_on(
-    client: que.Client, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
 ) -> None:
-    """Between lock_job and check_job another worker finishes the job."""
-    gone = client.enqueue("gone", priority=1)
-    client.enqueue("next", priority=2)
-    original = _protocol.execute
-    raced: list[bool] = []
-
-    def racing(session: Any, call: Any) -> Any:
-        if call[0] is _protocol.CHECK_JOB and not raced:
-            raced.append(True)
-            conn.execute("DELETE FROM que_jobs WHERE job_id = %s", [gone.job_id])
-        return (yield from original(session, call))
-
-    monkeypatch.setattr(_protocol, "execute", racing)
-    locked = client.lock_job()
-    assert raced
-    assert locked is not None and locked.job.job_class == "next"
-    held = [lock for lock in advisory_locks(conn) if lock[0] == locked.backend_pid]
-    assert held == [(locked.backend_pid, 0, locked.job.job_id, 1)]
-    locked.release()
+    """Between lock_job's snapshot and its lock, another worker finishes the job: the check
+    (sent in the same round trip, in a new snapshot) sees it gone; the lock is released and
+    the walk goes on. Made deterministic with the conformance suite's race gate."""
+    first = client.enqueue("first", priority=1).job_id
+    gone = client.enqueue("gone", priority=2).job_id
+    client.enqueue("next", priority=3)
+    got: list[que.LockedJob | None] = []
+    with race_gate(conn, database_url, first=first, finished=gone) as gate:
+        locker = threading.Thread(target=lambda: got.append(client.lock_job()))
+        locker.start()
+        wait_for(gate.waiting, what="the walk to wait at the first job")
+        gate.release()
+        locker.join(30)
+        [locked] = got
+        assert locked is not None and locked.job.job_class == "next"
+        held = [lock for lock in advisory_locks(conn) if lock.pid == locked.backend_pid]
+        assert held == [(locked.backend_pid, 0, locked.job.job_id, 1)]
+        locked.release()
 
 
 def test_out_of_range_run_at_still_matches_its_row(client: que.Client, conn: psycopg.Connection[Any]) -> None:

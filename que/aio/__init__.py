@@ -7,6 +7,7 @@ in a thread, so they cannot block the loop).
 
 from que.aio._client import AsyncClient
 from que.aio._lock import AsyncLockedJob
-from que.aio._worker import AsyncWorker, AsyncWorkerPool
+from que.aio._pool import AsyncWorkerPool
+from que.aio._worker import AsyncWorker
 
 __all__ = ["AsyncClient", "AsyncLockedJob", "AsyncWorker", "AsyncWorkerPool"]

@@ -172,13 +172,20 @@ class AsyncClient:
         checked = _validate.many(jobs)
         if not checked:
             return []
+        big = len(checked) >= _callers.COPY_FROM
         if conn is not None:
             caller = await _callers.async_connection_of(conn)
+            if big:
+                return await _callers.copy_many_async(caller, checked, self.notify)
             return await _callers.run_async(caller, _callers.insert_many(caller, checked, self.notify))
         async with self._borrow() as (own, session):
-            for job in checked:
-                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
-            return await _callers.run_async(own, _callers.insert_many(own, checked, self.notify))
+            if session.server_codec != "utf-8":
+                for job in checked:
+                    _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+            if big:
+                async with own.transaction():
+                    return await _callers.copy_many_async(own, checked, self.notify)
+            return await wait_async(_protocol.insert_many(session, checked, self.notify), own.pgconn.socket)
 
     # -- locking ------------------------------------------------------------------
 
@@ -189,7 +196,7 @@ class AsyncClient:
         _validate.max_retries(max_retries)
         conn, session = await self._checkout()
         try:
-            await wait_async(_protocol.check_direct(session), conn.pgconn.socket)
+            await wait_async(_protocol.set_up(session), conn.pgconn.socket)
             locked = await wait_async(_protocol.lock(session, queue), conn.pgconn.socket)
         except BaseException:
             await conn.close()

@@ -16,7 +16,6 @@ import concurrent.futures
 import contextlib
 import contextvars
 import logging
-import signal
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +30,7 @@ from que._waiting import wait_async
 from que.aio._client import AsyncClient
 from que.aio._lock import _being_cancelled
 from que.errors import TransactionPoolingError, last_error_text
-from que.worker import backoff, check_pool_size, check_wake_interval
+from que.worker import backoff, check_wake_interval
 
 log = logging.getLogger("que")
 
@@ -99,7 +98,7 @@ class AsyncWorker:
             conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
             try:
                 session = Session(conn.pgconn)
-                await wait_async(_protocol.check_direct(session), conn.pgconn.socket)
+                await wait_async(_protocol.set_up(session), conn.pgconn.socket)
                 if self.listen:
                     await wait_async(_protocol.listen(session), conn.pgconn.socket)
             except BaseException:
@@ -284,127 +283,3 @@ class AsyncWorker:
             return True
         done, _ = await asyncio.wait({self._task}, timeout=timeout)
         return bool(done)
-
-
-class AsyncWorkerPool:
-    """`count` AsyncWorkers on one queue, each with its own connection, on one loop.
-
-    `run()` returns after SIGTERM or SIGINT: the first signal lets current jobs finish, a
-    second cancels them (their jobs stay and run again later). KeyboardInterrupt or
-    SystemExit from a handler, or a connection pooler, stop the pool: run() raises it.
-    """
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        handlers: Mapping[str, Handler],
-        count: int = 4,
-        queue: str = "",
-        wake_interval: float = 5.0,
-        *,
-        listen: bool = False,
-        max_retries: int | None = None,
-    ) -> None:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive int, got {count!r}")
-        check_wake_interval(wake_interval)
-        self.client = client
-        self.count = count
-        # Plain handlers run here: one thread per worker, so none waits for a thread.
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=count, thread_name_prefix="que-handler")
-        self.workers = [
-            AsyncWorker(
-                client, handlers, queue, wake_interval, listen=listen, max_retries=max_retries, executor=self.executor
-            )
-            for _ in range(count)
-        ]
-        self._stopping = asyncio.Event()
-        self._forced = False
-
-    async def start(self) -> "AsyncWorkerPool":
-        check_pool_size(self.count, await self.client.connection_limit())
-        for worker in self.workers:
-            worker.start()
-        return self
-
-    async def shutdown(self, timeout: float | None = None) -> bool:
-        """Ask every worker to stop after its current job, then wait for them."""
-        self._stopping.set()
-        for worker in self.workers:
-            worker.request_stop()
-        tasks = {w._task for w in self.workers if w._task is not None}
-        stopped = True
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            stopped = not pending
-        if stopped:
-            self.executor.shutdown(wait=False)
-        return stopped
-
-    async def __aenter__(self) -> "AsyncWorkerPool":
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.shutdown()
-
-    def _cancel(self) -> None:
-        for worker in self.workers:
-            if worker._task is not None:
-                worker._task.cancel()
-
-    async def run(self, shutdown_timeout: float | None = None) -> bool:
-        """Start the workers and wait until a signal, shutdown(), or a worker stopped for
-        good (then raise what stopped it). Dead workers are restarted with backoff.
-
-        True when every running job finished; False when jobs were cut short (a second
-        signal, or `shutdown_timeout` seconds after the first): those jobs stay and run
-        again later, though plain handlers may still be running in their threads.
-        """
-        loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                self._forced = True
-                self._cancel()
-                return
-            log.info("signal %s: finishing current jobs", signal.Signals(signum).name, extra={"event": "shutdown"})
-            self._stopping.set()
-
-        installed = []
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-        restarts: dict[int, tuple[int, float]] = {}
-        try:
-            await self.start()
-            while not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), 0.1)
-                self._supervise(restarts)
-        finally:
-            try:
-                if not await self.shutdown(shutdown_timeout):
-                    self._forced = True
-                    self._cancel()
-                    await asyncio.wait({w._task for w in self.workers if w._task is not None})
-            finally:
-                for signum in installed:
-                    loop.remove_signal_handler(signum)
-        return not self._forced
-
-    def _supervise(self, restarts: dict[int, tuple[int, float]]) -> None:
-        for index, worker in enumerate(self.workers):
-            if worker.fatal is not None and isinstance(worker.fatal, (*INTERRUPTS, TransactionPoolingError)):
-                raise worker.fatal
-            if worker.is_alive() or self._stopping.is_set():
-                continue
-            count, due = restarts.get(index, (0, 0.0))
-            if time.monotonic() < due:
-                continue
-            restarts[index] = (count + 1, time.monotonic() + min(30.0, 0.5 * 2**count))
-            log.warning("worker_restarted after=%s", worker.fatal, extra={"event": "worker_restarted"})
-            worker.start()
