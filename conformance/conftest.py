@@ -237,7 +237,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         kind, message = "passed", ""
     previous = cells.get(item.nodeid)
     if previous is not None and previous.outcome in ("failed", "stale"):
-        return  # a teardown error must not hide the call's failure
+        if kind == "failed":  # a teardown error (a lock left behind) adds to the call's failure
+            previous.message += "\n" + message
+        return
     cells[item.nodeid] = Cell(
         cell=cell_id(item),
         area=AREAS.get(module, module),

@@ -89,3 +89,26 @@ def test_generated_job_sets(
         + repr({"name": "hypothesis_case", "queue": queue, "jobs": jobs, "expected": expected})
     )
     check_equal([ids[i] for i in lock_order(testee, queue)], expected, "lock-order", impl=impl, detail="job labels")
+
+
+BATCH = 3  # smaller than most scenarios, so a batch must be the first due jobs, not all of them
+
+
+def test_batch_locks_in_order(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """A batched claim (capability lock_batch) takes the first due jobs in the order one-at-a-time
+    locking would, each job once."""
+    require(fleet.info(impl), "lock_batch")
+    testee = fleet.get(impl)
+    problems = []
+    for scenario in SCENARIOS:
+        ids = insert_scenario(db, scenario["jobs"], scenario["queue"])
+        jobs = testee.lock_batch(BATCH, scenario["queue"])
+        got = [ids[int(job["job_id"])] for job in jobs]
+        for job in jobs:
+            testee.release(int(job["job_id"]))
+        if got != scenario["expected"][:BATCH]:
+            problems.append(
+                f"{scenario['name']}: batch of {BATCH} locked {got}, expected {scenario['expected'][:BATCH]}"
+            )
+    check(not problems, "lock-order", impl=impl, detail="\n  ".join(problems))
+    check_equal(advisory_locks(db), [], "unlock", impl=impl, detail="after releasing every job of each batch")

@@ -1,6 +1,7 @@
 """The implementations a run can use, and how to make each one runnable.
 
-Built in: python (over que/), python-async (over que.aio), go (real que-go) and gue (real gue v1.0.2), both built
+Built in: python (over que/), python-async (over que.aio), python-batch (que's batched
+claim), go (real que-go) and gue (real gue v1.0.2), both built
 with `go build`, and ruby (real Que 0.14 from the gem or QUE_RUBY_LIB). Any other port
 joins with `--testee 'CMD ...'`. Availability is decided by trying: a build that fails
 or a `start` that answers Unavailable makes the implementation's cells *unavailable*,
@@ -71,6 +72,16 @@ def python_impl(build: bool = True) -> Implementation:
     return Implementation("python", [sys.executable, "-m", "harness.testees.python"])
 
 
+# The batch size of the python-batch row (WorkerPool(batch=...)).
+PYTHON_BATCH = 10
+
+
+def python_batch_impl(build: bool = True) -> Implementation:
+    return Implementation(
+        "python-batch", [sys.executable, "-m", "harness.testees.python", "--batch", str(PYTHON_BATCH)]
+    )
+
+
 def python_async_impl(build: bool = True) -> Implementation:
     return Implementation("python-async", [sys.executable, "-m", "harness.testees.python_async"])
 
@@ -103,6 +114,7 @@ def ruby_impl(build: bool = True) -> Implementation:
 BUILTINS: dict[str, Callable[[bool], Implementation]] = {
     "python": python_impl,
     "python-async": python_async_impl,
+    "python-batch": python_batch_impl,
     "go": go_impl,
     "gue": gue_impl,
     "ruby": ruby_impl,

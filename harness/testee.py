@@ -260,6 +260,13 @@ class Testee:
         job = self.request("lock", queue=queue).get("job")
         return job if isinstance(job, dict) else None
 
+    def lock_batch(self, count: int, queue: str = "") -> list[dict[str, Any]]:
+        """Lock up to `count` jobs in one claim (capability lock_batch) and keep them."""
+        jobs = self.request("lock", queue=queue, count=count).get("jobs")
+        if not isinstance(jobs, list):
+            raise TesteeProtocolError(f"{self.label}: lock with count answered {jobs!r}, not a list of jobs")
+        return jobs
+
     def release(self, job_id: int) -> None:
         self.request("release", job_id=job_id)
 

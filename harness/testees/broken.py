@@ -26,31 +26,61 @@ def _rewritten(statement: Any, old: str, new: str) -> Any:
     return dataclasses.replace(statement, name=statement.name + b"_broken", text=text.replace(old, new).encode())
 
 
+# Every statement that walks que_jobs to lock jobs: the engine's one-at-a-time claim, the
+# claim that also releases the previous job, and the batched claim.
+WALKS = ("LOCK_JOB", "LOCK_JOB_NOTING", "LOCK_JOBS")
+
+
+def _rewrite_walks(old: str, new: str) -> None:
+    for name in WALKS:
+        setattr(protocol, name, _rewritten(getattr(protocol, name), old, new))
+
+
 def _backoff() -> None:
     protocol.retry_delay = lambda count: count**3 + 3
 
 
 def _ordering() -> None:
-    protocol.LOCK_JOB = _rewritten(
-        protocol.LOCK_JOB, "ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id"
-    )
+    _rewrite_walks("ORDER BY priority, run_at, job_id", "ORDER BY priority DESC, run_at, job_id")
 
 
 def _lock_key() -> None:
-    protocol.LOCK_JOB = _rewritten(
-        protocol.LOCK_JOB, "pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)"
-    )
+    _rewrite_walks("pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)")
     protocol.UNLOCK_JOB = _rewritten(
         protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
     )
+    protocol.LOCK_JOB_NOTING = _rewritten(
+        protocol.LOCK_JOB_NOTING, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
+    )
+    protocol.LOCK_JOBS = _rewritten(protocol.LOCK_JOBS, "pg_advisory_unlock(id)", "pg_advisory_unlock(id + 1)")
+    protocol.UNLOCK_JOBS = _rewritten(protocol.UNLOCK_JOBS, "pg_advisory_unlock(id)", "pg_advisory_unlock(id + 1)")
 
 
 def _never_unlock() -> None:
     protocol.UNLOCK_JOB = _rewritten(protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL")
+    protocol.LOCK_JOB_NOTING = _rewritten(
+        protocol.LOCK_JOB_NOTING, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL"
+    )
+    protocol.LOCK_JOBS = _rewritten(protocol.LOCK_JOBS, "pg_advisory_unlock(id)", "id IS NOT NULL")
+    protocol.UNLOCK_JOBS = _rewritten(protocol.UNLOCK_JOBS, "pg_advisory_unlock(id)", "id IS NOT NULL")
 
 
 # Set by the testee at `start`: the database, for the unlock-elsewhere break.
 DATABASE_URL: list[str] = []
+
+
+def _finishing_apart(finish: Callable[..., Any]) -> None:
+    """Install `finish` as the engine's way to finish a job, and make lock() finish the
+    previous job with it first (the engine's own lock() unlocks it inside the claim)."""
+
+    def lock(session: Any, queue: str, after: Any = None) -> Any:
+        if after is not None:
+            yield from finish(session, protocol.Finish(after))
+        return (yield from original_lock(session, queue))
+
+    original_lock = protocol.lock
+    protocol.finish = finish
+    protocol.lock = lock
 
 
 def _unlock_elsewhere() -> None:
@@ -66,8 +96,15 @@ def _unlock_elsewhere() -> None:
         return bool(row and row[0])
         yield  # a generator, like the engine's
 
+    def finish(session: Any, done: Any) -> Any:
+        if done.message is None:
+            yield from protocol.delete(session, done.locked)
+        else:
+            yield from protocol.record(session, done)
+        yield from unlock(session, done.locked.key[3])
+
     protocol._unlock = unlock
-    protocol.UNLOCK_JOB = _rewritten(protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL")
+    _finishing_apart(finish)
 
 
 def _unlock_before_finish() -> None:
@@ -80,20 +117,13 @@ def _unlock_before_finish() -> None:
         else:
             yield from protocol.record(session, done)
 
-    def lock(session: Any, queue: str, after: Any = None) -> Any:
-        if after is not None:
-            yield from finish(session, protocol.Finish(after))
-        return (yield from original_lock(session, queue))
-
-    original_lock = protocol.lock
-    protocol.finish = finish
-    protocol.lock = lock
+    _finishing_apart(finish)
 
 
 def _client_clock() -> None:
     """Computes due-ness, the default run_at and retry times from its own clock."""
     mine = f"'{datetime.now(UTC).isoformat()}'::timestamptz"
-    protocol.LOCK_JOB = _rewritten(protocol.LOCK_JOB, "now()", mine)
+    _rewrite_walks("now()", mine)
     protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "now()", mine)
     protocol.INSERT_JOB = _rewritten(protocol.INSERT_JOB, "now()", mine)
 

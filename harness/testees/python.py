@@ -17,13 +17,22 @@ from typing import Any
 import psycopg
 
 import que
+import que._protocol
 from harness.testees import broken
 from harness.testees.common import DRAINED, RECORD, enqueue_call, held, pool_size, record_params, serve, started
+from que._protocol import Locked
+from que._session import Session
+from que._waiting import wait
 
 
 class Testee:
-    def __init__(self, broken_rule: str | None = None) -> None:
+    def __init__(self, broken_rule: str | None = None, batch: int = 1) -> None:
         self.broken_rule = broken_rule
+        # batch > 1: the pool claims jobs in batches (WorkerPool(batch=...)); the row is
+        # python-batch, and `lock` with `count` holds a batch.
+        self.batch = batch
+        self.name = "python-batch" if batch > 1 else "python"
+        self.batches: dict[int, tuple[psycopg.Connection[Any], Session, list[Locked]]] = {}
         self.client: que.Client | None = None
         self.results_table = "que_conformance_results"
         self.worker: que.Worker | None = None
@@ -48,7 +57,7 @@ class Testee:
             if self.results_conn is None or self.results_conn.closed or self.results_conn.broken:
                 assert self.client is not None
                 self.results_conn = psycopg.connect(self.client.conninfo, autocommit=True)
-            self.results_conn.execute(RECORD.format(table=self.results_table), record_params("python", received))
+            self.results_conn.execute(RECORD.format(table=self.results_table), record_params(self.name, received))
 
     def echo(self, *args: Any) -> None:
         self.record(json.dumps(list(args), ensure_ascii=False))
@@ -80,7 +89,10 @@ class Testee:
         self.client = que.Client(req["database_url"], max_connections=60)
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
-        return started("python")
+        info = started(self.name)
+        if self.batch > 1:
+            info["capabilities"]["lock_batch"] = True
+        return info
 
     def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
@@ -126,6 +138,7 @@ class Testee:
             queue=queue,
             wake_interval=req.get("wake_interval_ms", 10) / 1000,
             listen=bool(req.get("listen", False)),
+            batch=self.batch,
         ).start()
         drained = False
         conn: psycopg.Connection[Any] | None = None
@@ -150,14 +163,38 @@ class Testee:
 
     def op_lock(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
+        if "count" in req:
+            return self._lock_batch(req.get("queue", ""), int(req["count"]))
         locked = self.client.lock_job(req.get("queue", ""))
         if locked is None:
             return {"job": None}
         self.held[locked.job.job_id] = locked
         return held(locked.job)
 
+    def _lock_batch(self, queue: str, count: int) -> dict[str, Any]:
+        """Hold a batch, claimed as WorkerPool(batch=...) claims it (que has no public API
+        to hold a batch across calls, so this drives que's engine on a connection of its own)."""
+        assert self.client is not None
+        conn = self.client.connect("que batch testee")
+        session = Session(conn.pgconn)
+        wait(que._protocol.set_up(session), conn.pgconn.socket)
+        locked = wait(que._protocol.lock_batch(session, queue, count), conn.pgconn.socket)
+        for job in locked:
+            self.batches[job.job.job_id] = (conn, session, locked)
+        if not locked:
+            conn.close()
+        return {"jobs": [held(job.job)["job"] for job in locked]}
+
     def op_release(self, req: dict[str, Any]) -> dict[str, Any]:
-        locked = self.held.pop(int(req["job_id"]), None)
+        job_id = int(req["job_id"])
+        if job_id in self.batches:
+            conn, session, locked = self.batches.pop(job_id)
+            job = next(job for job in locked if job.job.job_id == job_id)
+            wait(que._protocol.unlock(session, job), conn.pgconn.socket)
+            if not any(other is conn for other, _, _ in self.batches.values()):
+                conn.close()
+            return {}
+        locked = self.held.pop(job_id, None)
         if locked is None:
             raise KeyError(f"job {req['job_id']} is not held by this testee")
         locked.release()
@@ -167,6 +204,9 @@ class Testee:
         for locked in self.held.values():
             locked.release()
         self.held.clear()
+        for conn, _, _ in self.batches.values():
+            conn.close()
+        self.batches.clear()
         if self.client is not None:
             self.client.close()
         return {}
@@ -175,10 +215,11 @@ class Testee:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness.testees.python", description="The Python testee (PROTOCOL.md).")
     parser.add_argument("--break", dest="rule", help="become a port that breaks RULE (harness.testees.broken)")
+    parser.add_argument("--batch", type=int, default=1, help="claim jobs in batches of N (the python-batch row)")
     options = parser.parse_args(argv)
     if options.rule:
         broken.apply(options.rule)
-    testee = Testee(options.rule)
+    testee = Testee(options.rule, options.batch)
 
     def dispatch(op: str, req: dict[str, Any]) -> dict[str, Any]:
         handler = getattr(testee, f"op_{op}", None)
