@@ -1,5 +1,6 @@
-"""The benchmark's Markdown table and PNG chart, from bench/results/latest.json data."""
+"""The benchmark's Markdown report and PNG chart, from results/bench/latest.json data."""
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,69 +13,188 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _cell(cell: Any) -> str:
+    if not isinstance(cell, dict) or "median" not in cell:
+        return "-"
+    return f"{_fmt(cell['median'])} ({_fmt(cell['min'])}-{_fmt(cell['max'])})"
+
+
+def _ratio(a: Any, b: Any) -> str:
+    x, y = _median(a), _median(b)
+    return f"{x / y:.2f}" if x and y else "-"
+
+
+def _floor_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Floor series by label: the one-job floor and each batched floor."""
+    floors = report.get("floor", {})
+    return {
+        ("floor" if key == "1" else f"floor, {key} per call"): cells
+        for key, cells in floors.items()
+        if isinstance(cells, dict)
+    }
+
+
+def _peer_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        f"{name} (peer)": data["drain_jobs_per_s"]
+        for name, data in report.get("peers", {}).items()
+        if "drain_jobs_per_s" in data
+    }
+
+
+def noise(report: dict[str, Any]) -> str:
+    spreads = [
+        cell["spread"]
+        for data in report["implementations"].values()
+        for cell in data["drain_jobs_per_s"].values()
+        if isinstance(cell, dict) and cell.get("spread") is not None
+    ]
+    if not spreads:
+        return "no repeated cells"
+    return (
+        f"spread (max-min)/median of the drain cells: median {statistics.median(spreads):.0%}, "
+        f"worst {max(spreads):.0%}; load average {report.get('load_average_before')} before, "
+        f"{report.get('load_average_after')} after"
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     impls = report["implementations"]
-    floor = report.get("pgbench_floor_jobs_per_s", {})
-    counts = sorted(
-        {int(w) for data in impls.values() for w in data["drain_jobs_per_s"]} | {int(w) for w in floor if w.isdigit()}
-    )
+    counts = sorted({int(w) for data in impls.values() for w in data["drain_jobs_per_s"]})
     lines = [
         f"Benchmark {report['date']}: PostgreSQL {report.get('postgres', '?')}, {report['cpu_count']} CPUs, "
         f"{report['jobs_per_drain']:,} jobs per drain, median of {report['runs']} runs (min-max).",
         "",
+        f"Noise: {noise(report)}.",
+        "",
+    ]
+    for warning in report.get("warnings", []):
+        lines.append(f"**Warning**: {warning}")
+    lines += [
         "### Drain, jobs/s by workers",
         "",
-        "| implementation | " + " | ".join(f"{w} workers" for w in counts) + " |",
+        "| | " + " | ".join(f"{w} workers" for w in counts) + " |",
         "|---" * (len(counts) + 1) + "|",
     ]
-    for name, data in impls.items():
-        row = []
-        for w in counts:
-            cell = data["drain_jobs_per_s"].get(str(w))
-            row.append(f"{_fmt(_median(cell))} ({_fmt(cell['min'])}-{_fmt(cell['max'])})" if cell else "-")
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    if floor and "unavailable" not in floor:
-        lines.append("| pgbench floor | " + " | ".join(_fmt(_median(floor.get(str(w)))) for w in counts) + " |")
-    if "python" in impls and floor and "unavailable" not in floor:
-        python = impls["python"]["drain_jobs_per_s"]
-        ratios = []
-        for w in counts:
-            p, f = _median(python.get(str(w))), _median(floor.get(str(w)))
-            ratios.append(f"{p / f:.2f}" if p and f else "-")
-        lines.append("| python / floor | " + " | ".join(ratios) + " |")
-        if "go" in impls:
-            go = impls["go"]["drain_jobs_per_s"]
-            ratios = []
-            for w in counts:
-                p, g = _median(python.get(str(w))), _median(go.get(str(w)))
-                ratios.append(f"{p / g:.2f}" if p and g else "-")
-            lines.append("| python / go | " + " | ".join(ratios) + " |")
+    series = {name: data["drain_jobs_per_s"] for name, data in impls.items()}
+    series |= _floor_rows(report)
+    series |= _peer_rows(report)
+    for name, cells in series.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(cells.get(str(w))) for w in counts) + " |")
+    ratios = [
+        ("python / go", "python", "go"),
+        ("python-async / go", "python-async", "go"),
+        ("python-batch / go", "python-batch", "go"),
+        ("python / floor", "python", "floor"),
+        (
+            "python-batch / its floor",
+            "python-batch",
+            f"floor, batch {impls.get('python-batch', {}).get('batch')} per call",
+        ),
+        ("python / pgqueuer", "python", "pgqueuer (peer)"),
+        ("python-batch / pgqueuer", "python-batch", "pgqueuer (peer)"),
+    ]
+    for label, top, bottom in ratios:
+        if top in series and bottom in series:
+            lines.append(
+                f"| {label} | "
+                + " | ".join(_ratio(series[top].get(str(w)), series[bottom].get(str(w))) for w in counts)
+                + " |"
+            )
     for name, data in impls.items():
         for workers, cell in data.get("drain_jobs_per_s_listen", {}).items():
-            plain = _median(data["drain_jobs_per_s"].get(workers))
-            ratio = f", {cell['median'] / plain:.2f}x of polling" if plain else ""
-            lines.append(f"\n{name} with LISTEN/NOTIFY on, {workers} workers: {_fmt(_median(cell))} jobs/s{ratio}")
-    lines += ["", "### Enqueue, jobs/s", "", "| implementation | one at a time | batch |", "|---|---|---|"]
+            plain = data["drain_jobs_per_s"].get(workers)
+            lines.append(
+                f"\n{name} with LISTEN/NOTIFY on, {workers} workers: {_cell(cell)} jobs/s, "
+                f"{_ratio(cell, plain)}x of polling"
+            )
+    lines += ["", "### Enqueue, jobs/s", "", "| | one at a time | batch |", "|---|---|---|"]
     for name, data in impls.items():
         rates = data["enqueue_jobs_per_s"]
-        lines.append(f"| {name} | {_fmt(_median(rates.get('single')))} | {_fmt(_median(rates.get('batch')))} |")
-    modes = ["poll_100ms", "poll_default", "listen_notify"]
+        lines.append(f"| {name} | {_cell(rates.get('single'))} | {_cell(rates.get('batch'))} |")
+    for name, data in report.get("peers", {}).items():
+        rates = data.get("enqueue_jobs_per_s", {})
+        if rates:
+            lines.append(f"| {name} (peer) | {_cell(rates.get('single'))} | {_cell(rates.get('batch'))} |")
     lines += [
         "",
         "### Pickup latency, enqueue to handler start, ms (p50 / p99)",
         "",
-        "| implementation | poll 0.1 s | poll default (5 s) | LISTEN/NOTIFY |",
+        "| | poll 0.1 s | poll default | LISTEN/NOTIFY |",
         "|---|---|---|---|",
     ]
     for name, data in impls.items():
         cells = []
-        for mode in modes:
+        for mode in ("poll_100ms", "poll_default", "listen_notify"):
             cell = data["pickup_latency_ms"].get(mode)
             cells.append(f"{cell['p50']:.1f} / {cell['p99']:.1f}" if cell else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _growth(report)
+    lines += _memory(report)
+    for name, data in report.get("peers", {}).items():
+        if "unavailable" in data:
+            lines.append(f"\n{name} (peer): unavailable: {data['unavailable']}")
+        elif "version" in data:
+            lines.append(f"\n{name} (peer): {data['version']}, {data['jobs_per_drain']:,} jobs per drain.")
     for name, reason in report.get("unavailable", {}).items():
         lines.append(f"\n{name}: unavailable: {reason}")
     return "\n".join(lines) + "\n"
+
+
+def _growth(report: dict[str, Any]) -> list[str]:
+    growth = report.get("growth")
+    if not growth:
+        return []
+    lines = []
+    for key, title, unit in (
+        ("backlog", "Rate against the backlog queued", "jobs queued"),
+        ("held", f"Rate against jobs held locked at the head ({growth['held_backlog']:,} due behind them)", "held"),
+    ):
+        curves = growth[key]
+        points = sorted({int(x) for cells in curves.values() for x in cells})
+        lines += [
+            "",
+            f"### {title}, jobs/s ({growth['workers']} workers, {growth['window_s']:g} s windows)",
+            "",
+            "| | " + " | ".join(f"{p:,} {unit}" for p in points) + " |",
+            "|---" * (len(points) + 1) + "|",
+        ]
+        for name, cells in curves.items():
+            lines.append(f"| {name} | " + " | ".join(_cell(cells.get(str(p))) for p in points) + " |")
+    return lines
+
+
+def _memory(report: dict[str, Any]) -> list[str]:
+    rows = {name: data["memory"] for name, data in report["implementations"].items() if data.get("memory")}
+    if not rows:
+        return []
+    pools = sorted({int(w) for cells in rows.values() for w in cells})
+    lines = [
+        "",
+        "### Worker pool memory and sessions (peak RSS MiB; server sessions per worker)",
+        "",
+        "| | idle | " + " | ".join(f"{w} workers" for w in pools) + " |",
+        "|---" * (len(pools) + 2) + "|",
+    ]
+    for name, cells in rows.items():
+        idle = next(iter(cells.values()))["idle_rss_mib"]
+        row = []
+        for w in pools:
+            cell = cells.get(str(w))
+            row.append(f"{cell['rss_mib']:.0f} MiB; {cell['sessions_per_worker']:.2f}" if cell else "-")
+        lines.append(f"| {name} | {idle:.0f} MiB | " + " | ".join(row) + " |")
+    return lines
+
+
+def _plot(ax: Any, cells: dict[str, Any], label: str, style: str) -> None:
+    points = sorted((int(x), c) for x, c in cells.items() if isinstance(c, dict) and "median" in c)
+    if not points:
+        return
+    xs = [x for x, _ in points]
+    ys = [c["median"] for _, c in points]
+    low = [c["median"] - c["min"] for _, c in points]
+    high = [c["max"] - c["median"] for _, c in points]
+    ax.errorbar(xs, ys, yerr=[low, high], label=label, marker="o", linestyle=style, capsize=3)
 
 
 def png(report: dict[str, Any], path: Path) -> None:
@@ -83,31 +203,47 @@ def png(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    series = {name: data["drain_jobs_per_s"] for name, data in report["implementations"].items()}
-    floor = report.get("pgbench_floor_jobs_per_s", {})
-    if floor and "unavailable" not in floor:
-        series["pgbench floor"] = floor
-    for name, cells in series.items():
-        points = sorted((int(w), c) for w, c in cells.items() if isinstance(c, dict))
-        if not points:
-            continue
-        xs = [w for w, _ in points]
-        ys = [c["median"] for _, c in points]
-        low = [c["median"] - c["min"] for _, c in points]
-        high = [c["max"] - c["median"] for _, c in points]
-        style = "--" if name == "pgbench floor" else "-"
-        ax.errorbar(xs, ys, yerr=[low, high], label=name, marker="o", linestyle=style, capsize=3)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([1, 2, 4, 8])
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("workers")
-    ax.set_ylabel("jobs/s (median, min-max)")
-    ax.set_title(
-        f"Que 0.x drain throughput, {report['cpu_count']} CPUs, PostgreSQL {str(report.get('postgres', '')).split()[0]}"
-    )
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9), dpi=100)
+    drain, backlog, held, mem = axes[0][0], axes[0][1], axes[1][0], axes[1][1]
+    for name, data in report["implementations"].items():
+        _plot(drain, data["drain_jobs_per_s"], name, "-")
+    for name, cells in _floor_rows(report).items():
+        _plot(drain, cells, name, "--")
+    for name, cells in _peer_rows(report).items():
+        _plot(drain, cells, name, ":")
+    drain.set_xscale("log", base=2)
+    drain.set_xlabel("workers")
+    drain.set_ylabel("jobs/s (median, min-max)")
+    drain.set_title("Drain throughput")
+    growth = report.get("growth") or {}
+    for name, cells in growth.get("backlog", {}).items():
+        _plot(backlog, cells, name, "-")
+    backlog.set_xscale("log")
+    backlog.set_xlabel("jobs queued")
+    backlog.set_title("Rate against backlog")
+    for name, cells in growth.get("held", {}).items():
+        shifted = {str(int(x) + 1): c for x, c in cells.items()}  # 0 held shown at 1 on a log axis
+        _plot(held, shifted, name, "-")
+    held.set_xscale("log")
+    held.set_xlabel("jobs held locked at the head + 1")
+    held.set_ylabel("jobs/s")
+    held.set_title("Rate against jobs held locked")
+    for name, data in report["implementations"].items():
+        cells = data.get("memory") or {}
+        points = sorted((int(w), c["rss_mib"]) for w, c in cells.items())
+        if points:
+            mem.plot([w for w, _ in points], [r for _, r in points], marker="o", label=name)
+    mem.set_xscale("log", base=2)
+    mem.set_xlabel("workers")
+    mem.set_ylabel("peak RSS, MiB")
+    mem.set_title("Worker pool memory")
+    for ax in (drain, backlog, held, mem):
+        ax.grid(True, alpha=0.3)
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    version = str(report.get("postgres", "")).split()[0] if report.get("postgres") else ""
+    fig.suptitle(f"que-interop benchmark, {report['cpu_count']} CPUs, PostgreSQL {version}, {report['date']}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
