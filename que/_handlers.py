@@ -7,7 +7,6 @@ BaseExceptions such as asyncio.CancelledError or GeneratorExit included, is the 
 failure and is recorded with the usual backoff.
 """
 
-import contextlib
 import contextvars
 import inspect
 import logging
@@ -98,14 +97,20 @@ def arguments(job: Job) -> tuple[Any, ...]:
     return tuple(args) if isinstance(args, list) else (args,)
 
 
-@contextlib.contextmanager
-def running(job: Job) -> Iterator[None]:
-    """current_job() is `job` inside the block."""
-    token = _current_job.set(job)
-    try:
-        yield
-    finally:
-        _current_job.reset(token)
+class running:
+    """current_job() is `job` inside the block. (A class: the hot path of every job, and
+    cheaper than a generator-based context manager.)"""
+
+    __slots__ = ("job", "token")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def __enter__(self) -> None:
+        self.token = _current_job.set(self.job)
+
+    def __exit__(self, *exc: object) -> None:
+        _current_job.reset(self.token)
 
 
 def call(handlers: Mapping[str, Handler], job: Job) -> BaseException | None:

@@ -4,15 +4,44 @@ request becomes an enqueue, and how a held job is reported (conformance/PROTOCOL
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 import que
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
+
+
+def drained_by(conninfo: str, queue: str, deadline: float, minimum: float) -> tuple[bool, float]:
+    """The `work` op's wait: poll until `queue` holds no due job (and the `minimum` moment,
+    time.monotonic(), has passed) or the deadline passes. Returns (drained, the moment it
+    was found drained or gave up). Survives a server restart, like the workers themselves."""
+    conn: psycopg.Connection[Any] | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=2)
+                row = conn.execute(DRAINED, [queue]).fetchone()
+            except psycopg.OperationalError:
+                conn = None
+                time.sleep(0.1)
+                continue
+            if row is not None and row[0] and time.monotonic() >= minimum:
+                return True, time.monotonic()
+            time.sleep(0.005)
+        return False, time.monotonic()
+    finally:
+        if conn is not None:
+            conn.close()
+
+
 RECORD = "INSERT INTO {table} (impl, pid, job_id, job_class, received, raw) VALUES (%s, %s, %s, %s, %s, %s)"
 
 

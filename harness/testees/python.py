@@ -19,7 +19,7 @@ import psycopg
 import que
 import que._protocol
 from harness.testees import broken
-from harness.testees.common import DRAINED, RECORD, enqueue_call, held, pool_size, record_params, serve, started
+from harness.testees.common import RECORD, drained_by, enqueue_call, held, pool_size, record_params, serve, started
 from que._protocol import Locked
 from que._session import Session
 from que._waiting import wait
@@ -140,24 +140,8 @@ class Testee:
             listen=bool(req.get("listen", False)),
             batch=self.batch,
         ).start()
-        drained = False
-        conn: psycopg.Connection[Any] | None = None
-        while time.monotonic() < deadline:
-            try:  # survives a server restart, like the workers themselves
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.client.conninfo, autocommit=True, connect_timeout=2)
-                row = conn.execute(DRAINED, [queue]).fetchone()
-            except psycopg.OperationalError:
-                conn = None
-                time.sleep(0.1)
-                continue
-            if row is not None and row[0] and time.monotonic() >= minimum:
-                drained = True
-                break
-            time.sleep(0.005)
-        elapsed = time.monotonic() - started
-        if conn is not None:
-            conn.close()
+        drained, elapsed = drained_by(self.client.conninfo, queue, deadline, minimum)
+        elapsed -= started
         pool.shutdown()
         return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
 

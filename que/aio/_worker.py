@@ -64,6 +64,8 @@ class AsyncWorker:
         (default: the loop's default executor)."""
         self.client = client
         self.handlers = handlers
+        # is_async() of each handler seen, asked once (by id: a handler need not be hashable)
+        self._awaitable: dict[int, tuple[Handler, bool]] = {}
         self.queue = _validate.queue(queue)
         self.wake_interval = check_wake_interval(wake_interval)
         self.reconnect_max = check_wake_interval(reconnect_max, "reconnect_max")
@@ -147,7 +149,10 @@ class AsyncWorker:
             try:
                 handler = _handlers.find(self.handlers, job)
                 args = _handlers.arguments(job)
-                if _handlers.is_async(handler):
+                seen = self._awaitable.get(id(handler))
+                if seen is None or seen[0] is not handler:
+                    seen = self._awaitable[id(handler)] = (handler, _handlers.is_async(handler))
+                if seen[1]:
                     await handler(*args)
                 else:
                     context = contextvars.copy_context()  # current_job() works in the thread too
