@@ -5,7 +5,8 @@ request per line on stdin and writes one JSON response per line on stdout
 (conformance/PROTOCOL.md). Whatever goes wrong on its side becomes a clear exception
 here, never a hung suite: a crash (TesteeCrashed), a missed deadline (TesteeTimeout,
 after which the process is killed), a line that is not a response (TesteeProtocolError),
-or an error response (TesteeError).
+a response whose shape breaks conformance/protocol.schema.json (TesteeSchemaError, naming
+the op and the field), or an error response (TesteeError).
 """
 
 import collections
@@ -22,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness import protocol
 
 PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT = 30.0
@@ -44,6 +47,10 @@ class TesteeTimeout(TesteeFailure):
 
 class TesteeProtocolError(TesteeFailure):
     """The testee wrote something that is not a protocol response."""
+
+
+class TesteeSchemaError(TesteeProtocolError):
+    """A well-framed response whose result breaks the protocol schema."""
 
 
 class TesteeError(TesteeFailure):
@@ -145,7 +152,11 @@ class Testee:
     def request(self, op: str, timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> dict[str, Any]:
         """Send one request and return its `result`; raise on anything else."""
         request_id = next(self._ids)
-        line = json.dumps({"id": request_id, "op": op, **fields}, ensure_ascii=False)
+        message = {"id": request_id, "op": op, **fields}
+        wrong = protocol.request_problem(message)
+        if wrong is not None:
+            raise ValueError(f"the harness built a {op} request that breaks {protocol.SCHEMA_NAME}: {wrong}")
+        line = json.dumps(message, ensure_ascii=False)
         assert self.proc.stdin is not None
         self.busy = True
         self.last_op = op
@@ -181,11 +192,16 @@ class Testee:
                 f'"id": {request_id} and "ok"'
             )
         self.busy = False
+        wrong = protocol.response_problem(op, response)
+        if wrong is not None:
+            raise TesteeSchemaError(
+                f"{self.label} answered {op} with a response that breaks {protocol.SCHEMA_NAME}: {wrong}; "
+                f"the line was {raw.strip()[:300]!r}"
+            )
         if response["ok"] is not True:
-            error = response.get("error")
-            raise TesteeError(op, error if isinstance(error, dict) else {"message": repr(error)})
-        result = response.get("result", {})
-        return result if isinstance(result, dict) else {"value": result}
+            raise TesteeError(op, response["error"])
+        result: dict[str, Any] = response.get("result", {})
+        return result
 
     def start(self, database_url: str, results_table: str, timeout: float = 60.0) -> Info:
         """The handshake: the testee connects and says what it is and can do."""
@@ -202,20 +218,20 @@ class Testee:
             if error.type == "Unavailable":
                 raise Unavailable(error.detail) from None
             raise
+        except TesteeSchemaError:
+            # Not "unavailable": the testee runs but breaks the protocol, and its cells say so.
+            self.kill()
+            raise
         except (TesteeCrashed, TesteeTimeout, TesteeProtocolError) as error:
             self.kill()
             raise Unavailable(str(error)) from None
-        try:
-            info = Info(
-                name=str(result["name"]),
-                version=str(result.get("version", "")),
-                language=str(result.get("language", "")),
-                protocol=int(result.get("protocol", 0)),
-                capabilities=dict(result.get("capabilities", {})),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            self.kill()
-            raise TesteeProtocolError(f"{self.label}: bad start result {result!r}: {error}") from None
+        info = Info(
+            name=result["name"],
+            version=result.get("version", ""),
+            language=result.get("language", ""),
+            protocol=result["protocol"],
+            capabilities=result.get("capabilities", {}),
+        )
         if info.protocol != PROTOCOL_VERSION:
             self.stop()
             raise Unavailable(

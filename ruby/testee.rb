@@ -28,7 +28,9 @@ LOAD_ERROR =
     nil
   rescue LoadError => e
     where = ENV['QUE_RUBY_LIB'] ? "QUE_RUBY_LIB=#{ENV['QUE_RUBY_LIB']}" : 'the installed gems (QUE_RUBY_LIB is not set)'
-    "cannot load Que 0.14 from #{where}: #{e.message}"
+    "cannot load Que 0.14 from #{where}: #{e.message}. Install the gem (gem install que -v 0.14.3, or " \
+      'bundle install with ruby/Gemfile; the bootstrap does this where RubyGems is reachable), or set ' \
+      'QUE_RUBY_LIB to the lib/ folder of a que v0.14.3 source tree'
   end
 
 module QueConformance
@@ -78,14 +80,6 @@ unless LOAD_ERROR
     class Noop < Que::Job
       def run(*_args); end
     end
-
-    class Crash < Que::Job
-      def run(*_args)
-        QueConformance.record(self, nil)
-        Process.kill(:KILL, Process.pid)
-        sleep
-      end
-    end
   end
 end
 
@@ -104,15 +98,13 @@ class Testee
     QueConformance.results_table = req.fetch('results_table')
     QueConformance.database_url = req.fetch('database_url')
     url = req.fetch('database_url')
-    pooled =
-      begin
-        require 'connection_pool'
-        Que.connection = ConnectionPool.new(size: 20) { connect(url) }
-        true
-      rescue LoadError
-        Que.connection = connect(url)
-        false
-      end
+    begin
+      require 'connection_pool'
+      Que.connection = ConnectionPool.new(size: 20) { connect(url) }
+    rescue LoadError
+      warn 'connection_pool is not installed: Que shares one connection, so its pool works one job at a time'
+      Que.connection = connect(url)
+    end
     Que.logger = Logger.new($stderr)
     Que.mode = :off
     {
@@ -122,18 +114,14 @@ class Testee
       protocol: PROTOCOL_VERSION,
       capabilities: {
         enqueue_returns_job_id: true,
-        enqueue_priority_zero: true,
         enqueue_run_at: true,
         migrate: true,
         work_pool: true,
-        work_pool_parallel: pooled,
         lock: true,
-        crash_job: true,
         race_retry: false,
         number_model: 'exact',
         args_encoding: 'ruby-json-dump',
         last_error_format: 'ruby',
-        handler_args: 'splat',
         default_wake_interval_ms: 5000
       }
     }

@@ -1,7 +1,8 @@
 """A misbehaving testee for tests of the protocol client: `python fake_testee.py MODE`.
 
 Modes: good, crash-on-enqueue, hang-on-enqueue, garbage-on-enqueue, wrong-id,
-error-on-enqueue, unavailable, old-protocol, exit-at-once.
+error-on-enqueue, unavailable, old-protocol, exit-at-once, and the schema breakers
+string-job-id, unknown-capability, lock-without-job-id, error-without-message.
 """
 
 import json
@@ -29,6 +30,8 @@ for line in sys.stdin:
                 "protocol": protocol,
                 "capabilities": {"lock": True},
             }
+            if mode == "unknown-capability":
+                reply["result"]["capabilities"] = {"lock": True, "crash_job": True}
     elif op == "enqueue":
         if mode == "crash-on-enqueue":
             print("about to crash", file=sys.stderr, flush=True)
@@ -40,12 +43,17 @@ for line in sys.stdin:
             continue
         if mode == "wrong-id":
             reply["id"] = req["id"] + 100
-        if mode == "error-on-enqueue":
+        if mode == "error-without-message":
+            reply = {"id": req["id"], "ok": False, "error": {"type": "ValueError"}}
+        elif mode == "error-on-enqueue":
             reply = {"id": req["id"], "ok": False, "error": {"type": "ValueError", "message": "bad job"}}
         else:
             reply.setdefault("result", {})
             if reply.get("ok"):
-                reply["result"] = {"job_id": 5}
+                reply["result"] = {"job_id": "5" if mode == "string-job-id" else 5}
+    elif op == "lock":
+        job = {"queue": "", "priority": 100} if mode == "lock-without-job-id" else {"job_id": 5, "queue": ""}
+        reply["result"] = {"job": job}
     print(json.dumps(reply), flush=True)
     if op == "stop":
         break

@@ -27,6 +27,7 @@ def run_suite(
     select: str | None = None,
     backend: str = "url",
     database_url: str | None = None,
+    testees: list[str] | None = None,
 ) -> tuple[int, dict[str, Any], str, float]:
     env = {**os.environ}
     if database_url:
@@ -47,6 +48,7 @@ def run_suite(
         "--results",
         str(tmp_path),
         *(f"--testee={BROKEN} {rule}" for rule in rules),
+        *(f"--testee={command}" for command in testees or []),
         "--",
         "-q",
     ]
@@ -161,6 +163,8 @@ def test_ports_that_mishandle_locks_fail_only_their_own_cells(database_url: str,
     assert held, "no cell named the lock testee1 kept"
 
 
+# The limit under test is the 180 s asserted below; pytest-timeout only guards against a hang.
+@pytest.mark.timeout(400)
 def test_a_full_run_against_a_port_that_never_unlocks_takes_under_3_minutes(tmp_path: Path) -> None:
     """Default settings, its own throwaway cluster: each lock left behind fails its cell and
     is cleaned up, so no later cell waits on it and no other implementation's cell fails."""

@@ -3,6 +3,7 @@
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from harness.testee import (
     TesteeCrashed,
     TesteeError,
     TesteeProtocolError,
+    TesteeSchemaError,
     TesteeTimeout,
     Unavailable,
 )
@@ -88,3 +90,32 @@ def test_start_failures_make_the_implementation_unavailable(mode: str, message: 
 def test_missing_program_is_unavailable() -> None:
     with pytest.raises(Unavailable, match="cannot run"):
         Testee(["/no/such/testee"])
+
+
+@pytest.mark.parametrize(
+    ("mode", "call", "message"),
+    [
+        ("string-job-id", lambda t: t.enqueue("J"), r"enqueue .*field job_id: '5' is not of type 'integer'"),
+        ("lock-without-job-id", lambda t: t.lock(), r"lock .*field job\.job_id: 'job_id' is a required property"),
+        ("error-without-message", lambda t: t.enqueue("J"), r"enqueue .*field error\.message: 'message' is a required"),
+    ],
+)
+def test_a_response_that_breaks_the_schema_names_the_op_and_the_field(mode: str, call: Any, message: str) -> None:
+    testee = started(mode)
+    with pytest.raises(TesteeSchemaError, match=message):
+        call(testee)
+    testee.stop()
+
+
+def test_an_unknown_capability_fails_the_start_instead_of_making_the_testee_unavailable() -> None:
+    testee = fake("unknown-capability")
+    with pytest.raises(TesteeSchemaError, match=r"start .*field capabilities\.crash_job: Additional properties"):
+        testee.start("postgresql://unused", "results")
+    assert not testee.alive()
+
+
+def test_the_harness_refuses_to_send_a_request_the_schema_does_not_allow() -> None:
+    testee = started("good")
+    with pytest.raises(ValueError, match=r"enqueue request .*field priority: 'high' is not of type 'integer'"):
+        testee.request("enqueue", job_class="J", priority="high")
+    testee.stop()

@@ -16,7 +16,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx"
@@ -202,7 +201,6 @@ func (t *testee) start(req Request) (interface{}, error) {
 		"QueConformance::Echo":  t.echo,
 		"QueConformance::Fail":  t.fail,
 		"QueConformance::Sleep": t.sleep,
-		"QueConformance::Crash": t.crash,
 		"QueConformance::Noop":  func(Job) error { return nil },
 		"QueConformance::Flaky": t.flaky,
 	}
@@ -380,12 +378,4 @@ func (t *testee) flaky(j Job) error {
 	}
 	received := fmt.Sprintf("[%d]", j.ErrorCount)
 	return t.record(j, &received)
-}
-
-func (t *testee) crash(j Job) error {
-	if err := t.record(j, nil); err != nil {
-		return err
-	}
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	select {}
 }

@@ -62,7 +62,6 @@ def started(name: str) -> dict[str, Any]:
             "number_model": "exact",
             "args_encoding": "ruby-json-dump",
             "last_error_format": "python",
-            "handler_args": "splat",
             "enqueue_batch": True,
             "listen": True,
             "default_wake_interval_ms": 5000,

@@ -1,14 +1,12 @@
 """The Python testee: conformance/PROTOCOL.md over the `que` library.
 
 Run as `python -m harness.testees.python`. Like every testee it registers the shared
-job classes (QueConformance::Echo, ::Fail, ::Sleep, ::Crash) and writes what its
+job classes (QueConformance::Echo, ::Fail, ::Sleep, ::Noop, ::Flaky) and writes what its
 handlers received into the harness's results table.
 """
 
 import argparse
 import json
-import os
-import signal
 import sys
 import threading
 import time
@@ -44,7 +42,6 @@ class Testee:
                 "QueConformance::Echo": self.echo,
                 "QueConformance::Fail": self.fail,
                 "QueConformance::Sleep": self.sleep,
-                "QueConformance::Crash": self.crash,
                 "QueConformance::Noop": self.noop,
                 "QueConformance::Flaky": self.flaky,
             }
@@ -78,10 +75,6 @@ class Testee:
         if count < int(failures):
             raise RuntimeError(f"flaky failure {count + 1} of {failures}")
         self.record(json.dumps([count]))
-
-    def crash(self, *args: Any) -> None:
-        self.record(None)
-        os.kill(os.getpid(), signal.SIGKILL)
 
     # -- ops ----------------------------------------------------------------------------
 

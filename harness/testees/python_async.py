@@ -1,15 +1,12 @@
 """The asyncio Python testee: conformance/PROTOCOL.md over `que.aio`.
 
-Run as `python -m harness.testees.python_async`. Its job classes are `async def` handlers
-(QueConformance::Crash, which kills the process, is a plain one), so the cells check the
-asyncio worker and its event-loop I/O, not the thread pool.
+Run as `python -m harness.testees.python_async`. Its job classes are `async def` handlers,
+so the cells check the asyncio worker and its event-loop I/O, not the thread pool.
 """
 
 import argparse
 import asyncio
 import json
-import os
-import signal
 import sys
 import time
 from typing import Any
@@ -37,7 +34,6 @@ class AsyncTestee:
                 "QueConformance::Echo": self.echo,
                 "QueConformance::Fail": self.fail,
                 "QueConformance::Sleep": self.sleep,
-                "QueConformance::Crash": self.crash,
                 "QueConformance::Noop": self.noop,
                 "QueConformance::Flaky": self.flaky,
             }
@@ -71,9 +67,6 @@ class AsyncTestee:
         if count < int(failures):
             raise RuntimeError(f"flaky failure {count + 1} of {failures}")
         await self.record(json.dumps([count]))
-
-    def crash(self, *args: Any) -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
 
     # -- ops ----------------------------------------------------------------------------
 

@@ -63,12 +63,10 @@ func (g *gueLib) Capabilities() map[string]interface{} {
 		"migrate":                  false,
 		"work_pool":                true,
 		"lock":                     true,
-		"crash_job":                true,
 		"race_retry":               true,
 		"number_model":             "float64",
 		"args_encoding":            "go-encoding-json",
 		"last_error_format":        "gue",
-		"handler_args":             "value",
 		"default_wake_interval_ms": 5000,
 	}
 }

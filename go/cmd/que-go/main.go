@@ -61,12 +61,10 @@ func (q *quego) Capabilities() map[string]interface{} {
 		"migrate":                  false,
 		"work_pool":                true,
 		"lock":                     true,
-		"crash_job":                true,
 		"race_retry":               true,
 		"number_model":             "float64",
 		"args_encoding":            "go-encoding-json",
 		"last_error_format":        "go",
-		"handler_args":             "value",
 		"default_wake_interval_ms": 5000,
 	}
 }

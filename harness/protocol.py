@@ -1,0 +1,77 @@
+"""The testee protocol's shapes, checked against conformance/protocol.schema.json.
+
+The schema is the one statement of what each request and result looks like; PROTOCOL.md
+explains it and this module enforces it, so a port author hears "lock: field job.job_id:
+'3' is not of type 'integer'" at the first bad line instead of a confusing cell later.
+"""
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+SCHEMA_NAME = "conformance/protocol.schema.json"
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    text = resources.files("conformance").joinpath("protocol.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@functools.cache
+def _validator(pointer: str) -> jsonschema.Draft202012Validator:
+    # A root that only points into the schema's $defs, so every local $ref still resolves.
+    return jsonschema.Draft202012Validator({"$ref": pointer, "$defs": schema()["$defs"]})
+
+
+def ops() -> list[str]:
+    return list(schema()["$defs"]["op"]["enum"])
+
+
+def capabilities() -> list[str]:
+    return list(schema()["$defs"]["capabilities"]["properties"])
+
+
+def _field(error: ValidationError) -> str:
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        path.append(missing[0] if missing else "?")
+    elif error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        extra = sorted(name for name in error.instance if name not in allowed)
+        path.append(extra[0] if extra else "?")
+    return ".".join(path) or "(the whole result)"
+
+
+def _problem(pointer: str, instance: Any) -> str | None:
+    error = best_match(_validator(pointer).iter_errors(instance))
+    if error is None:
+        return None
+    # Inside a oneOf (lock's job or jobs) the closest branch's own error says more.
+    while error.context:
+        inner = best_match(error.context)
+        if inner is None:
+            break
+        error = inner
+    return f"field {_field(error)}: {error.message}"
+
+
+def request_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with a request line, or None when it fits the schema."""
+    return _problem("#/$defs/request", message)
+
+
+def response_problem(op: str, response: dict[str, Any]) -> str | None:
+    """What is wrong with the response to `op` (its envelope, then its result), or None."""
+    if op not in ops():
+        return f"{op!r} is not an op of the protocol (one of {', '.join(ops())})"
+    wrong = _problem("#/$defs/response", response)
+    if wrong is None and response.get("ok") is True:
+        wrong = _problem(f"#/$defs/results/{op}", response.get("result", {}))
+    return wrong
