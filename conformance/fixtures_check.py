@@ -18,7 +18,7 @@ from conformance import rules
 from que.errors import last_error_text
 from que.retry import retry_delay
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # a link to fixtures/ in a checkout
 
 SCHEMAS = {
     "args_vectors.json": "args-vectors.schema.json",

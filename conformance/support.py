@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from harness.lab import advisory_locks as advisory_locks
 from harness.results import TABLE
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # a link to fixtures/ in a checkout
 ECHO = "QueConformance::Echo"
 FAIL = "QueConformance::Fail"
 SLEEP = "QueConformance::Sleep"

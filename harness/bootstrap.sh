@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Install the system packages the project needs, when they are missing and we can:
-# PostgreSQL (server, initdb, pgbench), Ruby with the pg gem (for the Ruby testee),
-# pgbouncer (the pooler tests) and libfaketime (the clock area's shifted server).
-# As non-root or off Debian it only reports.
+# Install what the project needs, when it is missing and we can:
+# - Debian packages: PostgreSQL (server, initdb, pgbench), Ruby with the pg gem (the Ruby
+#   testee), pgbouncer (the pooler tests), libfaketime (the clock area's shifted server),
+#   and with --test also chromium (the HTML report's rendering test);
+# - the Go toolchain that go/go.mod names, when `go` is missing or older: Debian's golang
+#   is too old for it, so the toolchain comes from the Go module proxy (golang.org/toolchain,
+#   the module the go command itself downloads) into ~/.cache/que-interop/go;
+# - Ruby Que 0.14.3 (ruby/Gemfile), with `gem install`, when it is not installed, QUE_RUBY_LIB
+#   is not set and RubyGems answers within a few seconds.
+# As non-root or off Debian it installs no packages and only reports what is missing.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
 
 missing=()
 have_pg() {
@@ -26,14 +35,63 @@ else
   missing+=(ruby-pg)
 fi
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "$with_test" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "bootstrap: missing system packages: ${missing[*]} (not root on Debian: install them yourself)" >&2
-  exit 0
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: missing system packages: ${missing[*]} (not root on Debian: install them yourself)" >&2
+  else
+    echo "bootstrap: apt-get install ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
-echo "bootstrap: apt-get install ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq "${missing[@]}" >/dev/null
+
+# -- Go: the version go.mod asks for -----------------------------------------------------
+want_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$here/testees/go/go.mod")"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/que-interop"
+go_version_of() { "$1" env GOVERSION 2>/dev/null | sed 's/^go//'; }
+newer_or_equal() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
+have_go=""
+for candidate in "$(command -v go || true)" /usr/local/go/bin/go "$cache/go/bin/go"; do
+  if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+    version="$(go_version_of "$candidate")"
+    if [ -n "$version" ] && newer_or_equal "$version" "$want_go"; then
+      have_go="$candidate"
+      break
+    fi
+  fi
+done
+if [ -z "$have_go" ]; then
+  proxy="$(printf '%s' "${GOPROXY:-https://proxy.golang.org}" | cut -d, -f1)"
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
+  zip_url="$proxy/golang.org/toolchain/@v/v0.0.1-go$want_go.linux-$arch.zip"
+  echo "bootstrap: Go $want_go is not installed; fetching the toolchain from $zip_url" >&2
+  tmp="$(mktemp -d)"
+  if curl -fsSL --max-time 600 -o "$tmp/go.zip" "$zip_url" && unzip -q "$tmp/go.zip" -d "$tmp"; then
+    rm -rf "$cache/go"
+    mkdir -p "$cache"
+    mv "$tmp/golang.org/toolchain@v0.0.1-go$want_go.linux-$arch" "$cache/go"
+    echo "bootstrap: Go $want_go is in $cache/go/bin/go" >&2
+  else
+    echo "bootstrap: could not fetch Go $want_go: the go and gue rows will be unavailable" >&2
+  fi
+  rm -rf "$tmp"
+fi
+
+# -- Ruby Que 0.14.3 ----------------------------------------------------------------------
+if command -v ruby >/dev/null 2>&1 && [ -z "${QUE_RUBY_LIB:-}" ] && ! ruby -e 'gem "que", "~> 0.14.3"; require "que"' >/dev/null 2>&1; then
+  if command -v gem >/dev/null 2>&1 && curl -fsS --max-time 5 -o /dev/null https://rubygems.org/api/v1/versions/que.json 2>/dev/null; then
+    echo "bootstrap: gem install que -v 0.14.3 (ruby/Gemfile)" >&2
+    gem install --no-document que -v 0.14.3 >/dev/null || echo "bootstrap: gem install que failed" >&2
+  else
+    echo "bootstrap: Ruby Que 0.14.3 is not installed and RubyGems is not reachable: set QUE_RUBY_LIB to the" \
+      "lib/ folder of a que v0.14.3 source tree, or the ruby row is unavailable" >&2
+  fi
+fi
+exit 0

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.paths import GO_DIR, RUBY_DIR
+
 POSTGRES_IMAGE = "postgres:15"
 DB_ALIAS = "que-postgres"
 
@@ -50,9 +51,9 @@ class ImageSpec:
 
 _GO_FILES = ("Dockerfile", "go.mod", "go.sum", "testee/testee.go", "cmd/que-go/main.go", "cmd/gue/main.go")
 IMAGES: Mapping[str, ImageSpec] = {
-    "ruby": ImageSpec("ruby", ROOT / "ruby", ("Dockerfile", "Gemfile", "Gemfile.lock", "testee.rb")),
-    "go": ImageSpec("go", ROOT / "go", _GO_FILES, program="/usr/local/bin/que-go-testee"),
-    "gue": ImageSpec("go", ROOT / "go", _GO_FILES, program="/usr/local/bin/gue-testee"),
+    "ruby": ImageSpec("ruby", RUBY_DIR, ("Dockerfile", "Gemfile", "Gemfile.lock", "testee.rb")),
+    "go": ImageSpec("go", GO_DIR, _GO_FILES, program="/usr/local/bin/que-go-testee"),
+    "gue": ImageSpec("go", GO_DIR, _GO_FILES, program="/usr/local/bin/gue-testee"),
 }
 
 

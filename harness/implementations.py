@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import containers
+from harness import containers, paths
+from harness.paths import GO_DIR, RUBY_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
-GO_DIR = ROOT / "go"
 # The Go testees: program name -> the package (under go/) it is built from.
 GO_PROGRAMS = {"go": ("que-go-testee", "./cmd/que-go"), "gue": ("gue-testee", "./cmd/gue")}
 
@@ -31,7 +30,7 @@ class Implementation:
 
     name: str
     command: list[str]
-    cwd: Path = ROOT
+    cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     # Set when the implementation cannot run here; its cells are reported unavailable.
     unavailable: str | None = None
@@ -43,18 +42,23 @@ class Implementation:
 
 
 def go_binary(name: str) -> Path:
-    return GO_DIR / "bin" / GO_PROGRAMS[name][0]
+    return paths.go_bin_dir() / GO_PROGRAMS[name][0]
 
 
 def find_go() -> str | None:
-    return shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    """The go command: on PATH, the usual /usr/local/go, or the toolchain the bootstrap
+    fetched into the cache. A go of 1.21 or newer older than go.mod's fetches that one itself."""
+    for candidate in (shutil.which("go"), "/usr/local/go/bin/go", str(paths.cache_dir() / "go" / "bin" / "go")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
 
 
 def build_go() -> str | None:
     """`go build` every Go testee; None on success, else the reason it failed."""
     go = find_go()
     if go is None:
-        return "the Go toolchain (go) is not installed"
+        return "the Go toolchain (go) is not installed (harness/bootstrap.sh installs Debian's golang as root)"
     for name, (_, package) in GO_PROGRAMS.items():
         result = subprocess.run(
             [go, "build", "-o", str(go_binary(name)), package],
@@ -88,7 +92,7 @@ def python_async_impl(build: bool = True) -> Implementation:
 
 def _go_impl(name: str, build: bool) -> Implementation:
     binary = go_binary(name)
-    reason = build_go() if build else (None if binary.exists() else f"{binary.relative_to(ROOT)} is not built")
+    reason = build_go() if build else (None if binary.exists() else f"{binary} is not built")
     return Implementation(name, [str(binary)], unavailable=reason)
 
 
@@ -103,11 +107,11 @@ def gue_impl(build: bool = True) -> Implementation:
 def ruby_impl(build: bool = True) -> Implementation:
     ruby = shutil.which("ruby")
     if ruby is None:
-        return Implementation("ruby", ["ruby", "ruby/testee.rb"], unavailable="ruby is not installed")
+        return Implementation("ruby", ["ruby", str(RUBY_DIR / "testee.rb")], unavailable="ruby is not installed")
     env = {}
     if os.environ.get("QUE_RUBY_LIB"):
         env["QUE_RUBY_LIB"] = os.environ["QUE_RUBY_LIB"]
-    return Implementation("ruby", [ruby, str(ROOT / "ruby" / "testee.rb")], env=env)
+    return Implementation("ruby", [ruby, str(RUBY_DIR / "testee.rb")], env=env)
 
 
 # Every built-in implementation, in the order of a run's rows.
