@@ -23,7 +23,7 @@ from que import encoding, schema
 from que.client import Client
 from que.errors import QueError
 from que.pool import WorkerPool
-from que.worker import check_wake_interval
+from que.worker import check_batch, check_wake_interval
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="set a job aside (run_at 'infinity', see `que dead`) when it fails after N retries "
         "(default: retry forever, as Ruby Que does)",
+    )
+    work.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="K",
+        help="claim up to K jobs per round trip (each still locked on its own job_id; Ruby and Go workers "
+        "see nothing unusual); for many short jobs (default: 1, one at a time)",
     )
     work.add_argument(
         "--shutdown-timeout",
@@ -221,6 +229,12 @@ def _run(options: argparse.Namespace) -> int:
             raise UsageError(f"--max-retries must be 0 or more, got {options.max_retries}")
         if options.shutdown_timeout is not None and not options.shutdown_timeout >= 0:
             raise UsageError(f"--shutdown-timeout must be 0 or more seconds, got {options.shutdown_timeout}")
+        try:
+            check_batch(options.batch)
+        except ValueError as error:
+            raise UsageError(f"--batch: {error}") from None
+        if options.use_async and options.batch != 1:
+            raise UsageError("--batch is for the thread pool; the asyncio pool (--async) claims one job at a time")
         handlers = _load_handlers(options.app)
         if options.use_async:
             return _work_async(options, handlers)
@@ -273,6 +287,7 @@ def _run(options: argparse.Namespace) -> int:
                 wake_interval=options.wake_interval,
                 listen=options.listen,
                 max_retries=options.max_retries,
+                batch=options.batch,
             )
             pool.run(shutdown_timeout=options.shutdown_timeout)
     return 0

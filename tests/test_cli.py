@@ -110,7 +110,7 @@ def start_worker(database_url: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-POOLS = pytest.mark.parametrize("pool", [[], ["--async"]], ids=["threads", "async"])
+POOLS = pytest.mark.parametrize("pool", [[], ["--async"], ["--batch", "5"]], ids=["threads", "async", "batch"])
 
 
 @POOLS

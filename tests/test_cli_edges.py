@@ -23,12 +23,26 @@ def nested_json(depth: int) -> str:
         (["work", "--app", "tests.apps.troubled", "--wake-interval", "1e20"], "--wake-interval"),
         (["work", "--app", "tests.apps.troubled", "--workers", "100000"], "max_connections"),
         (["work", "--app", "tests.apps.troubled", "--max-retries", "-1"], "--max-retries must"),
+        (["work", "--app", "tests.apps.troubled", "--batch", "0"], "--batch: batch must be between 1 and"),
+        (["work", "--app", "tests.apps.troubled", "--batch", "2", "--async"], "--batch is for the thread pool"),
         (["enqueue", "J", nested_json(5_000)], "JSON_ARGS"),
         (["enqueue", "J", nested_json(101)], "100"),
         (["enqueue", "J", "[1]", "--queue", "q" * 3000], "queue"),
         (["enqueue", "J", "[" + "9" * 5000 + "]"], "JSON_ARGS"),
     ],
-    ids=["nan", "inf", "1e20", "workers", "max-retries", "deep", "ruby-depth", "long-queue", "huge-int"],
+    ids=[
+        "nan",
+        "inf",
+        "1e20",
+        "workers",
+        "max-retries",
+        "batch-0",
+        "batch-async",
+        "deep",
+        "ruby-depth",
+        "long-queue",
+        "huge-int",
+    ],
 )
 def test_bad_input_is_one_line_and_exit_2(
     database_url: str, conn: psycopg.Connection[Any], args: list[str], message: str
