@@ -15,6 +15,11 @@ class RuleBroken(AssertionError):
     """A conformance rule does not hold."""
 
 
+# The rules the running cell has checked, in order, with whether each held: the report
+# lists them for every cell, passed or not. conftest empties it before each cell.
+RECORDED: list[tuple[str, bool]] = []
+
+
 def _show(value: Any, limit: int = 300) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -47,6 +52,7 @@ def check(ok: bool, rule: str, **case: Any) -> None:
     """Raise RuleBroken naming `rule` unless `ok`."""
     if rule not in RULES:
         raise KeyError(f"unknown rule {rule!r}: add it to fixtures/rules.json")
+    RECORDED.append((rule, bool(ok)))
     if not ok:
         raise RuleBroken(message(rule, **case))
 

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from psycopg import sql
 
-from conformance import expectations
+from conformance import checks, expectations
 from conformance.checks import RuleBroken, message
 from conformance.fleet import Fleet, configured_names
-from conformance.report import AREAS, Cell, Run
+from conformance.report import AREAS, Cell, Run, tally
 from harness import signals
 from harness.lab import reset
 from harness.postgres import Database, LocalCluster, PostgresUnavailable, database
@@ -211,6 +211,10 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    checks.RECORDED.clear()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -236,6 +240,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     else:
         kind, message = "passed", ""
     previous = cells.get(item.nodeid)
+    if previous is not None and report.when == "teardown":
+        previous.checks = tally(checks.RECORDED)
     if previous is not None and previous.outcome in ("failed", "stale"):
         if kind == "failed":  # a teardown error (a lock left behind) adds to the call's failure
             previous.message += "\n" + message
@@ -249,6 +255,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         worker=worker,
         message=message,
         duration_s=round(report.duration, 3),
+        checks=tally(checks.RECORDED),
+        link=known.link if (known := item.config.stash.get(_KNOWN, {}).get(cell_id(item))) else "",
     )
 
 

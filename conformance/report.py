@@ -41,6 +41,20 @@ class Cell:
     worker: str | None = None
     message: str = ""
     duration_s: float = 0.0
+    # The rules the cell checked: [{"rule": id, "held": bool, "times": n}], in order.
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    # For an expected divergence: where the upstream behaviour is documented.
+    link: str = ""
+
+
+def tally(recorded: list[tuple[str, bool]]) -> list[dict[str, Any]]:
+    """Checks in first-seen order; a rule broken once counts as broken."""
+    out: dict[str, dict[str, Any]] = {}
+    for rule, held in recorded:
+        entry = out.setdefault(rule, {"rule": rule, "held": True, "times": 0})
+        entry["held"] = entry["held"] and held
+        entry["times"] += 1
+    return list(out.values())
 
 
 @dataclass
@@ -60,27 +74,40 @@ class Run:
             f"{n['expected']} expected divergences, {n['not_applicable']} not applicable"
         )
 
-    def impl_area_matrix(self) -> str:
-        names = list(self.implementations) or sorted({i for c in self.cells for i in c.impls})
-        areas = [a for a in AREAS.values() if any(c.area == a for c in self.cells)]
+    def names(self) -> list[str]:
+        return list(self.implementations) or sorted({i for c in self.cells for i in c.impls})
+
+    def areas(self) -> list[str]:
+        return [a for a in AREAS.values() if any(c.area == a for c in self.cells)]
+
+    def area_counts(self) -> dict[tuple[str, str], Counter[str]]:
+        """(implementation, area) -> outcome counts."""
         table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         for c in self.cells:
             for impl in set(c.impls):
                 table[impl, c.area][c.outcome] += 1
-        lines = ["| implementation | " + " | ".join(areas) + " |", "|---" * (len(areas) + 1) + "|"]
-        for name in names:
-            lines.append(f"| {name} | " + " | ".join(_cell_text(table[name, a]) for a in areas) + " |")
-        return "\n".join(lines)
+        return table
 
-    def pair_matrix(self) -> str:
-        names = list(self.implementations) or sorted({i for c in self.cells for i in c.impls})
+    def pair_counts(self) -> dict[tuple[str, str], Counter[str]]:
+        """(enqueuer, worker) -> outcome counts of the cross-language and argument cells."""
         table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         for c in self.cells:
             if c.enqueuer and c.worker:
                 table[c.enqueuer, c.worker][c.outcome] += 1
+        return table
+
+    def impl_area_matrix(self) -> str:
+        names, areas, table = self.names(), self.areas(), self.area_counts()
+        lines = ["| implementation | " + " | ".join(areas) + " |", "|---" * (len(areas) + 1) + "|"]
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(cell_text(table[name, a]) for a in areas) + " |")
+        return "\n".join(lines)
+
+    def pair_matrix(self) -> str:
+        names, table = self.names(), self.pair_counts()
         lines = ["| enqueuer \\ worker | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for e in names:
-            lines.append(f"| {e} | " + " | ".join(_cell_text(table[e, w]) for w in names) + " |")
+            lines.append(f"| {e} | " + " | ".join(cell_text(table[e, w]) for w in names) + " |")
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -119,13 +146,23 @@ class Run:
             "cells": [asdict(c) for c in self.cells],
         }
 
+    @classmethod
+    def load(cls, path: Path) -> "Run":
+        """A run back from the results.json it wrote."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            cells=[Cell(**cell) for cell in data["cells"]],
+            implementations=data["implementations"],
+            postgres=data["postgres"],
+        )
+
     def write(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "results.json").write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
         (directory / "matrix.md").write_text(self.markdown(), encoding="utf-8")
 
 
-def _cell_text(counts: Counter[str]) -> str:
+def cell_text(counts: Counter[str]) -> str:
     if not counts:
         return ""
     applicable = counts["passed"] + counts["failed"] + counts["expected"] + counts["stale"]

