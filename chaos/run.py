@@ -4,8 +4,8 @@ Each scenario (one module each in chaos/scenarios/) runs against one throwaway P
 cluster with every available implementation and writes a row: scenario, implementations,
 jobs, completed, duplicates, lost, locks left, recovery time, and whether its checks held.
 The database is the witness: `que_jobs`, `pg_locks` and the results table the testees
-write to. Results go to chaos/results/latest.json and latest.md; the run exits non-zero
-when any row fails.
+write to. Results go to results/chaos/latest.json and latest.md (make publish copies them to
+chaos/results/); the run exits non-zero when any row fails.
 """
 
 import argparse
