@@ -197,10 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     smoke_ok = True
     if options.smoke or options.testee:
         try:
-            smoke_ok = _smoke(options, names, results)
+            # A stop signal unwinds the smoke test too, so its throwaway cluster is removed.
+            with signals.unwinding():
+                smoke_ok = _smoke(options, names, results)
         except (PostgresUnavailable, RuntimeError) as error:
             print(f"que-conformance: the smoke test could not run: {error}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt as stop:
+            print(f"que-conformance: {stop}", file=sys.stderr)
+            return 130
         if options.smoke:
             return 0 if smoke_ok else 1
 

@@ -206,23 +206,7 @@ class LocalCluster:
                 "-c shared_buffers=256MB",
             ]
         )
-        start = _run_as(
-            self.user,
-            env_extra=self.clock_env,
-            args=[
-                self._bin("pg_ctl"),
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.logfile),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )
+        start = self._pg_ctl("-o", options, "start")
         if start.returncode != 0:
             log = self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
             self.remove()
@@ -230,27 +214,16 @@ class LocalCluster:
         self.started = True
         return self
 
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """pg_ctl on this cluster, waiting up to 60 s, under the shifted clock if any. -l: the
+        postmaster writes to the log file, not to our captured pipes (which would keep the
+        call waiting for their end forever)."""
+        command = [self._bin("pg_ctl"), "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", *args]
+        return _run_as(self.user, env_extra=self.clock_env, args=command)
+
     def restart(self) -> None:
         """Restart the server in place (same port and data), for fault tests."""
-        result = _run_as(
-            self.user,
-            env_extra=self.clock_env,
-            # -l: the new postmaster writes to the log, not to our captured pipes (which
-            # would keep this call waiting for their end forever).
-            args=[
-                self._bin("pg_ctl"),
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.logfile),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                "60",
-                "restart",
-            ],
-        )
+        result = self._pg_ctl("-m", "fast", "restart")
         if result.returncode != 0:
             raise PostgresUnavailable(f"pg_ctl restart failed:\n{result.stderr}")
 

@@ -6,9 +6,11 @@ the throwaway PostgreSQL cluster is stopped and removed. Further signals are ign
 that happens: a second Ctrl-C must not cut the cleanup short.
 """
 
+import contextlib
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -25,6 +27,18 @@ def unwind_on_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for number in STOP_SIGNALS:
             signal.signal(number, _interrupt)
+
+
+@contextlib.contextmanager
+def unwinding() -> Iterator[None]:
+    """unwind_on_signals() for the block only; the handlers before it come back after."""
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    unwind_on_signals()
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run_forwarding(command: list[str], **kwargs: object) -> int:
