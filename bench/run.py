@@ -38,7 +38,7 @@ import psycopg
 
 from bench import charts, floor, growth, latency, memory, peers
 from bench.drain import drain_once, reset, summarize, top_up
-from harness import implementations, results
+from harness import implementations, results, signals
 from harness.postgres import Database, database
 from harness.testee import Testee, Unavailable
 
@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help=f"comma list of parts to skip: {','.join(PARTS)}")
     parser.add_argument("--out", default=str(OUT), help="results folder (default: results/bench)")
     options = parser.parse_args(argv)
+    # A timeout's SIGTERM unwinds like Ctrl-C, so the throwaway cluster is always removed.
+    signals.unwind_on_signals()
     names = [n for n in options.impl.split(",") if n]
     skip = {s for s in options.skip.split(",") if s}
     unknown = skip - set(PARTS)

@@ -70,3 +70,23 @@ def test_a_signal_stops_the_run_and_removes_the_cluster(signum: int, tmp_path: P
         wait_for(lambda: not any(Path(c).exists() for c in new), timeout=15, what="the cluster to be removed")
     finally:
         proc.kill()
+
+
+def test_a_stopped_benchmark_removes_its_cluster(tmp_path: Path) -> None:
+    """make bench under a CI timeout: SIGTERM mid-run must not leave a server behind."""
+    before = clusters()
+    command = [sys.executable, "-m", "bench.run", "--impl", "python", "--jobs", "200000", "--runs", "3"]
+    proc = subprocess.Popen(
+        [*command, "--workers", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        new = wait_for(lambda: [c for c in clusters() - before if postmaster_running(c)], timeout=60, what="cluster")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) != 0
+        wait_for(lambda: not any(postmaster_running(c) for c in new), timeout=15, what="the server to stop")
+        wait_for(lambda: not any(Path(c).exists() for c in new), timeout=15, what="the cluster to be removed")
+    finally:
+        proc.kill()
