@@ -173,6 +173,7 @@ def _memory(report: dict[str, Any]) -> list[str]:
         "",
         "### Worker pool memory and sessions (peak RSS MiB; server sessions per worker)",
         "",
+        *([f"Measured in a separate run: {report['memory_run']}.", ""] if report.get("memory_run") else []),
         "| | idle | " + " | ".join(f"{w} workers" for w in pools) + " |",
         "|---" * (len(pools) + 2) + "|",
     ]

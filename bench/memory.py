@@ -47,9 +47,14 @@ def measure(testee: Testee, url: str, workers: int) -> dict[str, Any]:
         idle_rss, idle_sessions = rss(testee.pid), sessions(conn, testee.pid)
         lab.fill(conn, workers, SLEEP, f"json_build_array({SLEEP_MS})")
         box: dict[str, Any] = {}
-        thread = threading.Thread(
-            target=lambda: box.update(result=testee.request("work", timeout=120, workers=workers, deadline_ms=60_000))
-        )
+
+        def work() -> None:
+            try:
+                box["result"] = testee.request("work", timeout=120, queue="", workers=workers, deadline_ms=60_000)
+            except Exception as error:  # raised below, in the caller's thread
+                box["error"] = error
+
+        thread = threading.Thread(target=work)
         thread.start()
         peak_rss, peak_sessions = idle_rss, idle_sessions
         while thread.is_alive():
@@ -57,6 +62,10 @@ def measure(testee: Testee, url: str, workers: int) -> dict[str, Any]:
             peak_sessions = max(peak_sessions, sessions(conn, testee.pid))
             time.sleep(0.05)
         thread.join()
+    if "error" in box:
+        raise RuntimeError(f"{testee.label}: work with {workers} workers failed: {box['error']}")
+    if not box["result"].get("drained"):
+        raise RuntimeError(f"{testee.label}: work with {workers} workers did not drain: {box['result']}")
     return {
         "workers": workers,
         "idle_rss_mib": round(idle_rss / 2**20, 1),
