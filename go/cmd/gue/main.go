@@ -81,9 +81,12 @@ func (g *gueLib) WorkOne(queue string) bool {
 	return gue.NewWorker(g.client, g.workMap, gue.WithQueue(queue)).WorkOne(context.Background())
 }
 
-// StartPool starts gue's WorkerPool. gue v1 stops a pool by cancelling its context and
-// has no way to wait for the workers; their jobs are done when every pool connection is
-// back, so shutting down waits for that.
+// StartPool starts gue's WorkerPool. gue v1 stops a pool only by cancelling its context,
+// and a job finishing at that moment loses its unlock: Worker.WorkOne defers
+// j.Done(ctx) with the pool's context, pgx refuses a query on a cancelled context, and the
+// connection goes back to the pool still holding the job's advisory lock (found by the
+// exactly-once cell). So the testee waits for the workers to be idle (every pool
+// connection back) before it cancels, and again after, as a careful gue user would.
 func (g *gueLib) StartPool(queue string, workers int, interval time.Duration) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	pool := gue.NewWorkerPool(g.client, g.workMap, workers, gue.WithPoolQueue(queue), gue.WithPoolPollInterval(interval))
@@ -91,16 +94,22 @@ func (g *gueLib) StartPool(queue string, workers int, interval time.Duration) fu
 		panic(err)
 	}
 	return func() {
+		g.waitIdle(interval)
 		cancel()
-		for quiet := 0; quiet < 3; {
-			stat := g.pool.Stat()
-			if stat.AvailableConnections == stat.CurrentConnections {
-				quiet++
-			} else {
-				quiet = 0
-			}
-			time.Sleep(interval + 10*time.Millisecond)
+		g.waitIdle(interval)
+	}
+}
+
+// waitIdle returns once no pool connection has been checked out for three polls in a row.
+func (g *gueLib) waitIdle(interval time.Duration) {
+	for quiet := 0; quiet < 3; {
+		stat := g.pool.Stat()
+		if stat.AvailableConnections == stat.CurrentConnections {
+			quiet++
+		} else {
+			quiet = 0
 		}
+		time.Sleep(interval + 10*time.Millisecond)
 	}
 }
 
