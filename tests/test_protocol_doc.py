@@ -13,6 +13,9 @@ from pathlib import Path
 import jsonschema
 
 from harness import protocol
+from harness.testees.common import JOB_CLASSES
+from harness.testees.python import Testee as PythonTestee
+from harness.testees.python_async import AsyncTestee
 from tests.test_broken_testees import outcomes, run_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,14 +40,11 @@ def test_the_capability_table_is_the_schemas_closed_set() -> None:
 def test_every_testee_registers_exactly_the_documented_job_classes() -> None:
     documented = set(re.findall(r"^\| `(QueConformance::\w+)` \|", section("Job classes"), flags=re.M))
     assert documented == {f"QueConformance::{n}" for n in ("Echo", "Fail", "Sleep", "Noop", "Flaky")}
-    sources = {
-        "python": ROOT / "harness" / "testees" / "python.py",
-        "python-async": ROOT / "harness" / "testees" / "python_async.py",
-        "go": ROOT / "go" / "testee" / "testee.go",
-    }
-    for name, path in sources.items():
-        registered = set(re.findall(r'"(QueConformance::\w+)"', path.read_text()))
-        assert registered == documented, f"{name} registers {sorted(registered)}"
+    assert set(JOB_CLASSES) == documented, f"the Python testees register {sorted(JOB_CLASSES)}"
+    for testee in (PythonTestee(), AsyncTestee()):
+        assert sorted(testee.handlers) == sorted(documented)
+    go = set(re.findall(r'"(QueConformance::\w+)"', (ROOT / "go" / "testee" / "testee.go").read_text()))
+    assert go == documented, f"go registers {sorted(go)}"
     ruby = set(re.findall(r"^\s+class (\w+) < Que::Job", (ROOT / "ruby" / "testee.rb").read_text(), flags=re.M))
     assert {f"QueConformance::{n}" for n in ruby} == documented, f"ruby registers {sorted(ruby)}"
 

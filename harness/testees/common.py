@@ -69,6 +69,22 @@ def started(name: str) -> dict[str, Any]:
     }
 
 
+# The job classes every testee registers (conformance/PROTOCOL.md), and the method of a
+# Python testee that handles each.
+JOB_CLASSES = {
+    "QueConformance::Echo": "echo",
+    "QueConformance::Fail": "fail",
+    "QueConformance::Sleep": "sleep",
+    "QueConformance::Noop": "noop",
+    "QueConformance::Flaky": "flaky",
+}
+
+
+def registry(testee: object) -> que.Registry:
+    """The testee's handlers, sync or async, under the shared job class names."""
+    return que.Registry({name: getattr(testee, method) for name, method in JOB_CLASSES.items()})
+
+
 def record_params(impl: str, received: str | None) -> list[Any]:
     job = que.current_job()
     return [impl, os.getpid(), job.job_id, job.job_class, received, job.args_json]

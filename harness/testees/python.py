@@ -17,7 +17,17 @@ import psycopg
 import que
 import que._protocol
 from harness.testees import broken
-from harness.testees.common import RECORD, drained_by, enqueue_call, held, pool_size, record_params, serve, started
+from harness.testees.common import (
+    RECORD,
+    drained_by,
+    enqueue_call,
+    held,
+    pool_size,
+    record_params,
+    registry,
+    serve,
+    started,
+)
 from que._protocol import Locked
 from que._session import Session
 from que._waiting import wait
@@ -37,15 +47,7 @@ class Testee:
         self.held: dict[int, que.LockedJob] = {}
         self.results_conn: psycopg.Connection[Any] | None = None
         self.results_lock = threading.Lock()
-        self.handlers = que.Registry(
-            {
-                "QueConformance::Echo": self.echo,
-                "QueConformance::Fail": self.fail,
-                "QueConformance::Sleep": self.sleep,
-                "QueConformance::Noop": self.noop,
-                "QueConformance::Flaky": self.flaky,
-            }
-        )
+        self.handlers = registry(self)
 
     # -- job classes ------------------------------------------------------------------
 

@@ -15,7 +15,17 @@ import psycopg
 
 import que
 from harness.testees import broken
-from harness.testees.common import RECORD, drained_by, enqueue_call, held, pool_size, record_params, serve, started
+from harness.testees.common import (
+    RECORD,
+    drained_by,
+    enqueue_call,
+    held,
+    pool_size,
+    record_params,
+    registry,
+    serve,
+    started,
+)
 from que.aio import AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool
 
 NAME = "python-async"
@@ -29,15 +39,7 @@ class AsyncTestee:
         self.held: dict[int, AsyncLockedJob] = {}
         self.results_conn: psycopg.AsyncConnection[Any] | None = None
         self.results_lock = asyncio.Lock()
-        self.handlers = que.Registry(
-            {
-                "QueConformance::Echo": self.echo,
-                "QueConformance::Fail": self.fail,
-                "QueConformance::Sleep": self.sleep,
-                "QueConformance::Noop": self.noop,
-                "QueConformance::Flaky": self.flaky,
-            }
-        )
+        self.handlers = registry(self)
 
     # -- job classes ------------------------------------------------------------------
 
