@@ -279,18 +279,20 @@ def _run(options: argparse.Namespace) -> int:
         elif options.command == "retry":
             return _retry(client, options.job_id, options.queue)
         elif options.command == "work":
-            pool = WorkerPool(
-                client,
-                handlers,
-                count=options.workers,
-                queue=options.queue,
-                wake_interval=options.wake_interval,
-                listen=options.listen,
-                max_retries=options.max_retries,
-                batch=options.batch,
-            )
+            pool = WorkerPool(client, handlers, batch=options.batch, **_pool_options(options))
             pool.run(shutdown_timeout=options.shutdown_timeout)
     return 0
+
+
+def _pool_options(options: argparse.Namespace) -> dict[str, Any]:
+    """The `que work` flags both pools take alike."""
+    return {
+        "count": options.workers,
+        "queue": options.queue,
+        "wake_interval": options.wake_interval,
+        "listen": options.listen,
+        "max_retries": options.max_retries,
+    }
 
 
 def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int:
@@ -299,15 +301,7 @@ def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int
 
     async def work() -> bool:
         async with AsyncClient(options.database_url) as client:
-            pool = AsyncWorkerPool(
-                client,
-                handlers,
-                count=options.workers,
-                queue=options.queue,
-                wake_interval=options.wake_interval,
-                listen=options.listen,
-                max_retries=options.max_retries,
-            )
+            pool = AsyncWorkerPool(client, handlers, **_pool_options(options))
             return await pool.run(shutdown_timeout=options.shutdown_timeout)
 
     if not asyncio.run(work()):

@@ -8,7 +8,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -103,8 +103,32 @@ def enqueue_call(req: dict[str, Any], broken_rule: str | None) -> tuple[list[Any
     return [req["job_class"], *args], options
 
 
-def pool_size(req: dict[str, Any], broken_rule: str | None) -> int:
-    return 1 if broken_rule == "pool-size" else int(req.get("workers", 1))
+class WorkPlan(NamedTuple):
+    """A `work` request read once for both Python testees: when to stop, and the pool."""
+
+    queue: str
+    started: float
+    deadline: float
+    minimum: float
+    pool: dict[str, Any]  # keyword arguments of WorkerPool and AsyncWorkerPool
+
+
+def work_plan(req: dict[str, Any], broken_rule: str | None) -> WorkPlan:
+    queue = req.get("queue", "")
+    started = time.monotonic()
+    pool = {
+        "count": 1 if broken_rule == "pool-size" else int(req.get("workers", 1)),
+        "queue": queue,
+        "wake_interval": req.get("wake_interval_ms", 10) / 1000,
+        "listen": bool(req.get("listen", False)),
+    }
+    return WorkPlan(
+        queue,
+        started,
+        started + req.get("deadline_ms", 60_000) / 1000,
+        started + req.get("min_duration_ms", 0) / 1000,
+        pool,
+    )
 
 
 def held(job: que.Job) -> dict[str, Any]:

@@ -22,11 +22,11 @@ from harness.testees.common import (
     drained_by,
     enqueue_call,
     held,
-    pool_size,
     record_params,
     registry,
     serve,
     started,
+    work_plan,
 )
 from que._protocol import Locked
 from que._session import Session
@@ -122,21 +122,10 @@ class Testee:
 
     def op_work(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
-        queue = req.get("queue", "")
-        started = time.monotonic()
-        deadline = started + req.get("deadline_ms", 60_000) / 1000
-        minimum = started + req.get("min_duration_ms", 0) / 1000
-        pool = que.WorkerPool(
-            self.client,
-            self.handlers,
-            count=pool_size(req, self.broken_rule),
-            queue=queue,
-            wake_interval=req.get("wake_interval_ms", 10) / 1000,
-            listen=bool(req.get("listen", False)),
-            batch=self.batch,
-        ).start()
-        drained, elapsed = drained_by(self.client.conninfo, queue, deadline, minimum)
-        elapsed -= started
+        plan = work_plan(req, self.broken_rule)
+        pool = que.WorkerPool(self.client, self.handlers, batch=self.batch, **plan.pool).start()
+        drained, elapsed = drained_by(self.client.conninfo, plan.queue, plan.deadline, plan.minimum)
+        elapsed -= plan.started
         pool.shutdown()
         return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
 

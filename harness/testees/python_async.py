@@ -20,11 +20,11 @@ from harness.testees.common import (
     drained_by,
     enqueue_call,
     held,
-    pool_size,
     record_params,
     registry,
     serve,
     started,
+    work_plan,
 )
 from que.aio import AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool
 
@@ -109,22 +109,14 @@ class AsyncTestee:
 
     async def op_work(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
-        queue = req.get("queue", "")
-        begun = time.monotonic()
-        deadline = begun + req.get("deadline_ms", 60_000) / 1000
-        minimum = begun + req.get("min_duration_ms", 0) / 1000
-        pool = await AsyncWorkerPool(
-            self.client,
-            self.handlers,
-            count=pool_size(req, self.broken_rule),
-            queue=queue,
-            wake_interval=req.get("wake_interval_ms", 10) / 1000,
-            listen=bool(req.get("listen", False)),
-        ).start()
+        plan = work_plan(req, self.broken_rule)
+        pool = await AsyncWorkerPool(self.client, self.handlers, **plan.pool).start()
         # The drained check runs in a thread of its own, as in the thread testee, so that
         # its polling does not take the event loop's time from the pool being measured.
-        drained, elapsed = await asyncio.to_thread(drained_by, self.client.conninfo, queue, deadline, minimum)
-        elapsed -= begun
+        drained, elapsed = await asyncio.to_thread(
+            drained_by, self.client.conninfo, plan.queue, plan.deadline, plan.minimum
+        )
+        elapsed -= plan.started
         await pool.shutdown()
         return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
 
