@@ -49,7 +49,9 @@ class ImageSpec:
         return f"{self.repository}:{self.content_hash()}"
 
 
-_GO_FILES = ("Dockerfile", "go.mod", "go.sum", "testee/testee.go", "cmd/que-go/main.go", "cmd/gue/main.go")
+# Every Go source the Dockerfile copies (testee/ and cmd/), found rather than listed, so a new
+# file changes the image tag too.
+_GO_FILES = ("Dockerfile", "go.mod", "go.sum", *sorted(str(p.relative_to(GO_DIR)) for p in GO_DIR.glob("*/**/*.go")))
 IMAGES: Mapping[str, ImageSpec] = {
     "ruby": ImageSpec("ruby", RUBY_DIR, ("Dockerfile", "Gemfile", "Gemfile.lock", "testee.rb")),
     "go": ImageSpec("go", GO_DIR, _GO_FILES, program="/usr/local/bin/que-go-testee"),

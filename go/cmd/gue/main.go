@@ -5,8 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx"
@@ -20,8 +18,7 @@ type gueLib struct {
 	pool    *pgx.ConnPool
 	client  *gue.Client
 	workMap gue.WorkMap
-	mu      sync.Mutex
-	held    map[int64]*gue.Job
+	held    *testee.Holder[*gue.Job]
 }
 
 func (g *gueLib) Start(url string, handlers map[string]testee.Handler) (*pgx.ConnPool, error) {
@@ -38,7 +35,7 @@ func (g *gueLib) Start(url string, handlers map[string]testee.Handler) (*pgx.Con
 		return nil, err
 	}
 	g.client = gue.NewClient(pgxv3.NewConnPool(g.pool))
-	g.held = map[int64]*gue.Job{}
+	g.held = testee.NewHolder(func(j *gue.Job) { j.Done(context.Background()) })
 	g.workMap = gue.WorkMap{}
 	for name, handler := range handlers {
 		handler := handler
@@ -118,31 +115,16 @@ func (g *gueLib) Lock(queue string) (*testee.Held, error) {
 	if err != nil || j == nil {
 		return nil, err
 	}
-	g.mu.Lock()
-	g.held[j.ID] = j
-	g.mu.Unlock()
+	g.held.Keep(j.ID, j)
 	return &testee.Held{ID: j.ID, Queue: j.Queue, Priority: j.Priority, RunAt: j.RunAt, Type: j.Type, ErrorCount: j.ErrorCount}, nil
 }
 
 func (g *gueLib) Release(jobID int64) error {
-	g.mu.Lock()
-	j, ok := g.held[jobID]
-	delete(g.held, jobID)
-	g.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("job %d is not held by this testee", jobID)
-	}
-	j.Done(context.Background())
-	return nil
+	return g.held.Release(jobID)
 }
 
 func (g *gueLib) ReleaseAll() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for id, j := range g.held {
-		j.Done(context.Background())
-		delete(g.held, id)
-	}
+	g.held.ReleaseAll()
 }
 
 func main() {

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"fmt"
-	"sync"
 	"time"
 
 	que "github.com/bgentry/que-go"
@@ -17,8 +15,7 @@ type quego struct {
 	pool    *pgx.ConnPool
 	client  *que.Client
 	workMap que.WorkMap
-	mu      sync.Mutex
-	held    map[int64]*que.Job
+	held    *testee.Holder[*que.Job]
 }
 
 func (q *quego) Start(url string, handlers map[string]testee.Handler) (*pgx.ConnPool, error) {
@@ -36,7 +33,7 @@ func (q *quego) Start(url string, handlers map[string]testee.Handler) (*pgx.Conn
 		return nil, err
 	}
 	q.client = que.NewClient(q.pool)
-	q.held = map[int64]*que.Job{}
+	q.held = testee.NewHolder(func(j *que.Job) { j.Done() })
 	q.workMap = que.WorkMap{}
 	for name, handler := range handlers {
 		handler := handler
@@ -94,31 +91,16 @@ func (q *quego) Lock(queue string) (*testee.Held, error) {
 	if err != nil || j == nil {
 		return nil, err
 	}
-	q.mu.Lock()
-	q.held[j.ID] = j
-	q.mu.Unlock()
+	q.held.Keep(j.ID, j)
 	return &testee.Held{ID: j.ID, Queue: j.Queue, Priority: j.Priority, RunAt: j.RunAt, Type: j.Type, ErrorCount: j.ErrorCount}, nil
 }
 
 func (q *quego) Release(jobID int64) error {
-	q.mu.Lock()
-	j, ok := q.held[jobID]
-	delete(q.held, jobID)
-	q.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("job %d is not held by this testee", jobID)
-	}
-	j.Done()
-	return nil
+	return q.held.Release(jobID)
 }
 
 func (q *quego) ReleaseAll() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for id, j := range q.held {
-		j.Done()
-		delete(q.held, id)
-	}
+	q.held.ReleaseAll()
 }
 
 func main() {
