@@ -294,3 +294,37 @@ def test_poison_handlers_are_recorded_by_the_async_worker(
         "X": (1, "tests.test_aio.test_poison_handlers_are_recorded_by_the_async_worker.<locals>.Custom: x"),
     }
     assert advisory_locks(conn) == []
+
+
+@pytest.mark.parametrize("listen", [False, True], ids=["polling", "listening"])
+def test_an_async_worker_whose_idle_session_the_server_ends_reconnects(
+    conn: psycopg.Connection[Any], database_url: str, listen: bool
+) -> None:
+    """Its socket stays registered with the loop between statements: the server's goodbye
+    arrives there, and the worker must neither spin on it nor lose the next job."""
+
+    async def main() -> list[int]:
+        worked: list[int] = []
+        second = asyncio.Event()
+
+        async def job(n: int) -> None:
+            worked.append(n)
+            if n == 2:
+                second.set()
+
+        async with AsyncClient(database_url, notify=True) as aclient:
+            await aclient.enqueue("J", 1)
+            worker = AsyncWorker(aclient, {"J": job}, wake_interval=0.05, listen=listen).start()
+            while worked != [1]:
+                await asyncio.sleep(0.01)
+            pid = worker.backend_pid
+            assert pid is not None
+            await asyncio.to_thread(conn.execute, "SELECT pg_terminate_backend(%s)", [pid])
+            await aclient.enqueue("J", 2)
+            await asyncio.wait_for(second.wait(), 10)
+            assert worker.backend_pid not in (None, pid)
+            assert await worker.shutdown(10)
+            return worked
+
+    assert run(main()) == [1, 2]
+    assert rows(conn) == [] and advisory_locks(conn) == []

@@ -17,8 +17,8 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -26,13 +26,14 @@ from que import _handlers, _protocol, _validate
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
-from que._waiting import wait_async
+from que._waiting import Channel, wait_async
 from que.aio._client import AsyncClient
 from que.aio._lock import _being_cancelled
 from que.errors import TransactionPoolingError, last_error_text
 from que.worker import backoff, check_wake_interval
 
 log = logging.getLogger("que")
+T = TypeVar("T")
 
 
 def _in_thread(handler: Handler, args: tuple[Any, ...]) -> BaseException | None:
@@ -77,6 +78,7 @@ class AsyncWorker:
         self.jobs_errored = 0
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._session: Session | None = None
+        self._channel: Channel | None = None
         self._stop = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -95,33 +97,48 @@ class AsyncWorker:
 
     # -- the connection -------------------------------------------------------------
 
+    def _current(self) -> Session | None:
+        """This worker's session while its connection is open (checked without an await:
+        the loop runs this once per job)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else self._session
+
     async def _open(self) -> Session:
-        if self._conn is None or self._session is None or self._conn.closed:
-            conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
-            try:
-                session = Session(conn.pgconn)
-                await wait_async(_protocol.set_up(session), conn.pgconn.socket)
-                if self.listen:
-                    await wait_async(_protocol.listen(session), conn.pgconn.socket)
-            except BaseException:
-                conn.pgconn.finish()
-                await conn.close()
-                raise
-            self._conn, self._session = conn, session
-        return self._session
+        session = self._current()
+        if session is not None:
+            return session
+        await self._drop_connection()  # one the server ended, if any
+        conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
+        try:
+            session = Session(conn.pgconn)
+            await wait_async(_protocol.set_up(session), conn.pgconn.socket)
+            if self.listen:
+                await wait_async(_protocol.listen(session), conn.pgconn.socket)
+        except BaseException:
+            conn.pgconn.finish()
+            await conn.close()
+            raise
+        channel = Channel(asyncio.get_running_loop(), conn.pgconn.socket)
+        channel.attach(conn.pgconn.consume_input)
+        self._conn, self._session, self._channel = conn, session, channel
+        return session
 
     async def _drop_connection(self) -> None:
         """Close the connection: this also ends every lock its session held. The session
         ends at once, even when the task is being cancelled."""
         conn, self._conn, self._session = self._conn, None, None
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
         if conn is not None and not conn.closed:
             conn.pgconn.finish()
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
 
-    async def _run(self, gen: PQGen[Any]) -> Any:
-        assert self._conn is not None, "no connection"
-        return await wait_async(gen, self._conn.pgconn.socket)
+    def _run(self, gen: PQGen[T]) -> Coroutine[Any, Any, T]:
+        """The statements of `gen` on this worker's connection, to be awaited."""
+        assert self._channel is not None, "no connection"
+        return self._channel.run(gen)
 
     # -- one job ------------------------------------------------------------------
 
@@ -204,7 +221,7 @@ class AsyncWorker:
         try:
             while not self._stop:
                 try:
-                    session = await self._open()
+                    session = self._current() or await self._open()
                     if held is None:
                         held = await self._run(_protocol.lock(session, self.queue))
                     if held is None:
@@ -227,13 +244,13 @@ class AsyncWorker:
     async def _idle(self, session: Session) -> None:
         """Wait for the wake interval, wake() or request_stop(), or (listening) a
         notification for this worker's queue."""
-        if not self.listen or self._conn is None:
+        channel = self._channel
+        if not self.listen or channel is None:
             await self._sleep(self.wake_interval)
             return
         loop = asyncio.get_running_loop()
-        fileno = self._conn.pgconn.socket
         readable = asyncio.Event()
-        loop.add_reader(fileno, readable.set)
+        channel.on_idle = readable.set
         deadline = loop.time() + self.wake_interval
         try:
             while not self._wake.is_set() and (left := deadline - loop.time()) > 0:
@@ -246,7 +263,7 @@ class AsyncWorker:
                     if _protocol.notified(session, self.queue):
                         break
         finally:
-            loop.remove_reader(fileno)
+            channel.on_idle = None
         self._wake.clear()
 
     async def _sleep(self, seconds: float) -> None:
