@@ -68,6 +68,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"Noise: {noise(report)}.",
         "",
     ]
+    rows = [
+        f"{name} {data.get('version', '?')}" + (f" ({data['language']})" if data.get("language") else "")
+        for name, data in impls.items()
+    ]
+    lines += [f"Rows: {'; '.join(rows)}.", ""]
     for warning in report.get("warnings", []):
         lines.append(f"**Warning**: {warning}")
     lines += [
@@ -84,6 +89,7 @@ def markdown(report: dict[str, Any]) -> str:
     ratios = [
         ("python / go", "python", "go"),
         ("python-async / go", "python-async", "go"),
+        ("python-async / python", "python-async", "python"),
         ("python-batch / go", "python-batch", "go"),
         ("python / floor", "python", "floor"),
         (

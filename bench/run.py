@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, testee in testees.items():
                 report["implementations"][name] = {
                     "version": testee.info.version if testee.info else "?",
+                    "language": testee.info.language if testee.info else "?",
                     "batch": batch_size(name),
                     "drain_jobs_per_s": {},
                     "enqueue_jobs_per_s": {},

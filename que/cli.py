@@ -7,7 +7,6 @@ code. Errors are one line on stderr, never a traceback.
 """
 
 import argparse
-import asyncio
 import importlib
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any, NoReturn
 import psycopg
 
 from que import encoding, schema
+from que.aio._loop import LOOPS
 from que.client import Client
 from que.errors import QueError
 from que.pool import WorkerPool
@@ -141,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the asyncio pool (que.aio): async def handlers run on one event loop, plain ones in threads",
     )
+    work.add_argument(
+        "--loop",
+        choices=LOOPS,
+        help="with --async: the event loop; auto is uvloop when it is installed (pip install "
+        "'que-interop[uvloop]'), else asyncio's own (default: auto)",
+    )
 
     stats = commands.add_parser("stats", help="job counts per queue and job class")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -236,6 +242,8 @@ def _run(options: argparse.Namespace) -> int:
         if options.use_async and options.batch != 1:
             raise UsageError("--batch is for the thread pool; the asyncio pool (--async) claims one job at a time")
         handlers = _load_handlers(options.app)
+        if options.loop is not None and not options.use_async:
+            raise UsageError("--loop is for the asyncio pool: add --async")
         if options.use_async:
             return _work_async(options, handlers)
 
@@ -297,14 +305,20 @@ def _pool_options(options: argparse.Namespace) -> dict[str, Any]:
 
 def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int:
     """`que work --async`: the same flags over que.aio's pool on one event loop."""
-    from que.aio import AsyncClient, AsyncWorkerPool
+    from que import aio
+
+    loop = options.loop or "auto"
+    try:
+        logging.getLogger("que").info("event loop: %s", aio.loop_name(loop), extra={"event": "event_loop"})
+    except RuntimeError as missing:
+        raise UsageError(str(missing)) from None
 
     async def work() -> bool:
-        async with AsyncClient(options.database_url) as client:
-            pool = AsyncWorkerPool(client, handlers, **_pool_options(options))
+        async with aio.AsyncClient(options.database_url) as client:
+            pool = aio.AsyncWorkerPool(client, handlers, **_pool_options(options))
             return await pool.run(shutdown_timeout=options.shutdown_timeout)
 
-    if not asyncio.run(work()):
+    if not aio.run(work(), loop=loop):
         # Jobs were cut short (a second signal, or the shutdown timeout): plain handlers may
         # still run in their threads, which the interpreter would wait for. Their jobs stay
         # and run again later; exit now, as the thread pool does on a second signal.

@@ -10,12 +10,17 @@ import pytest
 
 import que
 from harness.lab import advisory_locks, wait_until
+from que import aio
 from que.aio import AsyncClient, AsyncWorker, AsyncWorkerPool
 from tests.conftest import rows
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+def run(coro: Any, loop: str = "asyncio") -> Any:
+    return aio.run(coro, loop=loop)
+
+
+# The tests that drive workers through the loop's I/O run on both loops que.aio.run offers.
+LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 def test_async_and_sync_clients_store_the_same_bytes(
@@ -172,7 +177,10 @@ def test_a_blocking_plain_handler_does_not_stall_other_workers(
     assert rows(conn) == []
 
 
-def test_cancellation_mid_job_loses_no_job_and_leaves_no_lock(conn: psycopg.Connection[Any], database_url: str) -> None:
+@LOOPS
+def test_cancellation_mid_job_loses_no_job_and_leaves_no_lock(
+    conn: psycopg.Connection[Any], database_url: str, loop: str
+) -> None:
     started = asyncio.Event()
 
     async def slow() -> None:
@@ -190,7 +198,7 @@ def test_cancellation_mid_job_loses_no_job_and_leaves_no_lock(conn: psycopg.Conn
                 await worker._task
             assert job.job_id in [r["job_id"] for r in rows(conn)]
 
-    run(main())
+    run(main(), loop)
     [row] = rows(conn)
     assert row["error_count"] == 0 and row["last_error"] is None, "the row is left as it was"
     wait_until(lambda: advisory_locks(conn) == [], 10, "the cancelled job's lock to end with its session")
@@ -212,7 +220,8 @@ def test_a_handler_raising_cancelled_error_itself_is_a_failure(
     assert row["error_count"] == 1 and "CancelledError" in row["last_error"]
 
 
-def test_listen_notify_wakes_an_idle_async_worker(conn: psycopg.Connection[Any], database_url: str) -> None:
+@LOOPS
+def test_listen_notify_wakes_an_idle_async_worker(conn: psycopg.Connection[Any], database_url: str, loop: str) -> None:
     async def main() -> float:
         done = asyncio.Event()
 
@@ -230,10 +239,11 @@ def test_listen_notify_wakes_an_idle_async_worker(conn: psycopg.Connection[Any],
             assert await worker.shutdown(10)
             return time.monotonic() - started
 
-    assert run(main()) < 10, "a notification must wake the worker long before its 60 s poll"
+    assert run(main(), loop) < 10, "a notification must wake the worker long before its 60 s poll"
 
 
-def test_pool_drains_exactly_once_and_shuts_down(conn: psycopg.Connection[Any], database_url: str) -> None:
+@LOOPS
+def test_pool_drains_exactly_once_and_shuts_down(conn: psycopg.Connection[Any], database_url: str, loop: str) -> None:
     seen: list[int] = []
 
     async def note(n: int) -> None:
@@ -248,7 +258,7 @@ def test_pool_drains_exactly_once_and_shuts_down(conn: psycopg.Connection[Any], 
             assert await pool.shutdown(10)
             assert all(not w.is_alive() for w in pool.workers)
 
-    run(main())
+    run(main(), loop)
     assert sorted(seen) == list(range(300))
     assert rows(conn) == [] and advisory_locks(conn) == []
 
@@ -296,9 +306,10 @@ def test_poison_handlers_are_recorded_by_the_async_worker(
     assert advisory_locks(conn) == []
 
 
+@LOOPS
 @pytest.mark.parametrize("listen", [False, True], ids=["polling", "listening"])
 def test_an_async_worker_whose_idle_session_the_server_ends_reconnects(
-    conn: psycopg.Connection[Any], database_url: str, listen: bool
+    conn: psycopg.Connection[Any], database_url: str, listen: bool, loop: str
 ) -> None:
     """Its socket stays registered with the loop between statements: the server's goodbye
     arrives there, and the worker must neither spin on it nor lose the next job."""
@@ -326,5 +337,31 @@ def test_an_async_worker_whose_idle_session_the_server_ends_reconnects(
             assert await worker.shutdown(10)
             return worked
 
-    assert run(main()) == [1, 2]
+    assert run(main(), loop) == [1, 2]
     assert rows(conn) == [] and advisory_locks(conn) == []
+
+
+@pytest.mark.parametrize(("choice", "module"), [("asyncio", "asyncio"), ("uvloop", "uvloop"), ("auto", "uvloop")])
+def test_run_starts_the_loop_asked_for(choice: str, module: str) -> None:
+    async def main() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert aio.run(main(), loop=choice) == module
+    assert aio.loop_name(choice).split()[0] == module
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from que.aio import _loop
+
+    monkeypatch.setattr(_loop, "_uvloop", lambda: None)  # as in an environment without the package
+
+    async def main() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert aio.run(main(), loop="auto") == "asyncio" and aio.loop_name() == "asyncio"
+    pending = main()
+    with pytest.raises(RuntimeError, match=r"uvloop is not installed: pip install 'que-interop\[uvloop\]'"):
+        aio.run(pending, loop="uvloop")
+    assert pending.cr_frame is None, "the refused coroutine is closed, not left never awaited"
+    with pytest.raises(ValueError, match="loop must be one of auto, asyncio, uvloop, got 'trio'"):
+        aio.loop_name("trio")

@@ -110,7 +110,11 @@ def start_worker(database_url: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-POOLS = pytest.mark.parametrize("pool", [[], ["--async"], ["--batch", "5"]], ids=["threads", "async", "batch"])
+POOLS = pytest.mark.parametrize(
+    "pool",
+    [[], ["--async"], ["--async", "--loop", "asyncio"], ["--batch", "5"]],
+    ids=["threads", "async", "async-stdlib-loop", "batch"],
+)
 
 
 @POOLS

@@ -45,12 +45,12 @@ def drained_by(conninfo: str, queue: str, deadline: float, minimum: float) -> tu
 RECORD = "INSERT INTO {table} (impl, pid, job_id, job_class, received, raw) VALUES (%s, %s, %s, %s, %s, %s)"
 
 
-def started(name: str) -> dict[str, Any]:
-    """The start result of a Python testee."""
+def started(name: str, on: str | None = None) -> dict[str, Any]:
+    """The start result of a Python testee (`on`: the event loop of an asyncio one)."""
     return {
         "name": name,
         "version": que.__version__,
-        "language": f"Python {sys.version.split()[0]}",
+        "language": f"Python {sys.version.split()[0]}" + (f" on {on}" if on else ""),
         "protocol": PROTOCOL_VERSION,
         "capabilities": {
             "enqueue_returns_job_id": True,

@@ -7,6 +7,7 @@ so the cells check the asyncio worker and its event-loop I/O, not the thread poo
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -26,14 +27,15 @@ from harness.testees.common import (
     started,
     work_plan,
 )
-from que.aio import AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool
+from que.aio import LOOPS, AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool, loop_factory, loop_name
 
 NAME = "python-async"
 
 
 class AsyncTestee:
-    def __init__(self, broken_rule: str | None = None) -> None:
+    def __init__(self, broken_rule: str | None = None, loop: str = "asyncio") -> None:
         self.broken_rule = broken_rule
+        self.loop = loop
         self.client: AsyncClient | None = None
         self.results_table = "que_conformance_results"
         self.held: dict[int, AsyncLockedJob] = {}
@@ -76,7 +78,7 @@ class AsyncTestee:
         self.client = await AsyncClient(req["database_url"], max_connections=60).open()
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
-        return started(NAME)
+        return started(NAME, on=self.loop)
 
     async def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
@@ -147,11 +149,18 @@ class AsyncTestee:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness.testees.python_async", description="The asyncio Python testee.")
     parser.add_argument("--break", dest="rule", help="become a port that breaks RULE (harness.testees.broken)")
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=os.environ.get("QUE_ASYNC_LOOP", "auto"),
+        help="the event loop, as `que work --async --loop` (default: $QUE_ASYNC_LOOP, else auto)",
+    )
     options = parser.parse_args(argv)
     if options.rule:
         broken.apply(options.rule)
-    testee = AsyncTestee(options.rule)
-    with asyncio.Runner() as runner:  # one loop for every request, so connections outlive them
+    testee = AsyncTestee(options.rule, loop_name(options.loop))
+    # One loop for every request, so connections outlive them.
+    with asyncio.Runner(loop_factory=loop_factory(options.loop)) as runner:
 
         def dispatch(op: str, req: dict[str, Any]) -> dict[str, Any]:
             handler = getattr(testee, f"op_{op}", None)

@@ -2,12 +2,23 @@
 
 The same protocol engine as the sync API (que._protocol), driven by the event loop; only
 the I/O differs. Handlers may be `async def` (awaited on the loop) or plain functions (run
-in a thread, so they cannot block the loop).
+in a thread, so they cannot block the loop). `run` starts a program's own loop: uvloop's
+when installed, as `que work --async` does.
 """
 
 from que.aio._client import AsyncClient
 from que.aio._lock import AsyncLockedJob
+from que.aio._loop import LOOPS, loop_factory, loop_name, run
 from que.aio._pool import AsyncWorkerPool
 from que.aio._worker import AsyncWorker
 
-__all__ = ["AsyncClient", "AsyncLockedJob", "AsyncWorker", "AsyncWorkerPool"]
+__all__ = [
+    "LOOPS",
+    "AsyncClient",
+    "AsyncLockedJob",
+    "AsyncWorker",
+    "AsyncWorkerPool",
+    "loop_factory",
+    "loop_name",
+    "run",
+]
