@@ -135,6 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
             cell = data["pickup_latency_ms"].get(mode)
             cells.append(f"{cell['p50']:.1f} / {cell['p99']:.1f}" if cell else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _roundtrip(report)
     lines += _growth(report)
     lines += _memory(report)
     for name, data in report.get("peers", {}).items():
@@ -145,6 +146,22 @@ def markdown(report: dict[str, Any]) -> str:
     for name, reason in report.get("unavailable", {}).items():
         lines.append(f"\n{name}: unavailable: {reason}")
     return "\n".join(lines) + "\n"
+
+
+def _roundtrip(report: dict[str, Any]) -> list[str]:
+    cells = report.get("roundtrip")
+    if not cells:
+        return []
+    lines = [
+        "",
+        "### One round trip (a prepared SELECT 1 through que's session code), µs",
+        "",
+        "| waiting with | wall | CPU of the waiting thread |",
+        "|---|---|---|",
+    ]
+    for driver, cell in cells.items():
+        lines.append(f"| {driver} | {cell['wall_us']:.1f} | {cell['cpu_us']:.1f} |")
+    return lines
 
 
 def _growth(report: dict[str, Any]) -> list[str]:

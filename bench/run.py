@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 
-from bench import charts, floor, growth, latency, memory, peers
+from bench import charts, floor, growth, latency, memory, peers, roundtrip
 from bench.drain import drain_once, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
@@ -45,7 +45,9 @@ from harness.testee import Testee, Unavailable
 ROOT = Path(__file__).resolve().parent.parent
 # Run outputs go to the ignored results/ folder; `make publish` copies them where the README links.
 OUT = ROOT / "results" / "bench"
-PARTS = ("drain", "floor", "peers", "enqueue", "latency", "growth", "memory")
+# prepared SELECT 1 round trips per driver and run (bench/roundtrip.py)
+ROUNDTRIPS = 5_000
+PARTS = ("drain", "floor", "peers", "enqueue", "latency", "roundtrip", "growth", "memory")
 
 
 def log(message: str) -> None:
@@ -187,6 +189,12 @@ class Bench:
             if testee.info and testee.info.can("listen"):
                 modes["listen_notify"] = latency.latency(testee, self.url, samples, default_ms, True, 4.0)
                 log(f"latency {name} LISTEN/NOTIFY: {modes['listen_notify']}")
+
+    def roundtrip(self) -> None:
+        reset(self.url)
+        cells = self.report["roundtrip"] = roundtrip.measure(self.url, ROUNDTRIPS, self.options.runs)
+        for driver, cell in cells.items():
+            log(f"round trip, {driver}: {cell['wall_us']} us wall, {cell['cpu_us']} us CPU")
 
     def growth(self) -> None:
         backlogs = tuple(int(b) for b in self.options.backlogs.split(","))

@@ -33,92 +33,6 @@ def readable(fileno: int, timeout: float) -> bool:
     return bool(found)
 
 
-class _Driver:
-    """Runs a generator from the socket's reader and writer callbacks: each readiness
-    advances it right there, and the awaiting task is woken once, when it is done. (Waking
-    the task for every step costs a second loop iteration per step.) The callbacks stay
-    registered from one step to the next; registering costs syscalls and, in asyncio, a
-    raised and caught KeyError."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fileno: int, gen: PQGen[T], done: asyncio.Future[T]) -> None:
-        self.loop = loop
-        self.fileno = fileno
-        self.gen = gen
-        self.done = done
-        self.waiting = 0
-        self.reading = False
-        self.writing = False
-
-    def start(self) -> None:
-        try:
-            self._want(next(self.gen))
-        except StopIteration as finished:
-            self._finish(finished.value)
-        except Exception as failure:
-            self._fail(failure)
-
-    def step(self, ready: int) -> None:
-        if self.done.done():  # cancelled: the generator is abandoned with its connection
-            self.close()
-            return
-        if not ready & self.waiting:
-            return
-        try:
-            self._want(self.gen.send(ready))
-        except StopIteration as finished:
-            self._finish(finished.value)
-        except Exception as failure:
-            self._fail(failure)
-
-    def _want(self, waiting: int) -> None:
-        self.waiting = waiting
-        if bool(waiting & READ) != self.reading:
-            self.reading = not self.reading
-            if self.reading:
-                self.loop.add_reader(self.fileno, self.step, READ)
-            else:
-                self.loop.remove_reader(self.fileno)
-        if bool(waiting & WRITE) != self.writing:
-            self.writing = not self.writing
-            if self.writing:
-                self.loop.add_writer(self.fileno, self.step, WRITE)
-            else:
-                self.loop.remove_writer(self.fileno)
-
-    def _finish(self, value: Any) -> None:
-        self.close()
-        if not self.done.done():
-            self.done.set_result(value)
-
-    def _fail(self, failure: Exception) -> None:
-        self.close()
-        if not self.done.done():
-            self.done.set_exception(failure)
-
-    def close(self) -> None:
-        if self.reading:
-            self.loop.remove_reader(self.fileno)
-        if self.writing:
-            self.loop.remove_writer(self.fileno)
-        self.reading = self.writing = False
-
-
-async def wait_async(gen: PQGen[T], fileno: int) -> T:
-    """Run `gen` to its end on the running event loop.
-
-    If the awaiting task is cancelled mid-statement the connection is left in an unknown
-    state: its owner must close it (which also ends the session's job locks).
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-    driver = _Driver(loop, fileno, gen, done)
-    driver.start()
-    try:
-        return await done
-    finally:
-        driver.close()
-
-
 class Channel:
     """One que-owned connection's socket on the event loop, for a worker that runs
     statement after statement on it: its reader callback stays registered from one
@@ -243,6 +157,20 @@ class Channel:
         if self._done is not None and not self._done.done():
             self._done.cancel()
         self._gen = self._done = None
+
+
+async def wait_async(gen: PQGen[T], fileno: int) -> T:
+    """Run `gen` to its end on the running event loop, for a connection that is not a
+    worker's (the socket is watched for this call only).
+
+    If the awaiting task is cancelled mid-statement the connection is left in an unknown
+    state: its owner must close it (which also ends the session's job locks).
+    """
+    channel = Channel(asyncio.get_running_loop(), fileno)
+    try:
+        return await channel.run(gen)
+    finally:
+        channel.close()
 
 
 async def readable_async(fileno: int, timeout: float) -> bool:
