@@ -18,8 +18,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-from que import encoding, schema
-from que.aio._loop import LOOPS
+from que import aio, encoding, schema
 from que.client import Client
 from que.errors import QueError
 from que.pool import WorkerPool
@@ -143,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     work.add_argument(
         "--loop",
-        choices=LOOPS,
+        choices=aio.LOOPS,
         help="with --async: the event loop; auto is uvloop when it is installed (pip install "
         "'que-interop[uvloop]'), else asyncio's own (default: auto)",
     )
@@ -241,9 +240,9 @@ def _run(options: argparse.Namespace) -> int:
             raise UsageError(f"--batch: {error}") from None
         if options.use_async and options.batch != 1:
             raise UsageError("--batch is for the thread pool; the asyncio pool (--async) claims one job at a time")
-        handlers = _load_handlers(options.app)
         if options.loop is not None and not options.use_async:
             raise UsageError("--loop is for the asyncio pool: add --async")
+        handlers = _load_handlers(options.app)
         if options.use_async:
             return _work_async(options, handlers)
 
@@ -305,8 +304,6 @@ def _pool_options(options: argparse.Namespace) -> dict[str, Any]:
 
 def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int:
     """`que work --async`: the same flags over que.aio's pool on one event loop."""
-    from que import aio
-
     loop = options.loop or "auto"
     try:
         logging.getLogger("que").info("event loop: %s", aio.loop_name(loop), extra={"event": "event_loop"})

@@ -3,8 +3,8 @@
 An application that already runs a loop keeps it: AsyncWorkerPool runs on whatever loop
 it is started from. Only a process que starts itself picks one, and it picks the way
 uvicorn does: uvloop when it is installed (`pip install que-interop[uvloop]`), else the
-standard library's loop. uvloop's loop is written in C; each wake-up of a worker (one per
-job, or two) costs less there, which is most of what the asyncio pool adds to a job.
+standard library's loop. uvloop's loop is written in C; every wake-up of a worker costs
+less there, and those wake-ups are most of what the asyncio pool adds to a job.
 """
 
 import asyncio

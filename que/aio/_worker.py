@@ -26,7 +26,7 @@ from que import _handlers, _protocol, _validate
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
-from que._waiting import Channel, wait_async
+from que._waiting import Channel
 from que.aio._client import AsyncClient
 from que.aio._lock import _being_cancelled
 from que.errors import TransactionPoolingError, last_error_text
@@ -109,17 +109,18 @@ class AsyncWorker:
             return session
         await self._drop_connection()  # one the server ended, if any
         conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
+        channel = Channel(asyncio.get_running_loop(), conn.pgconn.socket)
+        channel.attach(conn.pgconn.consume_input)
         try:
             session = Session(conn.pgconn)
-            await wait_async(_protocol.set_up(session), conn.pgconn.socket)
+            await channel.run(_protocol.set_up(session))
             if self.listen:
-                await wait_async(_protocol.listen(session), conn.pgconn.socket)
+                await channel.run(_protocol.listen(session))
         except BaseException:
+            channel.close()
             conn.pgconn.finish()
             await conn.close()
             raise
-        channel = Channel(asyncio.get_running_loop(), conn.pgconn.socket)
-        channel.attach(conn.pgconn.consume_input)
         self._conn, self._session, self._channel = conn, session, channel
         return session
 
