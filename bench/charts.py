@@ -20,8 +20,18 @@ def _cell(cell: Any) -> str:
 
 
 def _ratio(a: Any, b: Any) -> str:
+    """The ratio of the medians; for interleaved cells (the drain's), also the range of the
+    ratios of paired runs (run i of one against run i of the other, taken in one round),
+    which shows how far the machine's noise moves it."""
     x, y = _median(a), _median(b)
-    return f"{x / y:.2f}" if x and y else "-"
+    if not x or not y:
+        return "-"
+    if a.get("group") is None or a.get("group") != b.get("group"):
+        return f"{x / y:.2f}"
+    paired = [p / q for p, q in zip(a["samples"], b["samples"], strict=True) if q]
+    if len(paired) < 2:
+        return f"{x / y:.2f}"
+    return f"{x / y:.2f} ({min(paired):.2f}-{max(paired):.2f})"
 
 
 def _floor_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -3,6 +3,7 @@
 import statistics
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -83,7 +84,8 @@ def window_rate(testee: Testee, url: str, workers: int, window_s: float) -> floa
 
 
 def summarize(samples: list[float]) -> dict[str, Any]:
-    """Median, min, max and the spread (max-min)/median of a cell's runs."""
+    """Median, min, max and the spread (max-min)/median of a cell's runs, and the runs
+    themselves in the order taken (run i of interleaved cells pairs with run i of the others)."""
     median = statistics.median(samples)
     return {
         "median": round(median, 1),
@@ -91,4 +93,20 @@ def summarize(samples: list[float]) -> dict[str, Any]:
         "max": round(max(samples), 1),
         "runs": len(samples),
         "spread": round((max(samples) - min(samples)) / median, 3) if median else None,
+        "samples": [round(sample, 1) for sample in samples],
     }
+
+
+def interleaved(runs: int, onces: Mapping[str, Callable[[], float]], group: str) -> dict[str, dict[str, Any]]:
+    """Each implementation's cell from `runs` runs taken in rounds: one run of every
+    implementation per round, each round starting one implementation later. A change in
+    the machine's load (it is shared) then falls on all of them alike, and their ratios,
+    which are what the report compares, do not drift with it. The cells name their `group`:
+    run i of one pairs with run i of another of the same group."""
+    names = list(onces)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(runs):
+        for offset in range(len(names)):
+            name = names[(round_ + offset) % len(names)]
+            samples[name].append(onces[name]())
+    return {name: summarize(values) | {"group": group} for name, values in samples.items()}

@@ -6,7 +6,8 @@ A benchmark, not a test: figures are comparable as ratios within one run on the 
 working the trivial job class QueConformance::Noop with its own library's worker pool.
 
 - drain: N no-op jobs pre-inserted, then w workers drain them; jobs/s, median of `--runs`
-  runs with min and max, for w in 1, 2, 4, 8.
+  runs with min and max, for w in 1, 2, 4, 8. The runs of a cell are taken in rounds (one
+  run of every implementation per round), so the machine's drift touches all alike.
 - floor: the server's own limit for the protocol at each w (bench/floor.py): pgbench calls
   a function that does lock_job, check_job, destroy_job and the unlock for one job per round
   trip, and its batched form does K jobs per call. An implementation above its floor means
@@ -37,7 +38,7 @@ from typing import Any
 import psycopg
 
 from bench import charts, floor, growth, latency, memory, peers, roundtrip
-from bench.drain import drain_once, reset, summarize, top_up
+from bench.drain import drain_once, interleaved, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
 from harness.testee import Testee, Unavailable
@@ -97,24 +98,35 @@ class Bench:
         return entry
 
     def drain(self) -> None:
+        jobs = self.options.jobs
         for workers in self.counts:
-            for name, testee in self.testees.items():
-                cell = repeat(
-                    self.options.runs, lambda t=testee, w=workers: drain_once(t, self.url, self.options.jobs, w)
-                )
+            cells = interleaved(
+                self.options.runs,
+                {
+                    name: lambda t=testee, w=workers: drain_once(t, self.url, jobs, w)
+                    for name, testee in self.testees.items()
+                },
+                group=f"drain x{workers}",
+            )
+            for name, cell in cells.items():
                 self.impl(name)["drain_jobs_per_s"][str(workers)] = cell
                 log(
                     f"drain {name} x{workers}: {cell['median']:.0f} jobs/s "
                     f"(min {cell['min']:.0f}, max {cell['max']:.0f})"
                 )
         top = max(self.counts)
-        for name, testee in self.testees.items():
-            if testee.info and testee.info.can("listen"):
-                cell = repeat(
-                    self.options.runs, lambda t=testee: drain_once(t, self.url, self.options.jobs, top, listen=True)
-                )
-                self.impl(name)["drain_jobs_per_s_listen"] = {str(top): cell}
-                log(f"drain {name} x{top} with LISTEN/NOTIFY on: {cell['median']:.0f} jobs/s")
+        listening = {name: t for name, t in self.testees.items() if t.info and t.info.can("listen")}
+        cells = interleaved(
+            self.options.runs,
+            {
+                name: lambda t=testee: drain_once(t, self.url, jobs, top, listen=True)
+                for name, testee in listening.items()
+            },
+            group=f"drain x{top} listening",
+        )
+        for name, cell in cells.items():
+            self.impl(name)["drain_jobs_per_s_listen"] = {str(top): cell}
+            log(f"drain {name} x{top} with LISTEN/NOTIFY on: {cell['median']:.0f} jobs/s")
 
     def floor(self) -> None:
         pgbench = floor.find_pgbench(self.db.bindir)
