@@ -69,8 +69,8 @@ def noise(report: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """The report; a part that did not run (--skip) leaves no section."""
     impls = report["implementations"]
-    counts = sorted({int(w) for data in impls.values() for w in data["drain_jobs_per_s"]})
     lines = [
         f"Benchmark {report['date']}: PostgreSQL {report.get('postgres', '?')}, {report['cpu_count']} CPUs, "
         f"{report['jobs_per_drain']:,} jobs per drain, median of {report['runs']} runs (min-max).",
@@ -85,7 +85,28 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"Rows: {'; '.join(rows)}.", ""]
     for warning in report.get("warnings", []):
         lines.append(f"**Warning**: {warning}")
-    lines += [
+    lines += _drain(report)
+    lines += _enqueue(report)
+    lines += _latency(report)
+    lines += _roundtrip(report)
+    lines += _growth(report)
+    lines += _memory(report)
+    for name, data in report.get("peers", {}).items():
+        if "unavailable" in data:
+            lines.append(f"\n{name} (peer): unavailable: {data['unavailable']}")
+        elif "version" in data:
+            lines.append(f"\n{name} (peer): {data['version']}, {data['jobs_per_drain']:,} jobs per drain.")
+    for name, reason in report.get("unavailable", {}).items():
+        lines.append(f"\n{name}: unavailable: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def _drain(report: dict[str, Any]) -> list[str]:
+    impls = report["implementations"]
+    counts = sorted({int(w) for data in impls.values() for w in data["drain_jobs_per_s"]})
+    if not counts:
+        return []
+    lines = [
         "### Drain, jobs/s by workers",
         "",
         "| | " + " | ".join(f"{w} workers" for w in counts) + " |",
@@ -124,15 +145,26 @@ def markdown(report: dict[str, Any]) -> str:
                 f"\n{name} with LISTEN/NOTIFY on, {workers} workers: {_cell(cell)} jobs/s, "
                 f"{_ratio(cell, plain)}x of polling"
             )
-    lines += ["", "### Enqueue, jobs/s", "", "| | one at a time | batch |", "|---|---|---|"]
-    for name, data in impls.items():
-        rates = data["enqueue_jobs_per_s"]
+    return lines
+
+
+def _enqueue(report: dict[str, Any]) -> list[str]:
+    rows = [(name, data["enqueue_jobs_per_s"]) for name, data in report["implementations"].items()]
+    rows += [(f"{name} (peer)", data.get("enqueue_jobs_per_s", {})) for name, data in report.get("peers", {}).items()]
+    rows = [(name, rates) for name, rates in rows if rates]
+    if not rows:
+        return []
+    lines = ["", "### Enqueue, jobs/s", "", "| | one at a time | batch |", "|---|---|---|"]
+    for name, rates in rows:
         lines.append(f"| {name} | {_cell(rates.get('single'))} | {_cell(rates.get('batch'))} |")
-    for name, data in report.get("peers", {}).items():
-        rates = data.get("enqueue_jobs_per_s", {})
-        if rates:
-            lines.append(f"| {name} (peer) | {_cell(rates.get('single'))} | {_cell(rates.get('batch'))} |")
-    lines += [
+    return lines
+
+
+def _latency(report: dict[str, Any]) -> list[str]:
+    impls = report["implementations"]
+    if not any(data["pickup_latency_ms"] for data in impls.values()):
+        return []
+    lines = [
         "",
         "### Pickup latency, enqueue to handler start, ms (p50 / p99)",
         "",
@@ -145,17 +177,7 @@ def markdown(report: dict[str, Any]) -> str:
             cell = data["pickup_latency_ms"].get(mode)
             cells.append(f"{cell['p50']:.1f} / {cell['p99']:.1f}" if cell else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += _roundtrip(report)
-    lines += _growth(report)
-    lines += _memory(report)
-    for name, data in report.get("peers", {}).items():
-        if "unavailable" in data:
-            lines.append(f"\n{name} (peer): unavailable: {data['unavailable']}")
-        elif "version" in data:
-            lines.append(f"\n{name} (peer): {data['version']}, {data['jobs_per_drain']:,} jobs per drain.")
-    for name, reason in report.get("unavailable", {}).items():
-        lines.append(f"\n{name}: unavailable: {reason}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _roundtrip(report: dict[str, Any]) -> list[str]:
