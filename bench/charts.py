@@ -1,5 +1,6 @@
 """The benchmark's Markdown report and PNG chart, from results/bench/latest.json data."""
 
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"\n{name} (peer): {data['version']}, {data['jobs_per_drain']:,} jobs per drain.")
     for name, reason in report.get("unavailable", {}).items():
         lines.append(f"\n{name}: unavailable: {reason}")
-    return "\n".join(lines) + "\n"
+    # Sections open with a blank line; with the ones before them left out, two could meet.
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
 def _drain(report: dict[str, Any]) -> list[str]:

@@ -39,6 +39,7 @@ def test_a_roundtrip_only_run_shows_the_roundtrip_table_alone() -> None:
     assert "### Enqueue" not in text
     assert "### Pickup latency" not in text
     assert "| |  |" not in text
+    assert "\n\n\n" not in text
 
 
 def test_a_drain_only_run_shows_the_drain_table_alone() -> None:
