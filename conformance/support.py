@@ -128,8 +128,14 @@ def race_gate(db: psycopg.Connection[Any], url: str, first: int, finished: int) 
         with psycopg.connect(url, autocommit=True) as gate, psycopg.connect(url, autocommit=True) as holder:
             holder.execute("SELECT pg_advisory_lock(%s)", [first])  # `first` is being worked elsewhere
             gate.execute("SELECT pg_advisory_lock(%s)", [GATE_KEY])
-            yield RaceGate(db, gate, finished)
-            gate.execute("SELECT pg_advisory_unlock_all()")
+            try:
+                yield RaceGate(db, gate, finished)
+            finally:
+                # Released here, not by closing the sessions: a closed session's locks stay
+                # until its server process has exited, which the next check may not wait for.
+                for session in (gate, holder):
+                    with contextlib.suppress(psycopg.Error):
+                        session.execute("SELECT pg_advisory_unlock_all()")
     finally:
         db.execute("DROP VIEW que_jobs")
         db.execute("DROP FUNCTION que_conformance_gate(bigint, bigint)")
