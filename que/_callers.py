@@ -158,19 +158,33 @@ async def copy_many_async(conn: psycopg.AsyncConnection[Any], jobs: list[Checked
     return made
 
 
+def in_pipeline(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the caller runs the connection in psycopg's pipeline mode (`conn.pipeline()`),
+    where COPY cannot run: big batches are then inserted with INSERT instead."""
+    return conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+
+
+def _result(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> pq.abc.PGresult:
+    if cur.pgresult is None:
+        raise psycopg.InterfaceError("the INSERT ... RETURNING of que's enqueue gave no result")
+    return cur.pgresult
+
+
 def run(conn: psycopg.Connection[Any], statement: Statement) -> list[Job]:
     query, params, read = statement
     # A plain server-side-binding cursor, whatever cursor_factory the caller configured
     # (Django's is a client-side-binding one).
     with psycopg.Cursor(conn) as cur:
         cur.execute(query, params, binary=True, prepare=False)
-        assert cur.pgresult is not None, "an INSERT ... RETURNING gave no result"
-        return read(cur.pgresult)
+        # In the caller's pipeline the result waits until asked for; scroll(0) asks for it
+        # (and moves nothing), so the jobs written are returned, never an error after a write.
+        cur.scroll(0)
+        return read(_result(cur))
 
 
 async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> list[Job]:
     query, params, read = statement
     async with psycopg.AsyncCursor(conn) as cur:
         await cur.execute(query, params, binary=True, prepare=False)
-        assert cur.pgresult is not None, "an INSERT ... RETURNING gave no result"
-        return read(cur.pgresult)
+        await cur.scroll(0)
+        return read(_result(cur))

@@ -241,7 +241,7 @@ class Client:
         big = len(checked) >= _callers.COPY_FROM
         if conn is not None:
             caller = _callers.connection_of(conn)
-            if big:
+            if big and not _callers.in_pipeline(caller):
                 return _callers.copy_many(caller, checked, self.notify)
             return _callers.run(caller, _callers.insert_many(caller, checked, self.notify))
         with self._borrow() as (own, session):

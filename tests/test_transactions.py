@@ -182,3 +182,47 @@ def test_a_worker_reads_non_ascii_rows_of_a_latin1_database(latin1_url: str) -> 
 def test_a_job_enqueued_now_is_due_now(client: que.Client, conn: psycopg.Connection[Any]) -> None:
     job = client.enqueue("A")
     assert abs(job.run_at - datetime.now(UTC)) < timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("method", ["enqueue", "enqueue_many", "enqueue_many_copy_size"])
+@pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transaction"])
+def test_enqueue_inside_a_callers_pipeline_returns_the_jobs(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str, method: str, autocommit: bool
+) -> None:
+    """psycopg's pipeline mode holds results back until a sync: enqueue still returns the
+    job it wrote, once, so a caller never retries an insert that happened."""
+    with psycopg.connect(database_url, autocommit=autocommit) as caller:
+        with caller.pipeline():
+            if method == "enqueue":
+                made = [client.enqueue("A", 1, conn=caller)]
+            elif method == "enqueue_many":
+                made = client.enqueue_many([("A", [1]), ("B", [2])], conn=caller)
+            else:  # a batch big enough for COPY, which pipeline mode cannot run
+                made = client.enqueue_many([("A", [n]) for n in range(1200)], conn=caller)
+        if not autocommit:
+            caller.commit()
+    stored = rows(conn)
+    assert [job.job_id for job in made] == [r["job_id"] for r in stored]
+    assert [job.job_class for job in made] == [r["job_class"] for r in stored]
+
+
+@pytest.mark.parametrize("method", ["enqueue", "enqueue_many"])
+def test_async_enqueue_inside_a_callers_pipeline_returns_the_jobs(
+    conn: psycopg.Connection[Any], database_url: str, method: str
+) -> None:
+    import asyncio
+
+    from que.aio import AsyncClient
+
+    async def main() -> list[que.Job]:
+        async with (
+            AsyncClient(database_url) as aclient,
+            await psycopg.AsyncConnection.connect(database_url, autocommit=True) as caller,
+        ):
+            async with caller.pipeline():
+                if method == "enqueue":
+                    return [await aclient.enqueue("A", 1, conn=caller)]
+                return await aclient.enqueue_many([("A", [1]), ("B", [2])], conn=caller)
+
+    made = asyncio.run(main())
+    assert [job.job_id for job in made] == [r["job_id"] for r in rows(conn)]

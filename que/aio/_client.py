@@ -175,7 +175,7 @@ class AsyncClient:
         big = len(checked) >= _callers.COPY_FROM
         if conn is not None:
             caller = await _callers.async_connection_of(conn)
-            if big:
+            if big and not _callers.in_pipeline(caller):
                 return await _callers.copy_many_async(caller, checked, self.notify)
             return await _callers.run_async(caller, _callers.insert_many(caller, checked, self.notify))
         async with self._borrow() as (own, session):
