@@ -4,6 +4,7 @@ Jobs live in the `que_jobs` table that Ruby Que 0.x and que-go use; Python, Ruby
 Go processes can enqueue and work the same jobs side by side.
 """
 
+from que import errors
 from que._handlers import Registry, current_job
 from que._validate import NewJob
 from que.client import Client, database_url
@@ -21,6 +22,9 @@ from que.pool import WorkerPool
 from que.retry import retry_delay
 from que.schema import CURRENT_VERSION, db_version, migrate
 from que.worker import Worker
+
+# Every message que logs is redacted (passwords it was given) and kept on one line.
+errors.install_log_filter()
 
 __version__ = "0.2.0"
 

@@ -2,7 +2,7 @@
 
 They ask for binary results, and these loaders keep the rules of que._wire: json as its
 exact text (decoded by que's one JSON rule when needed), and a timestamptz Python cannot
-hold ('infinity' marks a job set aside by the retry limit) as datetime.max or .min rather
+hold ('infinity', which que-interop 0.2 gave jobs set aside by the retry limit) as datetime.max or .min rather
 than an error.
 """
 

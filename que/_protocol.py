@@ -9,31 +9,31 @@ asyncio, so the sync and the async API run the same protocol code, as psycopg it
 The order is the protocol's: lock_job -> check_job -> (the handler) -> destroy_job or
 set_error -> pg_advisory_unlock, all on one session. Only the round trips are fewer:
 
-    destroy_job(prev) | SYNC | unlock(prev), lock_job | SYNC     one round trip
-    check_job                                                    a second
+    destroy_job(prev) | SYNC | release(prev) + lock_job, check_job | SYNC     one round trip
 
 The SYNC after the delete commits it before the unlock runs: no other worker can lock a
 job whose delete is not yet committed (unlocking in the same transaction as the delete
-lets the job run twice). A failure is recorded (and, if need be, rescheduled without
-counting) while the lock is still held, and only then unlocked.
+lets the job run twice). The release unlocks a job only once its key is gone, so a job
+whose delete failed stays locked until that failure is recorded (Ruby rescues a failed
+destroy like a failed handler); a failure is recorded (and, if need be, rescheduled
+without counting) while the lock is still held, and only then unlocked.
 
 Parameters and results are in PostgreSQL's binary format (que._wire), so nothing depends
 on the session's DateStyle or TimeZone; que._session does the I/O.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import psycopg
 from psycopg import pq
 
 from que import _wire, sql
-from que._session import OK, Call, PQGen, Session, error, execute, pipeline, statement
+from que._session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send, statement
 from que._validate import Checked
-from que._wire import BOOL, INT2, INT8, TEXT, TIMESTAMPTZ, Params
-from que.errors import TransactionPoolingError
+from que._wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ, Params
+from que.errors import TransactionPoolingError, last_error_text, short_message
 from que.job import Job
 from que.retry import retry_delay
 
@@ -42,9 +42,12 @@ log = logging.getLogger("que")
 _DATA_EXCEPTION: Final = "22"  # the row's own data makes the statement fail (e.g. integer overflow)
 
 _KEY = (("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_id", INT8))
-LOCK_JOB: Final = statement("que_lock_job", sql.LOCK_JOB, [("queue", TEXT)])
-LOCK_JOB_NOTING: Final = statement("que_interop_lock_job", sql.LOCK_JOB_NOTING, [("unlock", INT8), ("queue", TEXT)])
-CHECK_NOTED_JOB: Final = statement("que_interop_check_job", sql.CHECK_NOTED_JOB, [])
+_ARRAYS = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_ids", 1016)]
+CLAIM_JOBS: Final = statement(
+    "que_interop_claim_jobs", sql.CLAIM_JOBS, [*_ARRAYS, ("queue", TEXT), ("count", INT4), ("skip", 1016)]
+)
+CHECK_CLAIMED: Final = statement("que_interop_check_claimed", sql.CHECK_CLAIMED, [])
+RELEASE_JOBS: Final = statement("que_interop_release_jobs", sql.RELEASE_JOBS, _ARRAYS)
 CHECK_JOB: Final = statement("que_check_job", sql.CHECK_JOB, _KEY)
 DESTROY_JOB: Final = statement("que_destroy_job", sql.DESTROY_JOB, _KEY)
 SET_ERROR: Final = statement("que_set_error", sql.SET_ERROR, [("delay", INT8), ("message", TEXT), *_KEY])
@@ -61,10 +64,6 @@ INSERT_JOB_NOTIFY: Final = statement("que_interop_insert_job_notify", sql.INSERT
 _INSERT_MANY = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_classes", 1009), ("args", 1009)]
 INSERT_JOBS: Final = statement("que_interop_insert_jobs", sql.INSERT_JOBS, _INSERT_MANY)
 INSERT_JOBS_NOTIFY: Final = statement("que_interop_insert_jobs_notify", sql.INSERT_JOBS_NOTIFY, _INSERT_MANY)
-_ARRAYS = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_ids", 1016)]
-LOCK_JOBS: Final = statement("que_interop_lock_jobs", sql.LOCK_JOBS, [("unlock", 1016), ("queue", TEXT), ("count", 23)])
-CHECK_JOBS: Final = statement("que_interop_check_jobs", sql.CHECK_JOBS, _ARRAYS)
-DESTROY_JOBS: Final = statement("que_interop_destroy_jobs", sql.DESTROY_JOBS, _ARRAYS)
 UNLOCK_JOBS: Final = statement("que_interop_unlock_jobs", sql.UNLOCK_JOBS, [("job_ids", 1016)])
 BACKEND_PID: Final = statement("", sql.BACKEND_PID, [])
 SESSION_SETUP: Final = statement("", sql.SESSION_SETUP, [])
@@ -85,12 +84,14 @@ class Locked:
 @dataclass(frozen=True)
 class Finish:
     """How a locked job ends: deleted (no message), or failed with `message`: retried after
-    `delay` seconds, or set aside for good (`dead`) when its retries ran out."""
+    `delay` seconds, or set aside for good (`dead`) when its retries ran out. `max_retries`
+    is the limit that applies if a delete fails and becomes the job's failure."""
 
     locked: Locked
     message: str | None = None
     delay: int = 0
     dead: bool = False
+    max_retries: int | None = None
 
     @classmethod
     def failure(cls, locked: Locked, message: str, max_retries: int | None = None) -> "Finish":
@@ -98,7 +99,7 @@ class Finish:
         count**4 + 3 seconds; past `max_retries` retries the job is set aside instead."""
         count = locked.job.error_count + 1
         dead = max_retries is not None and count > max_retries
-        return cls(locked, message, retry_delay(count), dead)
+        return cls(locked, message, retry_delay(count), dead, max_retries)
 
 
 def set_up(session: Session) -> PQGen[None]:
@@ -140,104 +141,161 @@ def notified(session: Session, queue: str) -> bool:
     return found
 
 
-def lock(session: Session, queue: str, after: Locked | None = None) -> PQGen[Locked | None]:
-    """Lock the next due job of `queue` and check it is still there; None when none is due.
+def _finish_call(session: Session, finish: Finish) -> Call:
+    """The statement that finishes a job: destroy_job, set_error, or the retry limit's."""
+    locked = finish.locked
+    if finish.message is None:
+        return (DESTROY_JOB, locked.key)
+    message = session.message(finish.message)
+    if finish.dead:
+        return (SET_ERROR_DEAD, (message, *locked.key))
+    return (SET_ERROR, (_wire.int8(finish.delay), message, *locked.key))
 
-    One round trip: `delete(after) | SYNC | unlock(after) + lock_job, check_job | SYNC`.
-    `after` is a worked job: its delete commits before its unlock, which runs in the
-    statement that locks the next job. The check is the next statement, with a new snapshot
-    taken after the lock. A row that cannot be read (a NULL the schema forbids) is backed off and
-    logged, and the walk goes on; a job lost to a race is released and the walk goes on.
+
+def _keys(jobs: Sequence[Locked]) -> tuple[bytes, bytes, bytes, bytes]:
+    return _wire.key_arrays([locked.key for locked in jobs])
+
+
+def claim(
+    session: Session,
+    queue: str,
+    count: int,
+    done: Sequence[Finish] = (),
+    sent: Sequence[Finish] = (),
+    skip: Iterable[int] = (),
+) -> PQGen[list[Locked]]:
+    """Finish the jobs `done`, then claim up to `count` due jobs of `queue`, in one round trip:
+
+        finish(done[0]) | SYNC | ... | release(done, sent) + claim, check | SYNC
+
+    Each finish commits on its own, before the claim statement releases the lock of every
+    finished job whose key is gone (a job whose finish failed keeps its lock until its
+    failure is recorded, Ruby's rescue of a failed destroy). `sent` are finishes sent
+    earlier with send_finish(), whose results are read first. The claim skips the jobs in
+    `skip` (held by this session for other reasons) as well as the finished ones. The check
+    is the next statement, with a new snapshot: a claimed job another worker finished
+    after the claim's snapshot is released and not returned, and when every claimed job
+    was lost so, the claim runs again. Rows that cannot be read are backed off and logged.
+    Returns the jobs held, in the walk's order.
     """
-    queue_param = session.text(queue)
-    unlock = None if after is None else after.key[3]
-    segments: list[list[Call]] = [[(LOCK_JOB_NOTING, (unlock, queue_param)), (CHECK_NOTED_JOB, ())]]
-    if after is not None:
-        segments.insert(0, [(DESTROY_JOB, after.key)])
+    earlier = yield from collect(session)
+    finishing = [*sent, *done]
+    outcomes = list(earlier)
+    releasing = [finish.locked for finish in finishing]
+    skipped = sorted({*skip, *(locked.job.job_id for locked in releasing)})
+    segments: list[list[Call]] = [[_finish_call(session, finish)] for finish in done]
     while True:
+        params = (
+            *_keys(releasing),
+            session.text(queue),
+            _wire.int4(count),
+            _wire.array(INT8, [_wire.int8(job_id) for job_id in skipped]),
+        )
+        segments.append([(CLAIM_JOBS, params), (CHECK_CLAIMED, ())])
         results = yield from pipeline(session, segments)
+        outcomes += results[:-2]
         found, checked = results[-2], results[-1]
+        if found.status != pq.ExecStatus.TUPLES_OK:
+            yield from _settle(session, finishing, outcomes)
+            raise error(session, found, "claim_jobs")
+        rows = [
+            _wire.job_row(found, row, session.codec, _CLAIMED)
+            for row in range(found.ntuples)
+            if found.get_value(row, _CLAIMED["job_id"]) is not None  # no job claimed: one row of NULLs
+        ]
+        yield from _settle(session, finishing, outcomes, claimed=[row.key[3] for row in rows])
+        if checked.status != pq.ExecStatus.TUPLES_OK and rows:
+            yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, [row.key[3] for row in rows]),)))
+            raise error(session, checked, "check_job")
+        present = {checked.get_value(row, 0) for row in range(checked.ntuples)}
+        held, gone = [], []
+        for row in rows:
+            locked = Locked(row.job, row.key)
+            if row.key[3] not in present:
+                log.debug("job_race_condition job_id=%s", row.job.job_id, extra={"event": "job_race_condition"})
+                gone.append(row.key[3])
+            elif row.problem is not None:
+                log.warning(
+                    "unreadable_job %s", row.problem, extra={"event": "unreadable_job", "job_id": row.job.job_id}
+                )
+                yield from finish(session, Finish.failure(locked, row.problem))
+            else:
+                held.append(locked)
+        if gone:
+            yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, gone),)))
+        if held or not gone:
+            return held
+        # Every job claimed was lost to a race (finished by another worker after the claim's
+        # snapshot): claim again, as que-go does; a finished job is not in the next snapshot.
+        finishing, outcomes, releasing, segments = [], [], [], []
+
+
+def _settle(
+    session: Session, finishing: Sequence[Finish], outcomes: Sequence[pq.abc.PGresult], claimed: Sequence[bytes] = ()
+) -> PQGen[None]:
+    """Deal with finishes that failed (their jobs are still locked, their rows unchanged):
+    a failed delete becomes the job's failure, recorded with the backoff as Ruby's rescue
+    records it; a failed set_error whose row's own data is the cause is recorded without
+    counting; then the job is released. Any other failure is raised, after releasing the
+    `claimed` jobs, so that no lock outlives it."""
+    for finish_, outcome in zip(finishing, outcomes, strict=True):
+        if outcome.status in OK:
+            continue
+        failure = error(session, outcome, "destroy_job" if finish_.message is None else "set_error")
+        try:
+            if not session.usable():
+                raise failure
+            locked = finish_.locked
+            if finish_.message is None:
+                log.warning(
+                    "destroy_failed job_id=%s error=%s",
+                    locked.job.job_id,
+                    short_message(failure),
+                    extra={"event": "destroy_failed", "job_id": locked.job.job_id},
+                )
+                yield from record(session, Finish.failure(locked, last_error_text(failure), finish_.max_retries))
+            elif not (failure.sqlstate or "").startswith(_DATA_EXCEPTION):
+                raise failure
+            else:
+                yield from _record_uncounted(session, finish_)
+            yield from _unlock(session, locked.key[3])
+        except BaseException:
+            if claimed and session.usable():
+                yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, list(claimed)),)))
+            raise
+
+
+def send_finish(session: Session, finish: Finish) -> PQGen[None]:
+    """Send a job's finish (its own transaction) without waiting for the result: the next
+    claim() (given the same Finish in `sent`) or release() reads it and releases the job."""
+    yield from send(session, [[_finish_call(session, finish)]])
+
+
+def release(session: Session, sent: Sequence[Finish] = (), untouched: Sequence[Locked] = ()) -> PQGen[None]:
+    """Read the results of the finishes `sent` earlier and release their jobs, and release
+    the `untouched` ones (held but not run, e.g. at shutdown), leaving their rows as they are."""
+    outcomes = yield from collect(session)
+    calls: list[Call] = []
+    if sent:
+        calls.append((RELEASE_JOBS, _keys([finish.locked for finish in sent])))
+    if untouched:
+        calls.append((UNLOCK_JOBS, (_wire.array(INT8, [locked.key[3] for locked in untouched]),)))
+    if calls:
+        results = yield from pipeline(session, [calls])
         failed = [r for r in results if r.status not in OK]
         if failed:
-            if found.status == pq.ExecStatus.TUPLES_OK and found.ntuples == 1:
-                yield from _unlock(session, found.get_value(0, 3))  # keep no lock past an error
-            raise error(session, failed[0], "lock_job")
-        if found.ntuples == 0:
-            return None
-        row = _wire.job_row(found, 0, session.codec, _LOCKED)
-        locked = Locked(row.job, row.key)
-        still_there = checked.ntuples == 1 and checked.get_value(0, 0) == locked.key[3]
-        if still_there and row.problem is None:
-            return locked
-        if row.problem is not None and still_there:
-            log.warning("unreadable_job %s", row.problem, extra={"event": "unreadable_job", "job_id": row.job.job_id})
-            yield from finish(session, Finish.failure(locked, row.problem))
-            unlock = None
-        else:
-            # Lost a race: another worker finished the job after lock_job's snapshot.
-            log.debug("job_race_condition job_id=%s", row.job.job_id, extra={"event": "job_race_condition"})
-            unlock = locked.key[3]
-        segments = [[(LOCK_JOB_NOTING, (unlock, queue_param)), (CHECK_NOTED_JOB, ())]]
+            raise error(session, failed[0], "release")
+    yield from _settle(session, sent, outcomes)
 
 
-def lock_batch(session: Session, queue: str, count: int, done: Sequence[Locked] = ()) -> PQGen[list[Locked]]:
-    """The batched claim: delete the worked jobs `done` and release them, then lock up to
-    `count` due jobs of `queue` in the walk's order and check them in a new snapshot.
-
-    Round trip 1: `delete(done) | SYNC | unlock(done) + lock_jobs(count) | SYNC` (the deletes
-    commit before the unlocks); round trip 2: check_jobs. Jobs lost to a race are released;
-    unreadable rows are backed off and logged. Returns the jobs held, in order.
-    """
-    unlock = _wire.array(INT8, [locked.key[3] for locked in done])
-    segments: list[list[Call]] = [[(LOCK_JOBS, (unlock, session.text(queue), _wire.int4(count)))]]
-    if done:
-        segments.insert(0, [(DESTROY_JOBS, _wire.key_arrays([locked.key for locked in done]))])
-    results = yield from pipeline(session, segments)
-    found = results[-1]
-    failed = [r for r in results if r.status not in OK]
-    if failed:
-        if found.status == pq.ExecStatus.TUPLES_OK and found.ntuples:
-            ids = [found.get_value(row, 3) or b"" for row in range(found.ntuples)]
-            yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, ids),)))  # keep no lock past an error
-        raise error(session, failed[0], "lock_jobs")
-    rows = [_wire.job_row(found, row, session.codec, _LOCKED) for row in range(found.ntuples)]
-    if not rows:
-        return []
-    checked = yield from execute(session, (CHECK_JOBS, _wire.key_arrays([row.key for row in rows])))
-    present = {checked.get_value(row, 0) for row in range(checked.ntuples)}
-    held, gone = [], []
-    for row in rows:
-        locked = Locked(row.job, row.key)
-        if row.key[3] not in present:
-            log.debug("job_race_condition job_id=%s", row.job.job_id, extra={"event": "job_race_condition"})
-            gone.append(row.key[3])
-        elif row.problem is not None:
-            log.warning("unreadable_job %s", row.problem, extra={"event": "unreadable_job", "job_id": row.job.job_id})
-            yield from finish(session, Finish.failure(locked, row.problem))
-        else:
-            held.append(locked)
-    if gone:
-        yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, gone),)))
-    return held
+# Where the claim's columns are in its result.
+_CLAIMED: Final = {name: index for index, name in enumerate(sql.LOCKED_COLUMNS)}
 
 
-def release_batch(session: Session, done: Sequence[Locked], untouched: Sequence[Locked] = ()) -> PQGen[None]:
-    """Delete the worked jobs `done`, then release them and the `untouched` ones (held but
-    not run, e.g. at shutdown): `delete(done) | SYNC | unlock(all) | SYNC`."""
-    ids = [locked.key[3] for locked in (*done, *untouched)]
-    if not ids:
-        return
-    segments: list[list[Call]] = [[(UNLOCK_JOBS, (_wire.array(INT8, ids),))]]
-    if done:
-        segments.insert(0, [(DESTROY_JOBS, _wire.key_arrays([locked.key for locked in done]))])
-    results = yield from pipeline(session, segments)
-    failed = [r for r in results if r.status not in OK]
-    if failed:
-        raise error(session, failed[0], "destroy_jobs")
-
-
-# Where lock_job's columns are in its result (LOCK_JOB_NOTING adds `noted` at the end).
-_LOCKED: Final = {name: index for index, name in enumerate(sql.LOCKED_COLUMNS)}
+def lock(session: Session, queue: str) -> PQGen[Locked | None]:
+    """Lock the next due job of `queue` and check it is still there; None when none is due."""
+    held = yield from claim(session, queue, 1)
+    return held[0] if held else None
 
 
 def _unlock(session: Session, job_id: bytes | None) -> PQGen[bool]:
@@ -260,41 +318,31 @@ def record(session: Session, finish: Finish) -> PQGen[None]:
     fail (SQLSTATE class 22, e.g. error_count at the integer maximum), the job is
     rescheduled without counting, so it neither spins nor blocks the jobs behind it."""
     assert finish.message is not None
-    locked, message = finish.locked, session.message(finish.message)
-    if finish.dead:
-        call: Call = (SET_ERROR_DEAD, (message, *locked.key))
-    else:
-        call = (SET_ERROR, (_wire.int8(finish.delay), message, *locked.key))
-    [result] = yield from pipeline(session, [[call]])
+    [result] = yield from pipeline(session, [[_finish_call(session, finish)]])
     if result.status in OK:
         return
     failure = error(session, result, "set_error")
     if not (failure.sqlstate or "").startswith(_DATA_EXCEPTION):
         raise failure
+    yield from _record_uncounted(session, finish)
+
+
+def _record_uncounted(session: Session, finish: Finish) -> PQGen[None]:
+    assert finish.message is not None
+    locked, message = finish.locked, session.message(finish.message)
     dead = b"\x01" if finish.dead else b"\x00"
     yield from execute(session, (SET_ERROR_UNCOUNTED, (dead, _wire.int8(finish.delay), message, *locked.key)))
 
 
 def finish(session: Session, finish: Finish) -> PQGen[None]:
-    """Finish a job and release it; the delete or error commits before the unlock, and the
-    unlock runs even when the finish statement fails (then that error is raised)."""
-    locked = finish.locked
-    if finish.message is None:
-        results = yield from pipeline(session, [[(DESTROY_JOB, locked.key)], [(UNLOCK_JOB, (locked.key[3],))]])
-        failed = [r for r in results if r.status not in OK]
-        if failed:
-            raise error(session, failed[0], "destroy_job")
-        return
-    failure: psycopg.Error | None = None
-    try:
-        yield from record(session, finish)
-    except psycopg.Error as caught:
-        if not session.usable():
-            raise
-        failure = caught
-    yield from _unlock(session, locked.key[3])
-    if failure is not None:
-        raise failure
+    """Finish a job and release it: `finish | SYNC | release | SYNC`, so the delete or error
+    commits before the unlock, which runs only once the job's key is gone. A failed delete
+    is recorded as the job's failure, then the job released (see claim)."""
+    results = yield from pipeline(session, [[_finish_call(session, finish)], [(RELEASE_JOBS, _keys([finish.locked]))]])
+    released = results[1]
+    if released.status not in OK and results[0].status in OK:
+        raise error(session, released, "release")
+    yield from _settle(session, [finish], results[:1])
 
 
 def insert_many(session: Session, jobs: Sequence[Checked], notify: bool) -> PQGen[list[Job]]:

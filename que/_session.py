@@ -77,6 +77,8 @@ class Session:
         self.codec = "utf-8"
         self.prepared: set[bytes] = set()
         self.direct = False
+        # Segments sent by send() whose results are not read yet: the statements in each.
+        self.unread: list[int] = []
         encoding = pgconn.parameter_status(b"server_encoding") or b"UTF8"
         self.server_encoding = encoding.decode("ascii", "replace")
         self.server_codec = _wire.server_codec(encoding)
@@ -202,8 +204,10 @@ def pipeline(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list
 
 
 def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list[pq.abc.PGresult]]:
-    # The hot path of every worker: results are read inline (no generator per result).
+    # The hot path of every worker: a single statement is read inline (no pipeline mode).
     pg = session.pgconn
+    if session.unread:
+        raise RuntimeError("results sent earlier on this session are still unread: collect() them first")
     prepared = session.prepared
     for segment in segments:
         for statement, _ in segment:
@@ -228,35 +232,78 @@ def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGe
                 _send(session, call)
             pg.pipeline_sync()
         yield from _flush(pg)
-        results: list[pq.abc.PGresult] = []
-        for segment in segments:
-            for call in segment:
-                while pg.is_busy():
-                    yield READ
-                    pg.consume_input()
-                result = pg.get_result()
-                if result is None:
-                    raise error(session, None, call[0].name.decode())
-                results.append(result)
-                while pg.is_busy():
-                    yield READ
-                    pg.consume_input()
-                if pg.get_result() is not None:
-                    raise psycopg.OperationalError(f"{call[0].name.decode()}: unexpected extra result")
-            while pg.is_busy():
-                yield READ
-                pg.consume_input()
-            sync = pg.get_result()
-            if sync is None or sync.status != _PIPELINE_SYNC:
-                raise error(session, sync, "pipeline sync")
+        results = yield from _read_segments(session, [len(segment) for segment in segments])
         pg.exit_pipeline_mode()
         return results
     finally:
-        if pg.status == pq.ConnStatus.OK and pg.pipeline_status != pq.PipelineStatus.OFF:
-            # With results still pending this fails: the session is not usable() then, and
-            # its owner closes the connection.
-            with contextlib.suppress(psycopg.OperationalError):
-                pg.exit_pipeline_mode()
+        _leave_pipeline(session)
+
+
+def _leave_pipeline(session: Session) -> None:
+    pg = session.pgconn
+    if pg.status == pq.ConnStatus.OK and pg.pipeline_status != pq.PipelineStatus.OFF and not session.unread:
+        # With results still pending this fails: the session is not usable() then, and
+        # its owner closes the connection.
+        with contextlib.suppress(psycopg.OperationalError):
+            pg.exit_pipeline_mode()
+
+
+def _read_segments(session: Session, counts: Sequence[int]) -> PQGen[list[pq.abc.PGresult]]:
+    """The results of pipeline segments of `counts` statements each (each ending in a SYNC)."""
+    pg = session.pgconn
+    results: list[pq.abc.PGresult] = []
+    for count in counts:
+        for _ in range(count):
+            while pg.is_busy():
+                yield READ
+                pg.consume_input()
+            result = pg.get_result()
+            if result is None:
+                raise error(session, None, "pipeline")
+            results.append(result)
+            while pg.is_busy():
+                yield READ
+                pg.consume_input()
+            if pg.get_result() is not None:
+                raise psycopg.OperationalError("pipeline: unexpected extra result")
+        while pg.is_busy():
+            yield READ
+            pg.consume_input()
+        sync = pg.get_result()
+        if sync is None or sync.status != _PIPELINE_SYNC:
+            raise error(session, sync, "pipeline sync")
+    return results
+
+
+def send(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[None]:
+    """Send segments (each ending in a SYNC, so each commits on its own) and return without
+    waiting for their results, which collect() reads later. Their statements must be
+    prepared already (every named statement is, once a session ran any of them)."""
+    pg = session.pgconn
+    missing = [call[0].name for segment in segments for call in segment if call[0].name not in session.prepared]
+    if missing:
+        raise RuntimeError(f"send() needs prepared statements; {missing[0].decode()} is not prepared")
+    if pg.pipeline_status == pq.PipelineStatus.OFF:
+        pg.enter_pipeline_mode()
+    for segment in segments:
+        for call in segment:
+            _send(session, call)
+        pg.pipeline_sync()
+        session.unread.append(len(segment))
+    yield from _flush(pg)
+
+
+def collect(session: Session) -> PQGen[list[pq.abc.PGresult]]:
+    """The results of everything send() sent, one per statement, in order."""
+    if not session.unread:
+        return []
+    counts, session.unread = session.unread, []
+    try:
+        results = yield from _read_segments(session, counts)
+        session.pgconn.exit_pipeline_mode()
+        return results
+    finally:
+        _leave_pipeline(session)
 
 
 def execute(session: Session, call: Call) -> PQGen[pq.abc.PGresult]:

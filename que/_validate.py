@@ -97,6 +97,18 @@ def run_at(value: object) -> datetime | None:
     return value.astimezone(UTC)
 
 
+BIGINT_MIN: Final = -(2**63)
+BIGINT_MAX: Final = 2**63 - 1
+
+
+def job_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"job_id must be an int, got {value!r} of type {type(value).__name__}")
+    if not BIGINT_MIN <= value <= BIGINT_MAX:
+        raise ValueError(f"job_id {value} is outside the bigint range of que_jobs.job_id")
+    return value
+
+
 def max_retries(value: object) -> int | None:
     if value is None:
         return None

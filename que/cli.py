@@ -2,8 +2,12 @@
 
 Exit codes: 0 success, 1 a runtime failure (database unreachable, SQL error, workers that
 cannot run, such as behind a transaction pooler), 2 bad input (the message names the value
-and the rule), 130 interrupted; a handler's SystemExit(code) ends `que work` with that
-code. Errors are one line on stderr, never a traceback.
+and the rule; for `que work`, also an app module that cannot be imported or a handler that
+is not callable), 130 interrupted. `que work` exits 0 when every job it was running
+finished after SIGTERM or SIGINT, and 128 + that signal's number (143 for SIGTERM, 130 for
+SIGINT) when jobs were cut short by a second signal or --shutdown-timeout, whatever the
+pool; a handler's SystemExit(code) ends it with that code. Errors are one line on
+stderr, never a traceback, and no message shows a password from the connection string.
 """
 
 import argparse
@@ -20,7 +24,7 @@ import psycopg
 
 from que import aio, encoding, schema
 from que.client import Client
-from que.errors import QueError
+from que.errors import QueError, printable, redact, remember_secrets
 from que.pool import WorkerPool
 from que.worker import check_batch, check_wake_interval
 
@@ -111,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-retries",
         type=int,
         metavar="N",
-        help="set a job aside (run_at 'infinity', see `que dead`) when it fails after N retries "
+        help="set a job aside (run_at 9999-12-31, see `que dead`) when it fails after N retries "
         "(default: retry forever, as Ruby Que does)",
     )
     work.add_argument(
@@ -153,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     dead = commands.add_parser("dead", help="list jobs set aside by a retry limit")
     dead.add_argument("--queue", help="only this queue (default: all)")
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    dead.add_argument(
+        "--repair",
+        action="store_true",
+        help="instead, give jobs set aside by que-interop 0.2 (run_at 'infinity', which Ruby Que's job_stats "
+        "cannot read) the marker every Que reader can read",
+    )
 
     retry = commands.add_parser("retry", help="make jobs set aside by a retry limit due again (error_count kept)")
     which = retry.add_mutually_exclusive_group(required=True)
@@ -185,12 +195,21 @@ def _parse_run_at(text: str | None) -> datetime | None:
 
 
 def _load_handlers(spec: str) -> Mapping[str, Any]:
+    """The handlers `--app MODULE[:ATTR]` names, imported as `python -m` would import them:
+    the current folder first on sys.path (an installed console script does not put it
+    there), so `que work --app myapp.jobs` works from the project folder."""
     module_name, _, attr = spec.partition(":")
     attr = attr or "handlers"
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"--app {spec!r}: cannot import {module_name!r}: {error}") from None
+    except Exception as error:  # the app's own import may raise anything: SyntaxError, NameError ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UsageError(
+            f"--app {spec!r}: cannot import {module_name!r}: {type(error).__name__}" + (f": {first}" if first else "")
+        ) from None
     try:
         handlers = getattr(module, attr)
     except AttributeError:
@@ -199,20 +218,19 @@ def _load_handlers(spec: str) -> Mapping[str, Any]:
         raise UsageError(
             f"--app {spec!r}: {attr!r} must be a mapping of job class name to callable, got {type(handlers).__name__}"
         )
+    for job_class, handler in handlers.items():
+        if not callable(handler):
+            raise UsageError(
+                f"--app {spec!r}: the handler for job class {job_class!r} is not callable: {handler!r:.60}"
+            )
     return handlers
-
-
-def _cell(value: Any) -> str:
-    """A table cell on one line: control characters (a newline in a job class) escaped."""
-    text = str(value)
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "no jobs"
     columns = list(rows[0].keys())
-    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    cells = [[printable(str(row[c])) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
@@ -281,14 +299,23 @@ def _run(options: argparse.Namespace) -> int:
                 print(json.dumps(rows, default=str))
             else:
                 print(_format_table(rows))
+        elif options.command == "dead" and options.repair:
+            count = client.repair_dead()
+            print(f"{count} job{'' if count == 1 else 's'} repaired")
         elif options.command == "dead":
             _print_dead(client, options.queue, options.json)
         elif options.command == "retry":
             return _retry(client, options.job_id, options.queue)
         elif options.command == "work":
             pool = WorkerPool(client, handlers, batch=options.batch, **_pool_options(options))
-            pool.run(shutdown_timeout=options.shutdown_timeout)
+            if not pool.run(shutdown_timeout=options.shutdown_timeout):
+                return _cut_short(pool.stop_signal)
     return 0
+
+
+def _cut_short(signum: int | None) -> int:
+    """The status of `que work` whose running jobs were cut short: 128 + the stop signal."""
+    return 128 + signum if signum is not None else EXIT_INTERRUPTED
 
 
 def _pool_options(options: argparse.Namespace) -> dict[str, Any]:
@@ -310,17 +337,21 @@ def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int
     except RuntimeError as missing:
         raise UsageError(str(missing)) from None
 
+    stopped_by: list[int | None] = []
+
     async def work() -> bool:
         async with aio.AsyncClient(options.database_url) as client:
             pool = aio.AsyncWorkerPool(client, handlers, **_pool_options(options))
-            return await pool.run(shutdown_timeout=options.shutdown_timeout)
+            try:
+                return await pool.run(shutdown_timeout=options.shutdown_timeout)
+            finally:
+                stopped_by.append(pool.stop_signal)
 
     if not aio.run(work(), loop=loop):
         # Jobs were cut short (a second signal, or the shutdown timeout): plain handlers may
-        # still run in their threads, which the interpreter would wait for. Their jobs stay
-        # and run again later; exit now, as the thread pool does on a second signal.
-        logging.shutdown()
-        os._exit(EXIT_INTERRUPTED)
+        # still run in their (daemon) threads, holding their jobs' locks. Their jobs stay
+        # and run again later; the process exits now, as the thread pool's does.
+        return _cut_short(stopped_by[0] if stopped_by else None)
     return 0
 
 
@@ -342,14 +373,22 @@ def _print_dead(client: Client, queue: str | None, as_json: bool) -> None:
 def _retry(client: Client, job_id: int | None, queue: str | None) -> int:
     count = client.retry_dead(job_id, queue=queue)
     if job_id is not None and count == 0:
-        print(f"que: error: no job {job_id} is set aside (run_at 'infinity')", file=sys.stderr)
+        _say(f"que: error: no job {job_id} is set aside")
         return EXIT_RUNTIME
     print(f"{count} job{'' if count == 1 else 's'} due again")
     return 0
 
 
+def _say(message: str) -> None:
+    """One line on stderr, with every password que was given redacted."""
+    print(printable(redact(message)), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    for url in (options.database_url, os.environ.get("QUE_DATABASE_URL"), os.environ.get("DATABASE_URL")):
+        if url:
+            remember_secrets(url)
     logging.basicConfig(
         level=options.log_level,
         stream=sys.stderr,
@@ -358,17 +397,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(options)
     except UsageError as error:
-        print(f"que: error: {error}", file=sys.stderr)
+        _say(f"que: error: {error}")
         return EXIT_USAGE
     except (TypeError, ValueError) as error:
-        print(f"que: error: {error}", file=sys.stderr)
+        _say(f"que: error: {error}")
         return EXIT_USAGE
     except psycopg.Error as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"que: database error: {first}", file=sys.stderr)
+        _say(f"que: database error: {first}")
         return EXIT_RUNTIME
     except QueError as error:
-        print(f"que: error: {error}", file=sys.stderr)
+        _say(f"que: error: {error}")
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

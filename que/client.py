@@ -25,6 +25,7 @@ from que import _callers, _loaders, _protocol, _validate, _wire, schema, sql
 from que._session import NotSent, Session
 from que._validate import NewJob
 from que._waiting import wait
+from que.errors import redacted, remember_secrets
 from que.job import Job
 from que.lock import LockedJob
 
@@ -102,10 +103,14 @@ class Client:
         """`notify=True` sends a NOTIFY with every enqueue, so workers started with
         `listen=True` pick the job up at once instead of at their next poll."""
         self.conninfo = database_url(conninfo)
+        remember_secrets(self.conninfo)
         self.notify = notify
         # Fail fast with the server's own reason (refused, bad password ...) rather
         # than after the pool's background retries time out.
-        psycopg.connect(self.conninfo, connect_timeout=max(1, int(connect_timeout))).close()
+        try:
+            psycopg.connect(self.conninfo, connect_timeout=max(1, int(connect_timeout))).close()
+        except psycopg.Error as failure:
+            raise redacted(failure) from None
         self._pool = ConnectionPool(
             self.conninfo,
             min_size=1,
@@ -142,7 +147,10 @@ class Client:
 
     def connect(self, application_name: str = "que") -> psycopg.Connection[Any]:
         """A new connection opened as que opens its own (see the module docstring)."""
-        conn = psycopg.connect(self.conninfo, **connection_options(application_name))
+        try:
+            conn = psycopg.connect(self.conninfo, **connection_options(application_name))
+        except psycopg.Error as failure:
+            raise redacted(failure) from None
         _configure(conn)
         return conn
 
@@ -294,7 +302,8 @@ class Client:
         return self._rows(sql.WORKER_STATES)
 
     def dead_jobs(self, queue: str | None = None) -> list[Job]:
-        """Jobs set aside by a retry limit (run_at 'infinity'), oldest first."""
+        """Jobs set aside by a retry limit (run_at 9999-12-31, or 'infinity' from que-interop
+        0.2), oldest first."""
         if queue is not None:
             _validate.queue(queue)
         with self._borrow() as (conn, session), conn.cursor() as cur:
@@ -305,12 +314,18 @@ class Client:
     def retry_dead(self, job_id: int | None = None, *, queue: str | None = None) -> int:
         """Make jobs set aside due again now, keeping their error_count and last_error:
         one job by id, or every one (of `queue`). Returns how many."""
-        if job_id is not None and (isinstance(job_id, bool) or not isinstance(job_id, int)):
-            raise TypeError(f"job_id must be an int, got {job_id!r}")
+        if job_id is not None:
+            _validate.job_id(job_id)
         if queue is not None:
             _validate.queue(queue)
         with self._borrow() as (conn, _):
             return conn.execute(sql.RETRY_DEAD, {"job_id": job_id, "queue": queue}).rowcount
+
+    def repair_dead(self) -> int:
+        """Give jobs set aside by que-interop 0.2 (run_at 'infinity', which Ruby Que's
+        job_stats and worker_states cannot parse) today's marker; how many were changed."""
+        with self._borrow() as (conn, _):
+            return conn.execute(sql.REPAIR_DEAD).rowcount
 
     def clear(self) -> None:
         """Delete every job (Ruby's `Que.clear!`)."""

@@ -1,6 +1,12 @@
-"""Exceptions raised by que, and the `last_error` text written for a failed job."""
+"""Exceptions raised by que, the `last_error` text written for a failed job, and what que
+does to every message it prints or logs: passwords redacted, control characters escaped."""
 
+import logging
+import re
+import threading
 import traceback
+import urllib.parse
+from collections.abc import Iterable
 from typing import Final
 
 # Ruby Que 0.14.3 cuts "<Class>: <message>" to this many characters (not bytes).
@@ -82,3 +88,85 @@ def last_error_text(error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     lines = [head, *(f"{f.filename}:{f.lineno}:in '{f.name}'" for f in frames)]
     return storable("\n".join(lines))
+
+
+# -- what que prints and logs ----------------------------------------------------------------
+
+
+def printable(text: str) -> str:
+    """One line: control characters (a newline in a job class, say) written as escapes, so
+    nobody can forge a log line or a table row."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@")
+_URL_PASSWORD_PARAM = re.compile(r"[?&]password=([^&#]*)")
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)")
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def passwords_in(conninfo: str) -> set[str]:
+    """The passwords a connection string holds, as written and percent-decoded, also when
+    libpq cannot parse the string (which is when its error message quotes it)."""
+    found: set[str] = set()
+    userinfo = _URL_USERINFO.match(conninfo)
+    if userinfo and ":" in userinfo.group(1):
+        found.add(userinfo.group(1).split(":", 1)[1])
+    found.update(_URL_PASSWORD_PARAM.findall(conninfo))
+    for value in _KEYWORD_PASSWORD.findall(conninfo):
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value.strip("'"))
+        found.add(value)
+    decoded = {urllib.parse.unquote(value) for value in found}
+    return {value for value in found | decoded if value}
+
+
+def remember_secrets(conninfo: str) -> None:
+    """Note the passwords of a connection string que was given: redact() removes them from
+    every message que prints or logs from now on."""
+    with _secrets_lock:
+        _secrets.update(passwords_in(conninfo))
+
+
+def redact(text: str) -> str:
+    """`text` with every password que was given replaced by ***, longest first."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def redacted(error: BaseException) -> BaseException:
+    """The same kind of error with its message redacted (or `error` itself when nothing in
+    it is secret); for errors raised while connecting, which libpq words with the DSN."""
+    message = str(error)
+    clean = redact(message)
+    if clean == message:
+        return error
+    try:
+        return type(error)(clean)
+    except Exception:
+        return RuntimeError(clean)
+
+
+class _Redacting(logging.Filter):
+    """On the "que" logger: each record's message is redacted and put on one line (any
+    traceback stays as the formatter writes it, redacted)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = printable(redact(record.getMessage()))
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def install_log_filter(names: Iterable[str] = ("que",)) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Redacting) for f in logger.filters):
+            logger.addFilter(_Redacting())

@@ -11,7 +11,7 @@ from que import encoding
 class Job:
     """One `que_jobs` row. `args` is decoded from `args_json` on first use.
 
-    `run_at` is a UTC datetime; a run_at Python cannot hold ('infinity', which marks a job
+    `run_at` is a UTC datetime; a run_at Python cannot hold ('infinity', which que-interop 0.2 gave a job
     set aside after its retries, BC dates, years past 9999) shows as datetime.max or
     datetime.min, while `run_at_us` keeps the exact value every job statement matches on.
     """

@@ -21,10 +21,11 @@ class WorkerPool:
     """`count` workers on one queue, each in its own thread with its own connection.
 
     `run()` blocks until SIGTERM or SIGINT (when called in the main thread): the first
-    signal lets current jobs finish and returns, a second one exits the process at once,
-    which ends the sessions and so releases the job locks. A worker stopped by
-    KeyboardInterrupt or SystemExit from a handler, or by a connection pooler, stops the
-    pool: run() raises it, so a supervisor sees a failed process.
+    signal lets current jobs finish and returns, a second one exits the process at once
+    with status 128 + the first signal's number, which ends the sessions and so releases
+    the job locks. A worker stopped by KeyboardInterrupt or SystemExit from a handler, or
+    by a connection pooler, stops the pool: run() raises it, so a supervisor sees a failed
+    process.
     """
 
     def __init__(
@@ -51,6 +52,8 @@ class WorkerPool:
             for _ in range(count)
         ]
         self._stopping = threading.Event()
+        # The signal that asked the pool to stop, if one did.
+        self.stop_signal: int | None = None
 
     def start(self) -> "WorkerPool":
         """Start the workers, after checking the server can give each its connection."""
@@ -86,11 +89,12 @@ class WorkerPool:
             log.warning("worker_restarted after=%s", worker.fatal, extra={"event": "worker_restarted"})
             worker.start()
 
-    def run(self, shutdown_timeout: float | None = None) -> None:
+    def run(self, shutdown_timeout: float | None = None) -> bool:
         """Start the workers and block until a signal (or `shutdown()` elsewhere).
 
         `shutdown_timeout` bounds the wait for running jobs after the first signal (None:
-        wait for them); jobs still running then die with the process and run again later.
+        wait for them). True when every running job finished; False when some were still
+        running at the timeout: they die with the process and run again later.
         """
         installed = threading.current_thread() is threading.main_thread()
         previous: dict[int, Any] = {}
@@ -99,8 +103,9 @@ class WorkerPool:
             if self._stopping.is_set():
                 # No logging here: another thread may hold the logging lock while blocked
                 # on a full stderr pipe, and the point of a second signal is to exit now.
-                os._exit(128 + signum)
+                os._exit(128 + (self.stop_signal or signum))
             log.info("signal %s: finishing current jobs", signal.Signals(signum).name, extra={"event": "shutdown"})
+            self.stop_signal = signum
             self._stopping.set()
 
         if installed:
@@ -113,7 +118,8 @@ class WorkerPool:
                 self._supervise(restarts)
         finally:
             try:
-                self.shutdown(shutdown_timeout)
+                finished = self.shutdown(shutdown_timeout)
             finally:
                 for number, old in previous.items():
                     signal.signal(number, old)
+        return finished

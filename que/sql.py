@@ -62,59 +62,60 @@ AND    priority = %(priority)s::smallint
 AND    run_at   = %(run_at)s::timestamptz
 AND    job_id   = %(job_id)s::bigint"""
 
-# que-interop's lock_job for its own sessions: the same walk (LOCK_JOB, unchanged inside),
-# plus two things in the same statement, to save round trips:
-# - it releases the lock of the session's previous job, whose delete committed in an earlier
-#   transaction (never the same one: that would let another worker run the job twice);
-# - it notes the locked job's key in session settings, so that check_job can be sent in the
-#   same round trip, before the result is back. run_at is noted as text and read back in
-#   the same session (que sets DateStyle ISO on its sessions), which is exact.
-LOCK_JOB_NOTING: Final = f"""\
-SELECT l.*,
-       set_config('que_interop.queue', l.queue, false) AS noted_queue,
-       set_config('que_interop.priority', l.priority::text, false) AS noted_priority,
-       set_config('que_interop.run_at', l.run_at::text, false) AS noted_run_at,
-       set_config('que_interop.job_id', l.job_id::text, false) AS noted_job_id
-FROM (SELECT pg_advisory_unlock(%(unlock)s::bigint)) AS released,
-     LATERAL (
-{LOCK_JOB}
-     ) AS l"""
+# que-interop's claim, for its own sessions: Ruby's walk (LOCK_JOB, its text unchanged but for
+# one term) taking up to `count` jobs, each its own session advisory lock, in the walk's
+# order. Three more things happen in the same statement, to save round trips:
+# - `released`: the locks of jobs this session finished in earlier transactions (their
+#   deletes or errors committed before this statement) are released, but only where the
+#   job's whole key is gone: a job whose finish failed keeps its lock until its failure is
+#   recorded. (Releasing a lock in the transaction that deletes the job would let another
+#   worker run it twice.)
+# - the walk skips the job_ids in `skip`, the jobs this session already holds: a session
+#   advisory lock is re-entrant, so the walk would take them a second time. Jobs other
+#   sessions hold are skipped by pg_try_advisory_lock, as in Ruby's walk.
+# - `noted`: the claimed keys are kept in a session setting (JSON, whose timestamptz text
+#   does not depend on DateStyle or TimeZone), so that check_job for all of them can be sent
+#   in the same round trip, before this result is back.
+# The result has one row per claimed job, in the walk's order, or one row of NULLs.
+_WALK: Final = LOCK_JOB.replace(
+    "AND run_at <= now()", "AND run_at <= now()\n    AND job_id <> ALL(%(skip)s::bigint[])"
+).removesuffix("LIMIT 1")
 
-# que-interop's batched claim (opt in): the same walk, going on until it holds up to
-# `count` jobs, each its own session advisory lock, taken in the walk's order. The locks of
-# the session's previous batch (whose deletes committed in an earlier transaction) are
-# released in the same statement.
-LOCK_JOBS: Final = f"""\
-SELECT l.*
-FROM (SELECT count(pg_advisory_unlock(id)) FROM unnest(%(unlock)s::bigint[]) AS t(id)) AS released,
-     LATERAL (
-{LOCK_JOB.removesuffix("LIMIT 1")}LIMIT %(count)s::int
-     ) AS l"""
-
-# check_job for a batch, in one statement: which of the jobs are still there.
-CHECK_JOBS: Final = """\
-SELECT j.job_id FROM que_jobs AS j
-JOIN unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
+_RELEASE: Final = """\
+SELECT count(pg_advisory_unlock(k.job_id)) AS released
+FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
      AS k(queue, priority, run_at, job_id)
-  ON (j.queue, j.priority, j.run_at, j.job_id) = (k.queue, k.priority, k.run_at, k.job_id)"""
+WHERE NOT EXISTS (
+  SELECT 1 FROM que_jobs AS j
+  WHERE (j.queue, j.priority, j.run_at, j.job_id) = (k.queue, k.priority, k.run_at, k.job_id))"""
 
-# destroy_job for a batch, each row matched on its whole key.
-DESTROY_JOBS: Final = """\
-DELETE FROM que_jobs AS j
-USING unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
-      AS k(queue, priority, run_at, job_id)
-WHERE (j.queue, j.priority, j.run_at, j.job_id) = (k.queue, k.priority, k.run_at, k.job_id)"""
+CLAIM_JOBS: Final = f"""\
+WITH released AS MATERIALIZED (
+{_RELEASE}
+), claimed AS MATERIALIZED (
+{_WALK}LIMIT %(count)s::int
+), noted AS MATERIALIZED (
+  SELECT set_config('que_interop.claimed',
+                    coalesce(json_agg(json_build_array(queue, priority, run_at, job_id))::text, '[]'), false)
+  FROM claimed
+)
+SELECT claimed.* FROM released CROSS JOIN noted LEFT JOIN claimed ON true
+ORDER BY claimed.priority, claimed.run_at, claimed.job_id"""
+
+# check_job for every job CLAIM_JOBS claimed, by its whole key, in the statement after it: a
+# new snapshot (que's sessions run READ COMMITTED, where each statement takes one), so a job
+# another worker finished after the claim's snapshot was taken is not there.
+CHECK_CLAIMED: Final = """\
+SELECT j.job_id
+FROM json_array_elements(current_setting('que_interop.claimed', true)::json) AS k(e)
+JOIN que_jobs AS j
+  ON (j.queue, j.priority, j.run_at, j.job_id)
+   = (k.e->>0, (k.e->>1)::smallint, (k.e->>2)::timestamptz, (k.e->>3)::bigint)"""
+
+# The release of CLAIM_JOBS on its own: unlock the finished jobs whose whole key is gone.
+RELEASE_JOBS: Final = _RELEASE
 
 UNLOCK_JOBS: Final = "SELECT count(pg_advisory_unlock(id)) FROM unnest(%(job_ids)s::bigint[]) AS t(id)"
-
-# check_job for the job LOCK_JOB_NOTING locked, by its whole key, in the statement after
-# it: a new snapshot (que's sessions run READ COMMITTED, where each statement takes one).
-CHECK_NOTED_JOB: Final = """\
-SELECT job_id FROM que_jobs
-WHERE queue    = current_setting('que_interop.queue', true)
-AND   priority = current_setting('que_interop.priority', true)::smallint
-AND   run_at   = current_setting('que_interop.run_at', true)::timestamptz
-AND   job_id   = current_setting('que_interop.job_id', true)::bigint"""
 
 # Settings que makes on each session it owns, once: ISO dates make the noted run_at exact;
 # READ COMMITTED gives each statement its own snapshot (check_job must see the present).
@@ -136,12 +137,19 @@ AND   run_at   = %(run_at)s::timestamptz
 AND   job_id   = %(job_id)s::bigint"""
 
 # que-interop's retry limit (opt in): a job whose retries ran out is kept for manual
-# intervention with run_at 'infinity'. Every Que worker's lock_job asks for
-# run_at <= now(), so Ruby, Go and Python workers all leave it alone.
-SET_ERROR_DEAD: Final = """\
+# intervention with this run_at. Every Que worker's lock_job asks for run_at <= now(), so
+# Ruby, Go and Python workers all leave it alone; and unlike 'infinity' (que-interop 0.2's
+# marker) every Que 0.x reader can parse it: Ruby's Time.parse in job_stats and
+# worker_states, que-go's and gue's drivers, que-web. Midnight UTC on the last day of year
+# 9999 is in year 9999 in every time zone (offsets stay under 16 hours), so no reader
+# meets a five-digit year. Every run_at from here on counts as set aside.
+DEAD_RUN_AT: Final = "9999-12-31 00:00:00+00"
+_DEAD: Final = f"run_at >= '{DEAD_RUN_AT}'::timestamptz"
+
+SET_ERROR_DEAD: Final = f"""\
 UPDATE que_jobs
 SET error_count = error_count + 1,
-    run_at      = 'infinity',
+    run_at      = '{DEAD_RUN_AT}',
     last_error  = %(message)s::text
 WHERE queue    = %(queue)s::text
 AND   priority = %(priority)s::smallint
@@ -151,9 +159,9 @@ AND   job_id   = %(job_id)s::bigint"""
 # que-interop's fallback when SET_ERROR itself fails on a row's data (an error_count at
 # the integer maximum, say): reschedule the job without counting, so a row that cannot be
 # errored does not stay first in line and starve the jobs behind it.
-SET_ERROR_UNCOUNTED: Final = """\
+SET_ERROR_UNCOUNTED: Final = f"""\
 UPDATE que_jobs
-SET run_at     = CASE WHEN %(dead)s::bool THEN 'infinity'
+SET run_at     = CASE WHEN %(dead)s::bool THEN '{DEAD_RUN_AT}'::timestamptz
                       ELSE now() + %(delay)s::bigint * '1 second'::interval END,
     last_error = %(message)s::text
 WHERE queue    = %(queue)s::text
@@ -280,17 +288,21 @@ WHERE relname = 'que_jobs'"""
 CLEAR: Final = "DELETE FROM que_jobs"
 
 # The jobs set aside by the retry limit, and making them due again (error_count kept).
-DEAD_JOBS: Final = """\
+DEAD_JOBS: Final = f"""\
 SELECT * FROM que_jobs
-WHERE run_at = 'infinity'
+WHERE {_DEAD}
 AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 ORDER BY job_id"""
 
-RETRY_DEAD: Final = """\
+RETRY_DEAD: Final = f"""\
 UPDATE que_jobs SET run_at = now()
-WHERE run_at = 'infinity'
+WHERE {_DEAD}
 AND   (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
 AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""
+
+# Jobs set aside by que-interop 0.2 have run_at 'infinity', which Ruby's readers cannot
+# parse: give them the marker every reader can.
+REPAIR_DEAD: Final = f"UPDATE que_jobs SET run_at = '{DEAD_RUN_AT}' WHERE run_at = 'infinity'"
 
 # The backend a statement runs in, to tell a direct connection from a pooler's.
 BACKEND_PID: Final = "SELECT pg_backend_pid()"

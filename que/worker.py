@@ -19,10 +19,11 @@ import math
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
+from psycopg import pq
 
 from que import _handlers, _protocol, _validate
 from que._handlers import INTERRUPTS, Handler
@@ -49,13 +50,24 @@ def check_wake_interval(value: object, name: str = "wake_interval") -> float:
     return float(value)
 
 
+def connection_lost(error: psycopg.Error) -> bool:
+    """Whether the connection itself failed (no server answer, SQLSTATE class 08, or the
+    server ending the session), as opposed to a statement failing on a live connection (a
+    statement timeout is an OperationalError too)."""
+    state = error.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 def backoff(failures: int, cap: float, error: Exception) -> float:
     """How long a worker waits after its `failures`-th failure in a row (exponential with
     jitter, at most `cap`), logged with the error that caused it."""
     delay = min(cap, 0.1 * 2 ** min(failures - 1, 20)) * (0.5 + random.random() / 2)
-    event = "connection_lost" if isinstance(error, psycopg.OperationalError) else "database_error"
     if not isinstance(error, psycopg.Error):
         event = "worker_error"
+    elif connection_lost(error):
+        event = "connection_lost"
+    else:
+        event = "database_error"
     log.log(
         logging.WARNING if event == "connection_lost" else logging.ERROR,
         "%s error=%s retry_in=%.2f",
@@ -117,7 +129,7 @@ class Worker:
         """`listen=True` also wakes the worker when a Client with `notify=True` enqueues a
         job for its queue; polling every `wake_interval` continues, so jobs enqueued by
         Ruby or Go (which never notify) are still found. `max_retries=N` sets a job aside
-        (run_at 'infinity', see Client.dead_jobs) when it fails after N retries.
+        (run_at 9999-12-31, see Client.dead_jobs) when it fails after N retries.
 
         `batch=K` (opt in) claims up to K jobs per round trip, each with its own advisory
         lock, and runs them one after another: Ruby and Go workers see K locked jobs. A job
@@ -138,6 +150,8 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # Finishes sent without waiting for their results (batches), read by the next claim.
+        self._sent: list[Finish] = []
 
     def __repr__(self) -> str:
         return f"<que.Worker queue={self.queue!r}>"
@@ -189,109 +203,97 @@ class Worker:
             if held is None:
                 log.debug("job_unavailable queue=%r", self.queue, extra={"event": "job_unavailable"})
                 return False
-            self._work(session, held, prefetch=False)
+            self._run(_protocol.finish(session, self._call(session, held)))
             return True
         except BaseException:
             if self._session is not None and not self._session.usable():
                 self._drop_connection()
             raise
 
-    def _work(self, session: Session, held: Locked, prefetch: bool) -> Locked | None:
-        """Run the handler and finish the job. With `prefetch` (and not stopping), a worked
-        job's delete travels with the lock of the next job, which is returned."""
+    def _call(self, session: Session, held: Locked, running: Sequence[Locked] = ()) -> Finish:
+        """Run the job's handler; how the job must end. An interrupt (KeyboardInterrupt,
+        SystemExit) leaves the row as Ruby leaves it, releases the job and the `running`
+        ones held with it, and goes on."""
         job = held.job
         started = time.monotonic()
         try:
             failure = _handlers.call(self.handlers, job)
         except INTERRUPTS:
-            # Leave the row as Ruby leaves it for non-StandardError exceptions; release.
             try:
-                self._run(_protocol.unlock(session, held))
+                self._run(_protocol.release(session, self._sent, [held, *running]))
             except psycopg.Error:
                 self._drop_connection()
             raise
-        following = None
-        if failure is None:
-            if prefetch and not self._stop.is_set():
-                following = self._run(_protocol.lock(session, self.queue, after=held))
-            else:
-                self._run(_protocol.finish(session, Finish(held)))
-            self.jobs_worked += 1
-        else:
-            self._run(_protocol.finish(session, Finish.failure(held, last_error_text(failure), self.max_retries)))
-            self.jobs_errored += 1
         _handlers.log_finished(job, failure, time.monotonic() - started)
-        return following
+        if failure is None:
+            self.jobs_worked += 1
+            return Finish(held, max_retries=self.max_retries)
+        self.jobs_errored += 1
+        return Finish.failure(held, last_error_text(failure), self.max_retries)
 
     # -- the loop -----------------------------------------------------------------
 
     def work(self) -> None:
         """Run until `request_stop()`: drain, wait wake_interval, repeat."""
         failures = 0
-        held: Locked | None = None
-        done: list[Locked] = []  # batches: worked jobs whose delete travels with the next claim
+        held: list[Locked] = []
         try:
             while not self._stop.is_set():
                 try:
                     _, session = self._open()
                     if self.batch > 1:
-                        done, worked = self._work_batch(session, done)
+                        worked = self._work_batch(session)
                         failures = 0
                         if not worked:
                             self._idle(session)
                         continue
-                    if held is None:
-                        held = self._run(_protocol.lock(session, self.queue))
-                    if held is None:
+                    if not held:
+                        held = self._run(_protocol.claim(session, self.queue, 1))
+                    if not held:
                         failures = 0
                         self._idle(session)
                         continue
-                    held = self._work(session, held, prefetch=True)
+                    done = self._call(session, held[0])
+                    if self._stop.is_set():
+                        held = []
+                        self._run(_protocol.finish(session, done))
+                    else:
+                        # The finish travels with the next claim: one round trip per job.
+                        held = self._run(_protocol.claim(session, self.queue, 1, done=[done]))
                     failures = 0
                 except (*INTERRUPTS, TransactionPoolingError) as stop:
                     self.fatal = stop
                     raise
                 except Exception as error:
-                    held, done = None, []  # dropping the connection ends its locks
+                    held, self._sent = [], []  # dropping the connection ends its locks
                     self._drop_connection()
                     failures += 1
                     self._sleep(self._backoff(failures, error))
         finally:
-            if done and self._session is not None and self._session.usable():
+            last = self._session
+            if self._sent and last is not None and last.pgconn.status == pq.ConnStatus.OK:
                 with contextlib.suppress(psycopg.Error):
-                    self._run(_protocol.release_batch(self._session, done))
+                    self._run(_protocol.release(last, self._sent))
+            self._sent = []
             self._drop_connection()
 
-    def _work_batch(self, session: Session, done: list[Locked]) -> tuple[list[Locked], bool]:
-        """The batched claim: delete the previous batch's worked jobs and lock up to `batch`
-        jobs in one round trip (plus the check), then run them in order. Failures are
-        recorded and released at once; worked jobs are deleted with the next claim. Returns
-        the worked jobs, and whether any job was due."""
-        held = self._run(_protocol.lock_batch(session, self.queue, self.batch, done))
-        done = []
+    def _work_batch(self, session: Session) -> bool:
+        """The batched claim: claim up to `batch` jobs in one round trip (it also reads the
+        results of the previous batch's finishes and releases those jobs), then run them in
+        order. Each job's delete or error is sent the moment its handler returns, without
+        waiting for the result, so a lost session re-runs only the job in flight. Returns
+        whether any job was due."""
+        held = self._run(_protocol.claim(session, self.queue, self.batch, sent=self._sent))
+        self._sent = []
         for index, locked in enumerate(held):
             if self._stop.is_set():
-                self._run(_protocol.release_batch(session, done, held[index:]))
-                return [], True
-            job = locked.job
-            started = time.monotonic()
-            try:
-                failure = _handlers.call(self.handlers, job)
-            except INTERRUPTS:
-                try:
-                    self._run(_protocol.release_batch(session, done, held[index:]))
-                except psycopg.Error:
-                    self._drop_connection()
-                raise
-            if failure is None:
-                done.append(locked)
-                self.jobs_worked += 1
-            else:
-                finish = Finish.failure(locked, last_error_text(failure), self.max_retries)
-                self._run(_protocol.finish(session, finish))
-                self.jobs_errored += 1
-            _handlers.log_finished(job, failure, time.monotonic() - started)
-        return done, bool(held)
+                self._run(_protocol.release(session, self._sent, held[index:]))
+                self._sent = []
+                return True
+            finish = self._call(session, locked, held[index + 1 :])
+            self._run(_protocol.send_finish(session, finish))
+            self._sent.append(finish)
+        return bool(held)
 
     def _backoff(self, failures: int, error: Exception) -> float:
         return backoff(failures, self.reconnect_max, error)

@@ -31,14 +31,16 @@ def test_a_batch_is_locked_in_order_each_with_its_own_lock(
     ids = [client.enqueue("J", n, priority=10 - n).job_id for n in range(6)]
     in_order = list(reversed(ids))
     own, session = engine(database_url)
-    held = wait(_protocol.lock_batch(session, "", 4), own.pgconn.socket)
+    held = wait(_protocol.claim(session, "", 4), own.pgconn.socket)
     assert [locked.job.job_id for locked in held] == in_order[:4]
     assert sorted(lock.key for lock in advisory_locks(conn)) == sorted(in_order[:4])
     assert {lock.pid for lock in advisory_locks(conn)} == {own.pgconn.backend_pid}
     other = client.lock_job()
     assert other is not None and other.job.job_id == in_order[4], "held jobs are skipped by others"
     other.release()
-    wait(_protocol.release_batch(session, held[:2], held[2:]), own.pgconn.socket)
+    for locked in held[:2]:
+        wait(_protocol.send_finish(session, _protocol.Finish(locked)), own.pgconn.socket)
+    wait(_protocol.release(session, [_protocol.Finish(locked) for locked in held[:2]], held[2:]), own.pgconn.socket)
     assert [r["job_id"] for r in rows(conn)] == sorted(in_order[2:])
     assert advisory_locks(conn) == []
     own.close()
@@ -77,7 +79,7 @@ def test_failures_in_a_batch_are_recorded_and_the_rest_deleted(
 def test_a_crashed_batch_frees_its_jobs(client: que.Client, conn: psycopg.Connection[Any], database_url: str) -> None:
     ids = [client.enqueue("J", n).job_id for n in range(5)]
     own, session = engine(database_url)
-    held = wait(_protocol.lock_batch(session, "", 5), own.pgconn.socket)
+    held = wait(_protocol.claim(session, "", 5), own.pgconn.socket)
     assert len(held) == 5
     conn.execute("SELECT pg_terminate_backend(%s)", [own.pgconn.backend_pid])
     wait_until(lambda: advisory_locks(conn) == [], 10, "the crashed session's locks to go")
@@ -116,7 +118,7 @@ def test_go_and_ruby_workers_skip_a_held_batch(
         pytest.skip(f"unavailable: {impl.unavailable}")
     ids = [client.enqueue("QueConformance::Echo", n).job_id for n in range(4)]
     own, session = engine(database_url)
-    held = wait(_protocol.lock_batch(session, "", 3), own.pgconn.socket)
+    held = wait(_protocol.claim(session, "", 3), own.pgconn.socket)
     results.create(conn)
     results.clear(conn)
     try:
@@ -130,6 +132,7 @@ def test_go_and_ruby_workers_skip_a_held_batch(
         testee.stop()
     ran = [r[0] for r in conn.execute(f"SELECT job_id FROM {results.TABLE}").fetchall()]
     assert ran == [ids[3]]
-    wait(_protocol.release_batch(session, held), own.pgconn.socket)
+    for locked in held:
+        wait(_protocol.finish(session, _protocol.Finish(locked)), own.pgconn.socket)
     own.close()
     assert rows(conn) == []

@@ -28,7 +28,10 @@ class Engine:
         return wait(gen, self.conn.pgconn.socket)
 
     def lock(self, queue: str = "", after: Locked | None = None) -> Locked | None:
-        return self._run(_protocol.lock(self.session, queue, after))  # type: ignore[no-any-return]
+        """The next job, with `after`'s delete in the same round trip (as a worker claims)."""
+        done = [] if after is None else [Finish(after)]
+        held = self._run(_protocol.claim(self.session, queue, 1, done=done))
+        return held[0] if held else None
 
     def finish(self, finish: Finish) -> None:
         self._run(_protocol.finish(self.session, finish))
@@ -96,9 +99,12 @@ def test_the_delete_commits_before_the_unlock(
     assert seen == [(0,)]
 
 
-def test_a_failed_finish_leaves_no_lock(client: que.Client, conn: psycopg.Connection[Any], database_url: str) -> None:
-    """When the server refuses the destroy, neither the finished job nor the next one
-    stays locked, the error surfaces, and the session keeps working."""
+def test_a_failed_finish_is_recorded_and_leaves_no_lock(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """When the server refuses the destroy, the refusal is recorded as the job's failure
+    (Ruby rescues a failed destroy like a failed run), the job is released, the next job is
+    locked in the same claim, and the session keeps working."""
     client.enqueue("A", priority=1)
     client.enqueue("B", priority=2)
     conn.execute(
@@ -108,14 +114,14 @@ def test_a_failed_finish_leaves_no_lock(client: que.Client, conn: psycopg.Connec
     conn.execute("CREATE TRIGGER refuse BEFORE DELETE ON que_jobs FOR EACH ROW EXECUTE FUNCTION refuse_delete()")
     s = session(database_url)
     held = s.lock("")
-    assert held is not None
-    with pytest.raises(psycopg.errors.RaiseException, match="deletes refused"):
-        s.lock("", after=held)
+    assert held is not None and held.job.job_class == "A"
+    following = s.lock("", after=held)
+    assert following is not None and following.job.job_class == "B"
+    assert [lock.key for lock in advisory_locks(conn)] == [following.job.job_id]
+    a = next(r for r in rows(conn) if r["job_class"] == "A")
+    assert a["error_count"] == 1 and a["last_error"].startswith("psycopg.errors.RaiseException: deletes refused")
+    s.release(following)
     assert advisory_locks(conn) == []
-    conn.execute("DROP TRIGGER refuse ON que_jobs")
-    again = s.lock("")
-    assert again is not None and again.job.job_id == held.job.job_id
-    s.release(again)
 
 
 def test_an_error_that_cannot_be_counted_still_reschedules(

@@ -1,7 +1,10 @@
-"""The opt-in retry limit: a job that keeps failing is set aside (run_at 'infinity', its
-last_error kept), never deleted, invisible to Ruby and Go workers, and can be retried."""
+"""The opt-in retry limit: a job that keeps failing is set aside (its run_at becomes the last
+day of year 9999, its last_error kept), never deleted, invisible to Ruby and Go workers,
+readable by Ruby Que's own reports, and can be retried."""
 
 import json
+import os
+import subprocess
 from typing import Any
 
 import psycopg
@@ -20,11 +23,11 @@ def always_fails(*args: Any) -> None:
 
 
 def make_due(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("UPDATE que_jobs SET run_at = now() WHERE run_at <> 'infinity'")
+    conn.execute("UPDATE que_jobs SET run_at = now() WHERE run_at < '9999-01-01'")
 
 
 def dead(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    return rows(conn, "run_at = 'infinity'")
+    return rows(conn, "run_at >= '9999-01-01'")
 
 
 def test_worker_sets_a_job_aside_after_max_retries(client: que.Client, conn: psycopg.Connection[Any]) -> None:
@@ -122,3 +125,64 @@ def test_ruby_and_go_workers_never_pick_up_a_dead_job(
     finally:
         testee.stop()
     assert dead(conn) == [before]
+
+
+# What Ruby Que 0.14.3's readers do with every row: job_stats and worker_states cast run_at
+# with Time.parse, and Job.work runs lock_job. A dead job held by some session shows up in
+# worker_states too.
+RUBY_READERS = """
+require 'json'
+require 'pg'
+require 'que'
+Que.connection = PG::Connection.new(ENV.fetch('QUE_TEST_DATABASE_URL'))
+stats = Que.job_stats.map { |row| [row['job_class'], row['oldest_run_at'].year] }
+states = Que.worker_states.map { |row| [row['job_id'], row['run_at'].year] }
+event = Que::Job.work[:event]
+puts JSON.generate({stats: stats, states: states, event: event})
+"""
+
+
+def ruby_readers(database_url: str) -> dict[str, Any]:
+    impl = implementations.ruby_impl()
+    lib = os.environ.get("QUE_RUBY_LIB", "")
+    if impl.unavailable:
+        pytest.skip(f"unavailable: {impl.unavailable}")
+    command = ["ruby", *(["-I", lib] if lib else []), "-e", RUBY_READERS]
+    probe = subprocess.run(["ruby", *(["-I", lib] if lib else []), "-e", "require 'que'"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unavailable: Ruby Que cannot be loaded (set QUE_RUBY_LIB): {probe.stderr.decode()[-300:]}")
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "QUE_TEST_DATABASE_URL": database_url}, timeout=60
+    )
+    assert done.returncode == 0, f"Ruby Que failed on a job set aside:\n{done.stderr[-2000:]}"
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_ruby_que_reads_a_job_set_aside(client: que.Client, conn: psycopg.Connection[Any], database_url: str) -> None:
+    """A dead job must not break Ruby Que 0.14.3's job_stats, worker_states or Job.work
+    (Time.parse cannot read 'infinity'); que-web reads the same rows."""
+    client.enqueue("Fail", 1)
+    que.Worker(client, {"Fail": always_fails}, max_retries=0).work_one()
+    [job] = dead(conn)
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [job["job_id"]])  # someone holds it: worker_states lists it
+        seen = ruby_readers(database_url)
+    assert seen == {"stats": [["Fail", 9999]], "states": [[job["job_id"], 9999]], "event": "job_unavailable"}
+
+
+def test_jobs_set_aside_as_infinity_are_listed_retried_and_repaired(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """Rows set aside by que-interop 0.2 (run_at 'infinity') stay dead, and are listed and
+    retried like the others; `que dead --repair` rewrites them so Ruby can read them."""
+    conn.execute(
+        "INSERT INTO que_jobs (job_class, run_at, error_count) VALUES ('Old', 'infinity', 3), ('Old', 'infinity', 4)"
+    )
+    assert [j.error_count for j in client.dead_jobs()] == [3, 4]
+    assert client.retry_dead(1) == 1
+    assert [j.error_count for j in client.dead_jobs()] == [4]
+    repaired = que_cmd(database_url, "dead", "--repair")
+    assert repaired.returncode == 0 and "1 job" in repaired.stdout, repaired.stderr
+    assert conn.execute("SELECT count(*) FROM que_jobs WHERE run_at = 'infinity'").fetchone() == (0,)
+    assert [j.error_count for j in client.dead_jobs()] == [4]
+    assert dead(conn)[0]["run_at"].year == 9999

@@ -218,11 +218,11 @@ def test_async_enqueue_inside_a_callers_pipeline_returns_the_jobs(
         async with (
             AsyncClient(database_url) as aclient,
             await psycopg.AsyncConnection.connect(database_url, autocommit=True) as caller,
+            caller.pipeline(),
         ):
-            async with caller.pipeline():
-                if method == "enqueue":
-                    return [await aclient.enqueue("A", 1, conn=caller)]
-                return await aclient.enqueue_many([("A", [1]), ("B", [2])], conn=caller)
+            if method == "enqueue":
+                return [await aclient.enqueue("A", 1, conn=caller)]
+            return await aclient.enqueue_many([("A", [1]), ("B", [2])], conn=caller)
 
     made = asyncio.run(main())
     assert [job.job_id for job in made] == [r["job_id"] for r in rows(conn)]

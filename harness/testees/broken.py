@@ -26,9 +26,20 @@ def _rewritten(statement: Any, old: str, new: str) -> Any:
     return dataclasses.replace(statement, name=statement.name + b"_broken", text=text.replace(old, new).encode())
 
 
-# Every statement that walks que_jobs to lock jobs: the engine's one-at-a-time claim, the
-# claim that also releases the previous job, and the batched claim.
-WALKS = ("LOCK_JOB", "LOCK_JOB_NOTING", "LOCK_JOBS")
+# Every statement that walks que_jobs to lock jobs: the engine's claim.
+WALKS = ("CLAIM_JOBS",)
+# Every statement that releases job locks, and how each names the job_id it unlocks.
+UNLOCKS = {
+    "UNLOCK_JOB": "pg_advisory_unlock($1::bigint)",
+    "CLAIM_JOBS": "pg_advisory_unlock(k.job_id)",
+    "RELEASE_JOBS": "pg_advisory_unlock(k.job_id)",
+    "UNLOCK_JOBS": "pg_advisory_unlock(id)",
+}
+
+
+def _rewrite_unlocks(change: Callable[[str], str]) -> None:
+    for name, call in UNLOCKS.items():
+        setattr(protocol, name, _rewritten(getattr(protocol, name), call, change(call)))
 
 
 def _rewrite_walks(old: str, new: str) -> None:
@@ -46,23 +57,11 @@ def _ordering() -> None:
 
 def _lock_key() -> None:
     _rewrite_walks("pg_try_advisory_lock((j).job_id)", "pg_try_advisory_lock((j).job_id + 1)")
-    protocol.UNLOCK_JOB = _rewritten(
-        protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
-    )
-    protocol.LOCK_JOB_NOTING = _rewritten(
-        protocol.LOCK_JOB_NOTING, "pg_advisory_unlock($1::bigint)", "pg_advisory_unlock($1::bigint + 1)"
-    )
-    protocol.LOCK_JOBS = _rewritten(protocol.LOCK_JOBS, "pg_advisory_unlock(id)", "pg_advisory_unlock(id + 1)")
-    protocol.UNLOCK_JOBS = _rewritten(protocol.UNLOCK_JOBS, "pg_advisory_unlock(id)", "pg_advisory_unlock(id + 1)")
+    _rewrite_unlocks(lambda call: call.replace(")", " + 1)"))
 
 
 def _never_unlock() -> None:
-    protocol.UNLOCK_JOB = _rewritten(protocol.UNLOCK_JOB, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL")
-    protocol.LOCK_JOB_NOTING = _rewritten(
-        protocol.LOCK_JOB_NOTING, "pg_advisory_unlock($1::bigint)", "$1::bigint IS NOT NULL"
-    )
-    protocol.LOCK_JOBS = _rewritten(protocol.LOCK_JOBS, "pg_advisory_unlock(id)", "id IS NOT NULL")
-    protocol.UNLOCK_JOBS = _rewritten(protocol.UNLOCK_JOBS, "pg_advisory_unlock(id)", "id IS NOT NULL")
+    _rewrite_unlocks(lambda call: call.removeprefix("pg_advisory_unlock(").removesuffix(")") + " IS NOT NULL")
 
 
 # Set by the testee at `start`: the database, for the unlock-elsewhere break.
@@ -70,17 +69,22 @@ DATABASE_URL: list[str] = []
 
 
 def _finishing_apart(finish: Callable[..., Any]) -> None:
-    """Install `finish` as the engine's way to finish a job, and make lock() finish the
-    previous job with it first (the engine's own lock() unlocks it inside the claim)."""
+    """Install `finish` as the engine's way to finish a job, and make claim() finish the
+    jobs it is given with it first (the engine's own claim releases them inside itself)."""
 
-    def lock(session: Any, queue: str, after: Any = None) -> Any:
-        if after is not None:
-            yield from finish(session, protocol.Finish(after))
-        return (yield from original_lock(session, queue))
+    def claim(session: Any, queue: str, count: int, done: Any = (), sent: Any = (), skip: Any = ()) -> Any:
+        yield from protocol.collect(session)
+        for finished in (*sent, *done):
+            yield from finish(session, finished)
+        return (yield from original_claim(session, queue, count, skip=skip))
 
-    original_lock = protocol.lock
+    def send_finish(session: Any, finished: Any) -> Any:
+        yield from finish(session, finished)
+
+    original_claim = protocol.claim
     protocol.finish = finish
-    protocol.lock = lock
+    protocol.claim = claim
+    protocol.send_finish = send_finish
 
 
 def _unlock_elsewhere() -> None:
@@ -104,6 +108,7 @@ def _unlock_elsewhere() -> None:
         yield from unlock(session, done.locked.key[3])
 
     protocol._unlock = unlock
+    protocol.RELEASE_JOBS = _rewritten(protocol.RELEASE_JOBS, "pg_advisory_unlock(k.job_id)", "k.job_id")
     _finishing_apart(finish)
 
 

@@ -146,7 +146,7 @@ class Testee:
         conn = self.client.connect("que batch testee")
         session = Session(conn.pgconn)
         wait(que._protocol.set_up(session), conn.pgconn.socket)
-        locked = wait(que._protocol.lock_batch(session, queue, count), conn.pgconn.socket)
+        locked = wait(que._protocol.claim(session, queue, count), conn.pgconn.socket)
         for job in locked:
             self.batches[job.job.job_id] = (conn, session, locked)
         if not locked:

@@ -5,6 +5,7 @@ statements and the protocol are shared (que._validate, que._protocol), and only 
 differs (que._waiting.wait_async).
 """
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -22,6 +23,7 @@ from que._validate import NewJob
 from que._waiting import wait_async
 from que.aio._lock import AsyncLockedJob
 from que.client import connection_options, database_url, idle_and_quiet, insert_values, never_ran
+from que.errors import redacted, remember_secrets
 from que.job import Job
 
 
@@ -44,6 +46,7 @@ class AsyncClient:
         notify: bool = False,
     ) -> None:
         self.conninfo = database_url(conninfo)
+        remember_secrets(self.conninfo)
         self.notify = notify
         self.connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
@@ -57,13 +60,21 @@ class AsyncClient:
             timeout=connect_timeout,
         )
         self._sessions: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], Session] = weakref.WeakKeyDictionary()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<que.aio.AsyncClient {self._pool.name}>"
 
     async def open(self) -> "AsyncClient":
-        """Connect; fails fast with the server's own reason (refused, bad password ...)."""
-        probe = await psycopg.AsyncConnection.connect(self.conninfo, connect_timeout=max(1, int(self.connect_timeout)))
+        """Connect; fails fast with the server's own reason (refused, bad password ...).
+        The client then belongs to the running event loop (its pool works on no other)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self.conninfo, connect_timeout=max(1, int(self.connect_timeout))
+            )
+        except psycopg.Error as failure:
+            raise redacted(failure) from None
         await probe.close()
         await self._pool.open()
         try:
@@ -86,14 +97,27 @@ class AsyncClient:
 
     async def connect(self, application_name: str = "que") -> psycopg.AsyncConnection[Any]:
         """A new connection opened as que opens its own (see que.client)."""
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, **connection_options(application_name))
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **connection_options(application_name))
+        except psycopg.Error as failure:
+            raise redacted(failure) from None
         await _configure(conn)
         return conn
 
     # -- pooled connections ---------------------------------------------------------------
 
+    def _check_loop(self) -> None:
+        running = asyncio.get_running_loop()
+        if self._loop is not None and running is not self._loop:
+            raise RuntimeError(
+                f"this AsyncClient was opened on another event loop ({self._loop!r}, not the running "
+                f"{running!r}): its connection pool works only on the loop it was opened on. Open one "
+                "client per event loop (async with AsyncClient(...) inside the code that runs on it)"
+            )
+
     async def _checkout(self) -> tuple[psycopg.AsyncConnection[Any], Session]:
         """A pooled connection that is not already dead (see que.client.idle_and_quiet)."""
+        self._check_loop()
         for _ in range(self._pool.max_size):
             conn = await self._pool.getconn()
             if idle_and_quiet(conn):
@@ -229,12 +253,17 @@ class AsyncClient:
             return _wire.jobs(cur.pgresult, session.codec)
 
     async def retry_dead(self, job_id: int | None = None, *, queue: str | None = None) -> int:
-        if job_id is not None and (isinstance(job_id, bool) or not isinstance(job_id, int)):
-            raise TypeError(f"job_id must be an int, got {job_id!r}")
+        if job_id is not None:
+            _validate.job_id(job_id)
         if queue is not None:
             _validate.queue(queue)
         async with self._borrow() as (conn, _):
             return (await conn.execute(sql.RETRY_DEAD, {"job_id": job_id, "queue": queue})).rowcount
+
+    async def repair_dead(self) -> int:
+        """See que.Client.repair_dead."""
+        async with self._borrow() as (conn, _):
+            return (await conn.execute(sql.REPAIR_DEAD)).rowcount
 
     async def clear(self) -> None:
         async with self._borrow() as (conn, _):

@@ -111,12 +111,18 @@ class AsyncLockedJob:
                 return
             self._slot[0] = None
             self._finalizer.detach()
+            cancelled: asyncio.CancelledError | None = None
             try:
                 if session.usable():
                     await wait_async(_protocol.unlock(session, self._locked), conn.pgconn.socket)
-            except (psycopg.Error, asyncio.CancelledError):
+            except psycopg.Error:
                 conn.pgconn.finish()
+            except asyncio.CancelledError as stop:
+                conn.pgconn.finish()  # the unlock may not have run: end the session, and the lock
+                cancelled = stop
             await self._give_back(conn, session)
+            if cancelled is not None:
+                raise cancelled
 
     async def __aenter__(self) -> "AsyncLockedJob":
         return self

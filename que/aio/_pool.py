@@ -1,7 +1,6 @@
 """AsyncWorkerPool: `count` AsyncWorkers on one queue and one event loop."""
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import signal
@@ -9,6 +8,7 @@ import time
 from collections.abc import Mapping
 
 from que._handlers import INTERRUPTS, Handler
+from que._threads import DaemonThreads
 from que.aio._client import AsyncClient
 from que.aio._worker import AsyncWorker
 from que.errors import TransactionPoolingError
@@ -41,8 +41,9 @@ class AsyncWorkerPool:
         check_wake_interval(wake_interval)
         self.client = client
         self.count = count
-        # Plain handlers run here: one thread per worker, so none waits for a thread.
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=count, thread_name_prefix="que-handler")
+        # Plain handlers run here: one daemon thread per worker, so none waits for a thread,
+        # and none holds the process at exit (que._threads). Made anew by each start().
+        self.executor = DaemonThreads(count)
         self.workers = [
             AsyncWorker(
                 client, handlers, queue, wake_interval, listen=listen, max_retries=max_retries, executor=self.executor
@@ -51,10 +52,18 @@ class AsyncWorkerPool:
         ]
         self._stopping = asyncio.Event()
         self._forced = False
+        # The signal that asked the pool to stop, if one did.
+        self.stop_signal: int | None = None
 
     async def start(self) -> "AsyncWorkerPool":
+        """Start the workers (again, after a shutdown: the pool can be used more than once)."""
         check_pool_size(self.count, await self.client.connection_limit())
+        if self.executor.is_shut_down:
+            self.executor = DaemonThreads(self.count)
+        self._stopping = asyncio.Event()
+        self._forced = False
         for worker in self.workers:
+            worker.executor = self.executor
             worker.start()
         return self
 
@@ -102,6 +111,7 @@ class AsyncWorkerPool:
                 self._cancel()
                 return
             log.info("signal %s: finishing current jobs", signal.Signals(signum).name, extra={"event": "shutdown"})
+            self.stop_signal = signum
             self._stopping.set()
 
         installed = []
@@ -122,6 +132,9 @@ class AsyncWorkerPool:
                     self._forced = True
                     self._cancel()
                     await asyncio.wait({w._task for w in self.workers if w._task is not None})
+                    # Plain handlers cut short go on in their daemon threads, holding their
+                    # jobs' locks until they end (or the process exits).
+                    self.executor.shutdown(wait=False)
             finally:
                 for signum in installed:
                     loop.remove_signal_handler(signum)

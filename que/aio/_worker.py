@@ -6,9 +6,12 @@ plain functions (run in the pool's threads, so a blocking handler never stalls t
 workers). A handler's exception means what it means for the thread worker (que._handlers).
 
 Stopping: `request_stop()` / `shutdown()` let current jobs finish. Cancelling a worker's
-task aborts its job: an async handler is cancelled, a plain one runs to its end in its
-thread (threads cannot be stopped), the job's row is left as it is and its connection
-closed, which ends its lock, so the job runs again later (delivery is at least once).
+task aborts its job. An async handler is cancelled: the job's row is left as it is and its
+connection closed, which ends its lock, so the job runs again later (delivery is at least
+once). A plain handler cannot be stopped: it runs to its end in its (daemon) thread, and
+its connection, with the job's lock, goes with it, so no other worker runs the job
+meanwhile; when the handler ends, that thread finishes the job as the worker would have
+and closes the connection. If the process exits first, the session ends with it.
 """
 
 import asyncio
@@ -26,7 +29,8 @@ from que import _handlers, _protocol, _validate
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
-from que._waiting import Channel
+from que._threads import DaemonThreads
+from que._waiting import Channel, wait
 from que.aio._client import AsyncClient
 from que.aio._lock import _being_cancelled
 from que.errors import TransactionPoolingError, last_error_text
@@ -62,7 +66,7 @@ class AsyncWorker:
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         """Arguments as for que.Worker; `executor` runs plain (non-async) handlers
-        (default: the loop's default executor)."""
+        (default: a daemon thread of the worker's own, see que._threads)."""
         self.client = client
         self.handlers = handlers
         # is_async() of each handler seen, asked once (by id: a handler need not be hashable)
@@ -82,6 +86,9 @@ class AsyncWorker:
         self._stop = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # A plain handler whose task was cancelled while it ran in its thread, and its job.
+        self._orphan: tuple[concurrent.futures.Future[BaseException | None], Locked] | None = None
+        self._current_job: Locked | None = None
 
     def __repr__(self) -> str:
         return f"<que.aio.AsyncWorker queue={self.queue!r}>"
@@ -126,15 +133,46 @@ class AsyncWorker:
 
     async def _drop_connection(self) -> None:
         """Close the connection: this also ends every lock its session held. The session
-        ends at once, even when the task is being cancelled."""
-        conn, self._conn, self._session = self._conn, None, None
+        ends at once, even when the task is being cancelled. While a plain handler cut
+        short still runs, its thread takes the connection over instead (see the module)."""
+        conn, session = self._conn, self._session
+        self._conn = self._session = None
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
+        orphan, self._orphan = self._orphan, None
+        if orphan is not None and conn is not None and not conn.closed and session is not None and session.usable():
+            future, held = orphan
+            future.add_done_callback(lambda done: self._finish_orphan(conn, session, held, done))
+            return
         if conn is not None and not conn.closed:
             conn.pgconn.finish()
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
+
+    def _finish_orphan(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        session: Session,
+        held: Locked,
+        done: concurrent.futures.Future[BaseException | None],
+    ) -> None:
+        """In the handler's thread, once a plain handler cut short has ended: finish its job
+        on its own connection, without the loop (which may be gone), and close it."""
+        try:
+            failure = done.exception() or done.result()
+            if not isinstance(failure, INTERRUPTS):
+                finish = (
+                    Finish(held, max_retries=self.max_retries)
+                    if failure is None
+                    else Finish.failure(held, last_error_text(failure), self.max_retries)
+                )
+                _handlers.log_finished(held.job, failure, 0.0)
+                wait(_protocol.finish(session, finish), conn.pgconn.socket)
+        except Exception:
+            log.exception("orphan_not_finished job_id=%s", held.job.job_id, extra={"event": "orphan_not_finished"})
+        finally:
+            conn.pgconn.finish()  # ends the session, and with it the job's lock if still held
 
     def _run(self, gen: PQGen[T]) -> Coroutine[Any, Any, T]:
         """The statements of `gen` on this worker's connection, to be awaited."""
@@ -150,7 +188,7 @@ class AsyncWorker:
             held = await self._run(_protocol.lock(session, self.queue))
             if held is None:
                 return False
-            await self._work(session, held, prefetch=False)
+            await self._run(_protocol.finish(session, await self._work(session, held)))
             return True
         except asyncio.CancelledError:
             await self._drop_connection()  # mid-statement or mid-job: end the session and its lock
@@ -174,8 +212,15 @@ class AsyncWorker:
                     await handler(*args)
                 else:
                     context = contextvars.copy_context()  # current_job() works in the thread too
-                    loop = asyncio.get_running_loop()
-                    outcome = await loop.run_in_executor(self.executor, context.run, _in_thread, handler, args)
+                    if self.executor is None:
+                        self.executor = DaemonThreads(1)
+                    running = self.executor.submit(context.run, _in_thread, handler, args)
+                    try:
+                        outcome = await asyncio.wrap_future(running)
+                    except asyncio.CancelledError:
+                        if not running.done() and self._current_job is not None:
+                            self._orphan = (running, self._current_job)
+                        raise
                     if outcome is not None:
                         raise outcome
             except INTERRUPTS:
@@ -188,9 +233,11 @@ class AsyncWorker:
                 return failure
         return None
 
-    async def _work(self, session: Session, held: Locked, prefetch: bool) -> Locked | None:
+    async def _work(self, session: Session, held: Locked) -> Finish:
+        """Run the job's handler; how the job must end (see que.Worker._call)."""
         job = held.job
         started = time.monotonic()
+        self._current_job = held
         try:
             failure = await self._call(job)
         except INTERRUPTS:
@@ -199,43 +246,44 @@ class AsyncWorker:
             except psycopg.Error:
                 await self._drop_connection()
             raise
-        following = None
-        if failure is None:
-            if prefetch and not self._stop:
-                following = await self._run(_protocol.lock(session, self.queue, after=held))
-            else:
-                await self._run(_protocol.finish(session, Finish(held)))
-            self.jobs_worked += 1
-        else:
-            finish = Finish.failure(held, last_error_text(failure), self.max_retries)
-            await self._run(_protocol.finish(session, finish))
-            self.jobs_errored += 1
+        finally:
+            self._current_job = None
         _handlers.log_finished(job, failure, time.monotonic() - started)
-        return following
+        if failure is None:
+            self.jobs_worked += 1
+            return Finish(held, max_retries=self.max_retries)
+        self.jobs_errored += 1
+        return Finish.failure(held, last_error_text(failure), self.max_retries)
 
     # -- the loop -----------------------------------------------------------------
 
     async def work(self) -> None:
         """Run until request_stop() (or cancellation): drain, wait wake_interval, repeat."""
         failures = 0
-        held: Locked | None = None
+        held: list[Locked] = []
         try:
             while not self._stop:
                 try:
                     session = self._current() or await self._open()
-                    if held is None:
-                        held = await self._run(_protocol.lock(session, self.queue))
-                    if held is None:
+                    if not held:
+                        held = await self._run(_protocol.claim(session, self.queue, 1))
+                    if not held:
                         failures = 0
                         await self._idle(session)
                         continue
-                    held = await self._work(session, held, prefetch=True)
+                    done = await self._work(session, held[0])
+                    if self._stop:
+                        held = []
+                        await self._run(_protocol.finish(session, done))
+                    else:
+                        # The finish travels with the next claim: one round trip per job.
+                        held = await self._run(_protocol.claim(session, self.queue, 1, done=[done]))
                     failures = 0
                 except (*INTERRUPTS, TransactionPoolingError) as stop:
                     self.fatal = stop
                     raise
                 except Exception as error:
-                    held = None  # dropping the connection ends its lock
+                    held = []  # dropping the connection ends its lock
                     await self._drop_connection()
                     failures += 1
                     await self._sleep(backoff(failures, self.reconnect_max, error))
