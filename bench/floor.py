@@ -8,8 +8,9 @@ per job. The call releases the job the session locked in its previous call (whos
 committed with that call), then runs que's own lock_job, check_job and destroy_job texts
 from que.sql. So each job costs one round trip and the server's work, nothing else.
 
-The batched floor does the same with the batched statements (LOCK_JOBS, CHECK_JOBS,
-DESTROY_JOBS) and K jobs per call: what the server can do for WorkerPool(batch=K).
+The batched floor does the same with que's claim (CLAIM_JOBS, CHECK_CLAIMED, a delete per
+job) and K jobs per call: what the server can do for a session claiming K jobs at a time,
+a worker of WorkerPool(batch=K), or a locker (one session for all the pool's threads).
 
 An implementation above its floor means the floor is wrong (it is not measuring what it
 says), and the report warns about it.
@@ -70,27 +71,32 @@ $floor$"""
 
 
 def batch_function_sql() -> str:
-    """CREATE FUNCTION que_bench_floor_batch(k): up to k jobs, as WorkerPool(batch=k) claims them."""
-    arrays = {"queues": "qs", "priorities": "ps", "run_ats": "rs", "job_ids": "ids"}
-    lock = _plpgsql(que.sql.LOCK_JOBS, {"unlock": "held", "queue": "''", "count": "k"})
-    check = _plpgsql(que.sql.CHECK_JOBS, arrays)
-    destroy = _plpgsql(que.sql.DESTROY_JOBS, arrays)
+    """CREATE FUNCTION que_bench_floor_batch(k): up to k jobs, claimed as que's claim does
+    (sql.CLAIM_JOBS, then CHECK_CLAIMED) and deleted on their whole keys, in one statement
+    (the floor's bound: one delete per job costs the server more). The previous call's
+    jobs, deleted when that call committed, are released by this call's claim."""
+    keys = {"queues": "qs", "priorities": "ps", "run_ats": "rs", "job_ids": "ids"}
+    claim = _plpgsql(que.sql.CLAIM_JOBS, {**keys, "queue": "''", "count": "k", "skip": "'{}'::bigint[]"})
+    check = que.sql.CHECK_CLAIMED
     return f"""
 CREATE OR REPLACE FUNCTION que_bench_floor_batch(k int) RETURNS int LANGUAGE plpgsql AS $floor$
 DECLARE
-  held bigint[] := coalesce(nullif(current_setting('{HELD}', true), '')::bigint[], '{{}}');
+  held json := coalesce(nullif(current_setting('{HELD}', true), ''), '[]')::json;
   qs text[]; ps smallint[]; rs timestamptz[]; ids bigint[];
-  n int;
+  done int;
 BEGIN
-  SELECT array_agg(l.queue), array_agg(l.priority), array_agg(l.run_at), array_agg(l.job_id)
-    INTO qs, ps, rs, ids FROM ({lock}) AS l;
-  PERFORM set_config('{HELD}', coalesce(ids, '{{}}')::text, false);
-  IF ids IS NULL THEN
-    RETURN 0;
-  END IF;
-  SELECT count(*) INTO n FROM ({check}) AS c;
-  {destroy};
-  RETURN n;
+  SELECT coalesce(array_agg(e->>0), '{{}}'), coalesce(array_agg((e->>1)::smallint), '{{}}'),
+         coalesce(array_agg((e->>2)::timestamptz), '{{}}'), coalesce(array_agg((e->>3)::bigint), '{{}}')
+    INTO qs, ps, rs, ids FROM json_array_elements(held) AS e;
+  PERFORM 1 FROM ({claim}) AS l;
+  PERFORM set_config('{HELD}', current_setting('que_interop.claimed'), false);
+  DELETE FROM que_jobs AS j
+  USING json_array_elements(current_setting('que_interop.claimed')::json) AS e
+  WHERE (j.queue, j.priority, j.run_at, j.job_id)
+      = (e->>0, (e->>1)::smallint, (e->>2)::timestamptz, (e->>3)::bigint)
+  AND j.job_id IN ({check});
+  GET DIAGNOSTICS done = ROW_COUNT;
+  RETURN done;
 END
 $floor$"""
 

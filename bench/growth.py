@@ -3,8 +3,9 @@ jobs held locked by long-running handlers.
 
 Que 0.x's lock_job walks the (queue, priority, run_at, job_id) index from its head and tries
 each job's advisory lock in turn, so every job locked by someone else ahead of the first free
-one costs the walk a step. The held jobs are put at the head (priority 1, before the backlog's
-100) and locked by one helper session, as long-running handlers would hold them.
+one costs the walk a step (que's claim stops trying them once it sees many: sql.CLAIM_JOBS).
+The held jobs are put at the head (priority 1, before the backlog's 100) and locked by one
+helper session, as long-running handlers would hold them.
 """
 
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from bench.drain import reset, summarize, top_up, window_rate
 from harness.testee import Testee
 
 BACKLOGS = (10_000, 100_000, 1_000_000)
-HELD = (0, 10, 100, 1000)
+HELD = (0, 10, 100, 1000, 10_000)
 HELD_BACKLOG = 20_000
 WORKERS = 4
 WINDOW_S = 2.0

@@ -14,7 +14,7 @@ from bench.drain import SLEEP, reset
 from harness import lab, owners
 from harness.testee import Testee
 
-POOLS = (1, 8, 32)
+POOLS = (8, 32, 128)
 SLEEP_MS = 1500  # long enough for every worker to be busy when sampled
 
 

@@ -6,7 +6,7 @@ A benchmark, not a test: figures are comparable as ratios within one run on the 
 working the trivial job class QueConformance::Noop with its own library's worker pool.
 
 - drain: N no-op jobs pre-inserted, then w workers drain them; jobs/s, median of `--runs`
-  runs with min and max, for w in 1, 2, 4, 8. The runs of a cell are taken in rounds (one
+  runs with min and max, for w in 1, 2, 4, 8, 32, 128. The runs of a cell are taken in rounds (one
   run of every implementation per round), so the machine's drift touches all alike.
 - floor: the server's own limit for the protocol at each w (bench/floor.py): pgbench calls
   a function that does lock_job, check_job, destroy_job and the unlock for one job per round
@@ -18,8 +18,11 @@ working the trivial job class QueConformance::Noop with its own library's worker
 - latency: enqueue-to-handler-start p50/p99 polling at 0.1 s, at the default interval, and
   with LISTEN/NOTIFY where the library has it.
 - growth: the rate against the backlog queued (1e4, 1e5, 1e6) and against jobs held locked
-  at the head of the queue (0, 10, 100, 1000) (bench/growth.py).
-- memory: peak RSS and server sessions of each pool at 1, 8 and 32 workers (bench/memory.py).
+  at the head of the queue (0, 10, 100, 1000, 10000) (bench/growth.py).
+- memory: peak RSS and server sessions per worker of each pool at 8, 32 and 128 workers,
+  every worker busy (bench/memory.py).
+- kills: jobs run twice per session the server ended mid-drain, from the latest `make chaos`.
+- targets: issue 23's ratios, checked on this run's figures (bench/charts.targets).
 
 Results: results/bench/latest.json, latest.md and latest.png; `make publish` copies them to
 bench/results/, where the README links them.
@@ -42,13 +45,14 @@ from bench.drain import drain_once, interleaved, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
 from harness.testee import Testee, Unavailable
+from que.locker import DEFAULT_BUFFER
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run outputs go to the ignored results/ folder; `make publish` copies them where the README links.
 OUT = ROOT / "results" / "bench"
 # prepared SELECT 1 round trips per driver and run (bench/roundtrip.py)
 ROUNDTRIPS = 5_000
-PARTS = ("drain", "floor", "peers", "enqueue", "latency", "roundtrip", "growth", "memory")
+PARTS = ("drain", "floor", "peers", "enqueue", "latency", "roundtrip", "growth", "memory", "kills")
 
 
 def log(message: str) -> None:
@@ -79,9 +83,22 @@ def repeat(runs: int, once: Callable[[], float]) -> dict[str, Any]:
     return summarize([once() for _ in range(runs)])
 
 
+# The rows whose pools claim through one locker session (que.locker).
+LOCKER_ROWS = ("python", "python-async")
+
+
 def batch_size(name: str) -> int:
-    """Jobs per claim of an implementation's pool: 1, or K for a batched row."""
+    """Jobs per claim of an implementation's pool: 1, or K for a batched row (a locker's
+    claims vary with the number of idle workers: see floor_key)."""
     return implementations.PYTHON_BATCH if name == "python-batch" else 1
+
+
+def floor_key(name: str) -> str:
+    """The floor an implementation's drain is bounded by."""
+    if name in LOCKER_ROWS:
+        return "locker"
+    size = batch_size(name)
+    return "1" if size == 1 else f"batch {size}"
 
 
 class Bench:
@@ -149,6 +166,19 @@ class Bench:
 
                 cells[str(workers)] = repeat(self.options.runs, once)
                 log(f"floor ({key} per call) x{workers}: {cells[str(workers)]['median']:.0f} jobs/s")
+        if set(LOCKER_ROWS) & set(self.testees):
+            # One session claiming for w workers: up to w + the buffer jobs per round trip.
+            cells = self.report["floor"].setdefault("locker", {})
+            for workers in self.counts:
+
+                def locker_once(w: int = workers) -> float:
+                    reset(self.url)
+                    top_up(self.url, self.options.jobs)
+                    done, seconds = floor.run(pgbench, self.url, self.options.jobs, 1, w + DEFAULT_BUFFER)
+                    return done / seconds
+
+                cells[str(workers)] = repeat(self.options.runs, locker_once)
+                log(f"floor (one session, {workers} + {DEFAULT_BUFFER} per call): {cells[str(workers)]['median']:.0f}")
 
     def peers(self) -> None:
         for name, jobs in (("pgqueuer", self.options.jobs), ("procrastinate", self.options.procrastinate_jobs)):
@@ -226,14 +256,43 @@ class Bench:
                 log(f"memory {name} x{workers}: {cells[str(workers)]}")
         reset(self.url)
 
+    def kills(self) -> None:
+        """Jobs run twice per lost session, from the latest `make chaos` run (its sessions
+        killed rows), when there is one."""
+        self.report["kills"] = chaos_kills(CHAOS_RESULTS)
+
+
+CHAOS_RESULTS = ROOT / "results" / "chaos" / "latest.json"
+
+
+def chaos_kills(path: Path) -> dict[str, Any]:
+    """The sessions-killed rows of a chaos run: pool -> kills, extra runs, the bound."""
+    if not path.is_file():
+        return {"unavailable": f"no {path}: run make chaos first"}
+    run = json.loads(path.read_text())
+    rows = {}
+    for row in run.get("rows", []):
+        if not row["scenario"].startswith("sessions killed"):
+            continue
+        note = row["notes"][0] if row["notes"] else ""
+        kills = int(note.split(" sessions ended")[0]) if " sessions ended" in note else None
+        rows[row["scenario"].removeprefix("sessions killed (").removesuffix(")")] = {
+            "jobs": row["jobs"],
+            "kills": kills,
+            "duplicates": row["duplicates"],
+            "lost": row["lost"],
+            "ok": row["ok"],
+            "note": note,
+        }
+    return {"date": run.get("date"), "rows": rows}
+
 
 def warnings(report: dict[str, Any]) -> list[str]:
     """An implementation above its floor: the floor is not measuring what it claims."""
     found = []
     floors = report.get("floor", {})
     for name, data in report["implementations"].items():
-        size = batch_size(name)
-        cells = floors.get("1" if size == 1 else f"batch {size}", {})
+        cells = floors.get(floor_key(name), {})
         for workers, cell in data["drain_jobs_per_s"].items():
             limit = cells.get(workers)
             if limit and cell["median"] > limit["median"]:
@@ -251,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain run (default: 20000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell, at least 3 for a median (default: 3)")
-    parser.add_argument("--workers", default="1,2,4,8", help="worker counts (default: 1,2,4,8)")
+    parser.add_argument("--workers", default="1,2,4,8,32,128", help="worker counts (default: 1,2,4,8,32,128)")
     parser.add_argument("--enqueue-jobs", type=int, default=5_000, help="jobs per single-enqueue run (default: 5000)")
     parser.add_argument(
         "--procrastinate-jobs",

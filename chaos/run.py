@@ -21,7 +21,20 @@ from typing import Any
 
 from chaos import pools
 from chaos.lab import Lab, Row
-from chaos.scenarios import hostile, hygiene, killed, listen_restart, poison, pooling, restart, soak, terminated
+from chaos.scenarios import (
+    cut_short,
+    dead_rows,
+    delivery,
+    hostile,
+    hygiene,
+    killed,
+    listen_restart,
+    poison,
+    pooling,
+    restart,
+    soak,
+    terminated,
+)
 from harness import implementations, signals
 from harness.postgres import LocalCluster
 
@@ -86,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
                 (f"poison ({kind})", lambda k=kind: poison.run(lab, k)),
                 (f"hostile ({kind})", lambda k=kind: hostile.run(lab, k)),
             ]
+        for label, kind, pool in delivery.POOLS:
+            scenarios.append(
+                (f"sessions killed ({label})", lambda n=label, k=kind, p=pool: delivery.sessions_killed(lab, n, k, p))
+            )
+            scenarios.append(
+                (f"failing delete ({label})", lambda n=label, k=kind, p=pool: delivery.failing_delete(lab, n, k, p))
+            )
+        scenarios += [(f"cut short (locker={on})", lambda on=on: cut_short.run(lab, on)) for on in (True, False)]
+        if "ruby" in available:
+            scenarios.append(("dead jobs read by Ruby Que", lambda: dead_rows.run(lab)))
         scenarios += [
             ("restart", lambda: restart.run(lab, available)),
             ("soak", lambda: soak.run(lab, available, options.soak_jobs)),

@@ -1,7 +1,8 @@
 """The implementations a run can use, and how to make each one runnable.
 
-Built in: python (over que/), python-async (over que.aio), python-batch (que's batched
-claim), go (real que-go) and gue (real gue v1.0.2), both built
+Built in: python (over que/, WorkerPool with its locker), python-sessions (a session per
+worker), python-async (over que.aio), python-batch (que's batched claim), go (real que-go)
+and gue (real gue v1.0.2), both built
 with `go build`, and ruby (real Que 0.14 from the gem or QUE_RUBY_LIB). Any other port
 joins with `--testee 'CMD ...'`. Availability is decided by trying: a build that fails
 or a `start` that answers Unavailable makes the implementation's cells *unavailable*,
@@ -86,6 +87,10 @@ def python_batch_impl(build: bool = True) -> Implementation:
     )
 
 
+def python_sessions_impl(build: bool = True) -> Implementation:
+    return Implementation("python-sessions", [sys.executable, "-m", "harness.testees.python", "--sessions"])
+
+
 def python_async_impl(build: bool = True) -> Implementation:
     return Implementation("python-async", [sys.executable, "-m", "harness.testees.python_async"])
 
@@ -117,6 +122,7 @@ def ruby_impl(build: bool = True) -> Implementation:
 # Every built-in implementation, in the order of a run's rows.
 BUILTINS: dict[str, Callable[[bool], Implementation]] = {
     "python": python_impl,
+    "python-sessions": python_sessions_impl,
     "python-async": python_async_impl,
     "python-batch": python_batch_impl,
     "go": go_impl,

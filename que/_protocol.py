@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import psycopg
 from psycopg import pq
 
 from que import _wire, sql
@@ -43,9 +44,14 @@ _DATA_EXCEPTION: Final = "22"  # the row's own data makes the statement fail (e.
 
 _KEY = (("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_id", INT8))
 _ARRAYS = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_ids", 1016)]
-CLAIM_JOBS: Final = statement(
-    "que_interop_claim_jobs", sql.CLAIM_JOBS, [*_ARRAYS, ("queue", TEXT), ("count", INT4), ("skip", 1016)]
-)
+_CLAIM_PARAMS = [*_ARRAYS, ("queue", TEXT), ("count", INT4), ("skip", 1016)]
+CLAIM_JOBS: Final = statement("que_interop_claim_jobs", sql.CLAIM_JOBS, _CLAIM_PARAMS)
+CLAIM_JOBS_AVOIDING: Final = statement("que_interop_claim_jobs_avoiding", sql.CLAIM_JOBS_AVOIDING, _CLAIM_PARAMS)
+
+# A claim that walked past this many jobs other sessions hold switches the session to
+# CLAIM_JOBS_AVOIDING, which skips them without trying their locks; it switches back when
+# pg_locks shows fewer than half as many held elsewhere (reading pg_locks has a cost too).
+AVOID_AFTER: Final = 16
 CHECK_CLAIMED: Final = statement("que_interop_check_claimed", sql.CHECK_CLAIMED, [])
 RELEASE_JOBS: Final = statement("que_interop_release_jobs", sql.RELEASE_JOBS, _ARRAYS)
 CHECK_JOB: Final = statement("que_check_job", sql.CHECK_JOB, _KEY)
@@ -65,6 +71,7 @@ _INSERT_MANY = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job
 INSERT_JOBS: Final = statement("que_interop_insert_jobs", sql.INSERT_JOBS, _INSERT_MANY)
 INSERT_JOBS_NOTIFY: Final = statement("que_interop_insert_jobs_notify", sql.INSERT_JOBS_NOTIFY, _INSERT_MANY)
 UNLOCK_JOBS: Final = statement("que_interop_unlock_jobs", sql.UNLOCK_JOBS, [("job_ids", 1016)])
+RETAKE_JOBS: Final = statement("que_interop_retake_jobs", sql.RETAKE_JOBS, [("job_ids", 1016)])
 BACKEND_PID: Final = statement("", sql.BACKEND_PID, [])
 SESSION_SETUP: Final = statement("", sql.SESSION_SETUP, [])
 LISTEN: Final = statement("", sql.LISTEN, [])
@@ -163,27 +170,31 @@ def claim(
     done: Sequence[Finish] = (),
     sent: Sequence[Finish] = (),
     skip: Iterable[int] = (),
+    untouched: Sequence[Locked] = (),
 ) -> PQGen[list[Locked]]:
     """Finish the jobs `done`, then claim up to `count` due jobs of `queue`, in one round trip:
 
-        finish(done[0]) | SYNC | ... | release(done, sent) + claim, check | SYNC
+        finish(done[0]) | SYNC | ... | unlock(untouched) | SYNC | release(done, sent) + claim, check | SYNC
 
     Each finish commits on its own, before the claim statement releases the lock of every
     finished job whose key is gone (a job whose finish failed keeps its lock until its
     failure is recorded, Ruby's rescue of a failed destroy). `sent` are finishes sent
-    earlier with send_finish(), whose results are read first. The claim skips the jobs in
+    earlier with send_finish(); the results not read yet are read first. The claim skips the jobs in
     `skip` (held by this session for other reasons) as well as the finished ones. The check
     is the next statement, with a new snapshot: a claimed job another worker finished
     after the claim's snapshot is released and not returned, and when every claimed job
     was lost so, the claim runs again. Rows that cannot be read are backed off and logged.
-    Returns the jobs held, in the walk's order.
+    The `untouched` jobs (held, never run) are released as they are. Returns the jobs
+    held, in the walk's order.
     """
-    earlier = yield from collect(session)
     finishing = [*sent, *done]
-    outcomes = list(earlier)
+    outcomes = yield from _sent_outcomes(session, sent)
     releasing = [finish.locked for finish in finishing]
     skipped = sorted({*skip, *(locked.job.job_id for locked in releasing)})
     segments: list[list[Call]] = [[_finish_call(session, finish)] for finish in done]
+    unlocking = [_wire.int8(locked.job.job_id) for locked in untouched]
+    if unlocking:
+        segments.append([(UNLOCK_JOBS, (_wire.array(INT8, unlocking),))])
     while True:
         params = (
             *_keys(releasing),
@@ -191,9 +202,11 @@ def claim(
             _wire.int4(count),
             _wire.array(INT8, [_wire.int8(job_id) for job_id in skipped]),
         )
-        segments.append([(CLAIM_JOBS, params), (CHECK_CLAIMED, ())])
+        segments.append([(CLAIM_JOBS_AVOIDING if session.avoiding else CLAIM_JOBS, params), (CHECK_CLAIMED, ())])
         results = yield from pipeline(session, segments)
-        outcomes += results[:-2]
+        outcomes += results[: len(segments) - 1 - bool(unlocking)]
+        if unlocking and results[-3].status not in OK:
+            raise error(session, results[-3], "unlock")
         found, checked = results[-2], results[-1]
         if found.status != pq.ExecStatus.TUPLES_OK:
             yield from _settle(session, finishing, outcomes)
@@ -203,6 +216,7 @@ def claim(
             for row in range(found.ntuples)
             if found.get_value(row, _CLAIMED["job_id"]) is not None  # no job claimed: one row of NULLs
         ]
+        _choose_walk(session, found, len(rows), len(skipped))
         yield from _settle(session, finishing, outcomes, claimed=[row.key[3] for row in rows])
         if checked.status != pq.ExecStatus.TUPLES_OK and rows:
             yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, [row.key[3] for row in rows]),)))
@@ -227,20 +241,42 @@ def claim(
             return held
         # Every job claimed was lost to a race (finished by another worker after the claim's
         # snapshot): claim again, as que-go does; a finished job is not in the next snapshot.
-        finishing, outcomes, releasing, segments = [], [], [], []
+        finishing, outcomes, releasing, segments, unlocking = [], [], [], [], []
+
+
+def _choose_walk(session: Session, found: pq.abc.PGresult, claimed: int, skipped: int) -> None:
+    """Pick the claim statement for the session's next claim (see AVOID_AFTER)."""
+    if session.avoiding:
+        avoided = _wire.read_int(found.get_value(0, _CLAIMED["avoided"]) or b"\0" * 8)
+        session.avoiding = avoided - skipped - claimed >= AVOID_AFTER // 2
+    elif claimed:
+        walked = _wire.read_int(found.get_value(claimed - 1, _CLAIMED["n"]) or b"\0" * 4)
+        session.avoiding = walked - claimed >= AVOID_AFTER
+
+
+def _sent_outcomes(session: Session, sent: Sequence[Finish]) -> PQGen[list[pq.abc.PGresult | None]]:
+    """The results of finishes sent earlier, None for those send_finish() already read."""
+    unread = yield from collect(session)
+    return [None] * (len(sent) - len(unread)) + list(unread)
 
 
 def _settle(
-    session: Session, finishing: Sequence[Finish], outcomes: Sequence[pq.abc.PGresult], claimed: Sequence[bytes] = ()
-) -> PQGen[None]:
+    session: Session,
+    finishing: Sequence[Finish],
+    outcomes: Sequence[pq.abc.PGresult | None],
+    claimed: Sequence[bytes] = (),
+) -> PQGen[list[Finish]]:
     """Deal with finishes that failed (their jobs are still locked, their rows unchanged):
     a failed delete becomes the job's failure, recorded with the backoff as Ruby's rescue
     records it; a failed set_error whose row's own data is the cause is recorded without
     counting; then the job is released. Any other failure is raised, after releasing the
-    `claimed` jobs, so that no lock outlives it."""
+    `claimed` jobs, so that no lock outlives it. Returns the finishes that failed (their jobs
+    are released now). An outcome of None was read and settled before."""
+    failed = []
     for finish_, outcome in zip(finishing, outcomes, strict=True):
-        if outcome.status in OK:
+        if outcome is None or outcome.status in OK:
             continue
+        failed.append(finish_)
         failure = error(session, outcome, "destroy_job" if finish_.message is None else "set_error")
         try:
             if not session.usable():
@@ -263,18 +299,41 @@ def _settle(
             if claimed and session.usable():
                 yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, list(claimed)),)))
             raise
+    return failed
 
 
-def send_finish(session: Session, finish: Finish) -> PQGen[None]:
-    """Send a job's finish (its own transaction) without waiting for the result: the next
-    claim() (given the same Finish in `sent`) or release() reads it and releases the job."""
+def alive(session: Session) -> bool:
+    """Whether the session still stands, judged from what already arrived on its socket
+    (no round trip): a server ending it sends its goodbye and closes. A batched worker
+    asks before each job, so that one lost session does not run on through its batch,
+    whose locks died with it."""
+    pg = session.pgconn
+    try:
+        pg.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return bool(pg.status == pq.ConnStatus.OK)
+
+
+def send_finish(session: Session, finish: Finish, sent: Sequence[Finish] = ()) -> PQGen[list[Finish]]:
+    """Send a job's finish (its own transaction) without waiting for its result; the next
+    claim() or release() (given it in `sent`) releases the job.
+
+    The results of the finishes `sent` earlier that are still unread are read first, so at
+    most one finish is ever unconfirmed: by the time a handler ran, the previous job's
+    result is back, so the read costs no wait, and a session lost meanwhile is noticed
+    before the next handler starts. Returns the earlier finishes that failed: their
+    failure is recorded and their jobs released already (drop them from `sent`)."""
+    outcomes = yield from _sent_outcomes(session, sent)
+    failed = yield from _settle(session, sent, outcomes)
     yield from send(session, [[_finish_call(session, finish)]])
+    return failed
 
 
 def release(session: Session, sent: Sequence[Finish] = (), untouched: Sequence[Locked] = ()) -> PQGen[None]:
     """Read the results of the finishes `sent` earlier and release their jobs, and release
     the `untouched` ones (held but not run, e.g. at shutdown), leaving their rows as they are."""
-    outcomes = yield from collect(session)
+    outcomes = yield from _sent_outcomes(session, sent)
     calls: list[Call] = []
     if sent:
         calls.append((RELEASE_JOBS, _keys([finish.locked for finish in sent])))
@@ -288,8 +347,21 @@ def release(session: Session, sent: Sequence[Finish] = (), untouched: Sequence[L
     yield from _settle(session, sent, outcomes)
 
 
-# Where the claim's columns are in its result.
-_CLAIMED: Final = {name: index for index, name in enumerate(sql.LOCKED_COLUMNS)}
+def retake(session: Session, lost: Sequence[Finish]) -> PQGen[list[Finish]]:
+    """Lock again the jobs of outcomes whose locks died with an earlier session; the
+    outcomes whose lock this session now holds (finish them as usual). The others are held
+    by other workers now, which will run them: their outcome is not written."""
+    if not lost:
+        return []
+    ids = [_wire.int8(finish.locked.job.job_id) for finish in lost]
+    result = yield from execute(session, (RETAKE_JOBS, (_wire.array(INT8, ids),)))
+    taken = {_wire.read_int(result.get_value(row, 0) or b"") for row in range(result.ntuples)}
+    return [finish for finish in lost if finish.locked.job.job_id in taken]
+
+
+# Where the claim's columns are in its result: lock_job's, the step of the walk, and how
+# many locks pg_locks showed (CLAIM_JOBS_AVOIDING; 0 for CLAIM_JOBS).
+_CLAIMED: Final = {name: index for index, name in enumerate((*sql.LOCKED_COLUMNS, "n", "avoided"))}
 
 
 def lock(session: Session, queue: str) -> PQGen[Locked | None]:

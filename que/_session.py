@@ -79,6 +79,9 @@ class Session:
         self.direct = False
         # Segments sent by send() whose results are not read yet: the statements in each.
         self.unread: list[int] = []
+        # Whether the next claim skips the jobs other sessions hold without trying them
+        # (que._protocol.AVOID_AFTER).
+        self.avoiding = False
         encoding = pgconn.parameter_status(b"server_encoding") or b"UTF8"
         self.server_encoding = encoding.decode("ascii", "replace")
         self.server_codec = _wire.server_codec(encoding)

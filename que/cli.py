@@ -25,6 +25,7 @@ import psycopg
 from que import aio, encoding, schema
 from que.client import Client
 from que.errors import QueError, printable, redact, remember_secrets
+from que.locker import DEFAULT_BUFFER, check_buffer
 from que.pool import WorkerPool
 from que.worker import check_batch, check_wake_interval
 
@@ -102,7 +103,22 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         metavar="N",
-        help="worker threads, each with its own connection: at most the server's max_connections (default: 4)",
+        help="jobs run at once: threads (tasks with --async) that share one server session, the pool's locker "
+        "(default: 4)",
+    )
+    work.add_argument(
+        "--no-locker",
+        dest="locker",
+        action="store_false",
+        help="give each worker a server session of its own, as Ruby Que 0.14 and que-go do (then --workers is at "
+        "most the server's max_connections)",
+    )
+    work.add_argument(
+        "--buffer",
+        type=int,
+        default=DEFAULT_BUFFER,
+        metavar="N",
+        help=f"jobs the locker keeps claimed beyond the idle workers, ready to start (default: {DEFAULT_BUFFER})",
     )
     work.add_argument(
         "--wake-interval",
@@ -123,8 +139,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="K",
-        help="claim up to K jobs per round trip (each still locked on its own job_id; Ruby and Go workers "
-        "see nothing unusual); for many short jobs (default: 1, one at a time)",
+        help="with a session per worker (implies --no-locker): each worker claims up to K jobs per round trip "
+        "(each still locked on its own job_id; Ruby and Go workers see nothing unusual) (default: 1)",
     )
     work.add_argument(
         "--shutdown-timeout",
@@ -258,6 +274,12 @@ def _run(options: argparse.Namespace) -> int:
             raise UsageError(f"--batch: {error}") from None
         if options.use_async and options.batch != 1:
             raise UsageError("--batch is for the thread pool; the asyncio pool (--async) claims one job at a time")
+        if options.batch != 1:
+            options.locker = False  # batches are per-worker claims
+        try:
+            check_buffer(options.buffer)
+        except ValueError as error:
+            raise UsageError(f"--buffer: {error}") from None
         if options.loop is not None and not options.use_async:
             raise UsageError("--loop is for the asyncio pool: add --async")
         handlers = _load_handlers(options.app)
@@ -326,6 +348,8 @@ def _pool_options(options: argparse.Namespace) -> dict[str, Any]:
         "wake_interval": options.wake_interval,
         "listen": options.listen,
         "max_retries": options.max_retries,
+        "locker": options.locker,
+        "buffer": options.buffer,
     }
 
 

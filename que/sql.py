@@ -62,9 +62,25 @@ AND    priority = %(priority)s::smallint
 AND    run_at   = %(run_at)s::timestamptz
 AND    job_id   = %(job_id)s::bigint"""
 
-# que-interop's claim, for its own sessions: Ruby's walk (LOCK_JOB, its text unchanged but for
-# one term) taking up to `count` jobs, each its own session advisory lock, in the walk's
-# order. Three more things happen in the same statement, to save round trips:
+# Each key is looked up by itself (a LATERAL subquery with LIMIT is never turned into a
+# join), so the primary key's index serves it however big que_jobs is.
+_BY_KEY: Final = """\
+LATERAL (
+  SELECT job_id FROM que_jobs AS j
+  WHERE j.queue = k.queue AND j.priority = k.priority AND j.run_at = k.run_at AND j.job_id = k.job_id
+  LIMIT 1
+) AS present"""
+
+_RELEASE: Final = f"""\
+SELECT count(pg_advisory_unlock(k.job_id)) AS released
+FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
+     AS k(queue, priority, run_at, job_id)
+LEFT JOIN {_BY_KEY} ON true
+WHERE present.job_id IS NULL"""
+
+# que-interop's claim, for its own sessions: Ruby's walk (LOCK_JOB) taking up to `count`
+# jobs, each its own session advisory lock, in the walk's order. Its rows, its order and its
+# lock are LOCK_JOB's; it adds:
 # - `released`: the locks of jobs this session finished in earlier transactions (their
 #   deletes or errors committed before this statement) are released, but only where the
 #   job's whole key is gone: a job whose finish failed keeps its lock until its failure is
@@ -72,50 +88,97 @@ AND    job_id   = %(job_id)s::bigint"""
 #   worker run it twice.)
 # - the walk skips the job_ids in `skip`, the jobs this session already holds: a session
 #   advisory lock is re-entrant, so the walk would take them a second time. Jobs other
-#   sessions hold are skipped by pg_try_advisory_lock, as in Ruby's walk.
+#   sessions hold are skipped by pg_try_advisory_lock, as in Ruby's walk; CLAIM_JOBS_AVOIDING
+#   also skips, without trying them, the jobs whose locks pg_locks shows held when the
+#   statement starts (a job freed meanwhile waits for the next claim). Trying a held job's
+#   lock costs one step of the walk each; skipping it in the index scan costs next to nothing.
+# - `n` counts the steps of the walk, so the caller sees how many held jobs it walked past
+#   (and `avoided`, how many locks pg_locks showed), and can pick the statement to use next.
 # - `noted`: the claimed keys are kept in a session setting (JSON, whose timestamptz text
 #   does not depend on DateStyle or TimeZone), so that check_job for all of them can be sent
 #   in the same round trip, before this result is back.
 # The result has one row per claimed job, in the walk's order, or one row of NULLs.
-_WALK: Final = LOCK_JOB.replace(
-    "AND run_at <= now()", "AND run_at <= now()\n    AND job_id <> ALL(%(skip)s::bigint[])"
-).removesuffix("LIMIT 1")
+_HELD_ELSEWHERE: Final = """\
+  SELECT (classid::bigint << 32) | objid::bigint AS job_id
+  FROM pg_locks
+  WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
-_RELEASE: Final = """\
-SELECT count(pg_advisory_unlock(k.job_id)) AS released
-FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
-     AS k(queue, priority, run_at, job_id)
-WHERE NOT EXISTS (
-  SELECT 1 FROM que_jobs AS j
-  WHERE (j.queue, j.priority, j.run_at, j.job_id) = (k.queue, k.priority, k.run_at, k.job_id))"""
 
-CLAIM_JOBS: Final = f"""\
-WITH released AS MATERIALIZED (
+def _claim(avoiding: bool) -> str:
+    skip = "AND job_id <> ALL(%(skip)s::bigint[])"
+    if avoiding:
+        skip += "\n    AND job_id NOT IN (SELECT job_id FROM held)"
+    held = f"held AS MATERIALIZED (\n{_HELD_ELSEWHERE}\n), " if avoiding else ""
+    avoided = "(SELECT count(*) FROM held)" if avoiding else "0"
+    return f"""\
+WITH RECURSIVE {held}released AS MATERIALIZED (
 {_RELEASE}
+), jobs AS (
+  SELECT (j).*, pg_try_advisory_lock((j).job_id) AS locked, 1 AS n
+  FROM (
+    SELECT j
+    FROM que_jobs AS j
+    WHERE queue = %(queue)s::text
+    AND run_at <= now()
+    {skip}
+    ORDER BY priority, run_at, job_id
+    LIMIT 1
+  ) AS t1
+  UNION ALL (
+    SELECT (j).*, pg_try_advisory_lock((j).job_id) AS locked, t1.n + 1
+    FROM (
+      SELECT (
+        SELECT j
+        FROM que_jobs AS j
+        WHERE queue = %(queue)s::text
+        AND run_at <= now()
+        {skip}
+        AND (priority, run_at, job_id) > (jobs.priority, jobs.run_at, jobs.job_id)
+        ORDER BY priority, run_at, job_id
+        LIMIT 1
+      ) AS j, jobs.n
+      FROM jobs
+      WHERE jobs.job_id IS NOT NULL
+      LIMIT 1
+    ) AS t1
+  )
 ), claimed AS MATERIALIZED (
-{_WALK}LIMIT %(count)s::int
+  SELECT queue, priority, run_at, job_id, job_class, args, error_count, n
+  FROM jobs
+  WHERE locked
+  LIMIT %(count)s::int
 ), noted AS MATERIALIZED (
   SELECT set_config('que_interop.claimed',
                     coalesce(json_agg(json_build_array(queue, priority, run_at, job_id))::text, '[]'), false)
   FROM claimed
 )
-SELECT claimed.* FROM released CROSS JOIN noted LEFT JOIN claimed ON true
+SELECT claimed.*, {avoided} AS avoided FROM released CROSS JOIN noted LEFT JOIN claimed ON true
 ORDER BY claimed.priority, claimed.run_at, claimed.job_id"""
+
+
+CLAIM_JOBS: Final = _claim(avoiding=False)
+CLAIM_JOBS_AVOIDING: Final = _claim(avoiding=True)
 
 # check_job for every job CLAIM_JOBS claimed, by its whole key, in the statement after it: a
 # new snapshot (que's sessions run READ COMMITTED, where each statement takes one), so a job
 # another worker finished after the claim's snapshot was taken is not there.
-CHECK_CLAIMED: Final = """\
-SELECT j.job_id
-FROM json_array_elements(current_setting('que_interop.claimed', true)::json) AS k(e)
-JOIN que_jobs AS j
-  ON (j.queue, j.priority, j.run_at, j.job_id)
-   = (k.e->>0, (k.e->>1)::smallint, (k.e->>2)::timestamptz, (k.e->>3)::bigint)"""
+CHECK_CLAIMED: Final = f"""\
+SELECT present.job_id
+FROM (
+  SELECT e->>0 AS queue, (e->>1)::smallint AS priority, (e->>2)::timestamptz AS run_at, (e->>3)::bigint AS job_id
+  FROM json_array_elements(current_setting('que_interop.claimed', true)::json) AS e
+) AS k
+CROSS JOIN {_BY_KEY}"""
 
 # The release of CLAIM_JOBS on its own: unlock the finished jobs whose whole key is gone.
 RELEASE_JOBS: Final = _RELEASE
 
 UNLOCK_JOBS: Final = "SELECT count(pg_advisory_unlock(id)) FROM unnest(%(job_ids)s::bigint[]) AS t(id)"
+
+# A locker whose session died lost its jobs' locks with it; a job one of its workers was
+# still running is written only if its lock can be taken again (else another worker has it).
+RETAKE_JOBS: Final = "SELECT t.id FROM unnest(%(job_ids)s::bigint[]) AS t(id) WHERE pg_try_advisory_lock(t.id)"
 
 # Settings que makes on each session it owns, once: ISO dates make the noted run_at exact;
 # READ COMMITTED gives each statement its own snapshot (check_job must see the present).

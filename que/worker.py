@@ -281,8 +281,9 @@ class Worker:
         """The batched claim: claim up to `batch` jobs in one round trip (it also reads the
         results of the previous batch's finishes and releases those jobs), then run them in
         order. Each job's delete or error is sent the moment its handler returns, without
-        waiting for the result, so a lost session re-runs only the job in flight. Returns
-        whether any job was due."""
+        waiting for the result (read after the next handler, see send_finish), so a lost
+        session re-runs only the job in flight and at most one whose finish it was sending.
+        Returns whether any job was due."""
         held = self._run(_protocol.claim(session, self.queue, self.batch, sent=self._sent))
         self._sent = []
         for index, locked in enumerate(held):
@@ -290,9 +291,11 @@ class Worker:
                 self._run(_protocol.release(session, self._sent, held[index:]))
                 self._sent = []
                 return True
+            if not _protocol.alive(session):
+                raise psycopg.OperationalError("the session ended mid-batch: its jobs' locks ended with it")
             finish = self._call(session, locked, held[index + 1 :])
-            self._run(_protocol.send_finish(session, finish))
-            self._sent.append(finish)
+            failed = self._run(_protocol.send_finish(session, finish, self._sent))
+            self._sent = [*(sent for sent in self._sent if sent not in failed), finish]
         return bool(held)
 
     def _backoff(self, failures: int, error: Exception) -> float:

@@ -38,9 +38,12 @@ def test_a_batch_is_locked_in_order_each_with_its_own_lock(
     other = client.lock_job()
     assert other is not None and other.job.job_id == in_order[4], "held jobs are skipped by others"
     other.release()
+    sent: list[_protocol.Finish] = []
     for locked in held[:2]:
-        wait(_protocol.send_finish(session, _protocol.Finish(locked)), own.pgconn.socket)
-    wait(_protocol.release(session, [_protocol.Finish(locked) for locked in held[:2]], held[2:]), own.pgconn.socket)
+        finish = _protocol.Finish(locked)
+        wait(_protocol.send_finish(session, finish, sent), own.pgconn.socket)
+        sent.append(finish)
+    wait(_protocol.release(session, sent, held[2:]), own.pgconn.socket)
     assert [r["job_id"] for r in rows(conn)] == sorted(in_order[2:])
     assert advisory_locks(conn) == []
     own.close()
@@ -66,7 +69,7 @@ def test_failures_in_a_batch_are_recorded_and_the_rest_deleted(
             raise ValueError(f"bad {n}")
 
     client.enqueue_many([("J", [n]) for n in range(9)])
-    pool = que.WorkerPool(client, {"J": maybe}, count=2, wake_interval=0.05, batch=4).start()
+    pool = que.WorkerPool(client, {"J": maybe}, count=2, wake_interval=0.05, locker=False, batch=4).start()
     try:
         wait_until(lambda: len(rows(conn)) == 3 and all(r["error_count"] == 1 for r in rows(conn)), 30, "the batch")
     finally:

@@ -72,11 +72,11 @@ def _finishing_apart(finish: Callable[..., Any]) -> None:
     """Install `finish` as the engine's way to finish a job, and make claim() finish the
     jobs it is given with it first (the engine's own claim releases them inside itself)."""
 
-    def claim(session: Any, queue: str, count: int, done: Any = (), sent: Any = (), skip: Any = ()) -> Any:
+    def claim(session: Any, queue: str, count: int, done: Any = (), sent: Any = (), **rest: Any) -> Any:
         yield from protocol.collect(session)
         for finished in (*sent, *done):
             yield from finish(session, finished)
-        return (yield from original_claim(session, queue, count, skip=skip))
+        return (yield from original_claim(session, queue, count, **rest))
 
     def send_finish(session: Any, finished: Any) -> Any:
         yield from finish(session, finished)

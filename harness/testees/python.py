@@ -34,12 +34,15 @@ from que._waiting import wait
 
 
 class Testee:
-    def __init__(self, broken_rule: str | None = None, batch: int = 1) -> None:
+    def __init__(self, broken_rule: str | None = None, batch: int = 1, locker: bool = True) -> None:
         self.broken_rule = broken_rule
-        # batch > 1: the pool claims jobs in batches (WorkerPool(batch=...)); the row is
-        # python-batch, and `lock` with `count` holds a batch.
+        # The rows: python (WorkerPool with its locker, the default), python-sessions (a
+        # session per worker, WorkerPool(locker=False)) and python-batch (a session per
+        # worker claiming in batches, WorkerPool(locker=False, batch=...); `lock` with
+        # `count` holds a batch).
         self.batch = batch
-        self.name = "python-batch" if batch > 1 else "python"
+        self.locker = locker and batch == 1
+        self.name = "python-batch" if batch > 1 else "python" if self.locker else "python-sessions"
         self.batches: dict[int, tuple[psycopg.Connection[Any], Session, list[Locked]]] = {}
         self.client: que.Client | None = None
         self.results_table = "que_conformance_results"
@@ -123,7 +126,7 @@ class Testee:
     def op_work(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
         plan = work_plan(req, self.broken_rule)
-        pool = que.WorkerPool(self.client, self.handlers, batch=self.batch, **plan.pool).start()
+        pool = que.WorkerPool(self.client, self.handlers, locker=self.locker, batch=self.batch, **plan.pool).start()
         drained, elapsed = drained_by(self.client.conninfo, plan.queue, plan.deadline, plan.minimum)
         elapsed -= plan.started
         pool.shutdown()
@@ -183,11 +186,16 @@ class Testee:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness.testees.python", description="The Python testee (PROTOCOL.md).")
     parser.add_argument("--break", dest="rule", help="become a port that breaks RULE (harness.testees.broken)")
-    parser.add_argument("--batch", type=int, default=1, help="claim jobs in batches of N (the python-batch row)")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="a session per worker, claiming in batches of N (the python-batch row)"
+    )
+    parser.add_argument(
+        "--sessions", action="store_true", help="a session per worker instead of the locker (the python-sessions row)"
+    )
     options = parser.parse_args(argv)
     if options.rule:
         broken.apply(options.rule)
-    testee = Testee(options.rule, options.batch)
+    testee = Testee(options.rule, options.batch, locker=not options.sessions)
 
     def dispatch(op: str, req: dict[str, Any]) -> dict[str, Any]:
         handler = getattr(testee, f"op_{op}", None)

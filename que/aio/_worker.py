@@ -20,7 +20,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import psycopg
@@ -50,6 +50,56 @@ def _in_thread(handler: Handler, args: tuple[Any, ...]) -> BaseException | None:
     return None
 
 
+class Handlers:
+    """Calling handlers from the loop: `async def` ones awaited on it, plain ones run in a
+    thread of `executor`. Whether a handler is async is asked once per handler."""
+
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+        self.handlers = handlers
+        # is_async() of each handler seen (by id: a handler need not be hashable)
+        self._awaitable: dict[int, tuple[Handler, bool]] = {}
+
+    async def call(
+        self,
+        job: Any,
+        executor: concurrent.futures.Executor,
+        cut_short: Callable[[concurrent.futures.Future[BaseException | None]], None],
+    ) -> BaseException | None:
+        """Run the job's handler; its failure, or None. Interrupts and this task's own
+        cancellation propagate; a CancelledError the handler raised itself is a failure.
+        When the task is cancelled while a plain handler runs on in its thread, that
+        thread's future goes to `cut_short` (the job must keep its lock till it ends)."""
+        with _handlers.running(job):
+            try:
+                handler = _handlers.find(self.handlers, job)
+                args = _handlers.arguments(job)
+                seen = self._awaitable.get(id(handler))
+                if seen is None or seen[0] is not handler:
+                    seen = self._awaitable[id(handler)] = (handler, _handlers.is_async(handler))
+                if seen[1]:
+                    await handler(*args)
+                else:
+                    context = contextvars.copy_context()  # current_job() works in the thread too
+                    running = executor.submit(context.run, _in_thread, handler, args)
+                    try:
+                        outcome = await asyncio.wrap_future(running)
+                    except asyncio.CancelledError:
+                        if not running.done():
+                            cut_short(running)
+                        raise
+                    if outcome is not None:
+                        raise outcome
+            except INTERRUPTS:
+                raise
+            except asyncio.CancelledError as failure:
+                if _being_cancelled():
+                    raise
+                return failure
+            except BaseException as failure:
+                return failure
+        return None
+
+
 class AsyncWorker:
     """Works the jobs of one queue, one at a time, as a task on the running loop."""
 
@@ -69,8 +119,7 @@ class AsyncWorker:
         (default: a daemon thread of the worker's own, see que._threads)."""
         self.client = client
         self.handlers = handlers
-        # is_async() of each handler seen, asked once (by id: a handler need not be hashable)
-        self._awaitable: dict[int, tuple[Handler, bool]] = {}
+        self._handlers = Handlers(handlers)
         self.queue = _validate.queue(queue)
         self.wake_interval = check_wake_interval(wake_interval)
         self.reconnect_max = check_wake_interval(reconnect_max, "reconnect_max")
@@ -199,39 +248,15 @@ class AsyncWorker:
             raise
 
     async def _call(self, job: Any) -> BaseException | None:
-        """Run the job's handler; its failure, or None. Interrupts and this task's own
-        cancellation propagate; a CancelledError the handler raised itself is a failure."""
-        with _handlers.running(job):
-            try:
-                handler = _handlers.find(self.handlers, job)
-                args = _handlers.arguments(job)
-                seen = self._awaitable.get(id(handler))
-                if seen is None or seen[0] is not handler:
-                    seen = self._awaitable[id(handler)] = (handler, _handlers.is_async(handler))
-                if seen[1]:
-                    await handler(*args)
-                else:
-                    context = contextvars.copy_context()  # current_job() works in the thread too
-                    if self.executor is None:
-                        self.executor = DaemonThreads(1)
-                    running = self.executor.submit(context.run, _in_thread, handler, args)
-                    try:
-                        outcome = await asyncio.wrap_future(running)
-                    except asyncio.CancelledError:
-                        if not running.done() and self._current_job is not None:
-                            self._orphan = (running, self._current_job)
-                        raise
-                    if outcome is not None:
-                        raise outcome
-            except INTERRUPTS:
-                raise
-            except asyncio.CancelledError as failure:
-                if _being_cancelled():
-                    raise
-                return failure
-            except BaseException as failure:
-                return failure
-        return None
+        if self.executor is None:
+            self.executor = DaemonThreads(1)
+        held = self._current_job
+
+        def cut_short(thread: concurrent.futures.Future[BaseException | None]) -> None:
+            if held is not None:
+                self._orphan = (thread, held)
+
+        return await self._handlers.call(job, self.executor, cut_short)
 
     async def _work(self, session: Session, held: Locked) -> Finish:
         """Run the job's handler; how the job must end (see que.Worker._call)."""
