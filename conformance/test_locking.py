@@ -168,3 +168,42 @@ def test_finish_commits_before_the_unlock(
     finally:
         db.execute("DROP TRIGGER que_conformance_commit_gate ON que_jobs")
         db.execute("DROP FUNCTION que_conformance_commit_gate()")
+
+
+HELD_AT_HEAD = 20  # more than a claim walks past before que's claims stop trying held jobs
+BEHIND = 10
+
+
+def test_jobs_held_at_the_head_are_passed_over_in_order(
+    holder: str, other: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """X holds the first jobs of the queue, as long-running jobs would; Y works the jobs
+    behind them, in order, each once, and none of X's. Once X releases them, Y works them.
+    (A port may skip held jobs without trying their locks, as que's claim does once it has
+    walked past many; it must not skip a free one, nor take a held one.)"""
+    require(fleet.info(holder), "lock")
+    x, y = fleet.get(holder), fleet.get(other)
+    head = [insert(db, priority=1, args=f'["held {n}"]') for n in range(HELD_AT_HEAD)]
+    behind = [insert(db, priority=2, args=f"[{n}]") for n in range(BEHIND)]
+    pair = f"{holder} holds {HELD_AT_HEAD} at the head, {other} works"
+    held = []
+    try:
+        for _ in range(HELD_AT_HEAD):
+            job = x.lock()
+            held.append(job and job["job_id"])
+        check_equal(held, head, "lock-order", impl=holder, detail="the jobs the holder locked, in order")
+        for _ in range(BEHIND + 1):
+            if not y.work_one()["worked"]:
+                break
+        ran = [r["job_id"] for r in executions(db)]
+        check_equal(ran, behind, "lock-skip", impl=pair, detail="jobs run while the head is held, in order")
+    finally:
+        for job_id in held:
+            if job_id is not None:
+                x.release(job_id)
+    for _ in range(HELD_AT_HEAD + 1):
+        if not y.work_one()["worked"]:
+            break
+    ran = [r["job_id"] for r in executions(db)]
+    check_equal(ran, behind + head, "lock-skip", impl=pair, detail="jobs run, once the head was released")
+    check_equal(jobs(db), [], "lock-skip", impl=pair, detail="jobs left")
