@@ -201,6 +201,12 @@ class Locker:
                 session = self._open()
                 next_poll = self._round(session, next_poll)
                 failures = 0
+                with self._cond:
+                    if self._stopping and not self.ledger.busy():
+                        return
+                    # Polls are due only while there is room for jobs and the locker still claims.
+                    room = self.ledger.want(self._stopping)
+                self._idle(max(0.0, next_poll - time.monotonic()) if room else None, session)
             except TransactionPoolingError:
                 raise
             except Exception as error:
@@ -210,13 +216,6 @@ class Locker:
                     self._cond.notify_all()
                 failures += 1
                 self._idle(backoff(failures, self.reconnect_max, error), None)
-                continue
-            with self._cond:
-                if self._stopping and not self.ledger.busy():
-                    return
-                # Polls are due only while there is room for jobs and the locker still claims.
-                room = self.ledger.want(self._stopping)
-            self._idle(max(0.0, next_poll - time.monotonic()) if room else None, session)
 
     def _round(self, session: Session, next_poll: float) -> float:
         """One round trip, if there is anything to do: finish, release, claim. Returns when

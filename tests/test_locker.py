@@ -207,3 +207,26 @@ def test_a_worker_switches_back_once_the_jobs_held_elsewhere_are_gone(
         pass
     assert worker._session is not None and not worker._session.avoiding
     assert rows(conn) == []
+
+
+def test_a_listening_locker_whose_idle_session_ends_reconnects_without_dying(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    done = threading.Event()
+    with que.Client(database_url, notify=True) as notifying:
+        pool = que.WorkerPool(notifying, {"J": lambda: done.set()}, count=1, wake_interval=60, listen=True)
+        assert pool.locker is not None
+        pool.start()
+        try:
+            first = wait_until(lambda: pool.locker and pool.locker.backend_pid, 10, "the locker to connect")
+            conn.execute("SELECT pg_terminate_backend(%s)", [first])
+            wait_until(
+                lambda: pool.locker is not None and pool.locker.backend_pid not in (None, first),
+                20,
+                "the locker to reconnect",
+            )
+            assert pool.locker.fatal is None, f"the locker died: {pool.locker.fatal!r}"
+            notifying.enqueue("J")
+            assert done.wait(20), "a job after the reconnection must be worked"
+        finally:
+            assert pool.shutdown(10)

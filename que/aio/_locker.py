@@ -185,6 +185,10 @@ class AsyncLocker:
                 session = await self._open()
                 next_poll = await self._round(session, next_poll)
                 failures = 0
+                if self.stopping and not self.ledger.busy():
+                    return
+                # Polls are due only while there is room for jobs and the locker still claims.
+                await self._idle(next_poll if self.ledger.want(self.stopping) else None, session)
             except TransactionPoolingError:
                 raise
             except Exception as error:
@@ -193,11 +197,6 @@ class AsyncLocker:
                 await self._notify()
                 failures += 1
                 await self._idle(loop.time() + backoff(failures, self.reconnect_max, error), None)
-                continue
-            if self.stopping and not self.ledger.busy():
-                return
-            # Polls are due only while there is room for jobs and the locker still claims.
-            await self._idle(next_poll if self.ledger.want(self.stopping) else None, session)
 
     async def _round(self, session: Session, next_poll: float) -> float:
         loop = asyncio.get_running_loop()
