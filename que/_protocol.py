@@ -59,9 +59,7 @@ DESTROY_JOB: Final = statement("que_destroy_job", sql.DESTROY_JOB, _KEY)
 SET_ERROR: Final = statement("que_set_error", sql.SET_ERROR, [("delay", INT8), ("message", TEXT), *_KEY])
 SET_ERROR_DEAD: Final = statement("que_interop_set_error_dead", sql.SET_ERROR_DEAD, [("message", TEXT), *_KEY])
 SET_ERROR_UNCOUNTED: Final = statement(
-    "que_interop_set_error_uncounted",
-    sql.SET_ERROR_UNCOUNTED,
-    [("dead", BOOL), ("delay", INT8), ("message", TEXT), *_KEY],
+    "que_interop_set_error_uncounted", sql.SET_ERROR_UNCOUNTED, [("dead", BOOL), ("message", TEXT), *_KEY]
 )
 UNLOCK_JOB: Final = statement("que_unlock_job", sql.UNLOCK_JOB, [("job_id", INT8)])
 _INSERT = [("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_class", TEXT), ("args", TEXT)]
@@ -387,8 +385,9 @@ def delete(session: Session, locked: Locked) -> PQGen[None]:
 
 def record(session: Session, finish: Finish) -> PQGen[None]:
     """set_error (or set aside) while the lock is held. When the row's own data makes it
-    fail (SQLSTATE class 22, e.g. error_count at the integer maximum), the job is
-    rescheduled without counting, so it neither spins nor blocks the jobs behind it."""
+    fail (SQLSTATE class 22: error_count at the integer maximum, or a run_at past
+    PostgreSQL's last timestamp), the job is parked without counting (sql.PARKED_RUN_AT),
+    so it neither spins nor blocks the jobs behind it."""
     assert finish.message is not None
     [result] = yield from pipeline(session, [[_finish_call(session, finish)]])
     if result.status in OK:
@@ -403,7 +402,7 @@ def _record_uncounted(session: Session, finish: Finish) -> PQGen[None]:
     assert finish.message is not None
     locked, message = finish.locked, session.message(finish.message)
     dead = b"\x01" if finish.dead else b"\x00"
-    yield from execute(session, (SET_ERROR_UNCOUNTED, (dead, _wire.int8(finish.delay), message, *locked.key)))
+    yield from execute(session, (SET_ERROR_UNCOUNTED, (dead, message, *locked.key)))
 
 
 def finish(session: Session, finish: Finish) -> PQGen[None]:

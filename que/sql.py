@@ -219,13 +219,18 @@ AND   priority = %(priority)s::smallint
 AND   run_at   = %(run_at)s::timestamptz
 AND   job_id   = %(job_id)s::bigint"""
 
-# que-interop's fallback when SET_ERROR itself fails on a row's data (an error_count at
-# the integer maximum, say): reschedule the job without counting, so a row that cannot be
-# errored does not stay first in line and starve the jobs behind it.
+# que-interop's fallback when SET_ERROR itself fails on a row's data: an error_count at
+# the integer maximum, or a delay that takes run_at past PostgreSQL's last timestamp (about
+# 1,743 failures). Ruby's set_error fails there too and leaves the job due at once, so it
+# runs again and again ahead of the jobs behind it; que parks it at PARKED_RUN_AT instead,
+# the latest run_at every Que reader parses (see DEAD_RUN_AT), counted as not set aside,
+# with its error recorded and error_count as it was.
+PARKED_RUN_AT: Final = "9999-12-30 00:00:00+00"
+
 SET_ERROR_UNCOUNTED: Final = f"""\
 UPDATE que_jobs
 SET run_at     = CASE WHEN %(dead)s::bool THEN '{DEAD_RUN_AT}'::timestamptz
-                      ELSE now() + %(delay)s::bigint * '1 second'::interval END,
+                      ELSE '{PARKED_RUN_AT}'::timestamptz END,
     last_error = %(message)s::text
 WHERE queue    = %(queue)s::text
 AND   priority = %(priority)s::smallint

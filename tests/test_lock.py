@@ -181,7 +181,8 @@ def test_stats_and_worker_states(client: que.Client, conn: psycopg.Connection[An
     assert client.worker_states() == []
 
 
-def test_retry_delay_is_capped_for_absurd_counts() -> None:
-    assert que.retry_delay(236) == 236**4 + 3 < 100 * 365 * 24 * 3600
-    assert que.retry_delay(237) == 100 * 365 * 24 * 3600 < 237**4 + 3
-    assert que.retry_delay(2**31) == 100 * 365 * 24 * 3600
+def test_retry_delay_is_rubys_until_it_no_longer_fits_a_bigint() -> None:
+    assert que.retry_delay(237) == 237**4 + 3
+    assert que.retry_delay(1742) == 1742**4 + 3
+    assert que.retry_delay(55108) == 55108**4 + 3 < 2**63
+    assert que.retry_delay(55109) == 2**63 - 1 < 55109**4 + 3

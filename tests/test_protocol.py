@@ -124,24 +124,29 @@ def test_a_failed_finish_is_recorded_and_leaves_no_lock(
     assert advisory_locks(conn) == []
 
 
-def test_an_error_that_cannot_be_counted_still_reschedules(
-    client: que.Client, conn: psycopg.Connection[Any], database_url: str
+@pytest.mark.parametrize("error_count", [2147483647, 1742], ids=["integer-max", "timestamp-overflow"])
+def test_an_error_that_cannot_be_counted_parks_the_job(
+    client: que.Client, conn: psycopg.Connection[Any], database_url: str, error_count: int
 ) -> None:
-    """set_error on error_count = integer max overflows; the job is rescheduled uncounted
-    so it does not stay first in line, and no lock is left."""
+    """set_error on error_count = integer max overflows the count; 1,743 failures push run_at
+    past PostgreSQL's timestamps. Ruby's set_error fails there and leaves the job due at
+    once; que parks it uncounted (far in the future, its error recorded), so it does not
+    stay first in line, and no lock is left."""
     client.enqueue("A", priority=1)
     client.enqueue("B", priority=2)
-    conn.execute("UPDATE que_jobs SET error_count = 2147483647 WHERE job_class = 'A'")
+    conn.execute("UPDATE que_jobs SET error_count = %s WHERE job_class = 'A'", [error_count])
     s = session(database_url)
     held = s.lock("")
     assert held is not None and held.job.job_class == "A"
-    s.finish(Finish(held, "boom", 4))
+    s.finish(Finish.failure(held, "boom"))
     following = s.lock("")
     assert following is not None and following.job.job_class == "B"
     a = next(r for r in rows(conn) if r["job_class"] == "A")
-    assert a["error_count"] == 2147483647 and a["last_error"] == "boom"
-    due_in = conn.execute("SELECT extract(epoch FROM run_at - now()) FROM que_jobs WHERE job_class = 'A'").fetchone()
-    assert due_in is not None and 2 < due_in[0] <= 4
+    assert a["error_count"] == error_count and a["last_error"] == "boom"
+    parked = conn.execute(
+        "SELECT run_at = %s::timestamptz FROM que_jobs WHERE job_class = 'A'", [que.sql.PARKED_RUN_AT]
+    )
+    assert parked.fetchone() == (True,)
     s.release(following)
     assert advisory_locks(conn) == []
 

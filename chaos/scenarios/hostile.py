@@ -76,7 +76,7 @@ def run(lab: Lab, kind: str = "threads") -> Row:
     overflow = [j for j, label in ids.items() if label == "error_count at integer max"]
     row.notes.append(
         f"error_count overflow row: handler ran {calls.get(overflow[0], 0)} time(s) in 4 s (set_error overflows "
-        "the integer; the job is rescheduled without counting, so it neither spins nor blocks the rows behind it)"
+        "the integer; the job is parked without counting, so it neither spins nor blocks the rows behind it)"
     )
     row.lost = len(untouched_due)
     row.ok = alive and not spinning and not untouched_due and row.locks_left == 0
