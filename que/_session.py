@@ -33,11 +33,14 @@ _PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
 
 @dataclass(frozen=True)
 class Statement:
-    """One protocol statement as the server sees it: $n placeholders and their types."""
+    """One protocol statement as the server sees it: $n placeholders and their types; and
+    as que.sql writes it (`source`, with named placeholders, and their `params`)."""
 
     name: bytes
     text: bytes
     types: tuple[int, ...]
+    source: str = ""
+    params: tuple[tuple[str, int], ...] = ()
 
 
 # Every named statement made by statement(): each session prepares them all together.
@@ -47,11 +50,12 @@ NAMED: list[Statement] = []
 def statement(name: str, query: str, params: Sequence[tuple[str, int]]) -> Statement:
     """que.sql's named placeholders become $1, $2 ... in `params` order. A named statement
     is prepared on each session (once); an unnamed one ("") is sent with its text."""
+    source = query
     for index, (param, _) in enumerate(params, start=1):
         query = query.replace(f"%({param})s", f"${index}")
     if "%(" in query:
         raise ValueError(f"placeholders left unnamed in {name}: {query[:80]!r}")
-    made = Statement(name.encode(), query.encode(), tuple(oid for _, oid in params))
+    made = Statement(name.encode(), query.encode(), tuple(oid for _, oid in params), source, tuple(params))
     if made.name:
         NAMED.append(made)
     return made
