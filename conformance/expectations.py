@@ -8,6 +8,8 @@ the files from the run's outcomes (new failures get a placeholder reason to edit
 """
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,20 +25,30 @@ class Divergence:
     link: str
 
 
-def load(directory: Path = DIRECTORY) -> dict[str, Divergence]:
-    """Every listed cell id -> its entry."""
+def load(directory: Path = DIRECTORY, extra: Sequence[Path] = ()) -> dict[str, Divergence]:
+    """Every listed cell id -> its entry: the built-in rows' files, named after their row,
+    and `extra` files (an outside port's, `--expectations`), named as their author likes."""
     found: dict[str, Divergence] = {}
-    for path in sorted(directory.glob("*.json")):
+    for path in [*sorted(directory.glob("*.json")), *extra]:
         data = json.loads(path.read_text(encoding="utf-8"))
-        impl = data["implementation"]
-        if impl != path.stem:
+        impl = data.get("implementation")
+        if not isinstance(impl, str) or not impl:
+            raise ValueError(f"{path}: 'implementation' must name the row the divergences belong to")
+        if path.parent == directory and impl != path.stem:
             raise ValueError(f"{path}: implementation {impl!r} does not match the file name")
         for entry in data.get("divergences", []):
-            cell = entry["cell"]
+            cell = entry.get("cell", "")
+            if not entry.get("reason", "").strip():
+                raise ValueError(f"{path}: cell {cell or '?'} has no reason; every divergence states why")
             if cell in found:
                 raise ValueError(f"{path}: cell {cell} is listed twice")
             found[cell] = Divergence(impl, cell, entry["reason"], entry.get("link", ""))
     return found
+
+
+def extra_files() -> list[Path]:
+    """The outside ports' files the CLI passed on (QUE_CONFORMANCE_EXPECTATIONS, a JSON list)."""
+    return [Path(p) for p in json.loads(os.environ.get("QUE_CONFORMANCE_EXPECTATIONS") or "[]")]
 
 
 def write(impl: str, entries: list[Divergence], directory: Path = DIRECTORY) -> Path:

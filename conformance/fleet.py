@@ -76,8 +76,12 @@ class Fleet:
             member.unavailable = str(error)
 
     def get(self, name: str) -> Testee:
-        """A started testee, or skip the test as unavailable (with the reason)."""
+        """A started testee, or skip the test as unavailable (with the reason). A testee that
+        never answered its last request (the cell that sent it ended first) is killed and
+        started again: its late answer must not reach the next cell."""
         member = self.members[name]
+        if member.testee is not None and member.testee.busy:
+            member.testee.kill()
         if member.unavailable is None and (member.testee is None or not member.testee.alive()):
             if member.testee is not None:
                 member.restarts += 1
@@ -86,6 +90,21 @@ class Fleet:
             pytest.skip(f"unavailable: {name}: {member.unavailable}")
         assert member.testee is not None
         return member.testee
+
+    def available(self, name: str) -> bool:
+        """Whether row `name` is in this run and runs here (started, if it was not)."""
+        member = self.members.get(name)
+        if member is None:
+            return False
+        if member.unavailable is None and (member.testee is None or not member.testee.alive()):
+            self._start(member)
+        return member.unavailable is None
+
+    def why_unavailable(self, name: str) -> str:
+        member = self.members.get(name)
+        if member is None:
+            return f"the {name} row is not in this run"
+        return f"{name} is unavailable: {member.unavailable}" if member.unavailable else f"{name} runs"
 
     def info(self, name: str) -> Info:
         self.get(name)
@@ -123,15 +142,20 @@ class Fleet:
         return found
 
     def clean(self, conn: psycopg.Connection[Any]) -> list[str]:
-        """After a cell: name every advisory lock still held, then restore a clean state:
-        the owning testees are killed (and started again when next needed), any other
-        session holding a lock is ended, and que_jobs is emptied."""
+        """After a cell: kill every testee still answering a request the cell sent (it
+        would act on the next cell's database), name every advisory lock still held, then
+        restore a clean state: the owning testees are killed (and started again when next
+        needed), any other session holding a lock is ended, and que_jobs is emptied."""
+        problems = []
+        for name, member in self.members.items():
+            if member.testee is not None and member.testee.busy and member.testee.alive():
+                problems.append(f"{name} was still answering {member.testee.last_op} when the cell ended; killed it")
+                member.testee.kill()
         locks = lab.advisory_locks(conn)
         if not locks:
-            return []
+            return problems
         pids = sorted({lock.pid for lock in locks})
         owned = self.owner_of(conn, pids)
-        problems = []
         for lock in locks:
             name = owned.get(lock.pid)
             member = self.members.get(name) if name else None
@@ -148,6 +172,13 @@ class Fleet:
         lab.wait_until(lambda: not lab.advisory_locks(conn), 30, "the leftover locks to end with their sessions")
         lab.reset(conn)
         return problems
+
+
+def require_worker(info: Info) -> None:
+    """Mark the cell not applicable for a testee that only enqueues (for cells that work
+    jobs in threads, where the testee's own refusal would not reach the cell)."""
+    if info.can("enqueue_only"):
+        pytest.skip(f"not applicable: {info.name} declares enqueue_only")
 
 
 def require(info: Info, capability: str, why: str = "") -> None:

@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         help="an outside implementation's testee command line (repeatable); it speaks PROTOCOL.md",
     )
     parser.add_argument(
+        "--expectations",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="known divergences of an outside testee, in conformance/expectations' format, its implementation "
+        "named by row (testee1, testee2, ...); each cell listed must fail, with the reason given (repeatable)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="only the smoke test (start, enqueue, work_one, lock/release, one retry; seconds) of the --testee "
@@ -114,6 +122,7 @@ def _pytest(options: argparse.Namespace, names: list[str], results: Path, extra:
     env = {
         "QUE_CONFORMANCE_IMPLS": ",".join(names),
         "QUE_CONFORMANCE_TESTEES": json.dumps(options.testee),
+        "QUE_CONFORMANCE_EXPECTATIONS": json.dumps([str(Path(f).resolve()) for f in options.expectations]),
         "QUE_CONFORMANCE_RESULTS": str(results),
         "QUE_PG_BACKEND": "local" if bindir else options.backend,
         "HYPOTHESIS_PROFILE": options.profile,

@@ -27,8 +27,25 @@ from typing import Any
 from harness import protocol
 
 PROTOCOL_VERSION = 1
+
+# The deadlines the harness gives a testee, in seconds (conformance/PROTOCOL.md). The
+# harness owns them: a request that misses its deadline kills the testee's process group,
+# and the testee is started again before the next cell that needs it. pytest's own timeout
+# for a cell (conformance/pytest.ini, CELL_TIMEOUT) sits above any cell's sum of them.
 DEFAULT_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
+# `work` gets its own deadline_ms plus this long to shut its pool down and answer.
+WORK_GRACE = 30.0
 _EOF = object()
+
+
+def url_for_testee(url: str) -> str:
+    """The database URL a testee is given: with sslmode=disable unless the URL says
+    otherwise, since the harness's servers speak no SSL and some drivers (Go's lib/pq)
+    insist on it by default."""
+    if "sslmode=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "sslmode=disable"
 
 
 class TesteeFailure(Exception):
@@ -62,6 +79,15 @@ class TesteeError(TesteeFailure):
         super().__init__(f"{op} failed in the testee: {self.type}: {self.detail}")
 
 
+class NotApplicable(TesteeFailure):
+    """The request needs what the testee declared it does not do (enqueue_only): its cell
+    is reported not applicable, with that reason."""
+
+
+# The ops an enqueue-only library cannot answer.
+WORKER_OPS = frozenset({"work_one", "work", "lock", "release"})
+
+
 class Unavailable(TesteeFailure):
     """The implementation cannot run here (its `start` said so, or it could not start)."""
 
@@ -78,6 +104,20 @@ class Info:
 
     def can(self, capability: str) -> bool:
         return bool(self.capabilities.get(capability, False))
+
+    # The rules a testee follows; a testee that declares none follows Ruby Que's, and any
+    # difference from them is a failure (or a divergence listed in conformance/expectations).
+    @property
+    def args_encoding(self) -> str:
+        return str(self.capabilities.get("args_encoding", "ruby-json-dump"))
+
+    @property
+    def number_model(self) -> str:
+        return str(self.capabilities.get("number_model", "exact"))
+
+    @property
+    def last_error_format(self) -> str:
+        return str(self.capabilities.get("last_error_format", "ruby"))
 
 
 class Testee:
@@ -96,7 +136,10 @@ class Testee:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
             raise ValueError("a testee command must not be empty")
+        # The row name the harness gave (testee1, go ...): what every failure names. The
+        # name the testee reports at start is kept in `info.name`.
         self.label = label or Path(self.argv[0]).name
+        self._labelled = label is not None
         self._ids = itertools.count(1)
         self._lines: queue.Queue[object] = queue.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
@@ -151,6 +194,8 @@ class Testee:
 
     def request(self, op: str, timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> dict[str, Any]:
         """Send one request and return its `result`; raise on anything else."""
+        if op in WORKER_OPS and self.info is not None and self.info.can("enqueue_only"):
+            raise NotApplicable(f"{self.label} declares enqueue_only: it does not answer {op}")
         request_id = next(self._ids)
         message = {"id": request_id, "op": op, **fields}
         wrong = protocol.request_problem(message)
@@ -203,13 +248,13 @@ class Testee:
         result: dict[str, Any] = response.get("result", {})
         return result
 
-    def start(self, database_url: str, results_table: str, timeout: float = 60.0) -> Info:
+    def start(self, database_url: str, results_table: str, timeout: float = START_TIMEOUT) -> Info:
         """The handshake: the testee connects and says what it is and can do."""
         try:
             result = self.request(
                 "start",
                 timeout=timeout,
-                database_url=database_url,
+                database_url=url_for_testee(database_url),
                 results_table=results_table,
                 protocol=PROTOCOL_VERSION,
             )
@@ -238,7 +283,8 @@ class Testee:
                 f"{info.name} speaks testee protocol {info.protocol}; this harness speaks {PROTOCOL_VERSION}"
             )
         self.info = info
-        self.label = info.name
+        if not self._labelled:
+            self.label = info.name
         return info
 
     # -- the ops, typed -------------------------------------------------------------
@@ -269,7 +315,7 @@ class Testee:
 
     def work(self, queue: str = "", workers: int = 1, deadline_ms: int = 60_000) -> dict[str, Any]:
         return self.request(
-            "work", queue=queue, workers=workers, deadline_ms=deadline_ms, timeout=deadline_ms / 1000 + 30
+            "work", queue=queue, workers=workers, deadline_ms=deadline_ms, timeout=deadline_ms / 1000 + WORK_GRACE
         )
 
     def lock(self, queue: str = "") -> dict[str, Any] | None:

@@ -2,7 +2,9 @@
 
 Modes: good, crash-on-enqueue, hang-on-enqueue, garbage-on-enqueue, wrong-id,
 error-on-enqueue, unavailable, old-protocol, exit-at-once, and the schema breakers
-string-job-id, unknown-capability, lock-without-job-id, error-without-message.
+string-job-id, unknown-capability, lock-without-job-id, error-without-message, and
+enqueue-only (declares it; answers a worker op with a crash, which the harness must never
+let happen). `start` echoes the database URL it was given as its version.
 """
 
 import json
@@ -25,11 +27,13 @@ for line in sys.stdin:
             protocol = 0 if mode == "old-protocol" else 1
             reply["result"] = {
                 "name": "fake",
-                "version": "0",
+                "version": req["database_url"],
                 "language": "Python",
                 "protocol": protocol,
                 "capabilities": {"lock": True},
             }
+            if mode == "enqueue-only":
+                reply["result"]["capabilities"] = {"enqueue_only": True}
             if mode == "unknown-capability":
                 reply["result"]["capabilities"] = {"lock": True, "crash_job": True}
     elif op == "enqueue":
@@ -51,6 +55,8 @@ for line in sys.stdin:
             reply.setdefault("result", {})
             if reply.get("ok"):
                 reply["result"] = {"job_id": "5" if mode == "string-job-id" else 5}
+    elif mode == "enqueue-only" and op in ("work_one", "work", "lock", "release"):
+        os._exit(9)
     elif op == "lock":
         job = {"queue": "", "priority": 100} if mode == "lock-without-job-id" else {"job_id": 5, "queue": ""}
         reply["result"] = {"job": job}

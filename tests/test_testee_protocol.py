@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from harness.testee import (
+    NotApplicable,
     Testee,
     TesteeCrashed,
     TesteeError,
@@ -15,6 +16,7 @@ from harness.testee import (
     TesteeSchemaError,
     TesteeTimeout,
     Unavailable,
+    url_for_testee,
 )
 
 FAKE = str(Path(__file__).with_name("fake_testee.py"))
@@ -119,3 +121,30 @@ def test_the_harness_refuses_to_send_a_request_the_schema_does_not_allow() -> No
     with pytest.raises(ValueError, match=r"enqueue request .*field priority: 'high' is not of type 'integer'"):
         testee.request("enqueue", job_class="J", priority="high")
     testee.stop()
+
+
+def test_the_database_url_says_sslmode_disable_unless_it_says_otherwise() -> None:
+    testee = started("good")
+    assert testee.info is not None and testee.info.version == "postgresql://unused?sslmode=disable"
+    testee.stop()
+    assert (
+        url_for_testee("postgresql://h/db?application_name=x") == "postgresql://h/db?application_name=x&sslmode=disable"
+    )
+    assert url_for_testee("postgresql://h/db?sslmode=require") == "postgresql://h/db?sslmode=require"
+
+
+def test_an_enqueue_only_testee_is_never_sent_a_worker_op() -> None:
+    testee = started("enqueue-only")
+    assert testee.enqueue("J") == 5
+    for op in ("work_one", "lock"):
+        with pytest.raises(NotApplicable, match=f"fake-enqueue-only declares enqueue_only: it does not answer {op}"):
+            testee.request(op)
+    assert testee.alive()
+    testee.stop()
+
+
+def test_failures_name_the_row_the_harness_gave_not_the_testees_own_name() -> None:
+    testee = started("crash-on-enqueue")
+    assert testee.info is not None and testee.info.name == "fake"
+    with pytest.raises(TesteeCrashed, match=r"^fake-crash-on-enqueue "):
+        testee.enqueue("J")
