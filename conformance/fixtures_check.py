@@ -22,11 +22,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"  # a link to fixtures/ i
 
 SCHEMAS = {
     "args_vectors.json": "args-vectors.schema.json",
+    "schema_v1.json": "schema.schema.json",
+    "schema_v2.json": "schema.schema.json",
     "schema_v3.json": "schema.schema.json",
     "retry.json": "retry.schema.json",
     "last_error.json": "last-error.schema.json",
     "ordering.json": "ordering.schema.json",
     "rules.json": "rules.schema.json",
+    "catalogue.json": "catalogue.schema.json",
 }
 
 
@@ -145,13 +148,28 @@ def check_rules(data: Any) -> list[str]:
 
 
 def check_schema(data: Any) -> list[str]:
+    where = f"schema_v{data['schema_version']}.json"
     names = [c["name"] for c in data["columns"]]
     problems = []
     if len(names) != len(set(names)):
-        problems.append("schema_v3.json: column names are not unique")
+        problems.append(f"{where}: column names are not unique")
     missing = [c for c in data["primary_key"]["columns"] if c not in names]
     if missing:
-        problems.append(f"schema_v3.json: primary key names unknown columns {missing}")
+        problems.append(f"{where}: primary key names unknown columns {missing}")
+    if data["comment"] != str(data["schema_version"]):
+        problems.append(f"{where}: the comment of version {data['schema_version']} is {data['comment']!r}")
+    return problems
+
+
+def check_catalogue(data: Any) -> list[str]:
+    """Term ids are unique and each names a rule of rules.json."""
+    problems = []
+    rules_known = set(load("rules.json")["rules"])
+    ids = [term["id"] for term in data["terms"]]
+    problems += [f"catalogue.json: term {i} is listed twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    for term in data["terms"]:
+        if term["rule"] not in rules_known:
+            problems.append(f"catalogue.json: {term['id']} names rule {term['rule']!r}, which rules.json lacks")
     return problems
 
 
@@ -160,9 +178,36 @@ SEMANTIC = {
     "ordering.json": check_ordering,
     "retry.json": check_retry,
     "last_error.json": check_last_error,
+    "schema_v1.json": check_schema,
+    "schema_v2.json": check_schema,
     "schema_v3.json": check_schema,
     "rules.json": check_rules,
+    "catalogue.json": check_catalogue,
 }
+
+
+def check_capabilities() -> list[str]:
+    """The values a testee may declare (conformance/protocol.schema.json) are exactly the rules
+    the fixtures and conformance/rules.py define: no value without a rule to check it by."""
+    schema = json.loads((Path(__file__).resolve().parent / "protocol.schema.json").read_text(encoding="utf-8"))
+    declared = schema["$defs"]["capabilities"]["properties"]
+    problems = []
+    for capability, defined in (
+        ("args_encoding", set(rules.ENCODINGS)),
+        ("number_model", set(rules.MODELS)),
+        ("last_error_format", set(load("last_error.json")["formats"])),
+    ):
+        allowed = set(declared[capability]["enum"])
+        if allowed != defined:
+            problems.append(
+                f"protocol.schema.json: {capability} allows {sorted(allowed)}, the rules define {sorted(defined)}"
+            )
+    for vector in load("args_vectors.json")["vectors"]:
+        if set(vector["stored"]) != set(rules.ENCODINGS):
+            problems.append(
+                f"args_vectors.json: {vector['name']} stores {sorted(vector['stored'])}, not every encoding"
+            )
+    return problems
 
 
 def check() -> list[str]:
@@ -179,7 +224,7 @@ def check() -> list[str]:
         problems += [f"{name}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
         if not errors:
             problems += SEMANTIC[name](data)
-    return problems
+    return problems + check_capabilities()
 
 
 def main() -> int:
