@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all test lint conformance bench chaos publish fixtures-check system-deps venv clean
+.PHONY: all test lint conformance bench chaos publish fixtures-check rules mutate system-deps venv clean
 
 all: lint test
 
@@ -37,6 +37,17 @@ conformance: system-deps venv
 
 fixtures-check: venv
 	$(PY) -m conformance.fixtures_check
+
+# Every term of Ruby Que 0.14.3's statements (fixtures/catalogue.json) with the cells that
+# check it; fails on a term without one.
+rules: venv
+	$(PY) -m conformance.catalogue
+
+# Every mutant of que's statements and formulas (harness/mutation.py) through the suite as an
+# outside testee; fails on a survivor not listed in harness/equivalent_mutants.json.
+# ARGS passes options, e.g. make mutate ARGS="--only lock_job" or ARGS="--list"
+mutate: system-deps venv
+	$(PY) -m harness.mutate $(ARGS)
 
 # ARGS passes options to the benchmark, e.g. make bench ARGS="--jobs 5000 --runs 1"
 bench: system-deps venv

@@ -64,6 +64,7 @@ def started(name: str, on: str | None = None) -> dict[str, Any]:
             "last_error_format": "python",
             "enqueue_batch": True,
             "listen": True,
+            "stats": True,
             "default_wake_interval_ms": 5000,
         },
     }
@@ -129,6 +130,16 @@ def work_plan(req: dict[str, Any], broken_rule: str | None) -> WorkPlan:
         started + req.get("min_duration_ms", 0) / 1000,
         pool,
     )
+
+
+def stats_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """job_stats rows as the protocol gives them (oldest_run_at as RFC 3339)."""
+    return {"rows": [{**row, "oldest_run_at": row["oldest_run_at"].isoformat()} for row in rows]}
+
+
+def states_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keep = ("job_id", "job_class", "pg_backend_pid")
+    return {"rows": [{key: row[key] for key in keep} for row in rows]}
 
 
 def held(job: que.Job) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import psycopg
 
 import que
 import que._protocol
+from harness import mutation
 from harness.testees import broken
 from harness.testees.common import (
     RECORD,
@@ -26,6 +27,8 @@ from harness.testees.common import (
     registry,
     serve,
     started,
+    states_rows,
+    stats_rows,
     work_plan,
 )
 from que._protocol import Locked
@@ -132,6 +135,14 @@ class Testee:
         pool.shutdown()
         return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
 
+    def op_job_stats(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        return stats_rows(self.client.job_stats())
+
+    def op_worker_states(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        return states_rows(self.client.worker_states())
+
     def op_lock(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
         if "count" in req:
@@ -186,6 +197,7 @@ class Testee:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness.testees.python", description="The Python testee (PROTOCOL.md).")
     parser.add_argument("--break", dest="rule", help="become a port that breaks RULE (harness.testees.broken)")
+    parser.add_argument("--mutant", help="become the mutant ID of que (python -m harness.mutate --list lists them)")
     parser.add_argument(
         "--batch", type=int, default=1, help="a session per worker, claiming in batches of N (the python-batch row)"
     )
@@ -195,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.rule:
         broken.apply(options.rule)
+    if options.mutant:
+        mutation.apply(options.mutant)
     testee = Testee(options.rule, options.batch, locker=not options.sessions)
 
     def dispatch(op: str, req: dict[str, Any]) -> dict[str, Any]:

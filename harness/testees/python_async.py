@@ -25,6 +25,8 @@ from harness.testees.common import (
     registry,
     serve,
     started,
+    states_rows,
+    stats_rows,
     work_plan,
 )
 from que.aio import LOOPS, AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool, loop_factory, loop_name
@@ -121,6 +123,14 @@ class AsyncTestee:
         elapsed -= plan.started
         await pool.shutdown()
         return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}
+
+    async def op_job_stats(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        return stats_rows(await self.client.job_stats())
+
+    async def op_worker_states(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        return states_rows(await self.client.worker_states())
 
     async def op_lock(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None

@@ -1,0 +1,54 @@
+"""The mutants of `make mutate` are real: each one can be made from que as it is, changes
+what que does, and leaves que itself alone in every other process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import mutation
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = json.loads((ROOT / "fixtures" / "catalogue.json").read_text(encoding="utf-8"))
+
+
+def run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_every_mutant_can_be_made_and_names_a_catalogue_term() -> None:
+    terms = {term["id"] for term in CATALOGUE["terms"]}
+    found = mutation.mutants()
+    assert len(found) > 200
+    problems = [(m.id, mutation.problem(m)) for m in found if mutation.problem(m)]
+    assert problems == []
+    assert sorted({m.term for m in found} - terms) == []
+
+
+def test_every_equivalent_listed_is_a_mutant_with_a_reason() -> None:
+    ids = {m.id for m in mutation.mutants()}
+    for mutant_id, reason in mutation.equivalents().items():
+        assert mutant_id in ids, f"harness/equivalent_mutants.json lists {mutant_id}, which is no mutant"
+        assert len(reason.split()) >= 5, f"{mutant_id}: the reason must say why no observer can tell it apart"
+
+
+def test_a_statement_mutant_changes_the_statement_que_sends() -> None:
+    code = (
+        "from harness import mutation; mutation.apply('lock_job.due:CLAIM_JOBS:flip-le-to-lt'); "
+        "import que._protocol as p; text = p.CLAIM_JOBS.text; "
+        "print(b'run_at < now()' in text, b'run_at <= now()' in text)"
+    )
+    assert run(code) == "True False"
+
+
+def test_a_function_mutant_changes_the_value_que_computes_everywhere_it_is_used() -> None:
+    [mutant] = [m for m in mutation.mutants() if m.term == "backoff.formula" and "Pow" in m.description][:1]
+    code = (
+        f"from harness import mutation; mutation.apply({mutant.id!r}); "
+        "import que.retry, que._protocol; print(que.retry.retry_delay(2), que._protocol.retry_delay(2))"
+    )
+    changed = run(code).split()
+    assert changed[0] == changed[1] != "19", (mutant.description, changed)
+    assert run("import que.retry; print(que.retry.retry_delay(2))") == "19"
