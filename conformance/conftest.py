@@ -23,9 +23,10 @@ from conformance import checks, expectations
 from conformance.checks import RuleBroken, message
 from conformance.fleet import Fleet, configured_names
 from conformance.report import AREAS, Cell, Run, tally
-from harness import signals
+from harness import implementations, signals
 from harness.lab import reset
 from harness.postgres import Database, LocalCluster, PostgresUnavailable, database
+from harness.testee import NotApplicable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +82,7 @@ def cell_id(item: pytest.Item) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    known = expectations.load()
+    known = expectations.load(extra=expectations.extra_files())
     config.stash[_KNOWN] = known
     for item in items:
         entry = known.get(cell_id(item))
@@ -215,6 +216,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     checks.RECORDED.clear()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A cell that asks an enqueue-only testee to work or lock jobs is not applicable."""
+    try:
+        return (yield)
+    except NotApplicable as why:
+        pytest.skip(f"not applicable: {why}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -257,6 +267,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         duration_s=round(report.duration, 3),
         checks=tally(checks.RECORDED),
         link=known.link if (known := item.config.stash.get(_KNOWN, {}).get(cell_id(item))) else "",
+        notes={str(k): str(v) for k, v in item.user_properties if k == "oracle"},
     )
 
 
@@ -265,6 +276,8 @@ def _results_dir() -> Path:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if config.option.collectonly:  # nothing ran: no results to write (make rules collects this way)
+        return
     cells = config.stash.get(_CELLS, {})
     fleet = config.stash.get(_FLEET, None)
     run = Run(
@@ -280,17 +293,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     write("")
     write(run.pair_matrix())
     for name, info in run.implementations.items():
-        if not info["available"]:
+        if not info["available"] and info["unavailable_reason"]:
             write(f"{name}: unavailable: {info['unavailable_reason']}")
+    for line in run.oracle_lines():
+        write(f"oracle: {line}")
     write(f"results: {out}/results.json, {out}/matrix.md")
     write(run.summary_line())
     if config.getoption("--fix"):
-        known = config.stash.get(_KNOWN, {})
-        stale = {c.cell for c in run.cells if c.outcome == "stale"}
+        # Only the built-in rows' files: an outside port keeps its own (--expectations).
+        known = {c: e for c, e in config.stash.get(_KNOWN, {}).items() if e.impl in implementations.BUILTINS}
+        stale = {c.cell for c in run.cells if c.outcome == "stale" and c.cell in known}
         unexpected = {
             c.cell: ((c.enqueuer or (c.impls[0] if c.impls else "python")), c.message)
             for c in run.cells
             if c.outcome == "failed"
         }
+        unexpected = {c: v for c, v in unexpected.items() if v[0] in implementations.BUILTINS}
         for path in expectations.fix(known, unexpected, stale):
             write(f"rewrote {path}")

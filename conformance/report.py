@@ -27,6 +27,9 @@ AREAS = {
     "test_pool": "pool",
     "test_clock": "clock",
     "test_timezones": "time zones",
+    "test_delivery": "delivery",
+    "test_stats": "stats",
+    "test_oracle": "oracle",
 }
 OUTCOMES = ("passed", "failed", "unavailable", "not_applicable", "expected", "stale")
 
@@ -45,6 +48,8 @@ class Cell:
     checks: list[dict[str, Any]] = field(default_factory=list)
     # For an expected divergence: where the upstream behaviour is documented.
     link: str = ""
+    # What a cell says about how it judged (the differential cells: which oracle).
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 def tally(recorded: list[tuple[str, bool]]) -> list[dict[str, Any]]:
@@ -121,6 +126,8 @@ class Run:
             for name, info in self.implementations.items()
         )
         failures = [c for c in self.cells if c.outcome in ("failed", "stale")]
+        oracles = self.oracle_lines()
+        oracle_text = "\n## Oracle of the differential cells\n\n" + "\n".join(f"- {line}" for line in oracles) + "\n"
         failure_text = "\n".join(f"- `{c.cell}`: {c.message.splitlines()[0] if c.message else ''}" for c in failures)
         return (
             "# Conformance results\n\n"
@@ -132,8 +139,14 @@ class Run:
             "`unavailable` cannot run here, `n/a` capability not declared.\n\n"
             f"{self.impl_area_matrix()}\n\n"
             "## Enqueuer x worker (cross-language and argument cells)\n\n"
-            f"{self.pair_matrix()}\n" + (f"\n## Failures\n\n{failure_text}\n" if failures else "")
+            f"{self.pair_matrix()}\n"
+            + (oracle_text if oracles else "")
+            + (f"\n## Failures\n\n{failure_text}\n" if failures else "")
         )
+
+    def oracle_lines(self) -> list[str]:
+        """Per row, what the differential cell compared it with (Ruby Que or the model)."""
+        return [f"{', '.join(c.impls)}: {c.notes['oracle']} ({c.outcome})" for c in self.cells if c.notes.get("oracle")]
 
     def to_json(self) -> dict[str, Any]:
         return {

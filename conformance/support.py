@@ -34,15 +34,19 @@ def server_now(conn: psycopg.Connection[Any]) -> datetime:
 
 def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
     """que_jobs rows; run_at in UTC (instants from zones with daylight saving compare
-    unequal to the same instant at a fixed offset when read in the session's zone)."""
+    unequal to the same instant at a fixed offset when read in the session's zone), or None
+    beyond Python's datetime (a job retried after a thousand failures is due after year
+    9999: its due_in_s says when)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT queue, priority, run_at, job_id, job_class, args::text AS args, error_count, last_error, "
+            "SELECT queue, priority, CASE WHEN run_at < '9999-12-31 12:00:00+00' THEN run_at END AS run_at, "
+            "job_id, job_class, args::text AS args, error_count, last_error, "
             f"extract(epoch FROM run_at - now())::float8 AS due_in_s FROM que_jobs WHERE {where} ORDER BY job_id"
         )
         found = cur.fetchall()
     for row in found:
-        row["run_at"] = row["run_at"].astimezone(UTC)
+        if row["run_at"] is not None:
+            row["run_at"] = row["run_at"].astimezone(UTC)
     return found
 
 
@@ -109,10 +113,10 @@ class RaceGate:
         """Whether a lock_job walk waits at job `first`, its snapshot already taken."""
         return waiting_at_gate(self.db)
 
-    def release(self) -> None:
-        """Another worker finishes job `finished` now (after the walk's snapshot); then the
-        walk goes on and reaches it."""
-        self.db.execute("DELETE FROM que_jobs_gated WHERE job_id = %s", [self.finished])
+    def release(self, finish: str | None = None) -> None:
+        """Another session finishes job `finished` now (after the walk's snapshot), or runs
+        `finish` (SQL on que_jobs_gated) instead; then the walk goes on and reaches it."""
+        self.db.execute(finish or f"DELETE FROM que_jobs_gated WHERE job_id = {int(self.finished)}")
         self.gate.execute("SELECT pg_advisory_unlock(%s)", [GATE_KEY])
 
 

@@ -6,6 +6,7 @@ server's clock cannot be shifted (a server given by URL), they are not applicabl
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet
@@ -14,6 +15,7 @@ from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
 SKEW = "two hours behind the testee's clock"
 
 
+@pytest.mark.covers("lock_job.due")
 def test_due_is_the_servers_judgement(impl: str, skewed_fleet: Fleet, skewed_db: psycopg.Connection[Any]) -> None:
     """A job due in a minute by the server's clock (and two hours ago by the testee's) is
     not worked; one due a minute ago is."""
@@ -25,6 +27,7 @@ def test_due_is_the_servers_judgement(impl: str, skewed_fleet: Fleet, skewed_db:
     check_equal([r["job_id"] for r in executions(skewed_db)], [now], "clock-due", impl=impl, detail="jobs run")
 
 
+@pytest.mark.covers("insert_job.run_at")
 def test_default_run_at_is_the_servers_now(impl: str, skewed_fleet: Fleet, skewed_db: psycopg.Connection[Any]) -> None:
     testee = skewed_fleet.get(impl)
     before = server_now(skewed_db)
@@ -43,6 +46,7 @@ def test_default_run_at_is_the_servers_now(impl: str, skewed_fleet: Fleet, skewe
     check_equal(testee.work_one()["worked"], True, "clock-due", impl=impl, job=job["job_id"], detail="due at once")
 
 
+@pytest.mark.covers("set_error.run_at")
 def test_retry_time_is_the_servers_now_plus_the_delay(
     impl: str, skewed_fleet: Fleet, skewed_db: psycopg.Connection[Any]
 ) -> None:

@@ -4,6 +4,7 @@ deleted once."""
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance import rules
 from conformance.checks import check, check_equal
@@ -13,6 +14,7 @@ from conformance.support import ECHO, executions, jobs
 ARGS = '[1,"two",{"three":3},[true,null],-4.5]'
 
 
+@pytest.mark.covers("insert_job.args", "args.json_dump")
 def test_enqueued_by_x_worked_by_y(enqueuer: str, worker: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     writer, reader = fleet.get(enqueuer), fleet.get(worker)
     writer.enqueue(ECHO, ARGS)
@@ -30,11 +32,10 @@ def test_enqueued_by_x_worked_by_y(enqueuer: str, worker: str, fleet: Fleet, db:
         detail="executions",
         **case,
     )
-    # Compared with what X was given: the stored text its writer rule predicts for ARGS
-    # (or ARGS itself for a writer rule the fixtures do not know), as Y's model reads it.
-    encoding = fleet.info(enqueuer).capabilities.get("args_encoding", "")
-    given = rules.stored_text(ARGS, encoding) or ARGS
-    model = info.capabilities.get("number_model", "exact")
+    # Compared with what X was given: the stored text its writer rule predicts for ARGS,
+    # as Y's model reads it.
+    given = rules.stored_text(ARGS, fleet.info(enqueuer).args_encoding)
+    model = info.number_model
     check(
         rules.received_matches(model, job["args"], given),
         "cross-worked",

@@ -40,6 +40,16 @@ def add_twins(db: psycopg.Connection[Any], job_id: int) -> list[tuple[Any, ...]]
     ).fetchall()
 
 
+@pytest.mark.covers(
+    "destroy_job.queue",
+    "destroy_job.priority",
+    "destroy_job.run_at",
+    "destroy_job.job_id",
+    "set_error.queue",
+    "set_error.priority",
+    "set_error.key_run_at",
+    "set_error.job_id",
+)
 @pytest.mark.parametrize("action", ["delete", "error", "release"])
 def test_finishing_a_job_leaves_rows_sharing_its_job_id(
     impl: str, action: str, fleet: Fleet, db: psycopg.Connection[Any]

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from conformance.checks import check, check_equal, within
-from conformance.fleet import Fleet, require
+from conformance.fleet import Fleet, require, require_worker
 from conformance.support import (
     ECHO,
     FAIL,
@@ -23,6 +23,7 @@ from conformance.support import (
 )
 
 
+@pytest.mark.covers("lock_job.lock", "lock_job.locked", "lock_job.next")
 def test_held_job_is_skipped_by_others(holder: str, other: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """While X holds job A, Y locks and works only B; once X releases A, Y works A."""
     require(fleet.info(holder), "lock")
@@ -47,6 +48,7 @@ def test_held_job_is_skipped_by_others(holder: str, other: str, fleet: Fleet, db
     check_equal(jobs(db), [], "lock-skip", impl=pair, detail="jobs left")
 
 
+@pytest.mark.covers("lock_job.lock", "unlock.key")
 def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """pg_locks shows one advisory lock: classid = id >> 32, objid = id & 0xffffffff, objsubid 1."""
     require(fleet.info(impl), "lock")
@@ -66,14 +68,35 @@ def test_lock_is_the_job_ids_bigint_key(impl: str, fleet: Fleet, db: psycopg.Con
     check_equal([r["job_id"] for r in executions(db)], [job_id], "lock-skip", impl=impl)
 
 
-def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connection[Any], pg: Any) -> None:
-    """Job J is finished by someone else after the worker's lock_job snapshot but before its
-    lock attempt: the worker must notice in check_job, release J's lock and never run J.
+# How another session finishes or moves job J between the worker's walk and its check:
+# the SQL run at the gate ({j} is J's job_id), and whether K may run after the race.
+RACES = {
+    "finished": "DELETE FROM que_jobs_gated WHERE job_id = {j}",
+    "queue-moved": "UPDATE que_jobs_gated SET queue = 'elsewhere' WHERE job_id = {j}",
+    "priority-moved": "UPDATE que_jobs_gated SET priority = priority + 1000 WHERE job_id = {j}",
+    "run_at-moved": "UPDATE que_jobs_gated SET run_at = run_at + interval '1 hour' WHERE job_id = {j}",
+    # J finished, and another job with J's queue, priority and run_at but another job_id
+    # (failing, so it records nothing if it runs) took its place.
+    "replaced": "INSERT INTO que_jobs_gated (queue, priority, run_at, job_class, args) SELECT queue, priority, "
+    "run_at, 'QueConformance::Fail', '[\"twin\"]' FROM que_jobs_gated WHERE job_id = {j}; "
+    "DELETE FROM que_jobs_gated WHERE job_id = {j}",
+}
+
+
+@pytest.mark.covers(
+    "check_job.queue", "check_job.priority", "check_job.run_at", "check_job.job_id", "work.race", "work.unlock_always"
+)
+@pytest.mark.parametrize("race", list(RACES))
+def test_race_check_after_locking(impl: str, race: str, fleet: Fleet, db: psycopg.Connection[Any], pg: Any) -> None:
+    """Job J is finished, or its key moved, by someone else after the worker's lock_job
+    snapshot but before its lock attempt: the worker must notice in check_job (which looks
+    for J again by its whole key, in a new snapshot), release J's lock and never run J.
 
     The interleaving is made deterministic by reading que_jobs through a view whose filter
     waits on an advisory lock the test holds when it reaches job G, the first in order.
     G itself is held by the test, so the worker moves on from G to J.
     """
+    require_worker(fleet.info(impl))
     testee = fleet.get(impl)
     g = insert(db, priority=1, args='["G"]')
     j = insert(db, priority=2, args='["J"]')
@@ -84,19 +107,22 @@ def test_race_check_after_locking(impl: str, fleet: Fleet, db: psycopg.Connectio
         worker.start()
         within(20, lambda: gate.waiting() or not worker.is_alive())
         check(gate.waiting(), "race-check", impl=impl, detail=f"lock_job never reached job G: {result}")
-        gate.release()
+        gate.release(RACES[race].format(j=j))
         worker.join(30)
         check(not worker.is_alive(), "race-check", impl=impl, detail="work_one did not return within 30 s")
     ran = [r["job_id"] for r in executions(db)]
-    check(j not in ran, "race-check", impl=impl, job=j, detail="J was run although already finished", seen=ran)
+    check(j not in ran, "race-check", impl=impl, job=j, detail=f"J was run although {race} meanwhile", seen=ran)
     leftover = [lock.key for lock in advisory_locks(db) if lock.key != g]
     check_equal(leftover, [], "race-check", impl=impl, job=j, detail="locks left after the race")
-    if fleet.info(impl).can("race_retry"):
+    if race == "replaced":
+        check(ran in ([], [k]), "race-check", impl=impl, expected=f"[] or [{k}]", seen=ran)
+    elif fleet.info(impl).can("race_retry"):
         check_equal(ran, [k], "race-check", impl=impl, detail="declares race_retry: after the race, K")
     else:
         check(ran in ([], [k]), "race-check", impl=impl, expected=f"[] or [{k}]", seen=ran)
 
 
+@pytest.mark.covers("work.unlock_always", "unlock.key", "lock_job.one", "lock_job.step", "lock_job.first")
 @pytest.mark.parametrize("count", [3])
 def test_no_lock_survives_work(impl: str, count: int, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """After working jobs (success and failure) the implementation holds no advisory lock."""
@@ -125,6 +151,7 @@ DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION que_conformance_comm
 """
 
 
+@pytest.mark.covers("work.order")
 @pytest.mark.parametrize("job_class", [ECHO, FAIL], ids=["delete", "error"])
 def test_finish_commits_before_the_unlock(
     impl: str, job_class: str, fleet: Fleet, db: psycopg.Connection[Any], pg: Any
@@ -133,6 +160,7 @@ def test_finish_commits_before_the_unlock(
     the job's lock must still be held. Deterministic: the gate is in the commit itself, so
     an unlock anywhere before it (a statement earlier, or in the same statement or
     transaction) has already happened when the commit waits."""
+    require_worker(fleet.info(impl))
     testee = fleet.get(impl)
     job_id = insert(db, job_class, '["x"]')
     db.execute(FINISH_GATE)
@@ -174,6 +202,7 @@ HELD_AT_HEAD = 20  # more than a claim walks past before que's claims stop tryin
 BEHIND = 10
 
 
+@pytest.mark.covers("lock_job.lock", "lock_job.locked", "lock_job.next", "lock_job.end")
 def test_jobs_held_at_the_head_are_passed_over_in_order(
     holder: str, other: str, fleet: Fleet, db: psycopg.Connection[Any]
 ) -> None:

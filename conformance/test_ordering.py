@@ -3,12 +3,13 @@
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet, require
-from conformance.support import advisory_locks, fixture, insert
+from conformance.support import advisory_locks, executions, fixture, insert, jobs
 from harness.testee import Testee
 
 SCENARIOS = fixture("ordering.json")["scenarios"]
@@ -44,6 +45,19 @@ def insert_scenario(db: psycopg.Connection[Any], jobs: list[dict[str, Any]], que
     return ids
 
 
+@pytest.mark.covers(
+    "lock_job.queue",
+    "lock_job.due",
+    "lock_job.order.priority",
+    "lock_job.order.run_at",
+    "lock_job.order.job_id",
+    "lock_job.first",
+    "lock_job.next",
+    "lock_job.step",
+    "lock_job.end",
+    "lock_job.columns",
+    "lock_job.one",
+)
 def test_fixture_scenarios(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     require(fleet.info(impl), "lock")
     testee = fleet.get(impl)
@@ -70,6 +84,14 @@ job_specs = st.lists(
 )
 
 
+@pytest.mark.covers(
+    "lock_job.queue",
+    "lock_job.due",
+    "lock_job.order.priority",
+    "lock_job.order.run_at",
+    "lock_job.order.job_id",
+    "lock_job.next",
+)
 @given(specs=job_specs, queue=st.sampled_from(["", "q"]))
 def test_generated_job_sets(
     impl: str, fleet: Fleet, db: psycopg.Connection[Any], specs: list[dict[str, Any]], queue: str
@@ -94,6 +116,7 @@ def test_generated_job_sets(
 BATCH = 3  # smaller than most scenarios, so a batch must be the first due jobs, not all of them
 
 
+@pytest.mark.covers("lock_job.order.priority", "lock_job.order.run_at", "lock_job.order.job_id")
 def test_batch_locks_in_order(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """A batched claim (capability lock_batch) takes the first due jobs in the order one-at-a-time
     locking would, each job once."""
@@ -112,3 +135,27 @@ def test_batch_locks_in_order(impl: str, fleet: Fleet, db: psycopg.Connection[An
             )
     check(not problems, "lock-order", impl=impl, detail="\n  ".join(problems))
     check_equal(advisory_locks(db), [], "unlock", impl=impl, detail="after releasing every job of each batch")
+
+
+QUEUES = ["q", "Q", " q", "q ", ""]
+
+
+@pytest.mark.covers("lock_job.queue")
+def test_work_one_and_work_take_only_their_queue(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Routing is the same through a single work_one and through the library's pool: only
+    jobs whose queue is exactly the one asked for (case and spaces included) run."""
+    testee = fleet.get(impl)
+    by_queue = {queue: insert(db, args=f"[{index}]", queue=queue) for index, queue in enumerate(QUEUES)}
+    for _ in range(len(QUEUES)):
+        if not testee.work_one(queue="q")["worked"]:
+            break
+    ran = [r["job_id"] for r in executions(db)]
+    check_equal(ran, [by_queue["q"]], "lock-order", impl=impl, detail="jobs work_one(queue='q') ran")
+    if fleet.info(impl).can("work_pool"):
+        more = [insert(db, args=f"[{n}]", queue="q") for n in range(3)]
+        result = testee.work(queue="q", workers=2, deadline_ms=60_000)
+        check_equal(result.get("drained"), True, "lock-order", impl=impl, detail=f"work(queue='q'): {result}")
+        ran = sorted(r["job_id"] for r in executions(db))
+        check_equal(ran, sorted([by_queue["q"], *more]), "lock-order", impl=impl, detail="jobs work(queue='q') ran")
+    left = sorted(j["queue"] for j in jobs(db))
+    check_equal(left, sorted(q for q in QUEUES if q != "q"), "lock-order", impl=impl, detail="queues left")

@@ -4,12 +4,14 @@ and jobs written under one implementation's schema are worked by the others."""
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance.checks import check_equal
 from conformance.fleet import Fleet, require
 from conformance.support import ECHO, executions, fixture, jobs
 
-CATALOG = fixture("schema_v3.json")
+CATALOGS = {version: fixture(f"schema_v{version}.json") for version in (1, 2, 3)}
+CATALOG = CATALOGS[3]
 
 
 def catalog(conn: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -35,10 +37,11 @@ def catalog(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     }
 
 
-def expected_catalog() -> dict[str, Any]:
-    return {k: CATALOG[k] for k in ("columns", "primary_key", "indexes", "comment")}
+def expected_catalog(version: int = 3) -> dict[str, Any]:
+    return {k: CATALOGS[version][k] for k in ("columns", "primary_key", "indexes", "comment")}
 
 
+@pytest.mark.covers("migration.1", "migration.2", "migration.3", "migration.version")
 def test_migration_builds_the_v3_catalog(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """migrate(3) on an empty database gives the fixture's columns, key, index and comment."""
     require(fleet.info(impl), "migrate", "it ships no migrations")
@@ -47,6 +50,7 @@ def test_migration_builds_the_v3_catalog(impl: str, fleet: Fleet, db: psycopg.Co
     check_equal(catalog(db), expected_catalog(), "schema-v3", impl=impl)
 
 
+@pytest.mark.covers("migration.down")
 def test_migration_down_to_0_and_back(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """Down to 0 drops the table; up again restores the same catalog."""
     require(fleet.info(impl), "migrate", "it ships no migrations")
@@ -72,3 +76,29 @@ def test_jobs_under_one_schema_are_worked_by_another(
     check_equal(jobs(db), [], "schema-shared", impl=pair, job=job["job_id"], detail="rows left")
     runs = [(r["impl"], r["job_id"]) for r in executions(db)]
     check_equal(runs, [(fleet.info(worker).name, job["job_id"])], "schema-shared", impl=pair)
+
+
+@pytest.mark.covers("migration.1", "migration.2", "migration.3", "migration.down", "migration.version")
+def test_each_version_down_and_up_is_rubys(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Down from 3 to 2, to 1, and up again from each: every version's table is Ruby's
+    migrations' (fixtures/schema_v1..3.json), its comment the version."""
+    require(fleet.info(impl), "migrate", "it ships no migrations")
+    testee = fleet.get(impl)
+    for version in (2, 1, 2, 3, 1, 3):
+        testee.migrate(version)
+        rule = "schema-down" if version < 3 else "schema-v3"
+        check_equal(catalog(db), expected_catalog(version), rule, impl=impl, detail=f"after migrate({version})")
+
+
+@pytest.mark.covers("db_version.read")
+def test_a_table_without_a_comment_is_version_1(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """A que_jobs built before migrations were versioned (no comment) reads as version 1:
+    migrating it to 3 runs steps 2 and 3, keeping its jobs."""
+    require(fleet.info(impl), "migrate", "it ships no migrations")
+    testee = fleet.get(impl)
+    testee.migrate(1)
+    db.execute("COMMENT ON TABLE que_jobs IS NULL")
+    db.execute("INSERT INTO que_jobs (job_class, args, priority) VALUES ('QueConformance::Echo', '[1]', 5)")
+    testee.migrate(3)
+    check_equal(catalog(db), expected_catalog(3), "db-version", impl=impl, detail="after migrate(3) from no comment")
+    check_equal([(j["priority"], j["queue"]) for j in jobs(db)], [(5, "")], "db-version", impl=impl)

@@ -30,6 +30,7 @@ def require_non_utc(pg: Any) -> None:
         pytest.skip(f"not applicable: the sessions' TimeZone could not be set away from UTC: {reason}")
 
 
+@pytest.mark.covers("insert_job.run_at")
 @pytest.mark.parametrize("when", INSTANTS)
 def test_run_at_with_any_offset_is_the_same_instant(
     impl: str, when: str, fleet: Fleet, db: psycopg.Connection[Any], pg: Any
@@ -41,6 +42,7 @@ def test_run_at_with_any_offset_is_the_same_instant(
     check_equal([j["run_at"] for j in jobs(db)], [expected], "tz-run-at", impl=impl, detail=f"given {when}")
 
 
+@pytest.mark.covers("args.time", "destroy_job.run_at", "set_error.key_run_at")
 @pytest.mark.parametrize("job_class", [ECHO, FAIL], ids=["delete", "error"])
 @pytest.mark.parametrize("when", [INSTANTS[0], INSTANTS[5], INSTANTS[6]])
 def test_jobs_at_odd_instants_are_finished_by_their_key(

@@ -122,9 +122,28 @@ class Testee
         number_model: 'exact',
         args_encoding: 'ruby-json-dump',
         last_error_format: 'ruby',
+        stats: true,
         default_wake_interval_ms: 5000
       }
     }
+  end
+
+  def op_job_stats(_req)
+    rows = Que.job_stats.map do |row|
+      {
+        queue: row[:queue], job_class: row[:job_class], count: row[:count], count_working: row[:count_working],
+        count_errored: row[:count_errored], highest_error_count: row[:highest_error_count],
+        oldest_run_at: row[:oldest_run_at].utc.iso8601(6)
+      }
+    end
+    { rows: rows }
+  end
+
+  def op_worker_states(_req)
+    rows = Que.worker_states.map do |row|
+      { job_id: row[:job_id], job_class: row[:job_class], pg_backend_pid: row[:pg_backend_pid] }
+    end
+    { rows: rows }
   end
 
   def op_migrate(req)
