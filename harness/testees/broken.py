@@ -162,6 +162,55 @@ def _last_error() -> None:
     que.errors.MESSAGE_LIMIT = 1_000_000  # type: ignore[misc]
 
 
+def _delete_first() -> None:
+    """Deletes each job as it claims it, before the handler runs: at most once, not at
+    least once (a worker that dies mid-job loses the job)."""
+    original_claim = protocol.claim
+
+    def claim(session: Any, *args: Any, **kwargs: Any) -> Any:
+        claimed = yield from original_claim(session, *args, **kwargs)
+        for locked in claimed:
+            yield from protocol.delete(session, locked)
+        return claimed
+
+    protocol.claim = claim
+
+
+def _rewrite_args_on_error() -> None:
+    """Writes the arguments back when it records a failure, re-encoded by PostgreSQL's jsonb
+    (keys sorted, spaces added, numbers normalised), as a port that round-trips the whole
+    row through its own model would."""
+    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "SET error_count", "SET args = args::jsonb::json, error_count")
+
+
+def _retry_from_run_at() -> None:
+    """Computes the retry time from the job's stored run_at instead of now()."""
+    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "run_at      = now() +", "run_at      = run_at +")
+
+
+# The file whose absence makes the hang-once break hang (it creates it first).
+HANG_ONCE_FILE = "QUE_BROKEN_HANG_ONCE"
+
+
+def _hang_once() -> None:
+    """Hangs in its first claim ever (one per file named by $QUE_BROKEN_HANG_ONCE), as a
+    port stuck on a lock or a network call would: the harness must kill it at the deadline
+    and give the next cell a fresh one."""
+    import os
+    import time
+
+    marker = os.environ[HANG_ONCE_FILE]
+    original_claim = protocol.claim
+
+    def claim(session: Any, *args: Any, **kwargs: Any) -> Any:
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            time.sleep(3600)
+        return (yield from original_claim(session, *args, **kwargs))
+
+    protocol.claim = claim
+
+
 BREAKS: dict[str, Callable[[], None]] = {
     "backoff": _backoff,
     "ordering": _ordering,
@@ -173,6 +222,10 @@ BREAKS: dict[str, Callable[[], None]] = {
     "local-wall-time": _local_wall_time,
     "job-id-key": _job_id_key,
     "last-error": _last_error,
+    "delete-first": _delete_first,
+    "rewrite-args-on-error": _rewrite_args_on_error,
+    "retry-from-run-at": _retry_from_run_at,
+    "hang-once": _hang_once,
     # applied by the testee itself (harness.testees.python)
     "arguments": lambda: None,
     "pool-size": lambda: None,
