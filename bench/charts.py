@@ -247,12 +247,16 @@ def _memory(report: dict[str, Any]) -> list[str]:
         "|---" * (len(pools) + 2) + "|",
     ]
     for name, cells in rows.items():
-        idle = next(iter(cells.values()))["idle_rss_mib"]
+        measured = [c for c in cells.values() if "error" not in c]
+        idle = f"{measured[0]['idle_rss_mib']:.0f} MiB" if measured else "-"
         row = []
         for w in pools:
             cell = cells.get(str(w))
-            row.append(f"{cell['rss_mib']:.0f} MiB; {cell['sessions_per_worker']:.2f}" if cell else "-")
-        lines.append(f"| {name} | {idle:.0f} MiB | " + " | ".join(row) + " |")
+            if cell and "error" in cell:
+                row.append(f"failed: {cell['error'][:80]}")
+            else:
+                row.append(f"{cell['rss_mib']:.0f} MiB; {cell['sessions_per_worker']:.2f}" if cell else "-")
+        lines.append(f"| {name} | {idle} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -306,6 +310,7 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     memory = report["implementations"].get("python", {}).get("memory") or {}
     for workers in ("32", "128"):
         cell = memory.get(workers)
+        cell = None if cell and "error" in cell else cell
         found.append(
             (
                 f"sessions per worker at {workers} workers, every one busy: <= 0.1",
@@ -383,7 +388,7 @@ def png(report: dict[str, Any], path: Path) -> None:
     held.set_title("Rate against jobs held locked")
     for name, data in report["implementations"].items():
         cells = data.get("memory") or {}
-        points = sorted((int(w), c["rss_mib"]) for w, c in cells.items())
+        points = sorted((int(w), c["rss_mib"]) for w, c in cells.items() if "error" not in c)
         if points:
             mem.plot([w for w, _ in points], [r for _, r in points], marker="o", label=name)
     mem.set_xscale("log", base=2)

@@ -44,7 +44,7 @@ from bench import charts, floor, growth, latency, memory, peers, roundtrip
 from bench.drain import drain_once, interleaved, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
-from harness.testee import Testee, Unavailable
+from harness.testee import Testee, TesteeFailure, Unavailable
 from que.locker import DEFAULT_BUFFER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +109,14 @@ class Bench:
         self.testees = testees
         self.counts = [int(w) for w in options.workers.split(",")]
         self.report: dict[str, Any] = {}
+
+    def restart(self, name: str) -> Testee:
+        """A fresh testee for `name`, after one that failed a request (killed by then)."""
+        self.testees[name].kill()
+        [impl] = implementations.resolve([name], build=False)
+        testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
+        testee.start(self.url, results.TABLE)
+        return testee
 
     def impl(self, name: str) -> dict[str, Any]:
         entry: dict[str, Any] = self.report["implementations"][name]
@@ -252,7 +260,12 @@ class Bench:
         for name, testee in self.testees.items():
             cells = self.impl(name)["memory"] = {}
             for workers in memory.POOLS:
-                cells[str(workers)] = memory.measure(testee, self.url, workers)
+                try:
+                    cells[str(workers)] = memory.measure(testee, self.url, workers)
+                except (RuntimeError, TesteeFailure) as error:
+                    # A pool this size does not run here: say so in its cell, and go on.
+                    cells[str(workers)] = {"workers": workers, "error": str(error).splitlines()[0]}
+                    testee = self.testees[name] = self.restart(name)
                 log(f"memory {name} x{workers}: {cells[str(workers)]}")
         reset(self.url)
 

@@ -24,6 +24,12 @@ import (
 // ProtocolVersion is the testee protocol this program speaks.
 const ProtocolVersion = 1
 
+// PoolSize is the connections a testee's pgx pool may open. A que-go or gue worker holds
+// one connection for a job's whole life (its advisory lock lives on it), so a pool of N
+// workers needs N connections and one for the rest: this covers the 128-worker pools of
+// `make bench` (bench/memory.py). pgx opens them only when asked.
+const PoolSize = 140
+
 // Request is one protocol request; fields an op does not use stay zero.
 type Request struct {
 	ID           json.RawMessage `json:"id"`

@@ -28,7 +28,7 @@ func (g *gueLib) Start(url string, handlers map[string]testee.Handler) (*pgx.Con
 	}
 	g.pool, err = pgx.NewConnPool(pgx.ConnPoolConfig{
 		ConnConfig:     config,
-		MaxConnections: 40,
+		MaxConnections: testee.PoolSize,
 		AcquireTimeout: 30 * time.Second,
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ func (q *quego) Start(url string, handlers map[string]testee.Handler) (*pgx.Conn
 	}
 	q.pool, err = pgx.NewConnPool(pgx.ConnPoolConfig{
 		ConnConfig:     config,
-		MaxConnections: 40,
+		MaxConnections: testee.PoolSize,
 		AfterConnect:   que.PrepareStatements,
 		AcquireTimeout: 30 * time.Second,
 	})
