@@ -224,7 +224,8 @@ def run(impl: Implementation, url: str) -> Smoke:
 def _restart(testee: Testee, impl: Implementation, conn: psycopg.Connection[Any], url: str) -> Testee:
     testee.kill()
     conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+        "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS t(pid)",
+        [sorted({lock.pid for lock in lab.advisory_locks(conn)})],
     )
     lab.wait_until(lambda: not lab.advisory_locks(conn), 10, "the failed testee's locks to end with its sessions")
     fresh = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)

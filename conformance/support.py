@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from harness.lab import THIS_DATABASE
 from harness.lab import advisory_locks as advisory_locks
 from harness.results import TABLE
 
@@ -98,7 +99,8 @@ END $$
 
 def waiting_at_gate(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s", [GATE_KEY]
+        f"SELECT count(*) FROM pg_locks WHERE {THIS_DATABASE} AND locktype = 'advisory' AND NOT granted AND objid = %s",
+        [GATE_KEY],
     ).fetchone()
     return bool(row and row[0])
 

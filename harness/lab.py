@@ -37,6 +37,10 @@ def fill(conn: psycopg.Connection[Any], count: int, job_class: str, args_sql: st
     )
 
 
+# pg_locks rows of the connection's own database (advisory locks belong to a database).
+THIS_DATABASE = "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
 class Lock(NamedTuple):
     """A granted single-bigint advisory lock, as pg_locks shows it."""
 
@@ -51,10 +55,12 @@ class Lock(NamedTuple):
 
 
 def advisory_locks(conn: psycopg.Connection[Any]) -> list[Lock]:
-    """Every granted advisory lock held by another session than `conn`'s."""
+    """Every granted advisory lock held in `conn`'s database by another session than
+    `conn`'s. pg_locks shows the whole server: locks in other databases (another suite
+    run, another application) are theirs, and the harness must neither judge nor end them."""
     found = conn.execute(
-        "SELECT pid, classid::bigint, objid::bigint, objsubid FROM pg_locks "
-        "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() ORDER BY pid, classid, objid"
+        f"SELECT pid, classid::bigint, objid::bigint, objsubid FROM pg_locks WHERE {THIS_DATABASE} "
+        "AND locktype = 'advisory' AND granted AND pid <> pg_backend_pid() ORDER BY pid, classid, objid"
     ).fetchall()
     return [Lock(*row) for row in found]
 

@@ -5,7 +5,7 @@ import threading
 from typing import Any
 
 from chaos.lab import SLEEP, Lab, Row, account, attempt, timed
-from harness.lab import wait_until
+from harness.lab import advisory_locks, wait_until
 
 
 def run(lab: Lab, name: str, rescuer: str) -> Row:
@@ -17,7 +17,8 @@ def run(lab: Lab, name: str, rescuer: str) -> Row:
     thread = threading.Thread(target=lambda: box.update(r=attempt(lambda: victim.work(workers=2, deadline_ms=60_000))))
     thread.start()
     wait_until(lambda: len(lab.runs()) >= 40, 30, "40 jobs done before the kill")
-    in_flight = {int(r[0]) for r in lab.sql("SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted")}
+    with lab.conn() as conn:
+        in_flight = {lock.key for lock in advisory_locks(conn)}
     victim.kill()
     thread.join(30)
     row.recovery_s = timed(lambda: lab.locks() == 0, 30, "the killed worker's locks to go")
