@@ -1,7 +1,7 @@
 """`make mutate`: every mutant of que (harness/mutation.py) through the conformance suite.
 
 Each mutant runs as the outside testee `python -m harness.testees.python --mutant ID`, alone,
-against a database of its own on one throwaway cluster, two at a time. First the cells that
+against a throwaway server of its own, two at a time. First the cells that
 cover the mutated term (`@pytest.mark.covers`), stopping at the first failure; a mutant they
 do not kill then meets every cell of the suite. A mutant is killed when a cell fails; it
 survives otherwise, which fails the run unless harness/equivalent_mutants.json lists it
@@ -14,6 +14,7 @@ the outcome, the cell that killed it and the seconds it took), and the score.
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -74,10 +75,13 @@ def _first_failure(junit: Path) -> tuple[str, str]:
     return "", ""
 
 
-def run_suite(mutant_id: str, url: str, select: str | None) -> tuple[int, str, str]:
-    """pytest over the suite with the mutant as the only row: (status, failed cell, message)."""
+def run_suite(mutant_id: str | None, url: str, select: str | None) -> tuple[int, str, str]:
+    """pytest over the suite with the mutant (que itself for None) as the only row:
+    (status, failed cell, message)."""
     with tempfile.TemporaryDirectory(prefix="que-mutant-") as folder:
-        testee = f"{shlex.quote(sys.executable)} -m harness.testees.python --mutant {shlex.quote(mutant_id)}"
+        testee = f"{shlex.quote(sys.executable)} -m harness.testees.python"
+        if mutant_id is not None:
+            testee += f" --mutant {shlex.quote(mutant_id)}"
         env = {
             **os.environ,
             "QUE_CONFORMANCE_IMPLS": "",
@@ -176,17 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     signals.unwind_on_signals()
     covers = covering()
     equivalent = mutation.equivalents()
-    unknown = sorted(set(equivalent) - {m.id for m in mutation.mutants()})
+    unknown = mutation.equivalent_problems()
     started = time.monotonic()
     outcomes: list[Outcome] = []
     lock = threading.Lock()
-    with LocalCluster() as cluster:
-        with psycopg.connect(cluster.url, autocommit=True) as conn:
+    with contextlib.ExitStack() as stack:
+        # A server per mutant at a time: some of Ruby's statements (job_stats,
+        # worker_states) read pg_locks for the whole server, so two suites on one server
+        # would see each other's locks.
+        clusters = [stack.enter_context(LocalCluster()) for _ in range(options.parallel)]
+        urls = [cluster.url for cluster in clusters]
+        with psycopg.connect(urls[0], autocommit=True) as conn:
             version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            for index in range(options.parallel):
-                conn.execute(f"CREATE DATABASE que_mutant_{index}")
-        urls = [cluster.url.rsplit("/", 1)[0] + f"/que_mutant_{index}" for index in range(options.parallel)]
         free = list(urls)
+        # A mutant is killed when a cell fails; that means something only if que itself
+        # fails none.
+        status, cell, message = run_suite(None, urls[0], None)
+        if status != 0:
+            failure = cell or f"pytest status {status}"
+            log(f"PROBLEM: the suite fails que itself ({failure}: {message}); no mutant judged")
+            return 1
+        log("que itself passes the whole suite")
         log(f"{len(chosen)} mutants, {options.parallel} at a time, PostgreSQL {version}")
 
         def one(mutant: mutation.Mutant) -> Outcome:
@@ -230,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = [o for o in outcomes if o.outcome in ("survived", "wrongly-equivalent", "error")] + slow
     for o in problems:
         log(f"PROBLEM {o.outcome} {o.id}: {o.description} {o.message}" + (" (too slow)" if o in slow else ""))
-    for mutant_id in unknown:
-        log(f"PROBLEM harness/equivalent_mutants.json lists {mutant_id}, which is no mutant")
+    for problem in unknown:
+        log(f"PROBLEM {problem}")
     log(
         f"{counts['killed']} killed, {counts['equivalent']} equivalent, {counts['survived']} survived, "
         f"{counts['wrongly-equivalent']} wrongly listed, {counts['error']} errors; score {meta['score']:.1%}; "

@@ -28,7 +28,7 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +397,23 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return found
 
 
+def _annotations(tree: ast.AST) -> set[int]:
+    """Nodes inside type annotations: they change no behaviour."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        notes: list[ast.AST | None] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            notes.append(node.returns)
+            every = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg, node.args.kwarg]
+            notes += [arg.annotation for arg in every if arg is not None]
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        for note in notes:
+            if note is not None:
+                found |= {id(inner) for inner in ast.walk(note)}
+    return found
+
+
 def _refusals(tree: ast.AST) -> set[int]:
     """Nodes inside `raise` statements: the wording of an error que raises for input the
     protocol never sends is no behaviour a port shares."""
@@ -405,7 +422,7 @@ def _refusals(tree: ast.AST) -> set[int]:
 
 def ast_points(tree: ast.AST) -> list[_Point]:
     """Every mutation point of a function's tree, in a stable order."""
-    skip = _docstrings(tree) | _refusals(tree)
+    skip = _docstrings(tree) | _refusals(tree) | _annotations(tree)
     points: list[_Point] = []
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -638,13 +655,25 @@ def apply(mutant_id: str) -> Mutant:
     return mutant
 
 
-@dataclass
-class Equivalent:
-    reason: str
-    ids: list[str] = field(default_factory=list)
-
-
 def equivalents() -> dict[str, str]:
     """mutant id -> why no observer can tell it from que (harness/equivalent_mutants.json)."""
     data = json.loads(EQUIVALENT_FILE.read_text(encoding="utf-8"))
     return {entry["mutant"]: entry["reason"] for entry in data["equivalent"]}
+
+
+def equivalent_problems() -> list[str]:
+    """Entries of harness/equivalent_mutants.json that name no mutant, or a mutant whose
+    change is no longer the one the entry's reason is about (que's code moved)."""
+    data = json.loads(EQUIVALENT_FILE.read_text(encoding="utf-8"))
+    made = {mutant.id: mutant.description for mutant in mutants()}
+    problems = []
+    for entry in data["equivalent"]:
+        mutant_id = entry["mutant"]
+        if mutant_id not in made:
+            problems.append(f"harness/equivalent_mutants.json lists {mutant_id}, which is no mutant")
+        elif made[mutant_id] != entry.get("change"):
+            problems.append(
+                f"harness/equivalent_mutants.json: {mutant_id} is now {made[mutant_id]!r}, "
+                f"not {entry.get('change')!r}: judge it again"
+            )
+    return problems

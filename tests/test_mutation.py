@@ -27,10 +27,9 @@ def test_every_mutant_can_be_made_and_names_a_catalogue_term() -> None:
     assert sorted({m.term for m in found} - terms) == []
 
 
-def test_every_equivalent_listed_is_a_mutant_with_a_reason() -> None:
-    ids = {m.id for m in mutation.mutants()}
+def test_every_equivalent_listed_is_the_mutant_it_was_judged_as_with_a_reason() -> None:
+    assert mutation.equivalent_problems() == []
     for mutant_id, reason in mutation.equivalents().items():
-        assert mutant_id in ids, f"harness/equivalent_mutants.json lists {mutant_id}, which is no mutant"
         assert len(reason.split()) >= 5, f"{mutant_id}: the reason must say why no observer can tell it apart"
 
 
