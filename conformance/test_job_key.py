@@ -1,7 +1,7 @@
 """Area job key: a job is its whole key (queue, priority, run_at, job_id). Ruby's destroy_job
 and set_error address a job by the whole key, so rows that share only its job_id (a
-migration or a manual repair can leave them) are untouched when the job is deleted, failed
-or released."""
+migration or a manual repair can leave them), and rows that share the rest of its key, are
+untouched when the job is deleted, failed or released."""
 
 from typing import Any
 
@@ -80,4 +80,26 @@ def test_finishing_a_job_leaves_rows_sharing_its_job_id(
     left = [r for r in rows(db, job_id) if action == "release" or r[4] == "QueConformance::Twin"]
     check_equal(
         sorted(left), sorted(expected), "whole-key", impl=impl, job=job_id, detail=f"rows sharing job_id after {action}"
+    )
+
+
+@pytest.mark.covers("destroy_job.job_id", "set_error.job_id")
+@pytest.mark.parametrize("action", ["delete", "error"])
+def test_finishing_a_job_leaves_rows_sharing_the_rest_of_its_key(
+    impl: str, action: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """A row with the job's queue, priority and run_at but another job_id (jobs enqueued in
+    one transaction share their run_at) is another job: finishing this one leaves it as it
+    was."""
+    job_id = insert(db, FAIL if action == "error" else ECHO, '["main"]', run_at_offset_s=-60)
+    db.execute(
+        "INSERT INTO que_jobs (queue, priority, run_at, job_id, job_class, args) "
+        "SELECT queue, priority, run_at, job_id + 1000, 'QueConformance::Twin', '[\"twin\"]' FROM que_jobs "
+        "WHERE job_id = %s",
+        [job_id],
+    )
+    [sibling] = rows(db, job_id + 1000)
+    check_equal(fleet.get(impl).work_one()["worked"], True, "whole-key", impl=impl, job=job_id, detail="work_one")
+    check_equal(
+        rows(db, job_id + 1000), [sibling], "whole-key", impl=impl, job=job_id, detail=f"the sibling after {action}"
     )
