@@ -158,6 +158,8 @@ def test_a_broken_rule_fails_its_cells_naming_it(rule: str, database_url: str, t
     check_apart(results, {"testee1"})
 
 
+# Every area with four rows takes 2-3 minutes here; pytest-timeout only guards against a hang.
+@pytest.mark.timeout(600)
 def test_ports_that_mishandle_locks_fail_only_their_own_cells(database_url: str, tmp_path: Path) -> None:
     """Every area runs with two broken ports at once: testee1 unlocks on another connection,
     testee2 unlocks before its delete commits. Python and Go cells stay green; each broken
@@ -201,8 +203,8 @@ def test_a_full_run_against_a_port_that_never_unlocks_takes_under_3_minutes(tmp_
 def test_a_testee_that_misses_a_deadline_fails_one_cell_and_the_next_gets_a_fresh_one(
     database_url: str, tmp_path: Path
 ) -> None:
-    """The port hangs in its first claim: the harness kills it at the op's deadline (not
-    pytest's limit, far above), that cell fails naming the row and the op, and every later
+    """The port hangs in the first failed-before job it holds: the harness kills it at the
+    op's deadline (not pytest's limit, far above), that cell fails naming the row and the op, and every later
     cell of the port runs on a testee started again."""
     os.environ["QUE_BROKEN_HANG_ONCE"] = str(tmp_path / "hung")
     try:

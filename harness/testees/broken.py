@@ -193,9 +193,10 @@ HANG_ONCE_FILE = "QUE_BROKEN_HANG_ONCE"
 
 
 def _hang_once() -> None:
-    """Hangs in its first claim ever (one per file named by $QUE_BROKEN_HANG_ONCE), as a
-    port stuck on a lock or a network call would: the harness must kill it at the deadline
-    and give the next cell a fresh one."""
+    """Hangs once (one per file named by $QUE_BROKEN_HANG_ONCE) in the first job it holds
+    that has failed before, as a port stuck on a lock or a network call would: the harness
+    must kill it at the deadline and give the next cell a fresh one. The smoke test's
+    jobs have never failed when they are worked, so the hang lands in a cell."""
     import os
     import time
 
@@ -203,10 +204,11 @@ def _hang_once() -> None:
     original_claim = protocol.claim
 
     def claim(session: Any, *args: Any, **kwargs: Any) -> Any:
-        if not os.path.exists(marker):
+        held = yield from original_claim(session, *args, **kwargs)
+        if any(locked.job.error_count > 0 for locked in held) and not os.path.exists(marker):
             open(marker, "w").close()
             time.sleep(3600)
-        return (yield from original_claim(session, *args, **kwargs))
+        return held
 
     protocol.claim = claim
 
