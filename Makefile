@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 
 all: lint test
 
+# The container path (ARGS="--backend docker ...") also needs a Docker engine and debootstrap.
 system-deps:
-	@bash harness/bootstrap.sh
+	@bash harness/bootstrap.sh $(if $(findstring docker,$(ARGS)),--docker)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -126,6 +126,8 @@ def fleet(pg: Database, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     fleet = Fleet(pg, build=not os.environ.get("QUE_CONFORMANCE_NO_BUILD"))
     request.config.stash[_FLEET] = fleet
     request.config.stash[_PG] = {"version": pg.version, "backend": pg.backend}
+    if pg.image:
+        request.config.stash[_PG].update(image=pg.image, images_from=pg.images_from)
     yield fleet
     fleet.stop()
 

@@ -69,7 +69,9 @@ class Fleet:
         impl = member.impl
         try:
             # Kept before the handshake, so an interrupted start is still stopped at the end.
-            member.testee = Testee(impl.command, cwd=impl.cwd, env={**self.env, **impl.env}, label=impl.name)
+            member.testee = Testee(
+                impl.command, cwd=impl.cwd, env={**self.env, **impl.env}, label=impl.name, on_exit=impl.on_exit
+            )
             url = self.db.container_url if impl.in_container and self.db.container_url else self.db.url
             member.info = member.testee.start(url, results.TABLE)
         except Unavailable as error:
@@ -117,6 +119,9 @@ class Fleet:
         for name, member in self.members.items():
             out[name] = {
                 "command": member.impl.describe(),
+                "backend": member.impl.backend,
+                "image": member.impl.image,
+                "image_note": member.impl.image_note or None,
                 "available": member.unavailable is None and member.info is not None,
                 "unavailable_reason": member.unavailable,
                 "version": member.info.version if member.info else None,

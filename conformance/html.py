@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conformance.checks import RULES
-from conformance.report import Cell, Run, cell_text
+from conformance.report import Cell, Run, cell_text, row_line, server_line
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2430; background: #fff; }
@@ -102,19 +102,9 @@ def _cell(cell: Cell) -> str:
 
 
 def _section(run: Run) -> str:
-    pg = run.postgres
-    title = f"PostgreSQL {pg.get('version', '?')} ({pg.get('backend', '?')} backend)"
+    title = server_line(run.postgres)
     names = run.names()
-    impls = "".join(
-        f"<li><b>{_e(name)}</b>: "
-        + (
-            _e(f"{info.get('version')} ({info.get('language')})")
-            if info.get("available")
-            else _e(f"unavailable: {info.get('unavailable_reason')}")
-        )
-        + "</li>"
-        for name, info in run.implementations.items()
-    )
+    impls = "".join(f"<li><b>{_e(name)}</b>: {_e(row_line(info))}</li>" for name, info in run.implementations.items())
     by_area: dict[str, list[Cell]] = {}
     for cell in run.cells:
         by_area.setdefault(cell.area, []).append(cell)

@@ -116,15 +116,7 @@ class Run:
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        impls = "\n".join(
-            f"- **{name}**: "
-            + (
-                f"{info.get('version')} ({info.get('language')})"
-                if info.get("available")
-                else f"unavailable: {info.get('unavailable_reason')}"
-            )
-            for name, info in self.implementations.items()
-        )
+        impls = "\n".join(f"- **{name}**: {row_line(info)}" for name, info in self.implementations.items())
         failures = [c for c in self.cells if c.outcome in ("failed", "stale")]
         oracles = self.oracle_lines()
         oracle_text = "\n## Oracle of the differential cells\n\n" + "\n".join(f"- {line}" for line in oracles) + "\n"
@@ -132,7 +124,7 @@ class Run:
         return (
             "# Conformance results\n\n"
             f"{self.summary_line()}\n\n"
-            f"PostgreSQL {self.postgres.get('version', '?')} ({self.postgres.get('backend', '?')} backend)\n\n"
+            f"{server_line(self.postgres)}\n\n"
             f"{impls}\n\n"
             "## Implementation x area\n\n"
             "Cells: passed/applicable; `~N` known divergences (conformance/expectations), `xN` failures, "
@@ -173,6 +165,24 @@ class Run:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "results.json").write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
         (directory / "matrix.md").write_text(self.markdown(), encoding="utf-8")
+
+
+def row_line(info: dict[str, Any]) -> str:
+    """What a row ran: its version and language, how (a process, or a container and its
+    image), or why it could not run."""
+    if not info.get("available"):
+        return f"unavailable: {info.get('unavailable_reason')}"
+    how = info.get("backend") or "process"
+    if how == "container":
+        how = f"container {info.get('image')}" + (f"; {info['image_note']}" if info.get("image_note") else "")
+    return f"{info.get('version')} ({info.get('language')}), {how}"
+
+
+def server_line(postgres: dict[str, Any]) -> str:
+    line = f"PostgreSQL {postgres.get('version', '?')} ({postgres.get('backend', '?')} backend"
+    if postgres.get("image"):
+        line += f", image {postgres['image']}, images from {postgres.get('images_from')}"
+    return line + ")"
 
 
 def cell_text(counts: Counter[str]) -> str:

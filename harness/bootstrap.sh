@@ -2,7 +2,9 @@
 # Install what the project needs, when it is missing and we can:
 # - Debian packages: PostgreSQL (server, initdb, pgbench), Ruby with the pg gem (the Ruby
 #   testee), pgbouncer (the pooler tests), libfaketime (the clock area's shifted server),
-#   and with --test also chromium (the HTML report's rendering test);
+#   with --test also chromium (the HTML report's rendering test), and with --docker (or
+#   --test) the container path's engine and base image tools: Debian's docker.io,
+#   iptables and debootstrap, when no Docker engine is installed;
 # - the Go toolchain that go/go.mod names, when `go` is missing or older: Debian's golang
 #   is too old for it, so the toolchain comes from the Go module proxy (golang.org/toolchain,
 #   the module the go command itself downloads) into ~/.cache/que-interop/go;
@@ -12,7 +14,13 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 with_test=0
-[ "${1:-}" = "--test" ] && with_test=1
+with_docker=0
+for option in "$@"; do
+  case "$option" in
+    --test) with_test=1; with_docker=1 ;;
+    --docker) with_docker=1 ;;
+  esac
+done
 
 missing=()
 have_pg() {
@@ -39,6 +47,14 @@ command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "$with_test" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
+if [ "$with_docker" = 1 ]; then
+  # An engine already running (reached through the docker CLI) needs nothing more.
+  if ! { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }; then
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+    { command -v debootstrap || test -x /usr/sbin/debootstrap; } >/dev/null 2>&1 || missing+=(debootstrap)
+  fi
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -10,6 +10,7 @@ run in which no cell ran at all is non-zero.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import implementations, paths, pgversions, signals
+from harness import containers, engine, implementations, paths, pgversions, signals
 from harness.postgres import BACKENDS, PostgresUnavailable, database
 
 
@@ -219,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if smoke_ok else 1
 
     if not options.no_bootstrap:
-        subprocess.run(["bash", str(paths.BOOTSTRAP)], check=False)
+        docker = ["--docker"] if options.backend == "docker" else []
+        subprocess.run(["bash", str(paths.BOOTSTRAP), *docker], check=False)
     if set(names) & set(implementations.GO_PROGRAMS) and not options.no_build:
         print("building the Go testees (go build) ...", flush=True)
         reason = implementations.build_go()
@@ -230,23 +232,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0 if smoke_ok else 1
     problems: list[str] = [] if smoke_ok else ["the smoke test failed (above)"]
     runs: list[Path] = []
-    for version in versions:
-        if version == pgversions.SYSTEM:
-            out, bindir = results, None
-        else:
-            out = results / f"pg{version}"
-            print(f"\n=== PostgreSQL {pgversions.RELEASES[version]} ===", flush=True)
+    with contextlib.ExitStack() as stack:
+        if options.backend == "docker":
             try:
-                bindir = pgversions.bindir(version)
-            except RuntimeError as error:
-                problems.append(f"PostgreSQL {version}: {error}")
-                status = 1
-                continue
-        code = _pytest(options, names, out, extra, bindir)
-        runs.append(out / "results.json")
-        code, found = verdict(code, out / "results.json")
-        status = status or code
-        problems += [f"PostgreSQL {version}: {p}" if len(versions) > 1 else p for p in found]
+                # Its containers and networks, and a daemon the harness started, go on the
+                # way out, also when a stop signal unwinds the run.
+                stack.enter_context(signals.unwinding())
+                print(f"que-conformance: {stack.enter_context(engine.engine()).describe()}", flush=True)
+                if options.containers:
+                    for name, tag in containers.prepare(names).items():
+                        print(f"  {name}: {tag}", flush=True)
+            except (engine.EngineUnavailable, RuntimeError) as error:
+                print(f"que-conformance: --backend docker: {error}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt as stop:
+                print(f"que-conformance: {stop}", file=sys.stderr)
+                return 130
+        for version in versions:
+            if version == pgversions.SYSTEM:
+                out, bindir = results, None
+            else:
+                out = results / f"pg{version}"
+                print(f"\n=== PostgreSQL {pgversions.RELEASES[version]} ===", flush=True)
+                try:
+                    bindir = pgversions.bindir(version)
+                except RuntimeError as error:
+                    problems.append(f"PostgreSQL {version}: {error}")
+                    status = 1
+                    continue
+            code = _pytest(options, names, out, extra, bindir)
+            runs.append(out / "results.json")
+            code, found = verdict(code, out / "results.json")
+            status = status or code
+            problems += [f"PostgreSQL {version}: {p}" if len(versions) > 1 else p for p in found]
     written = [run for run in runs if run.is_file()]
     if written:
         report = html.write(written, results / "report.html")

@@ -37,6 +37,15 @@ class Implementation:
     unavailable: str | None = None
     # With the docker backend, container testees are sent the in-network URL.
     in_container: bool = False
+    # The image a container row runs, and where its implementation came from.
+    image: str | None = None
+    image_note: str = ""
+    # Called after the testee process ends or is killed (a container outlives `docker run`).
+    on_exit: Callable[[], None] | None = None
+
+    @property
+    def backend(self) -> str:
+        return "container" if self.in_container else "process"
 
     def describe(self) -> str:
         return shlex.join(self.command)
@@ -131,14 +140,31 @@ BUILTINS: dict[str, Callable[[bool], Implementation]] = {
 }
 
 
+# The environment a container row is given from the harness's (the rest is the image's).
+CONTAINER_ENV = ("TZ",)
+
+
 def container_impl(name: str, network: str) -> Implementation:
-    """A built-in implementation run as a container (docker backend)."""
+    """A built-in implementation run as a container on `network` (docker backend)."""
+    import docker
+
     spec = containers.IMAGES[name]
     try:
-        containers.build_image(spec)
-    except Exception as error:  # the SDK's build errors carry the build log
-        return Implementation(name, [], unavailable=f"docker build of {spec.repository} failed: {error}")
-    return Implementation(name, containers.run_command(spec, network), in_container=True)
+        client = docker.from_env()
+        tag = containers.build(spec, containers.choose_bases(client), client)
+        note = spec.note()
+    except Exception as error:  # the SDK's errors and ours carry the reason
+        return Implementation(name, [], unavailable=f"the {spec.repository} image: {error}")
+    container = f"que-interop-{containers.run_id()}-{name}"
+    command = containers.run_command(tag, spec.program, network, container, env=CONTAINER_ENV)
+    return Implementation(
+        name,
+        command,
+        in_container=True,
+        image=tag,
+        image_note=note,
+        on_exit=lambda: containers.remove_container(container),
+    )
 
 
 def outside_impl(command: str, index: int) -> Implementation:

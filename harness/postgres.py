@@ -26,6 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BACKENDS = ("auto", "local", "url", "docker")
+# The settings of every server the harness starts (a local cluster or a container): room for
+# the benchmarks' pools, and no durability a throwaway server does not need.
+SERVER_SETTINGS = {
+    "max_connections": "300",
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "off",
+    "shared_buffers": "256MB",
+}
 
 
 class PostgresUnavailable(RuntimeError):
@@ -43,6 +52,9 @@ class Database:
     # With the docker backend: the URL as containers on `network` see the server.
     container_url: str | None = None
     network: str | None = None
+    # With the docker backend: the server's image and where the images came from.
+    image: str | None = None
+    images_from: str | None = None
     # What the runner learned about this server (e.g. why a setting could not be made).
     notes: dict[str, str | None] = field(default_factory=dict)
     _stop: list[object] = field(default_factory=list, repr=False)
@@ -199,11 +211,7 @@ class LocalCluster:
                 f"-p {self.port}",
                 f"-k {self.root}",
                 "-c listen_addresses=127.0.0.1",
-                "-c max_connections=300",
-                "-c fsync=off",
-                "-c full_page_writes=off",
-                "-c synchronous_commit=off",
-                "-c shared_buffers=256MB",
+                *(f"-c {name}={value}" for name, value in SERVER_SETTINGS.items()),
             ]
         )
         start = self._pg_ctl("-o", options, "start")
@@ -317,4 +325,6 @@ def database(backend: str = "auto", url: str | None = None, bindir: str | None =
                 version=server_version(db.host_url),
                 container_url=db.container_url,
                 network=db.network,
+                image=db.bases.postgres,
+                images_from=db.bases.source,
             )

@@ -19,7 +19,7 @@ import shlex
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,7 @@ class Testee:
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         label: str | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
@@ -139,6 +140,8 @@ class Testee:
         # The row name the harness gave (testee1, go ...): what every failure names. The
         # name the testee reports at start is kept in `info.name`.
         self.label = label or Path(self.argv[0]).name
+        # What must happen once the process is gone (a container outlives `docker run`).
+        self._on_exit = on_exit
         self._labelled = label is not None
         self._ids = itertools.count(1)
         self._lines: queue.Queue[object] = queue.Queue()
@@ -348,6 +351,7 @@ class Testee:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._close_pipes()
+        self._exited()
 
     def kill(self) -> None:
         """SIGKILL the testee's whole process group."""
@@ -356,6 +360,11 @@ class Testee:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self._close_pipes()
+        self._exited()
+
+    def _exited(self) -> None:
+        if self._on_exit is not None:
+            self._on_exit()
 
     def _close_pipes(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.closed:

@@ -1,56 +1,128 @@
-"""The container path's pieces that need no Docker engine: image specs, tags, commands."""
+"""The container path's pieces that need no Docker engine: Dockerfiles, build contexts,
+tags, commands, the mirror debootstrap uses. tests/test_containers_run.py runs it for real."""
 
-import shutil
+import re
 from pathlib import Path
+
+import pytest
 
 from harness import containers
 from harness.containers import IMAGES, ImageSpec
 
 
-def test_images_are_built_from_the_repository_dockerfiles() -> None:
-    for spec in IMAGES.values():
-        assert (spec.context / "Dockerfile").exists()
-        assert all((spec.context / f).exists() for f in spec.files)
-        assert spec.repository == f"que-interop-{spec.image}-testee"
-    assert IMAGES["go"].tag == IMAGES["gue"].tag, "one Go image holds both Go testees"
-    go_dockerfile = (IMAGES["go"].context / "Dockerfile").read_text()
-    for name in ("go", "gue"):
-        program = IMAGES[name].program
-        assert program is not None and program.rsplit("/", 1)[-1] in go_dockerfile
-    ruby = (IMAGES["ruby"].context / "Dockerfile").read_text()
-    go = (IMAGES["go"].context / "Dockerfile").read_text()
-    assert ruby.startswith("#") and "FROM ruby:" in ruby and "bundle install" in ruby
-    assert "FROM golang:" in go and "go mod download" in go
+def test_every_dockerfile_takes_its_base_as_a_build_argument_defaulting_to_an_official_image() -> None:
+    for spec in {*IMAGES.values(), containers.POSTGRES}:
+        text = (spec.dockerfile_dir / "Dockerfile").read_text()
+        assert text.startswith("#"), f"{spec.image}: the Dockerfile says what it builds first"
+        assert f"ARG BASE={containers.OFFICIAL_BASE}" in text, spec.image
+        froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+        assert froms and froms[0] == "${BASE}", (spec.image, froms)
+        assert all(f == "${BASE}" or not f.startswith(("golang", "ruby:", "python:")) for f in froms), froms
 
 
-def test_tag_follows_the_build_inputs(tmp_path: Path) -> None:
-    for name in ("Dockerfile", "main.go"):
-        (tmp_path / name).write_text(f"{name} v1")
-    spec = ImageSpec("x", tmp_path, ("Dockerfile", "main.go"))
-    first = spec.tag
-    assert first == spec.tag and first.startswith("que-interop-x-testee:")
-    (tmp_path / "main.go").write_text("main.go v2")
-    assert spec.tag != first
+def test_one_image_per_language_and_a_program_per_row() -> None:
+    assert {spec.repository for spec in IMAGES.values()} == {
+        "que-interop-python",
+        "que-interop-go",
+        "que-interop-ruby",
+    }
+    assert IMAGES["go"].program == ("/usr/local/bin/que-go-testee",)
+    assert IMAGES["gue"].program == ("/usr/local/bin/gue-testee",)
+    assert IMAGES["python-batch"].program[-2:] == ("--batch", "10")
+    go_dockerfile = (IMAGES["go"].dockerfile_dir / "Dockerfile").read_text()
+    assert "COPY que-go-testee gue-testee /usr/local/bin/" in go_dockerfile
 
 
-def test_run_command_attaches_stdin_on_the_database_network() -> None:
-    spec = IMAGES["go"]
-    command = containers.run_command(spec, "net1", {"B": "2", "A": "1"})
+def test_the_ruby_image_has_a_target_for_rubygems_and_one_for_que_lib_before_it() -> None:
+    text = (IMAGES["ruby"].dockerfile_dir / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\S+)", text, re.MULTILINE)
+    # The classic builder builds every stage before the target: que-lib must not need RubyGems.
+    assert stages == ["ruby", "que-lib", "rubygems"]
+    assert "bundle install" in text.split("AS rubygems")[1]
+    assert "bundle" not in text.split("AS que-lib")[1].split("AS rubygems")[0]
+
+
+def test_the_ruby_target_follows_rubygems_then_que_ruby_lib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUE_RUBYGEMS", "1")
+    assert containers.ruby_target() == "rubygems"
+    monkeypatch.setenv("QUE_RUBYGEMS", "0")
+    monkeypatch.setenv("QUE_RUBY_LIB", "/somewhere/lib")
+    assert containers.ruby_target() == "que-lib"
+    assert "QUE_RUBY_LIB=/somewhere/lib" in IMAGES["ruby"].note()
+    monkeypatch.delenv("QUE_RUBY_LIB")
+    with pytest.raises(RuntimeError, match="RubyGems does not answer and QUE_RUBY_LIB is not set"):
+        containers.ruby_target()
+
+
+def test_a_ruby_context_holds_que_lib_only_when_it_is_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib = tmp_path / "lib"
+    (lib / "que").mkdir(parents=True)
+    (lib / "que.rb").write_text("module Que; end\n")
+    (lib / "que" / "version.rb").write_text("VERSION = '0.14.3'\n")
+    monkeypatch.setenv("QUE_RUBYGEMS", "0")
+    monkeypatch.setenv("QUE_RUBY_LIB", str(lib))
+    context = tmp_path / "context"
+    context.mkdir()
+    IMAGES["ruby"].context(context)
+    assert (context / "que-lib" / "que" / "version.rb").read_text() == "VERSION = '0.14.3'\n"
+    assert {p.name for p in context.iterdir()} == {
+        "Dockerfile",
+        "testee.rb",
+        "Gemfile",
+        "Gemfile.lock",
+        "que-lib",
+        "local-ca",
+    }
+    monkeypatch.setenv("QUE_RUBY_LIB", str(tmp_path / "nothing-here"))
+    with pytest.raises(RuntimeError, match=r"holds no que\.rb"):
+        (tmp_path / "again").mkdir()
+        IMAGES["ruby"].context(tmp_path / "again")
+
+
+def test_the_tag_follows_every_input_and_the_base(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "main.go").write_text("v1")
+    first = containers.digest(tmp_path, "base-id-1")
+    assert first == containers.digest(tmp_path, "base-id-1")
+    assert first != containers.digest(tmp_path, "base-id-2")
+    (tmp_path / "sub" / "main.go").write_text("v2")
+    assert containers.digest(tmp_path, "base-id-1") != first
+
+
+def test_a_spec_writes_its_dockerfile_and_inputs(tmp_path: Path) -> None:
+    source = tmp_path / "image"
+    source.mkdir()
+    (source / "Dockerfile").write_text("# x\nARG BASE=debian:bookworm-slim\nFROM ${BASE}\n")
+    spec = ImageSpec("x", source, (("data.txt", lambda path: path.write_text("made")),))
+    context = tmp_path / "context"
+    context.mkdir()
+    spec.context(context)
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "data.txt"]
+    assert spec.repository == "que-interop-x"
+
+
+def test_run_command_attaches_stdin_names_and_labels_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(containers.RUN_ID_VARIABLE, "run42")
+    command = containers.run_command("img:1", ("/bin/t", "--x"), "net1", "que-interop-run42-go", env=("TZ",))
     assert command == [
         "docker",
         "run",
         "-i",
         "--rm",
+        "--name",
+        "que-interop-run42-go",
         "--network",
         "net1",
         "--label",
-        "que-interop=testee",
+        "que-interop.run=run42",
         "-e",
-        "A=1",
-        "-e",
-        "B=2",
-        spec.tag,
-        "/usr/local/bin/que-go-testee",
+        "TZ",
+        "img:1",
+        "/bin/t",
+        "--x",
     ]
 
 
@@ -58,7 +130,28 @@ def test_container_url_uses_the_network_alias() -> None:
     assert containers.container_url("u", "p", "d") == "postgresql://u:p@que-postgres:5432/d"
 
 
-def test_without_engine_the_reason_is_given() -> None:
-    reason = containers.docker_unavailable_reason()
-    if shutil.which("dockerd") is None and reason is not None:
-        assert reason.startswith(("no Docker engine answers", "the docker SDK is not installed"))
+@pytest.mark.parametrize(
+    ("text", "mirror"),
+    [
+        (
+            "Types: deb\n# http://snapshot.debian.org/archive/debian/2025\nURIs: http://mirror.example/debian\n",
+            "http://mirror.example/debian",
+        ),
+        (
+            "# deb http://old.example/debian bookworm main\ndeb [arch=amd64] https://m.example/debian bookworm main\n",
+            "https://m.example/debian",
+        ),
+        ("URIs: http://deb.debian.org/debian-security\n", "http://deb.debian.org/debian"),
+    ],
+)
+def test_the_debian_mirror_is_the_one_apt_uses(tmp_path: Path, text: str, mirror: str) -> None:
+    source = tmp_path / "debian.sources"
+    source.write_text(text)
+    assert containers.debian_mirror([source]) == mirror
+
+
+def test_registry_and_rubygems_checks_can_be_decided_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUE_DOCKER_REGISTRY", "0")
+    monkeypatch.setenv("QUE_RUBYGEMS", "1")
+    assert containers.registry_answers() is False
+    assert containers.rubygems_answers() is True
