@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from psycopg import sql
 
 from conformance import checks, expectations
@@ -45,6 +45,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     print_blob=True,
 )
+# make mutate needs a failure, not the smallest one: shrinking a failing scenario of many
+# testee round trips can take minutes.
+settings.register_profile("mutate", settings.get_profile("ci"), phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -82,6 +85,9 @@ def cell_id(item: pytest.Item) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The differential scenarios last: they are the slowest cells, and a cell that names one
+    # rule says more about a port that fails both.
+    items.sort(key=lambda item: item.path.name == "test_oracle.py")
     known = expectations.load(extra=expectations.extra_files())
     config.stash[_KNOWN] = known
     for item in items:
@@ -97,6 +103,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # the clock area's server: both far from UTC and from the testees' own zone and clock.
 SESSION_TIMEZONE = "America/St_Johns"
 CLOCK_OFFSET = "-2h"
+# The instant the frozen server's clock shows for ever (libfaketime): now() is the same in
+# every transaction, so a job can be due exactly at the claim's now().
+FROZEN_AT = "2031-01-02 03:04:05"
 
 
 def _set_session_timezone(conn: psycopg.Connection[Any]) -> str | None:
@@ -151,15 +160,15 @@ def db(pg: Database, fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
             yield conn
 
 
-@pytest.fixture(scope="session")
-def skewed_pg(pg: Database) -> Iterator[Database]:
-    """A second throwaway server whose clock runs CLOCK_OFFSET from the testees' clock."""
+def _special_server(
+    pg: Database, what: str, clock: str | None = None, settings: dict[str, str] | None = None
+) -> Iterator[Database]:
+    """Another throwaway server, on libfaketime's clock `clock` or with `settings`, or skip
+    the cells (`what` says what the server's backend cannot change)."""
     if pg.backend != "local":
-        pytest.skip(
-            f"not applicable: the {pg.backend} backend's server clock cannot be shifted (use the local backend)"
-        )
+        pytest.skip(f"not applicable: the {pg.backend} backend's {what} cannot be changed (use the local backend)")
     try:
-        cluster = LocalCluster(clock_offset=CLOCK_OFFSET)
+        cluster = LocalCluster(clock=clock, settings=settings)
         cluster.start()
     except PostgresUnavailable as error:
         pytest.skip(f"unavailable: {error}")
@@ -171,18 +180,68 @@ def skewed_pg(pg: Database) -> Iterator[Database]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def skewed_fleet(skewed_pg: Database) -> Iterator[Fleet]:
-    fleet = Fleet(skewed_pg, build=False)
+def _fleet_on(server: Database) -> Iterator[Fleet]:
+    fleet = Fleet(server, build=False)
     yield fleet
     fleet.stop()
 
 
+def _db_on(server: Database, fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        for _ in _cell(conn, fleet):
+            yield conn
+
+
+@pytest.fixture(scope="session")
+def skewed_pg(pg: Database) -> Iterator[Database]:
+    """A server whose clock runs CLOCK_OFFSET from the testees' clock."""
+    yield from _special_server(pg, "server clock", clock=CLOCK_OFFSET)
+
+
+@pytest.fixture(scope="session")
+def skewed_fleet(skewed_pg: Database) -> Iterator[Fleet]:
+    yield from _fleet_on(skewed_pg)
+
+
 @pytest.fixture
 def skewed_db(skewed_pg: Database, skewed_fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(skewed_pg.url, autocommit=True) as conn:
-        for _ in _cell(conn, skewed_fleet):
-            yield conn
+    yield from _db_on(skewed_pg, skewed_fleet)
+
+
+@pytest.fixture(scope="session")
+def frozen_pg(pg: Database) -> Iterator[Database]:
+    """A server whose clock stands still at FROZEN_AT."""
+    yield from _special_server(pg, "server clock", clock=FROZEN_AT)
+
+
+@pytest.fixture(scope="session")
+def frozen_fleet(frozen_pg: Database) -> Iterator[Fleet]:
+    yield from _fleet_on(frozen_pg)
+
+
+@pytest.fixture
+def frozen_db(frozen_pg: Database, frozen_fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
+    yield from _db_on(frozen_pg, frozen_fleet)
+
+
+# A planner that never walks an index: a claim's ORDER BY alone decides the order, as on a
+# table whose statistics favour a sequential scan.
+UNINDEXED = {"enable_indexscan": "off", "enable_indexonlyscan": "off", "enable_bitmapscan": "off"}
+
+
+@pytest.fixture(scope="session")
+def unindexed_pg(pg: Database) -> Iterator[Database]:
+    yield from _special_server(pg, "planner settings", settings=UNINDEXED)
+
+
+@pytest.fixture(scope="session")
+def unindexed_fleet(unindexed_pg: Database) -> Iterator[Fleet]:
+    yield from _fleet_on(unindexed_pg)
+
+
+@pytest.fixture
+def unindexed_db(unindexed_pg: Database, unindexed_fleet: Fleet) -> Iterator[psycopg.Connection[Any]]:
+    yield from _db_on(unindexed_pg, unindexed_fleet)
 
 
 # -- outcomes, expectations --fix, and the report ---------------------------------------

@@ -1,7 +1,9 @@
 """Area clock: the database's clock decides. These cells run against a second server whose
 clock is two hours behind the testees' (libfaketime): an implementation that computes
-due-ness, the default run_at or a retry time from its own clock fails them. Where the
-server's clock cannot be shifted (a server given by URL), they are not applicable."""
+due-ness, the default run_at or a retry time from its own clock fails them. One more runs
+against a server whose clock stands still, where a job can be due exactly at the claim's
+now(). Where the server's clock cannot be changed (a server given by URL, a container),
+they are not applicable."""
 
 from typing import Any
 
@@ -25,6 +27,24 @@ def test_due_is_the_servers_judgement(impl: str, skewed_fleet: Fleet, skewed_db:
     now = insert(skewed_db, ECHO, '["now"]', run_at_offset_s=-60)
     check_equal(testee.work_one()["worked"], True, "clock-due", impl=impl, job=now, detail=f"server clock {SKEW}")
     check_equal([r["job_id"] for r in executions(skewed_db)], [now], "clock-due", impl=impl, detail="jobs run")
+
+
+@pytest.mark.covers("lock_job.due")
+def test_a_job_due_exactly_at_the_claims_now_is_due(
+    impl: str, frozen_fleet: Fleet, frozen_db: psycopg.Connection[Any]
+) -> None:
+    """Ruby's lock_job takes `run_at <= now()`. On a server whose clock stands still, now()
+    is one instant in every transaction: a job due a microsecond after it is not worked,
+    one due exactly at it is."""
+    testee = frozen_fleet.get(impl)
+    frozen = "server clock frozen, now() the same in every transaction"
+    later = insert(frozen_db, ECHO, '["later"]', run_at_offset_s=0.000001)
+    check_equal(
+        testee.work_one()["worked"], False, "clock-due", impl=impl, job=later, detail=f"{frozen}; due 1 µs after now()"
+    )
+    exact = insert(frozen_db, ECHO, '["exact"]')
+    check_equal(testee.work_one()["worked"], True, "clock-due", impl=impl, job=exact, detail=f"{frozen}; due at now()")
+    check_equal([r["job_id"] for r in executions(frozen_db)], [exact], "clock-due", impl=impl, detail="jobs run")
 
 
 @pytest.mark.covers("insert_job.run_at")

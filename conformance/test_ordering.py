@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet, require
-from conformance.support import advisory_locks, executions, fixture, insert, jobs
+from conformance.support import ECHO, advisory_locks, executions, fixture, insert, jobs
 from harness.testee import Testee
 
 SCENARIOS = fixture("ordering.json")["scenarios"]
@@ -135,6 +135,26 @@ def test_batch_locks_in_order(impl: str, fleet: Fleet, db: psycopg.Connection[An
             )
     check(not problems, "lock-order", impl=impl, detail="\n  ".join(problems))
     check_equal(advisory_locks(db), [], "unlock", impl=impl, detail="after releasing every job of each batch")
+
+
+@pytest.mark.covers("lock_job.order.job_id", "lock_job.next")
+def test_ties_go_by_job_id_when_the_server_does_not_walk_the_key(
+    impl: str, unindexed_fleet: Fleet, unindexed_db: psycopg.Connection[Any]
+) -> None:
+    """Ruby orders by priority, run_at and then job_id. The primary key walks rows in that
+    order anyway, so only a server that does not walk it (a sequential scan and a sort, as
+    the planner picks for a table whose statistics favour it) shows whether a claim says
+    so: three jobs tied on priority and run_at, written in descending job_id order, are
+    locked in ascending job_id order, each while the ones before it are held."""
+    testee = unindexed_fleet.get(impl)
+    unindexed_db.execute(
+        "INSERT INTO que_jobs (job_id, job_class, args, run_at) "
+        "SELECT id, %s, '[]', now() - interval '1 second' FROM unnest(ARRAY[30, 20, 10]) AS id",
+        [ECHO],
+    )
+    check_equal(
+        lock_order(testee, ""), [10, 20, 30], "lock-order", impl=impl, detail="jobs 30, 20, 10 tied, no index walked"
+    )
 
 
 QUEUES = ["q", "Q", " q", "q ", ""]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import containers, engine, implementations, paths, pgversions, signals
+from harness import containers, engine, implementations, paths, pgversions, signals, suite
 from harness.postgres import BACKENDS, PostgresUnavailable, database
 
 
@@ -136,25 +136,7 @@ def _pytest(options: argparse.Namespace, names: list[str], results: Path, extra:
         env["QUE_CONFORMANCE_CONTAINERS"] = "1"
     if options.database_url:
         env["QUE_DATABASE_URL"] = options.database_url
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(paths.CONFORMANCE),
-        # The suite's own settings, wherever it is installed and whatever the working folder holds.
-        "-c",
-        str(paths.CONFORMANCE / "pytest.ini"),
-        "--rootdir",
-        str(paths.CONFORMANCE),
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={results / 'junit.xml'}",
-        "-o",
-        "junit_family=xunit2",
-        "-rfEX",
-        *(["--fix"] if options.fix else []),
-        *extra,
-    ]
+    command = suite.command(results / "junit.xml", "-rfEX", *(["--fix"] if options.fix else []), *extra)
     # A signal (CI timeout, Ctrl-C) goes on to pytest, whose fixtures then stop the cluster.
     return signals.run_forwarding(command, env={**os.environ, **env})
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from harness import mutation, paths, signals
+from harness import mutation, signals, suite
 from harness.postgres import LocalCluster
 
 OUT = Path("results") / "mutation"
@@ -90,24 +90,9 @@ def run_suite(mutant_id: str | None, url: str, select: str | None) -> tuple[int,
             "QUE_CONFORMANCE_NO_BUILD": "1",
             "QUE_PG_BACKEND": "url",
             "QUE_DATABASE_URL": url,
-            "HYPOTHESIS_PROFILE": "ci",
+            "HYPOTHESIS_PROFILE": "mutate",
         }
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(paths.CONFORMANCE),
-            "-c",
-            str(paths.CONFORMANCE / "pytest.ini"),
-            "--rootdir",
-            str(paths.CONFORMANCE),
-            "-p",
-            "no:cacheprovider",
-            "-x",
-            "-q",
-            f"--junitxml={folder}/junit.xml",
-            *(["-k", select] if select else []),
-        ]
+        command = suite.command(Path(folder) / "junit.xml", "-x", "-q", *(["-k", select] if select else []))
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=KILL_LIMIT_S * 3)
         cell, message = _first_failure(Path(folder) / "junit.xml")
         if done.returncode not in (0, 1) and not cell:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,12 +150,20 @@ def find_libfaketime() -> str | None:
 class LocalCluster:
     """A throwaway PostgreSQL cluster; use as a context manager.
 
-    `clock_offset` (libfaketime's syntax, e.g. "-2h") runs the server with its clock
-    shifted: now(), clock_timestamp() and everything else the server computes from its
-    clock, while clients keep the real time.
+    `clock` (libfaketime's FAKETIME) runs the server on another wall clock: shifted ("-2h")
+    or frozen at one instant ("2031-01-02 03:04:05"), for now(), clock_timestamp() and
+    everything else the server computes from it, while clients keep the real time. The
+    server's monotonic clock stays real, so its timeouts and sleeps still end. `settings`
+    are added to (or override) SERVER_SETTINGS.
     """
 
-    def __init__(self, bindir: str | None = None, port: int | None = None, clock_offset: str | None = None) -> None:
+    def __init__(
+        self,
+        bindir: str | None = None,
+        port: int | None = None,
+        clock: str | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.bindir = bindir or find_bindir()
         if self.bindir is None:
             install_postgres()
@@ -168,15 +176,16 @@ class LocalCluster:
         self.data = self.root / "data"
         self.logfile = self.root / "server.log"
         self.started = False
+        self.settings = {**SERVER_SETTINGS, **(settings or {})}
         self.clock_env: dict[str, str] = {}
-        if clock_offset is not None:
+        if clock is not None:
             library = find_libfaketime()
             if library is None:
                 self.remove()
                 raise PostgresUnavailable(
                     "libfaketime is not installed (Debian package faketime), so the server's clock cannot be shifted"
                 )
-            self.clock_env = {"LD_PRELOAD": library, "FAKETIME": clock_offset}
+            self.clock_env = {"LD_PRELOAD": library, "FAKETIME": clock, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
     @property
     def url(self) -> str:
@@ -211,7 +220,7 @@ class LocalCluster:
                 f"-p {self.port}",
                 f"-k {self.root}",
                 "-c listen_addresses=127.0.0.1",
-                *(f"-c {name}={value}" for name, value in SERVER_SETTINGS.items()),
+                *(f"-c {name}={value}" for name, value in self.settings.items()),
             ]
         )
         start = self._pg_ctl("-o", options, "start")
