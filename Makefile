@@ -67,6 +67,7 @@ publish:
 	cp results/bench/latest.json results/bench/latest.md results/bench/latest.png bench/results/
 	cp results/chaos/latest.json results/chaos/latest.md chaos/results/
 	@if [ -f results/conformance/matrix.png ]; then cp results/conformance/matrix.png docs/conformance-matrix.png; fi
+	@if [ -f results/mutation/latest.md ]; then cp results/mutation/latest.md docs/mutation-latest.md; fi
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache .hypothesis
