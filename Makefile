@@ -46,7 +46,8 @@ rules: venv
 
 # Every mutant of que's statements and formulas (harness/mutation.py) through the suite as an
 # outside testee; fails on a survivor not listed in harness/equivalent_mutants.json.
-# ARGS passes options, e.g. make mutate ARGS="--only lock_job" or ARGS="--list"
+# ARGS passes options, e.g. make mutate ARGS="--only lock_job", ARGS="--list" or
+# ARGS="--skip-equivalent" (what CI runs: the listed equivalents are checked by a full run)
 mutate: system-deps venv
 	$(PY) -m harness.mutate $(ARGS)
 

@@ -153,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="a regular expression: only the mutants whose id matches")
     parser.add_argument("--parallel", type=int, default=PARALLEL, help=f"mutants at once (default: {PARALLEL})")
     parser.add_argument("--out", default=str(OUT), help="results folder (default: results/mutation)")
+    parser.add_argument(
+        "--skip-equivalent",
+        action="store_true",
+        help="leave out the mutants listed in harness/equivalent_mutants.json (each goes through the whole "
+        "suite, about 25 s; a run without this option checks that no cell kills them)",
+    )
     options = parser.parse_args(argv)
-    chosen = [m for m in mutation.mutants() if re.search(options.only, m.id)]
+    listed = mutation.equivalents() if options.skip_equivalent else {}
+    chosen = [m for m in mutation.mutants() if re.search(options.only, m.id) and m.id not in listed]
     if options.list:
         for mutant in chosen:
             print(f"{mutant.id}  {mutant.description}")
