@@ -35,7 +35,7 @@ from que._session import PQGen, Session
 from que._waiting import wait
 from que.client import Client
 from que.errors import TransactionPoolingError
-from que.worker import backoff
+from que.worker import backoff, open_session
 
 log = logging.getLogger("que")
 
@@ -169,16 +169,7 @@ class Locker:
 
     def _open(self) -> Session:
         if self._conn is None or self._session is None or self._conn.closed:
-            conn = self.client.connect(application_name=f"que locker {self.queue!r}")
-            try:
-                session = Session(conn.pgconn)
-                wait(_protocol.set_up(session), conn.pgconn.socket)
-                if self.listen:
-                    wait(_protocol.listen(session), conn.pgconn.socket)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn, self._session = conn, session
+            self._conn, self._session = open_session(self.client, f"que locker {self.queue!r}", self.listen)
         return self._session
 
     def _drop_connection(self) -> None:

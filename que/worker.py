@@ -104,6 +104,21 @@ def check_pool_size(count: object, limit: int) -> int:
     return count
 
 
+def open_session(client: Client, name: str, listen: bool) -> tuple[psycopg.Connection[Any], Session]:
+    """A connection of `client` set up as every session of que's is (and LISTENing when
+    asked); closed again when the set-up fails, so no half-made session is kept."""
+    conn = client.connect(application_name=name)
+    try:
+        session = Session(conn.pgconn)
+        wait(_protocol.set_up(session), conn.pgconn.socket)
+        if listen:
+            wait(_protocol.listen(session), conn.pgconn.socket)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, session
+
+
 class Worker:
     """Works the jobs of one queue, one at a time, on its own connection.
 
@@ -170,16 +185,7 @@ class Worker:
 
     def _open(self) -> tuple[psycopg.Connection[Any], Session]:
         if self._conn is None or self._session is None or self._conn.closed:
-            conn = self.client.connect(application_name=f"que worker {self.queue!r}")
-            try:
-                session = Session(conn.pgconn)
-                wait(_protocol.set_up(session), conn.pgconn.socket)
-                if self.listen:
-                    wait(_protocol.listen(session), conn.pgconn.socket)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn, self._session = conn, session
+            self._conn, self._session = open_session(self.client, f"que worker {self.queue!r}", self.listen)
         return self._conn, self._session
 
     def _drop_connection(self) -> None:
