@@ -100,8 +100,10 @@ def test_python_and_go_rows_run_as_containers_and_nothing_is_left(held_engine: e
         assert rows[name]["backend"] == "container", rows[name]
         images[name] = rows[name]["image"]
         assert images[name].startswith(f"que-interop-{name}:"), images[name]
-    cells = [c for c in results["cells"] if c["outcome"] == "passed"]
-    assert len(cells) >= 10, f"only {len(cells)} cells passed"
+    outcomes = {c["cell"]: c["outcome"] for c in results["cells"] if c["outcome"] != "deselected"}
+    passed = [cell for cell, outcome in outcomes.items() if outcome == "passed"]
+    # Every ordered pair of the two rows, python->go and go->python included.
+    assert len(passed) >= 4 and "failed" not in outcomes.values(), outcomes
     client = docker.from_env()
     events = client.events(
         since=int(started), until=int(time.time()) + 1, decode=True, filters={"type": "container", "event": "start"}
