@@ -19,10 +19,15 @@ SLEEP_MS = 1500  # long enough for every worker to be busy when sampled
 
 
 def rss(pid: int) -> int:
-    """Resident memory of a process and its children, bytes."""
-    root = psutil.Process(pid)
+    """Resident memory of a process and its children, bytes. A testee gone meanwhile is a
+    failed cell (RuntimeError), not the end of the benchmark."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        raise RuntimeError(f"the testee (pid {pid}) exited during the measurement") from None
     total = 0
-    for process in [root, *root.children(recursive=True)]:
+    for process in family:
         with contextlib.suppress(psutil.Error):
             total += process.memory_info().rss
     return total
