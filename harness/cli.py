@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import containers, engine, implementations, paths, pgversions, signals, suite
+from harness import engine, image_build, implementations, paths, pgversions, signals, suite
 from harness.postgres import BACKENDS, PostgresUnavailable, database
 
 
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.enter_context(signals.unwinding())
                 print(f"que-conformance: {stack.enter_context(engine.engine()).describe()}", flush=True)
                 if options.containers:
-                    for name, tag in containers.prepare(names).items():
+                    for name, tag in image_build.prepare(names).items():
                         print(f"  {name}: {tag}", flush=True)
             except (engine.EngineUnavailable, RuntimeError) as error:
                 print(f"que-conformance: --backend docker: {error}", file=sys.stderr)

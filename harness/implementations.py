@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import containers, paths
+from harness import containers, image_build, paths
 from harness.paths import GO_DIR, RUBY_DIR
 
 # The Go testees: program name -> the package (under go/) it is built from.
@@ -148,10 +148,10 @@ def container_impl(name: str, network: str) -> Implementation:
     """A built-in implementation run as a container on `network` (docker backend)."""
     import docker
 
-    spec = containers.IMAGES[name]
+    spec = image_build.IMAGES[name]
     try:
         client = docker.from_env()
-        tag = containers.build(spec, containers.choose_bases(client), client)
+        tag = image_build.build(spec, image_build.choose_bases(client), client)
         note = spec.note()
     except Exception as error:  # the SDK's errors and ours carry the reason
         return Implementation(name, [], unavailable=f"the {spec.repository} image: {error}")
@@ -188,7 +188,7 @@ def resolve(
     found: list[Implementation] = []
     built = False
     for name in names:
-        if network is not None and name in containers.IMAGES:
+        if network is not None and name in image_build.IMAGES:
             found.append(container_impl(name, network))
             continue
         needs_build = build and name in GO_PROGRAMS and not built

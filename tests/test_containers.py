@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import containers
-from harness.containers import IMAGES, ImageSpec
+from harness import containers, image_build
+from harness.image_build import IMAGES, ImageSpec
 
 
 def test_every_dockerfile_takes_its_base_as_a_build_argument_defaulting_to_an_official_image() -> None:
-    for spec in {*IMAGES.values(), containers.POSTGRES}:
+    for spec in {*IMAGES.values(), image_build.POSTGRES}:
         text = (spec.dockerfile_dir / "Dockerfile").read_text()
         assert text.startswith("#"), f"{spec.image}: the Dockerfile says what it builds first"
-        assert f"ARG BASE={containers.OFFICIAL_BASE}" in text, spec.image
+        assert f"ARG BASE={image_build.OFFICIAL_BASE}" in text, spec.image
         froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
         assert froms and froms[0] == "${BASE}", (spec.image, froms)
         assert all(f == "${BASE}" or not f.startswith(("golang", "ruby:", "python:")) for f in froms), froms
@@ -44,14 +44,14 @@ def test_the_ruby_image_has_a_target_for_rubygems_and_one_for_que_lib_before_it(
 
 def test_the_ruby_target_follows_rubygems_then_que_ruby_lib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUE_RUBYGEMS", "1")
-    assert containers.ruby_target() == "rubygems"
+    assert image_build.ruby_target() == "rubygems"
     monkeypatch.setenv("QUE_RUBYGEMS", "0")
     monkeypatch.setenv("QUE_RUBY_LIB", "/somewhere/lib")
-    assert containers.ruby_target() == "que-lib"
+    assert image_build.ruby_target() == "que-lib"
     assert "QUE_RUBY_LIB=/somewhere/lib" in IMAGES["ruby"].note()
     monkeypatch.delenv("QUE_RUBY_LIB")
     with pytest.raises(RuntimeError, match="RubyGems does not answer and QUE_RUBY_LIB is not set"):
-        containers.ruby_target()
+        image_build.ruby_target()
 
 
 def test_a_ruby_context_holds_que_lib_only_when_it_is_the_target(
@@ -85,11 +85,11 @@ def test_the_tag_follows_every_input_and_the_base(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "main.go").write_text("v1")
-    first = containers.digest(tmp_path, "base-id-1")
-    assert first == containers.digest(tmp_path, "base-id-1")
-    assert first != containers.digest(tmp_path, "base-id-2")
+    first = image_build.digest(tmp_path, "base-id-1")
+    assert first == image_build.digest(tmp_path, "base-id-1")
+    assert first != image_build.digest(tmp_path, "base-id-2")
     (tmp_path / "sub" / "main.go").write_text("v2")
-    assert containers.digest(tmp_path, "base-id-1") != first
+    assert image_build.digest(tmp_path, "base-id-1") != first
 
 
 def test_a_spec_writes_its_dockerfile_and_inputs(tmp_path: Path) -> None:
@@ -147,11 +147,11 @@ def test_container_url_uses_the_network_alias() -> None:
 def test_the_debian_mirror_is_the_one_apt_uses(tmp_path: Path, text: str, mirror: str) -> None:
     source = tmp_path / "debian.sources"
     source.write_text(text)
-    assert containers.debian_mirror([source]) == mirror
+    assert image_build.debian_mirror([source]) == mirror
 
 
 def test_registry_and_rubygems_checks_can_be_decided_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUE_DOCKER_REGISTRY", "0")
     monkeypatch.setenv("QUE_RUBYGEMS", "1")
-    assert containers.registry_answers() is False
-    assert containers.rubygems_answers() is True
+    assert image_build.registry_answers() is False
+    assert image_build.rubygems_answers() is True
