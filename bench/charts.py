@@ -5,26 +5,21 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-
-def _median(cell: Any) -> float | None:
-    return float(cell["median"]) if isinstance(cell, dict) and "median" in cell else None
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+from bench import targets
+from bench.cells import fmt, median
 
 
 def _cell(cell: Any) -> str:
     if not isinstance(cell, dict) or "median" not in cell:
         return "-"
-    return f"{_fmt(cell['median'])} ({_fmt(cell['min'])}-{_fmt(cell['max'])})"
+    return f"{fmt(cell['median'])} ({fmt(cell['min'])}-{fmt(cell['max'])})"
 
 
 def _ratio(a: Any, b: Any) -> str:
     """The ratio of the medians; for interleaved cells (the drain's), also the range of the
     ratios of paired runs (run i of one against run i of the other, taken in one round),
     which shows how far the machine's noise moves it."""
-    x, y = _median(a), _median(b)
+    x, y = median(a), median(b)
     if not x or not y:
         return "-"
     if a.get("group") is None or a.get("group") != b.get("group"):
@@ -93,7 +88,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _growth(report)
     lines += _memory(report)
     lines += _kills(report)
-    lines += _targets(report)
+    lines += targets.table(report)
     for name, data in report.get("peers", {}).items():
         if "unavailable" in data:
             lines.append(f"\n{name} (peer): unavailable: {data['unavailable']}")
@@ -276,71 +271,6 @@ def _kills(report: dict[str, Any]) -> list[str]:
     for pool, row in kills["rows"].items():
         per = f"{row['duplicates'] / row['kills']:.2f}" if row.get("kills") else "-"
         lines.append(f"| {pool} | {row['jobs']:,} | {row['kills']} | {row['duplicates']} | {per} | {row['lost']} |")
-    return lines
-
-
-def _at(report: dict[str, Any], name: str, part: str, key: str) -> float | None:
-    data = report["implementations"].get(name) or report.get("peers", {}).get(name) or {}
-    return _median((data.get(part) or {}).get(key))
-
-
-def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
-    """Issue 23's targets, each (what, the figures, met): met is None where this run lacks
-    the figures."""
-    found: list[tuple[str, str, bool | None]] = []
-    held = (report.get("growth") or {}).get("held", {})
-    for count, factor in (("1000", 20.0), ("100", 5.0)):
-        ours, theirs = _median(held.get("python", {}).get(count)), _median(held.get("go", {}).get(count))
-        ratio = ours / theirs if ours and theirs else None
-        found.append(
-            (
-                f"{count} jobs held at the head: python >= {factor:g}x que-go",
-                "-" if ratio is None else f"{_fmt(ours)} / {_fmt(theirs)} = {ratio:.1f}x",
-                None if ratio is None else ratio >= factor,
-            )
-        )
-    ours, before = _median(held.get("python", {}).get("0")), _median(held.get("python-sessions", {}).get("0"))
-    found.append(
-        (
-            "0 held: no slower than the per-worker pool of round 2 (python-sessions), within noise (10%)",
-            "-" if not (ours and before) else f"{_fmt(ours)} / {_fmt(before)} = {ours / before:.2f}x",
-            None if not (ours and before) else ours >= 0.9 * before,
-        )
-    )
-    memory = report["implementations"].get("python", {}).get("memory") or {}
-    for workers in ("32", "128"):
-        cell = memory.get(workers)
-        cell = None if cell and "error" in cell else cell
-        found.append(
-            (
-                f"sessions per worker at {workers} workers, every one busy: <= 0.1",
-                "-" if not cell else f"{cell['sessions_per_worker']:.3f}",
-                None if not cell else cell["sessions_per_worker"] <= 0.1,
-            )
-        )
-    for workers in ("1", "2", "4", "8"):
-        ours = _at(report, "python", "drain_jobs_per_s", workers)
-        theirs = _at(report, "go", "drain_jobs_per_s", workers)
-        peer = _at(report, "pgqueuer", "drain_jobs_per_s", workers)
-        met = None if not (ours and theirs) else ours >= 1.5 * theirs and (peer is None or ours > peer)
-        figures = "-" if not (ours and theirs) else f"{ours / theirs:.2f}x que-go"
-        if ours and peer:
-            figures += f", {ours / peer:.2f}x PgQueuer"
-        found.append((f"default pool at {workers} workers: >= 1.5x que-go and ahead of PgQueuer", figures, met))
-    kills = (report.get("kills") or {}).get("rows", {})
-    if kills:
-        met = all(row["ok"] for row in kills.values())
-        found.append(("a killed session re-runs only the jobs in flight (make chaos)", f"{len(kills)} pools", met))
-    return found
-
-
-def _targets(report: dict[str, Any]) -> list[str]:
-    rows = targets(report)
-    if not any(met is not None for _, _, met in rows):
-        return []
-    lines = ["", "### Targets (issue 23), from this run", "", "| target | figures | met |", "|---|---|---|"]
-    for what, figures, met in rows:
-        lines.append(f"| {what} | {figures} | {'-' if met is None else 'yes' if met else '**no**'} |")
     return lines
 
 

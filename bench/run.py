@@ -5,9 +5,8 @@ A benchmark, not a test: figures are comparable as ratios within one run on the 
 (noisy) machine. Every implementation runs as its testee process (conformance/PROTOCOL.md)
 working the trivial job class QueConformance::Noop with its own library's worker pool.
 
-- drain: N no-op jobs pre-inserted, then w workers drain them; jobs/s, median of `--runs`
-  runs with min and max, for w in 1, 2, 4, 8, 32, 128. The runs of a cell are taken in rounds (one
-  run of every implementation per round), so the machine's drift touches all alike.
+- drain: N no-op jobs pre-inserted, then w workers (1 to 128) drain them; jobs/s, median of
+  `--runs` runs taken in rounds (one per implementation), so drift touches all alike.
 - floor: the server's own limit for the protocol at each w (bench/floor.py): pgbench calls
   a function that does lock_job, check_job, destroy_job and the unlock for one job per round
   trip, and its batched form does K jobs per call. An implementation above its floor means
@@ -21,11 +20,10 @@ working the trivial job class QueConformance::Noop with its own library's worker
   at the head of the queue (0, 10, 100, 1000, 10000) (bench/growth.py).
 - memory: peak RSS and server sessions per worker of each pool at 8, 32 and 128 workers,
   every worker busy (bench/memory.py).
-- kills: jobs run twice per session the server ended mid-drain, from the latest `make chaos`.
-- targets: issue 23's ratios, checked on this run's figures (bench/charts.targets).
+- kills: jobs run twice per lost session, from the latest `make chaos`.
+- targets: issue 23's ratios, checked on this run's figures (bench/targets.py).
 
-Results: results/bench/latest.json, latest.md and latest.png; `make publish` copies them to
-bench/results/, where the README links them.
+Results: results/bench/latest.{json,md,png}; `make publish` copies them to bench/results/.
 """
 
 import argparse

@@ -1,0 +1,70 @@
+"""Issue 23's targets, checked on one bench run's figures."""
+
+from typing import Any
+
+from bench.cells import fmt, median
+
+
+def _at(report: dict[str, Any], name: str, part: str, key: str) -> float | None:
+    data = report["implementations"].get(name) or report.get("peers", {}).get(name) or {}
+    return median((data.get(part) or {}).get(key))
+
+
+def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Issue 23's targets, each (what, the figures, met): met is None where this run lacks
+    the figures."""
+    found: list[tuple[str, str, bool | None]] = []
+    held = (report.get("growth") or {}).get("held", {})
+    for count, factor in (("1000", 20.0), ("100", 5.0)):
+        ours, theirs = median(held.get("python", {}).get(count)), median(held.get("go", {}).get(count))
+        ratio = ours / theirs if ours and theirs else None
+        found.append(
+            (
+                f"{count} jobs held at the head: python >= {factor:g}x que-go",
+                "-" if ratio is None else f"{fmt(ours)} / {fmt(theirs)} = {ratio:.1f}x",
+                None if ratio is None else ratio >= factor,
+            )
+        )
+    ours, before = median(held.get("python", {}).get("0")), median(held.get("python-sessions", {}).get("0"))
+    found.append(
+        (
+            "0 held: no slower than the per-worker pool of round 2 (python-sessions), within noise (10%)",
+            "-" if not (ours and before) else f"{fmt(ours)} / {fmt(before)} = {ours / before:.2f}x",
+            None if not (ours and before) else ours >= 0.9 * before,
+        )
+    )
+    memory = report["implementations"].get("python", {}).get("memory") or {}
+    for workers in ("32", "128"):
+        cell = memory.get(workers)
+        cell = None if cell and "error" in cell else cell
+        found.append(
+            (
+                f"sessions per worker at {workers} workers, every one busy: <= 0.1",
+                "-" if not cell else f"{cell['sessions_per_worker']:.3f}",
+                None if not cell else cell["sessions_per_worker"] <= 0.1,
+            )
+        )
+    for workers in ("1", "2", "4", "8"):
+        ours = _at(report, "python", "drain_jobs_per_s", workers)
+        theirs = _at(report, "go", "drain_jobs_per_s", workers)
+        peer = _at(report, "pgqueuer", "drain_jobs_per_s", workers)
+        met = None if not (ours and theirs) else ours >= 1.5 * theirs and (peer is None or ours > peer)
+        figures = "-" if not (ours and theirs) else f"{ours / theirs:.2f}x que-go"
+        if ours and peer:
+            figures += f", {ours / peer:.2f}x PgQueuer"
+        found.append((f"default pool at {workers} workers: >= 1.5x que-go and ahead of PgQueuer", figures, met))
+    kills = (report.get("kills") or {}).get("rows", {})
+    if kills:
+        met = all(row["ok"] for row in kills.values())
+        found.append(("a killed session re-runs only the jobs in flight (make chaos)", f"{len(kills)} pools", met))
+    return found
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    rows = targets(report)
+    if not any(met is not None for _, _, met in rows):
+        return []
+    lines = ["", "### Targets (issue 23), from this run", "", "| target | figures | met |", "|---|---|---|"]
+    for what, figures, met in rows:
+        lines.append(f"| {what} | {figures} | {'-' if met is None else 'yes' if met else '**no**'} |")
+    return lines
