@@ -49,10 +49,22 @@ def round_trip(session: Session, queue: str, planned: Round) -> PQGen[tuple[list
     return claimed, finished
 
 
+# How far the buffer may grow, as a multiple of the one asked for.
+GROWTH = 4
+
+
 @dataclass
 class Ledger:
+    """`buffer` is the floor of the jobs claimed beyond one per idle worker. While workers
+    finish jobs faster than the locker's round trips, the buffer grows up to GROWTH times
+    that: twice the jobs the workers finished since the last round trip. A claim's cost is
+    mostly fixed (one statement, one walk), so short jobs then cost fewer claims each, while
+    long jobs keep only `buffer` of them locked and idle, away from other workers."""
+
     workers: int
     buffer: int
+    # The buffer the next claim uses, between `buffer` and GROWTH * `buffer`.
+    depth: int = -1
     ready: deque[Locked] = field(default_factory=deque)
     running: dict[int, Locked] = field(default_factory=dict)
     finished: list[Finish] = field(default_factory=list)
@@ -63,12 +75,16 @@ class Ledger:
     # Ids of the jobs claimed by the current session and not yet released.
     owned: set[int] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        if self.depth < 0:
+            self.depth = self.buffer
+
     def want(self, stopping: bool) -> int:
         """How many jobs the next claim may take: one per idle worker, plus the buffer.
         Finished jobs do not count: the same round trip releases them."""
         if stopping:
             return 0
-        return max(0, self.workers + self.buffer - len(self.ready) - len(self.running))
+        return max(0, self.workers + self.depth - len(self.ready) - len(self.running))
 
     def take(self) -> Locked | None:
         """The next ready job for a worker, now running."""
@@ -101,6 +117,7 @@ class Ledger:
         ready jobs no worker started are released untouched. An orphan whose job this
         session claimed again is dropped: the new claim runs it."""
         finished, self.finished = self.finished, []
+        self.depth = min(GROWTH * self.buffer, max(self.buffer, 2 * len(finished)))
         abandoned, self.abandoned = self.abandoned, []
         orphans = [o for o in self.orphans if o.locked.job.job_id not in self.owned]
         self.orphans = []

@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_BUFFER,
         metavar="N",
-        help=f"jobs the locker keeps claimed beyond the idle workers, ready to start (default: {DEFAULT_BUFFER})",
+        help=f"jobs the locker keeps claimed beyond the idle workers, ready to start; up to 4 times N while jobs end "
+        f"faster than its round trips (default: {DEFAULT_BUFFER})",
     )
     work.add_argument(
         "--wake-interval",

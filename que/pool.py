@@ -129,7 +129,8 @@ class WorkerPool:
         batch: int = 1,
     ) -> None:
         """Arguments as for que.Worker. With the locker (the default), one session claims
-        the jobs of all `count` threads, `buffer` more than there are idle threads.
+        the jobs of all `count` threads, `buffer` more than there are idle threads (up to 4 times
+        `buffer` while jobs end faster than the locker's round trips).
         `locker=False` gives each thread its own session (a que.Worker), and `batch=K` then
         makes each claim up to K jobs at once (see Worker)."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:

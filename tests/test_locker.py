@@ -153,6 +153,26 @@ def test_shutdown_releases_the_buffered_jobs_untouched(client: que.Client, conn:
     assert advisory_locks(conn) == []
 
 
+def test_short_jobs_grow_the_buffer_up_to_four_times_and_no_further(
+    client: que.Client, conn: psycopg.Connection[Any]
+) -> None:
+    """The buffer asked for is a floor (the test above: slow jobs keep exactly 4 buffered);
+    jobs that end faster than the locker's round trips let it claim more at once."""
+    depths: list[int] = []
+    client.enqueue_many([que.NewJob("Quick", [n]) for n in range(600)])
+    pool = que.WorkerPool(client, {"Quick": lambda n: depths.append(ledger.depth)}, count=1, buffer=2)
+    assert pool.locker is not None
+    ledger = pool.locker.ledger
+    pool.start()
+    try:
+        wait_until(lambda: len(depths) == 600, 30, "the drain")
+    finally:
+        assert pool.shutdown(10)
+    assert min(depths) >= 2 and max(depths) > 2, "short jobs grew the buffer"
+    assert max(depths) <= 8, "never past four times the buffer asked for"
+    assert rows(conn) == [] and advisory_locks(conn) == []
+
+
 def test_an_interrupting_handler_leaves_its_row_and_stops_the_pool(
     client: que.Client, conn: psycopg.Connection[Any]
 ) -> None:
