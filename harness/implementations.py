@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import containers, image_build, paths
-from harness.paths import GO_DIR, RUBY_DIR
+from harness.paths import GO_DIR, RUBY2_DIR, RUBY_DIR
 
 # The Go testees: program name -> the package (under go/) it is built from.
 GO_PROGRAMS = {"go": ("que-go-testee", "./cmd/que-go"), "gue": ("gue-testee", "./cmd/gue")}
@@ -126,6 +126,18 @@ def ruby_impl(build: bool = True) -> Implementation:
     if os.environ.get("QUE_RUBY_LIB"):
         env["QUE_RUBY_LIB"] = os.environ["QUE_RUBY_LIB"]
     return Implementation("ruby", [ruby, str(RUBY_DIR / "testee.rb")], env=env)
+
+
+def ruby2_impl(build: bool = True) -> Implementation:
+    """The real Ruby Que 2.4 (the Que 2 dialect), from the gem or QUE2_RUBY_LIB."""
+    command = ["ruby", str(RUBY2_DIR / "testee.rb")]
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        return Implementation("ruby-2.4.1", command, unavailable="ruby is not installed")
+    env = {}
+    if os.environ.get("QUE2_RUBY_LIB"):
+        env["QUE2_RUBY_LIB"] = os.environ["QUE2_RUBY_LIB"]
+    return Implementation("ruby-2.4.1", [ruby, *command[1:]], env=env)
 
 
 # Every built-in implementation, in the order of a run's rows.

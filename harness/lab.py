@@ -17,11 +17,19 @@ T = TypeVar("T")
 POLL_SECONDS = 0.01  # how often wait_until re-checks its condition
 
 
+def drop_que(conn: psycopg.Connection[Any]) -> None:
+    """Remove que_jobs and, if a Que 2 schema was there, its other tables and functions."""
+    kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('que_jobs')").fetchone()
+    if kind is not None and kind[0] == "v":  # a test's stand-in
+        conn.execute("DROP VIEW que_jobs")
+    conn.execute("DROP TABLE IF EXISTS que_jobs, que_lockers, que_values CASCADE")
+    conn.execute("DROP FUNCTION IF EXISTS que_validate_tags(jsonb), que_job_notify(), que_state_notify() CASCADE")
+
+
 def reset(conn: psycopg.Connection[Any]) -> None:
     """An empty que_jobs at version 3, job ids from 1, and an empty results table."""
     if schema.db_version(conn) != schema.CURRENT_VERSION:
-        conn.execute("DROP VIEW IF EXISTS que_jobs")
-        conn.execute("DROP TABLE IF EXISTS que_jobs")
+        drop_que(conn)
         schema.migrate(conn)
     conn.execute("DELETE FROM que_jobs")  # not TRUNCATE: it would wait behind any open reader
     conn.execute("ALTER SEQUENCE que_jobs_job_id_seq RESTART WITH 1")

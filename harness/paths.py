@@ -13,6 +13,7 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent
 GO_DIR = HARNESS / "testees" / "go"
 RUBY_DIR = HARNESS / "testees" / "ruby"
+RUBY2_DIR = HARNESS / "testees" / "ruby2"
 BOOTSTRAP = HARNESS / "bootstrap.sh"
 CONFORMANCE = HARNESS.parent / "conformance"
 # A checkout has the project file beside the packages; a wheel does not.

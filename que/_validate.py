@@ -17,13 +17,16 @@ QUEUE_MAX_BYTES: Final = 2000
 
 @dataclass(frozen=True)
 class NewJob:
-    """One job for `Client.enqueue_many`."""
+    """One job for `Client.enqueue_many`. `queue` None is the dialect's default ('' on a Que
+    0.x table, 'default' on a Que 2 one); `kwargs` and `tags` need a Que 2 table."""
 
     job_class: str
     args: Sequence[Any] = ()
-    queue: str = ""
+    queue: str | None = None
     priority: int = 100
     run_at: datetime | None = None
+    kwargs: Mapping[str, Any] | None = None
+    tags: Sequence[str] | None = None
 
 
 class Checked(NamedTuple):
@@ -138,7 +141,18 @@ def job(job_class: object, job_args: object, job_queue: object, job_priority: ob
     )
 
 
-def _item(item: object) -> NewJob:
+def refuse_que2_fields(kwargs: object, tags: object) -> None:
+    """A Que 0.x table has no kwargs or data column: refuse them rather than drop them."""
+    for name, value in (("kwargs", kwargs), ("tags", tags)):
+        if value is not None:
+            raise ValueError(
+                f"{name}={value!r:.60} needs a Que 1.x/2.x table (schema version 4 or later); que_jobs is a "
+                "Que 0.x table (version 3 or earlier), which has no column for it. Migrate it with "
+                "client.migrate(7) if every worker on it runs Que 2.x"
+            )
+
+
+def new_job(item: object) -> NewJob:
     if isinstance(item, NewJob):
         return item
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
@@ -154,13 +168,16 @@ def many(jobs: object) -> list[Checked]:
     known: set[tuple[str, str]] = set()  # (job_class, queue) pairs already checked in this batch
     for index, item in enumerate(jobs):
         try:
-            spec = _item(item)
-            names = (spec.job_class, spec.queue)
-            if type(spec.job_class) is str and type(spec.queue) is str and names in known:
-                fields = (spec.job_class, args(spec.args), spec.queue, priority(spec.priority), run_at(spec.run_at))
+            spec = new_job(item)
+            if spec.kwargs is not None or spec.tags is not None:
+                refuse_que2_fields(spec.kwargs, spec.tags)
+            job_queue = "" if spec.queue is None else spec.queue
+            names = (spec.job_class, job_queue)
+            if type(spec.job_class) is str and type(job_queue) is str and names in known:
+                fields = (spec.job_class, args(spec.args), job_queue, priority(spec.priority), run_at(spec.run_at))
                 checked.append(Checked(*fields))
                 continue
-            checked.append(job(spec.job_class, spec.args, spec.queue, spec.priority, spec.run_at))
+            checked.append(job(spec.job_class, spec.args, job_queue, spec.priority, spec.run_at))
             known.add(names)
         except (TypeError, ValueError) as error:
             raise type(error)(f"jobs[{index}]: {error}") from None

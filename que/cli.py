@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=schema.CURRENT_VERSION,
         metavar="N",
-        help=f"target version 0..{schema.CURRENT_VERSION} (default: {schema.CURRENT_VERSION}; 0 drops the table)",
+        help=f"target version 0..{schema.LATEST_VERSION}: 3 is Que 0.x's schema, 7 Que 1.x/2.x's (default: "
+        f"{schema.CURRENT_VERSION}; 0 drops the table)",
     )
 
     enqueue = commands.add_parser("enqueue", help="enqueue one job and print it as JSON")

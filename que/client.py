@@ -11,7 +11,7 @@ import contextlib
 import os
 import select
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
@@ -21,7 +21,7 @@ from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from que import _callers, _loaders, _protocol, _validate, _wire, schema, sql
+from que import _callers, _enqueue2, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql
 from que._session import NotSent, Session
 from que._validate import NewJob
 from que._waiting import wait
@@ -127,6 +127,8 @@ class Client:
             self._pool.close()
             raise
         self._sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], Session] = weakref.WeakKeyDictionary()
+        # The table's schema version, read once (see dialect()).
+        self._version: int | None = None
 
     def __repr__(self) -> str:
         return f"<que.Client {self._pool.name}>"
@@ -190,12 +192,34 @@ class Client:
     # -- schema -------------------------------------------------------------------
 
     def migrate(self, version: int = schema.CURRENT_VERSION) -> None:
-        with self._borrow() as (conn, _):
-            schema.migrate(conn, version)
+        """Move que_jobs to `version`: 3 is Que 0.x's schema, 7 Que 1.x/2.x's (with Ruby's own
+        rewrite of the rows between them), 0 drops it."""
+        self._version = None
+        try:
+            with self._borrow() as (conn, _):
+                schema.migrate(conn, version)
+        finally:
+            self._version = None
 
     def db_version(self) -> int:
         with self._borrow() as (conn, _):
             return schema.db_version(conn)
+
+    def dialect(self) -> str:
+        """The protocol que_jobs speaks: que.dialect.QUE_0 ("0.14") or QUE_2 ("2"), from its
+        schema version. Read once and kept: migrate() through this client reads it again;
+        call refresh_dialect() after migrating the table elsewhere."""
+        if self._version is None:
+            version = self.db_version()
+            dialect.of_version(version)  # refuses a version newer than que knows
+            if version == 0:
+                return dialect.QUE_0  # no table yet: not kept, it may be created next
+            self._version = version
+        return dialect.of_version(self._version)
+
+    def refresh_dialect(self) -> str:
+        self._version = None
+        return self.dialect()
 
     # -- enqueue ------------------------------------------------------------------
 
@@ -203,17 +227,31 @@ class Client:
         self,
         job_class: str,
         *args: Any,
-        queue: str = "",
+        kwargs: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        queue: str | None = None,
         priority: int = 100,
         run_at: datetime | None = None,
         conn: _callers.Caller = None,
     ) -> Job:
         """Insert one job and return it as stored (with its job_id).
 
+        `args` are the job's positional arguments. On a Que 1.x/2.x table (schema version 4
+        and later), `kwargs` are its keyword arguments and `tags` (at most 5) go to its data;
+        a Que 0.x table has no column for them and refuses them. `queue` defaults to the
+        table's default: '' on Que 0.x, 'default' on Que 2.x.
+
         With `conn`, the insert runs on that connection inside the caller's transaction: it
         commits or rolls back with the caller's work. A rejected job inserts nothing.
         """
-        job = _validate.job(job_class, args, queue, priority, run_at)
+        if self.dialect() == dialect.QUE_2:
+            checked = _validate2.job(job_class, args, kwargs, tags, queue, priority, run_at)
+            if conn is not None:
+                return _enqueue2.insert_one(_callers.connection_of(conn), checked)
+            with self._borrow() as (own, _):
+                return _enqueue2.insert_one(own, checked)
+        _validate.refuse_que2_fields(kwargs, tags)
+        job = _validate.job(job_class, args, "" if queue is None else queue, priority, run_at)
         if conn is not None:
             caller = _callers.connection_of(conn)
             return _callers.run(caller, _callers.insert_one(caller, job, self.notify))[0]
@@ -243,6 +281,14 @@ class Client:
         one bad job rejects the whole batch and nothing is inserted. Batches of fewer than
         1000 jobs are one INSERT in one round trip; bigger ones are written with COPY.
         """
+        if self.dialect() == dialect.QUE_2:
+            batch = _validate2.many(jobs)
+            if not batch:
+                return []
+            if conn is not None:
+                return _enqueue2.insert_many(_callers.connection_of(conn), batch, self.notify)
+            with self._borrow() as (own, _):
+                return _enqueue2.insert_many(own, batch, self.notify)
         checked = _validate.many(jobs)
         if not checked:
             return []

@@ -25,6 +25,28 @@ class Job:
     error_count: int
     last_error: str | None = None
     run_at_us: int = field(default=0, repr=False, compare=False)
+    # The Que 2 dialect's columns (a 0.x row has none of them): keyword arguments and data
+    # (tags under "tags") as JSON text, last_error's backtrace half, and when the job was
+    # finished or expired. `job_id` is the row's id there, and `last_error` its
+    # last_error_message.
+    kwargs_json: str = "{}"
+    data_json: str = "{}"
+    last_error_backtrace: str | None = None
+    finished_at: datetime | None = None
+    expired_at: datetime | None = None
+    job_schema_version: int | None = None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The decoded keyword arguments (Que 2 dialect; {} on a 0.x row)."""
+        value: dict[str, Any] = encoding.loads(self.kwargs_json)
+        return value
+
+    @property
+    def tags(self) -> list[str]:
+        """The job's tags (Que 2 dialect; [] on a 0.x row)."""
+        found: list[str] = encoding.loads(self.data_json).get("tags", [])
+        return found
 
     @property
     def args(self) -> Any:

@@ -1,4 +1,8 @@
-"""Ruby Que's schema migrations 1..3, up and down, and its way of reading the version.
+"""Ruby Que's schema migrations, up and down, and its way of reading the version.
+
+Versions 1..3 are Que 0.x's (the 0.14 dialect); 4..7 are Que 1.x/2.x's (the Que 2 dialect,
+que._schema2), which Ruby Que 2.4.1 runs. Version 8 (Que's master: hashtext instead of md5
+in a trigger) is read as the Que 2 dialect too, but not migrated from.
 
 The version lives in the table comment (`COMMENT ON TABLE que_jobs IS '3'`), not in a
 table of its own, because that is where Ruby Que and que-go look for it. A database
@@ -11,9 +15,14 @@ from typing import Any, Final
 
 import psycopg
 
-from que import sql
+from que import _schema2, sql
 
+# The newest version of the 0.14 dialect, and migrate()'s default.
 CURRENT_VERSION: Final = 3
+# The newest version this module migrates to or from (Ruby Que 2.4.1's).
+LATEST_VERSION: Final = 7
+# The newest version whose table que reads and works (Que 2.x's statements are the same).
+NEWEST_READ: Final = 8
 
 # Keyed by the version each script arrives at (up) or leaves (down), as Ruby's
 # migrations/<n>/{up,down}.sql.
@@ -38,6 +47,7 @@ ALTER TABLE que_jobs
   ALTER COLUMN priority TYPE smallint,
   ADD COLUMN queue TEXT NOT NULL DEFAULT '',
   ADD CONSTRAINT que_jobs_pkey PRIMARY KEY (queue, priority, run_at, job_id)""",
+    **_schema2.UP,
 }
 
 _DOWN: Final[dict[int, str]] = {
@@ -49,6 +59,7 @@ ALTER TABLE que_jobs
   DROP COLUMN queue,
   ALTER COLUMN priority TYPE integer,
   ADD CONSTRAINT que_jobs_pkey PRIMARY KEY (priority, run_at, job_id)""",
+    **_schema2.DOWN,
 }
 
 _LEADING_INT = re.compile(r"\s*([+-]?\d+)")
@@ -86,8 +97,8 @@ async def db_version_async(conn: psycopg.AsyncConnection[Any]) -> int:
 def _check(version: object) -> int:
     if isinstance(version, bool) or not isinstance(version, int):
         raise TypeError(f"version must be an int, got {version!r}")
-    if not 0 <= version <= CURRENT_VERSION:
-        raise ValueError(f"version must be between 0 and {CURRENT_VERSION}, got {version}")
+    if not 0 <= version <= LATEST_VERSION:
+        raise ValueError(f"version must be between 0 and {LATEST_VERSION} (3: Que 0.x, 7: Que 1.x/2.x), got {version}")
     return version
 
 
@@ -96,9 +107,9 @@ def steps(current: int, version: int) -> list[str]:
     comment at the end (intermediate versions get none; version 0 drops the table)."""
     if current == version:
         return []
-    if current > CURRENT_VERSION:
+    if current > LATEST_VERSION:
         raise ValueError(
-            f"que_jobs is at version {current}, newer than this library knows ({CURRENT_VERSION}); "
+            f"que_jobs is at version {current}, newer than this library migrates ({LATEST_VERSION}); "
             "refusing to migrate it"
         )
     if current < version:
@@ -112,7 +123,7 @@ def steps(current: int, version: int) -> list[str]:
 
 
 def migrate(conn: psycopg.Connection[Any], version: int = CURRENT_VERSION) -> None:
-    """Move the schema to `version` (0..3) in one transaction, recording it as Ruby does.
+    """Move the schema to `version` (0..7) in one transaction, recording it as Ruby does.
 
     Inside a caller's open transaction this runs in a savepoint and commits with the caller.
     """

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import que
+from harness import lab
 from harness.postgres import database
 from que import _loaders
 
@@ -37,7 +38,7 @@ def reset_schema(url: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
-        conn.execute("DROP TABLE IF EXISTS que_jobs")
+        lab.drop_que(conn)
         que.migrate(conn)
 
 

@@ -16,7 +16,7 @@ from tests.conftest import rows
 
 not_text = st.one_of(st.none(), st.integers(), st.floats(), st.binary(), st.lists(st.integers(), max_size=2))
 bad_job_class = st.one_of(not_text, st.just(""), st.text(min_size=1).map(lambda s: s + "\x00"))
-bad_queue = st.one_of(st.none(), st.integers(), st.binary(), st.text().map(lambda s: "\x00" + s))
+bad_queue = st.one_of(st.integers(), st.binary(), st.text().map(lambda s: "\x00" + s))
 bad_run_at = st.one_of(st.text(), st.integers(), st.datetimes(timezones=st.none()), st.dates())
 bad_leaf = st.one_of(
     st.just(float("nan")),

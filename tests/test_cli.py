@@ -57,7 +57,7 @@ def test_migrate_enqueue_stats(database_url: str, conn: psycopg.Connection[Any])
         (["enqueue", "", "[1]"], "job_class must not be empty"),
         (["enqueue", "J", "[1]", "--run-at", "2030-01-01T00:00:00"], "no UTC offset"),
         (["enqueue", "J", "[1]", "--run-at", "soon"], "not an ISO 8601"),
-        (["migrate", "--version", "9"], "between 0 and 3"),
+        (["migrate", "--version", "9"], "between 0 and 7"),
         (["work", "--app", "no.such.module"], "cannot import"),
         (["work", "--app", "tests.apps.sleepy:missing"], "has no attribute 'missing'"),
         (["work", "--app", "tests.apps.sleepy:not_a_mapping"], "must be a mapping"),

@@ -26,6 +26,7 @@ def test_defaults_match_ruby_que(client: que.Client, conn: psycopg.Connection[An
     assert row["job_class"] == "Que::Job"
     assert before <= row["run_at"] <= datetime.now(UTC) + timedelta(seconds=1)
     assert job.job_id == row["job_id"] and job.run_at == row["run_at"] and job.args == []
+    assert client.enqueue("Que::Job", queue=None).queue == "", "queue=None is the table's default queue"
 
 
 def test_positional_args_and_options(client: que.Client, conn: psycopg.Connection[Any]) -> None:
@@ -98,7 +99,7 @@ BAD = [
     (("",), {}, ValueError, "job_class must not be empty"),
     ((None,), {}, TypeError, "job_class must be a str"),
     (("A\x00B",), {}, ValueError, "NUL"),
-    (("J",), {"queue": None}, TypeError, "queue must be a str"),
+    (("J",), {"queue": b"mail"}, TypeError, "queue must be a str"),
     (("J",), {"queue": 5}, TypeError, "queue must be a str"),
     (("J",), {"priority": 32768}, ValueError, "priority 32768 is outside the smallint range"),
     (("J",), {"priority": -32769}, ValueError, "outside the smallint range"),

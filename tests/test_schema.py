@@ -114,7 +114,7 @@ def test_migrate_inside_callers_transaction_rolls_back_with_it(empty: psycopg.Co
     assert que.db_version(empty) == 0
 
 
-@pytest.mark.parametrize("bad", [-1, 4, "3", 2.0, True])
+@pytest.mark.parametrize("bad", [-1, 8, "3", 2.0, True])
 def test_bad_versions_are_refused(conn: psycopg.Connection[Any], bad: Any) -> None:
     with pytest.raises((TypeError, ValueError), match="version"):
         que.migrate(conn, bad)
