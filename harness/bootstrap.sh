@@ -110,4 +110,15 @@ if command -v ruby >/dev/null 2>&1 && [ -z "${QUE_RUBY_LIB:-}" ] && ! ruby -e 'g
       "lib/ folder of a que v0.14.3 source tree, or the ruby row is unavailable" >&2
   fi
 fi
+
+# -- Ruby Que 2.4.1 (the Que 2 dialect; installed beside 0.14.3, each testee activates its own)
+if command -v ruby >/dev/null 2>&1 && [ -z "${QUE2_RUBY_LIB:-}" ] && ! ruby -e 'gem "que", "~> 2.4.1"; require "que"' >/dev/null 2>&1; then
+  if command -v gem >/dev/null 2>&1 && curl -fsS --max-time 5 -o /dev/null https://rubygems.org/api/v1/versions/que.json 2>/dev/null; then
+    echo "bootstrap: gem install que -v 2.4.1 (ruby2/Gemfile)" >&2
+    gem install --no-document que -v 2.4.1 >/dev/null || echo "bootstrap: gem install que 2.4.1 failed" >&2
+  else
+    echo "bootstrap: Ruby Que 2.4.1 is not installed and RubyGems is not reachable: set QUE2_RUBY_LIB to the" \
+      "lib/ folder of a que v2.4.1 source tree, or the ruby-2.4.1 row is unavailable" >&2
+  fi
+fi
 exit 0

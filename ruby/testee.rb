@@ -19,7 +19,11 @@ PROTOCOL_VERSION = 1
 
 LOAD_ERROR =
   begin
-    $LOAD_PATH.unshift(ENV['QUE_RUBY_LIB']) if ENV['QUE_RUBY_LIB'] && !ENV['QUE_RUBY_LIB'].empty?
+    if ENV['QUE_RUBY_LIB'] && !ENV['QUE_RUBY_LIB'].empty?
+      $LOAD_PATH.unshift(ENV['QUE_RUBY_LIB'])
+    else
+      gem 'que', '~> 0.14.3' # the installed gem of this dialect, even where both are installed
+    end
     require 'pg'
     require 'que'
     unless Que::Version.start_with?('0.14.')

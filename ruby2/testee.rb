@@ -21,7 +21,11 @@ NAME = 'ruby-2.4.1'
 
 LOAD_ERROR =
   begin
-    $LOAD_PATH.unshift(ENV['QUE2_RUBY_LIB']) if ENV['QUE2_RUBY_LIB'] && !ENV['QUE2_RUBY_LIB'].empty?
+    if ENV['QUE2_RUBY_LIB'] && !ENV['QUE2_RUBY_LIB'].empty?
+      $LOAD_PATH.unshift(ENV['QUE2_RUBY_LIB'])
+    else
+      gem 'que', '~> 2.4.1' # the installed gem of this dialect, even where both are installed
+    end
     require 'pg'
     require 'que'
     raise LoadError, "Que #{Que::VERSION} was loaded, but this testee needs Que 2.4.x" unless Que::VERSION.start_with?('2.4.')
