@@ -189,6 +189,12 @@ class Client:
         finally:
             self._checkin(conn, session)
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit) for the duration of the block."""
+        with self._borrow() as (conn, _):
+            yield conn
+
     # -- schema -------------------------------------------------------------------
 
     def migrate(self, version: int = schema.CURRENT_VERSION) -> None:

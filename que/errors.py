@@ -80,14 +80,20 @@ def last_error_text(error: BaseException) -> str:
     characters, then one line per traceback frame as `path:line:in 'function'`, so
     tools that read Ruby workers' errors read these too.
     """
+    head, backtrace = error_parts(error)
+    return storable("\n".join([head, *backtrace]))
+
+
+def error_parts(error: BaseException) -> tuple[str, list[str]]:
+    """`"<Class>: <message>"` cut to 500 characters, and one `path:line:in 'function'` line
+    per traceback frame: Que 0.x stores them joined in last_error, Que 2.x apart in
+    last_error_message and last_error_backtrace."""
     message = error_message(error)
     head = _class_name(error)
     if message.strip():
         head = f"{head}: {message}"
-    head = head[:MESSAGE_LIMIT]
     frames = traceback.extract_tb(error.__traceback__)
-    lines = [head, *(f"{f.filename}:{f.lineno}:in '{f.name}'" for f in frames)]
-    return storable("\n".join(lines))
+    return head[:MESSAGE_LIMIT], [f"{f.filename}:{f.lineno}:in '{f.name}'" for f in frames]
 
 
 # -- what que prints and logs ----------------------------------------------------------------

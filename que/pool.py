@@ -11,16 +11,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from que import _handlers
+from que import _handlers, dialect
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish
+from que._validate2 import DEFAULT_QUEUE
 from que.client import Client
 from que.errors import TransactionPoolingError, last_error_text
 from que.locker import DEFAULT_BUFFER, Locker
+from que.locker2 import Locker2, Runner2
 from que.worker import Worker, check_pool_size, check_wake_interval
 
 log = logging.getLogger("que")
@@ -119,20 +121,26 @@ class WorkerPool:
         client: Client,
         handlers: Mapping[str, Handler],
         count: int = 4,
-        queue: str = "",
+        queue: str | None = None,
         wake_interval: float = 5.0,
         *,
-        listen: bool = False,
+        listen: bool | None = None,
         max_retries: int | None = None,
         locker: bool = True,
         buffer: int = DEFAULT_BUFFER,
         batch: int = 1,
+        priorities: Sequence[int | None] | None = None,
     ) -> None:
         """Arguments as for que.Worker. With the locker (the default), one session claims
         the jobs of all `count` threads, `buffer` more than there are idle threads (up to 4 times
         `buffer` while jobs end faster than the locker's round trips).
         `locker=False` gives each thread its own session (a que.Worker), and `batch=K` then
-        makes each claim up to K jobs at once (see Worker)."""
+        makes each claim up to K jobs at once (see Worker).
+
+        On a Que 2 table (que.dialect), the pool speaks Ruby Que 2.x's protocol instead
+        (que.locker2): `queue` defaults to 'default', `listen` to True, `max_retries` to 15
+        (then a job is expired), and `priorities` gives each thread the highest job priority
+        it takes (None: any), as Que 2's worker_priorities do."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive int, got {count!r}")
         if locker and count > MAX_THREADS:
@@ -145,14 +153,42 @@ class WorkerPool:
             )
         self.client = client
         self.count = count
-        self.locker: Locker | None = None
-        self.workers: list[Worker | Runner]
-        if locker:
-            self.locker = Locker(client, queue, count, buffer=buffer, wake_interval=wake_interval, listen=listen)
+        self.locker: Locker | Locker2 | None = None
+        self.workers: list[Worker | Runner | Runner2]
+        self.dialect = client.dialect()
+        if self.dialect == dialect.QUE_2:
+            if not locker or batch != 1:
+                raise ValueError("the Que 2 dialect works through its locker: locker=False and batch= are Que 0.x's")
+            chosen = [None] * count if priorities is None else list(priorities)
+            if len(chosen) != count or not all(p is None or isinstance(p, int) for p in chosen):
+                raise ValueError(f"priorities must be {count} ints or None, one per thread, got {priorities!r}")
+            self.locker = Locker2(
+                client,
+                DEFAULT_QUEUE if queue is None else queue,
+                chosen,
+                listen=True if listen is None else listen,
+                poll_interval=wake_interval,
+                buffer=buffer,
+            )
+            self.workers = [Runner2(self.locker, handlers, p, max_retries) for p in chosen]
+        elif priorities is not None:
+            raise ValueError("priorities= needs a Que 2 table (schema version 4 or later)")
+        elif locker:
+            self.locker = Locker(
+                client, queue or "", count, buffer=buffer, wake_interval=wake_interval, listen=bool(listen)
+            )
             self.workers = [Runner(self.locker, handlers, max_retries) for _ in range(count)]
         else:
             self.workers = [
-                Worker(client, handlers, queue, wake_interval, listen=listen, max_retries=max_retries, batch=batch)
+                Worker(
+                    client,
+                    handlers,
+                    queue or "",
+                    wake_interval,
+                    listen=bool(listen),
+                    max_retries=max_retries,
+                    batch=batch,
+                )
                 for _ in range(count)
             ]
         self._stopping = threading.Event()
@@ -195,7 +231,7 @@ class WorkerPool:
 
     def _supervise(self, restarts: dict[int, tuple[int, float]]) -> None:
         """Raise what stopped a worker (or the locker) for good; restart one that died otherwise."""
-        members: list[Worker | Runner | Locker] = [*self.workers]
+        members: list[Worker | Runner | Runner2 | Locker | Locker2] = [*self.workers]
         if self.locker is not None:
             members.insert(0, self.locker)
         for index, member in enumerate(members):

@@ -45,3 +45,117 @@ FROM jsonb_to_recordset(%(jobs)s::jsonb) AS j(
   queue text, priority smallint, run_at timestamptz, job_class text, args jsonb, kwargs jsonb, data jsonb
 )
 RETURNING {JOB_COLUMNS}"""
+
+# -- the locker -------------------------------------------------------------------------
+
+# A locker first removes its own row (a session pid reused) and those of lockers whose
+# sessions are gone (a crash), then registers; it deletes its row again as it stops.
+CLEAN_LOCKERS: Final = """\
+DELETE FROM public.que_lockers
+WHERE pid = pg_backend_pid()
+   OR NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = public.que_lockers.pid)"""
+
+REGISTER_LOCKER: Final = """\
+INSERT INTO public.que_lockers
+  (pid, worker_count, worker_priorities, ruby_pid, ruby_hostname, listening, queues, job_schema_version)
+VALUES (
+  pg_backend_pid(), %(worker_count)s::integer, %(worker_priorities)s::integer[], %(process_id)s::integer,
+  %(hostname)s::text, %(listening)s::boolean, %(queues)s::text[], %(job_schema_version)s::integer
+)"""
+
+# Where a listening locker is told of jobs due now (que_job_notify picks one locker).
+LISTEN_CHANNEL: Final = "que_listener_{pid}"
+
+# The poll: jobs of one queue, in (priority, run_at, id) order, tried one by one with
+# pg_try_advisory_lock(id), skipping the ones this locker holds. %(thresholds)s are the
+# free workers' priorities, ascending (32767 for a worker that takes any job), and
+# %(counts)s how many jobs each may still take. A locked job uses up the lowest threshold
+# at or above its priority that has room; the walk only looks at jobs whose priority a
+# threshold with room still allows, and ends when none has room or no job is left. The lock
+# of each step is taken once, in the step's select list; the next step reads whether it
+# was taken.
+POLL_JOBS: Final = f"""\
+WITH RECURSIVE walk AS (
+  SELECT first.id, first.priority, first.run_at, pg_try_advisory_lock(first.id) AS locked,
+         %(counts)s::integer[] AS counts
+  FROM (
+    SELECT j.id, j.priority, j.run_at
+    FROM public.que_jobs AS j
+    WHERE j.queue = %(queue)s::text
+      AND j.job_schema_version = {JOB_SCHEMA_VERSION}
+      AND NOT j.id = ANY(%(held)s::bigint[])
+      AND j.priority <= %(ceiling)s::integer
+      AND j.run_at <= now()
+      AND j.finished_at IS NULL AND j.expired_at IS NULL
+    ORDER BY j.priority, j.run_at, j.id
+    LIMIT 1
+  ) AS first
+  UNION ALL
+  SELECT following.id, following.priority, following.run_at, pg_try_advisory_lock(following.id), room.counts
+  FROM walk
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN NOT walk.locked THEN walk.counts ELSE (
+      SELECT array_agg(CASE WHEN n = slot.n THEN c - 1 ELSE c END ORDER BY n)
+      FROM unnest(walk.counts) WITH ORDINALITY AS x(c, n)
+    ) END AS counts
+    FROM (
+      SELECT min(n) AS n
+      FROM unnest(%(thresholds)s::integer[], walk.counts) WITH ORDINALITY AS t(threshold, c, n)
+      WHERE threshold >= walk.priority AND c > 0
+    ) AS slot
+  ) AS room
+  CROSS JOIN LATERAL (
+    SELECT j.id, j.priority, j.run_at
+    FROM public.que_jobs AS j
+    WHERE j.queue = %(queue)s::text
+      AND j.job_schema_version = {JOB_SCHEMA_VERSION}
+      AND NOT j.id = ANY(%(held)s::bigint[])
+      AND j.priority <= (
+        SELECT max(threshold) FROM unnest(%(thresholds)s::integer[], room.counts) AS t(threshold, c) WHERE c > 0
+      )
+      AND j.run_at <= now()
+      AND j.finished_at IS NULL AND j.expired_at IS NULL
+      AND (j.priority, j.run_at, j.id) > (walk.priority, walk.run_at, walk.id)
+    ORDER BY j.priority, j.run_at, j.id
+    LIMIT 1
+  ) AS following
+)
+SELECT {JOB_COLUMNS}
+FROM public.que_jobs
+WHERE id IN (SELECT id FROM walk WHERE locked)
+ORDER BY priority, run_at, id"""
+
+# Jobs a notification named: locked by id, as Ruby's locker does (the ids are read first,
+# materialized, so no lock is taken on a row another condition would drop).
+LOCK_NOTIFIED: Final = f"""\
+WITH named AS MATERIALIZED (
+  SELECT id FROM public.que_jobs WHERE id = ANY(%(ids)s::bigint[]) AND NOT id = ANY(%(held)s::bigint[])
+)
+SELECT {JOB_COLUMNS}
+FROM named JOIN public.que_jobs USING (id)
+WHERE pg_try_advisory_lock(named.id)"""
+
+# After locking, in a new snapshot: which of the locked jobs are still there, unfinished
+# and unexpired (advisory locks do not follow MVCC: a job may have been worked meanwhile).
+VERIFY_JOBS: Final = """\
+SELECT id FROM public.que_jobs
+WHERE finished_at IS NULL AND expired_at IS NULL AND id = ANY(%(ids)s::bigint[])"""
+
+# One result per id: whether this session held its lock.
+UNLOCK_JOBS: Final = "SELECT pg_advisory_unlock(v.id) FROM unnest(%(ids)s::bigint[]) AS v(id)"
+
+# -- a worker, on a connection of its own -------------------------------------------------
+
+CHECK_JOB: Final = "SELECT 1 AS one FROM public.que_jobs WHERE id = %(id)s::bigint"
+DESTROY_JOB: Final = "DELETE FROM public.que_jobs WHERE id = %(id)s::bigint"
+FINISH_JOB: Final = "UPDATE public.que_jobs SET finished_at = now() WHERE id = %(id)s::bigint"
+SET_ERROR: Final = """\
+UPDATE public.que_jobs
+SET error_count = error_count + 1,
+    run_at = now() + %(delay)s::float * '1 second'::interval,
+    last_error_message = left(%(message)s::text, 500),
+    last_error_backtrace = left(%(backtrace)s::text, 10000)
+WHERE id = %(id)s::bigint"""
+# Past the retry limit: the error columns are left as the previous failure wrote them.
+EXPIRE_JOB: Final = """\
+UPDATE public.que_jobs SET error_count = error_count + 1, expired_at = now() WHERE id = %(id)s::bigint"""
