@@ -7,6 +7,8 @@ conformance/` behave the same:
   QUE_CONFORMANCE_RESULTS   folder for results.json and matrix.md (default results/conformance)
   QUE_CONFORMANCE_NO_BUILD  set to skip `go build` (use the existing go/bin/que-testee)
   QUE_PG_BACKEND            auto | local | url | docker;  QUE_DATABASE_URL for url
+  QUE_CONFORMANCE_DIALECT   0.14 (the default: the cells of this folder) or 2 (Ruby Que 2.x's
+                            protocol on a v7 table: the cells of conformance/que2/)
 """
 
 import os
@@ -21,7 +23,7 @@ from psycopg import sql
 
 from conformance import checks, expectations
 from conformance.checks import RuleBroken, message
-from conformance.fleet import Fleet, configured_names
+from conformance.fleet import DIALECT, Fleet, configured_names
 from conformance.report import AREAS, Cell, Run, tally
 from harness import implementations, signals
 from harness.lab import reset
@@ -66,6 +68,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # -- parametrization over implementations ---------------------------------------------
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A run checks one dialect: the Que 2 cells live in que2/, the 0.14 ones beside it."""
+    in_que2 = "que2" in collection_path.relative_to(Path(__file__).parent).parts[:1]
+    if collection_path.is_file() and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return in_que2 != (DIALECT == "2")
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -126,7 +136,7 @@ def pg() -> Iterator[Database]:
     with database(backend=os.environ.get("QUE_PG_BACKEND", "auto")) as db:
         with psycopg.connect(db.url, autocommit=True) as conn:
             db.notes["timezone"] = _set_session_timezone(conn)
-            reset(conn)
+            reset(conn, DIALECT)
         yield db
 
 
@@ -134,7 +144,7 @@ def pg() -> Iterator[Database]:
 def fleet(pg: Database, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     fleet = Fleet(pg, build=not os.environ.get("QUE_CONFORMANCE_NO_BUILD"))
     request.config.stash[_FLEET] = fleet
-    request.config.stash[_PG] = {"version": pg.version, "backend": pg.backend}
+    request.config.stash[_PG] = {"version": pg.version, "backend": pg.backend, "dialect": DIALECT}
     if pg.image:
         request.config.stash[_PG].update(image=pg.image, images_from=pg.images_from)
     yield fleet
@@ -145,7 +155,7 @@ def _cell(conn: psycopg.Connection[Any], fleet: Fleet) -> Iterator[None]:
     """Every cell starts with an empty que_jobs, no advisory locks and live testees, and
     fails when it leaves a lock behind (then the state is restored for the next cell)."""
     fleet.clean(conn)  # a previous cell's leftovers were reported by that cell
-    reset(conn)
+    reset(conn, DIALECT)
     yield
     problems = fleet.clean(conn)
     if problems:

@@ -22,11 +22,14 @@ from harness.testee import Info, Testee, Unavailable
 # where the protocol needs the server's (or UTC) fails the time-zone cells.
 TESTEE_TZ = "Asia/Kathmandu"
 
-BUILTINS = tuple(implementations.BUILTINS)
+# The Que dialect of this run: "0.14" (the default) or "2" (Ruby Que 2.x's protocol).
+DIALECT = os.environ.get("QUE_CONFORMANCE_DIALECT", "0.14")
+BUILTINS = tuple(implementations.BUILTINS2 if DIALECT == "2" else implementations.BUILTINS)
 
 
 def configured_names() -> list[str]:
-    """Names in run order: QUE_CONFORMANCE_IMPLS built-ins, then testee1.. from QUE_CONFORMANCE_TESTEES."""
+    """Names in run order: QUE_CONFORMANCE_IMPLS built-ins of the run's dialect, then
+    testee1.. from QUE_CONFORMANCE_TESTEES."""
     names = [n.strip() for n in os.environ.get("QUE_CONFORMANCE_IMPLS", ",".join(BUILTINS)).split(",") if n.strip()]
     names += [f"testee{i + 1}" for i, _ in enumerate(outside_commands())]
     return names
@@ -73,7 +76,7 @@ class Fleet:
                 impl.command, cwd=impl.cwd, env={**self.env, **impl.env}, label=impl.name, on_exit=impl.on_exit
             )
             url = self.db.container_url if impl.in_container and self.db.container_url else self.db.url
-            member.info = member.testee.start(url, results.TABLE)
+            member.info = member.testee.start(url, results.TABLE, dialect=DIALECT)
         except Unavailable as error:
             member.unavailable = str(error)
 

@@ -30,6 +30,13 @@ AREAS = {
     "test_delivery": "delivery",
     "test_stats": "stats",
     "test_oracle": "oracle",
+    # The Que 2 dialect's cells (conformance/que2/).
+    "test_que2_schema": "2.x schema",
+    "test_que2_enqueue": "2.x enqueue",
+    "test_que2_arguments": "2.x arguments",
+    "test_que2_locker": "2.x locker",
+    "test_que2_retries": "2.x retries",
+    "test_que2_exactly_once": "2.x exactly-once",
 }
 OUTCOMES = ("passed", "failed", "unavailable", "not_applicable", "expected", "stale")
 
@@ -182,7 +189,10 @@ def server_line(postgres: dict[str, Any]) -> str:
     line = f"PostgreSQL {postgres.get('version', '?')} ({postgres.get('backend', '?')} backend"
     if postgres.get("image"):
         line += f", image {postgres['image']}, images from {postgres.get('images_from')}"
-    return line + ")"
+    line += ")"
+    if postgres.get("dialect") == "2":
+        line = f"Que 2 dialect (Ruby Que 2.x's protocol, schema version 7), {line}"
+    return line
 
 
 def cell_text(counts: Counter[str]) -> str:

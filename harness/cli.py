@@ -26,16 +26,24 @@ from harness.postgres import BACKENDS, PostgresUnavailable, database
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="que-conformance",
-        description="Check that Que 0.x implementations agree on the protocol, against PostgreSQL.",
+        description="Check that Que implementations agree on the protocol, against PostgreSQL: Que 0.x's "
+        "(Ruby Que 0.14, que-go; the default) or Que 2.x's (Ruby Que 2.4).",
         epilog="Arguments after -- go to pytest (e.g. -- -k ordering -x). The protocol a testee speaks: "
         f"{paths.CONFORMANCE / 'PROTOCOL.md'}",
     )
     parser.add_argument(
         "--impl",
-        default=",".join(implementations.BUILTINS),
+        default=",".join(implementations.ALL_BUILTINS),
         metavar="NAMES",
-        help="built-in implementations to run, comma-separated, or none "
-        f"(default: {','.join(implementations.BUILTINS)})",
+        help="built-in implementations to run, comma-separated, or none; each dialect's run takes the ones it "
+        f"knows (default: {','.join(implementations.ALL_BUILTINS)})",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=["0.14", "2", "all"],
+        default="0.14",
+        help="the protocol checked: 0.14 (Que 0.x: Ruby Que 0.14.3, que-go, gue), 2 (Que 1.x/2.x: Ruby Que 2.4.1 "
+        "on a v7 table; its results go to RESULTS/que2) or all (both, each on its own server) (default: 0.14)",
     )
     parser.add_argument(
         "--testee",
@@ -104,7 +112,9 @@ def _smoke(options: argparse.Namespace, names: list[str], results: Path) -> bool
 
     targets = [implementations.outside_impl(c, i + 1) for i, c in enumerate(options.testee)]
     if not targets:
-        targets = implementations.resolve(names, build=not options.no_build)
+        # The smoke test speaks the 0.14 dialect (work_one, lock): its rows only.
+        rows = [n for n in names if n in implementations.BUILTINS]
+        targets = implementations.resolve(rows, build=not options.no_build)
     url = options.database_url if options.backend in ("url", "auto") else None
     # On the first --pg version: the smoke test is about the port, not the server.
     version = pgversions.parse(options.pg)[0]
@@ -118,10 +128,14 @@ def _smoke(options: argparse.Namespace, names: list[str], results: Path) -> bool
     return all(run.passed for run in runs)
 
 
-def _pytest(options: argparse.Namespace, names: list[str], results: Path, extra: list[str], bindir: str | None) -> int:
+def _pytest(
+    options: argparse.Namespace, names: list[str], results: Path, extra: list[str], bindir: str | None, dialect: str
+) -> int:
     results.mkdir(parents=True, exist_ok=True)
+    known = implementations.BUILTINS2 if dialect == "2" else implementations.BUILTINS
     env = {
-        "QUE_CONFORMANCE_IMPLS": ",".join(names),
+        "QUE_CONFORMANCE_DIALECT": dialect,
+        "QUE_CONFORMANCE_IMPLS": ",".join(n for n in names if n in known),
         "QUE_CONFORMANCE_TESTEES": json.dumps(options.testee),
         "QUE_CONFORMANCE_EXPECTATIONS": json.dumps([str(Path(f).resolve()) for f in options.expectations]),
         "QUE_CONFORMANCE_RESULTS": str(results),
@@ -210,10 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  go testees: {'built' if reason is None else 'unavailable: ' + reason}", flush=True)
 
     from conformance import html
+    from conformance import report as conformance_report
 
     status = 0 if smoke_ok else 1
     problems: list[str] = [] if smoke_ok else ["the smoke test failed (above)"]
     runs: list[Path] = []
+    summaries: list[str] = []
     with contextlib.ExitStack() as stack:
         if options.backend == "docker":
             try:
@@ -230,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt as stop:
                 print(f"que-conformance: {stop}", file=sys.stderr)
                 return 130
-        for version in versions:
+        dialects = ["0.14", "2"] if options.dialect == "all" else [options.dialect]
+        for dialect, version in [(d, v) for d in dialects for v in versions]:
             if version == pgversions.SYSTEM:
                 out, bindir = results, None
             else:
@@ -242,11 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     problems.append(f"PostgreSQL {version}: {error}")
                     status = 1
                     continue
-            code = _pytest(options, names, out, extra, bindir)
+            if dialect == "2":
+                out = out / "que2"
+                print(f"\n=== the Que 2 dialect (Ruby Que 2.x's protocol), results in {out} ===", flush=True)
+            code = _pytest(options, names, out, extra, bindir, dialect)
             runs.append(out / "results.json")
             code, found = verdict(code, out / "results.json")
             status = status or code
-            problems += [f"PostgreSQL {version}: {p}" if len(versions) > 1 else p for p in found]
+            label = " ".join(
+                [*([f"PostgreSQL {version}"] if len(versions) > 1 else []), *(["Que 2"] if len(dialects) > 1 else [])]
+            )
+            problems += [f"{label}: {p}" if label else p for p in found]
+            if len(dialects) > 1 and (out / "results.json").is_file():
+                summaries.append(
+                    f"dialect {dialect}: {conformance_report.Run.load(out / 'results.json').summary_line()}"
+                )
+    for line in summaries:
+        print(line)
     written = [run for run in runs if run.is_file()]
     if written:
         report = html.write(written, results / "report.html")

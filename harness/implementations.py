@@ -152,6 +152,16 @@ BUILTINS: dict[str, Callable[[bool], Implementation]] = {
 }
 
 
+# The rows of the Que 2 dialect (Ruby Que 2.x's protocol on a v7 table), in run order.
+BUILTINS2: dict[str, Callable[[bool], Implementation]] = {
+    "python": python_impl,
+    "python-async": python_async_impl,
+    "ruby-2.4.1": ruby2_impl,
+}
+# Every built-in row of either dialect.
+ALL_BUILTINS: dict[str, Callable[[bool], Implementation]] = {**BUILTINS, **BUILTINS2}
+
+
 # The environment a container row is given from the harness's (the rest is the image's).
 CONTAINER_ENV = ("TZ",)
 
@@ -187,7 +197,7 @@ def outside_impl(command: str, index: int) -> Implementation:
 
 
 def unknown(names: Sequence[str]) -> list[str]:
-    return [name for name in names if name not in BUILTINS]
+    return [name for name in names if name not in ALL_BUILTINS]
 
 
 def resolve(
@@ -196,7 +206,7 @@ def resolve(
     """The implementations of a run, in order: built-ins by name, then outside testees.
     The Go toolchain runs at most once however many Go testees there are."""
     if unknown(names):
-        raise ValueError(f"unknown implementation(s) {unknown(names)}: built-ins are {', '.join(BUILTINS)}")
+        raise ValueError(f"unknown implementation(s) {unknown(names)}: built-ins are {', '.join(ALL_BUILTINS)}")
     found: list[Implementation] = []
     built = False
     for name in names:
@@ -204,7 +214,7 @@ def resolve(
             found.append(container_impl(name, network))
             continue
         needs_build = build and name in GO_PROGRAMS and not built
-        found.append(BUILTINS[name](needs_build))
+        found.append(ALL_BUILTINS[name](needs_build))
         built = built or needs_build
     found += [outside_impl(command, i + 1) for i, command in enumerate(outside)]
     return found

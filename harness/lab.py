@@ -26,13 +26,23 @@ def drop_que(conn: psycopg.Connection[Any]) -> None:
     conn.execute("DROP FUNCTION IF EXISTS que_validate_tags(jsonb), que_job_notify(), que_state_notify() CASCADE")
 
 
-def reset(conn: psycopg.Connection[Any]) -> None:
-    """An empty que_jobs at version 3, job ids from 1, and an empty results table."""
-    if schema.db_version(conn) != schema.CURRENT_VERSION:
+# The schema version each dialect's cells start from.
+VERSIONS = {"0.14": 3, "2": 7}
+
+
+def reset(conn: psycopg.Connection[Any], dialect: str = "0.14") -> None:
+    """An empty que_jobs at the dialect's version (3, or 7 for Que 2), job ids from 1, no
+    registered locker, and an empty results table."""
+    version = VERSIONS[dialect]
+    if schema.db_version(conn) != version:
         drop_que(conn)
-        schema.migrate(conn)
+        schema.migrate(conn, version)
     conn.execute("DELETE FROM que_jobs")  # not TRUNCATE: it would wait behind any open reader
-    conn.execute("ALTER SEQUENCE que_jobs_job_id_seq RESTART WITH 1")
+    if dialect == "2":
+        conn.execute("DELETE FROM que_lockers")
+        conn.execute("ALTER SEQUENCE que_jobs_id_seq RESTART WITH 1")
+    else:
+        conn.execute("ALTER SEQUENCE que_jobs_job_id_seq RESTART WITH 1")
     results.create(conn)
     results.clear(conn)
 
@@ -85,11 +95,11 @@ def wait_until(condition: Callable[[], T], timeout: float = 20.0, what: str = "c
         time.sleep(POLL_SECONDS)
 
 
-def start_testee(impl: Implementation, url: str, label: str | None = None) -> Testee:
+def start_testee(impl: Implementation, url: str, label: str | None = None, dialect: str = "0.14") -> Testee:
     """A started testee of `impl` on `url`; killed again if its start fails."""
     testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=label or impl.name)
     try:
-        testee.start(url, results.TABLE)
+        testee.start(url, results.TABLE, dialect=dialect)
     except BaseException:
         testee.kill()
         raise

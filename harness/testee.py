@@ -251,8 +251,12 @@ class Testee:
         result: dict[str, Any] = response.get("result", {})
         return result
 
-    def start(self, database_url: str, results_table: str, timeout: float = START_TIMEOUT) -> Info:
-        """The handshake: the testee connects and says what it is and can do."""
+    def start(
+        self, database_url: str, results_table: str, timeout: float = START_TIMEOUT, dialect: str = "0.14"
+    ) -> Info:
+        """The handshake: the testee connects and says what it is and can do. `dialect`
+        "2" asks for the Que 2 dialect (sent only then, so a 0.x testee sees what it always did)."""
+        fields = {"dialect": dialect} if dialect != "0.14" else {}
         try:
             result = self.request(
                 "start",
@@ -260,6 +264,7 @@ class Testee:
                 database_url=url_for_testee(database_url),
                 results_table=results_table,
                 protocol=PROTOCOL_VERSION,
+                **fields,
             )
         except TesteeError as error:
             self.stop()
@@ -285,6 +290,10 @@ class Testee:
             raise Unavailable(
                 f"{info.name} speaks testee protocol {info.protocol}; this harness speaks {PROTOCOL_VERSION}"
             )
+        spoken = result.get("dialect", "0.14")
+        if spoken != dialect:
+            self.stop()
+            raise Unavailable(f"{info.name} speaks the Que {spoken} dialect, not {dialect}")
         self.info = info
         if not self._labelled:
             self.label = info.name
@@ -300,6 +309,8 @@ class Testee:
         queue: str | None = None,
         priority: int | None = None,
         run_at: str | None = None,
+        kwargs_json: str | None = None,
+        tags: list[str] | None = None,
     ) -> int | None:
         fields: dict[str, Any] = {"job_class": job_class}
         if args_json is not None:
@@ -310,6 +321,10 @@ class Testee:
             fields["priority"] = priority
         if run_at is not None:
             fields["run_at"] = run_at
+        if kwargs_json is not None:
+            fields["kwargs_json"] = kwargs_json
+        if tags is not None:
+            fields["tags"] = tags
         job_id = self.request("enqueue", **fields).get("job_id")
         return int(job_id) if job_id is not None else None
 

@@ -144,7 +144,7 @@ class Testee
       connection_url: @url,
       listen: req.fetch('listen', true),
       poll_interval: req.fetch('wake_interval_ms', 10) / 1000.0,
-      worker_priorities: [nil] * Integer(req.fetch('workers', 1))
+      worker_priorities: req.fetch('priorities') { [nil] * Integer(req.fetch('workers', 1)) }
     )
     drained = false
     while Time.now < deadline

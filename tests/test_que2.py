@@ -53,7 +53,7 @@ def ruby2(url: str) -> Testee:
     if impl.unavailable:
         pytest.skip(f"unavailable: {impl.unavailable}")
     try:
-        return lab.start_testee(impl, url)
+        return lab.start_testee(impl, url, dialect="2")
     except Unavailable as error:
         pytest.skip(f"unavailable: {error}")
 
@@ -240,7 +240,8 @@ def test_kwargs_and_tags_are_refused_on_a_0x_table(client: que.Client, conn: psy
         (lambda c: c.enqueue("J", queue="q" * 101), "que_jobs' queue constraint allows at most 100"),
         (lambda c: c.enqueue("J" * 201), "job_class constraint allows at most 200"),
         (lambda c: c.enqueue("J", tags=["t"] * 6), "at most 5 tags"),
-        (lambda c: c.enqueue("J", tags=["t" * 101]), "tag constraint allows at most 100"),
+        (lambda c: c.enqueue("J", tags=["t" * 99]), "valid_data constraint allows at most 100, so 98 plain"),
+        (lambda c: c.enqueue("J", tags=['"' * 50]), "is 102 characters"),
         (lambda c: c.enqueue("J", kwargs={1: "x"}), "kwargs keys must be str"),
         (lambda c: c.enqueue("J", kwargs=[1]), "kwargs must be a dict"),
         (lambda c: c.enqueue("J", "a\x00b"), r"args contains a NUL character"),

@@ -16,9 +16,35 @@ import que
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
+# On a Que 2 table, finished and expired rows stay, and version-1 rows are nobody's.
+DRAINED_QUE2 = (
+    "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now() "
+    "AND finished_at IS NULL AND expired_at IS NULL AND job_schema_version = 2)"
+)
 
 
-def drained_by(conninfo: str, queue: str, deadline: float, minimum: float) -> tuple[bool, float]:
+class Unavailable(Exception):
+    """Answered to `start` as error type "Unavailable": the row cannot run here."""
+
+
+def dialect_of(req: dict[str, Any]) -> str:
+    dialect = str(req.get("dialect", "0.14"))
+    if dialect not in ("0.14", "2"):
+        raise Unavailable(f"no Que dialect {dialect!r} here: 0.14 and 2 are known")
+    return dialect
+
+
+def started2(name: str) -> dict[str, Any]:
+    """The start result of a Python testee on a Que 2 table: Que 2.x has no work_one and
+    no lock API, so neither has que on that dialect."""
+    return {
+        **{k: v for k, v in started(name).items() if k != "capabilities"},
+        "dialect": "2",
+        "capabilities": {"enqueue_returns_job_id": True, "enqueue_run_at": True, "migrate": True, "work_pool": True},
+    }
+
+
+def drained_by(conninfo: str, queue: str, deadline: float, minimum: float, query: str = DRAINED) -> tuple[bool, float]:
     """The `work` op's wait: poll until `queue` holds no due job (and the `minimum` moment,
     time.monotonic(), has passed) or the deadline passes. Returns (drained, the moment it
     was found drained or gave up). Survives a server restart, like the workers themselves."""
@@ -28,7 +54,7 @@ def drained_by(conninfo: str, queue: str, deadline: float, minimum: float) -> tu
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=2)
-                row = conn.execute(DRAINED, [queue]).fetchone()
+                row = conn.execute(query, [queue]).fetchone()
             except psycopg.OperationalError:
                 conn = None
                 time.sleep(0.1)
@@ -98,7 +124,9 @@ def enqueue_call(req: dict[str, Any], broken_rule: str | None) -> tuple[list[Any
         args = args[:-1]
     if not isinstance(args, list):
         raise TypeError(f"args_json must be a JSON array for this implementation, got {req['args_json']!r}")
-    options: dict[str, Any] = {k: req[k] for k in ("queue", "priority") if k in req}
+    options: dict[str, Any] = {k: req[k] for k in ("queue", "priority", "tags") if k in req}
+    if "kwargs_json" in req:
+        options["kwargs"] = que.loads(req["kwargs_json"])
     if "run_at" in req:
         options["run_at"] = datetime.fromisoformat(req["run_at"].replace("Z", "+00:00"))
     return [req["job_class"], *args], options
@@ -121,8 +149,11 @@ def work_plan(req: dict[str, Any], broken_rule: str | None) -> WorkPlan:
         "count": 1 if broken_rule == "pool-size" else int(req.get("workers", 1)),
         "queue": queue,
         "wake_interval": req.get("wake_interval_ms", 10) / 1000,
-        "listen": bool(req.get("listen", False)),
     }
+    if "listen" in req:  # else the library's default: off for Que 0.x, on for Que 2
+        pool["listen"] = bool(req["listen"])
+    if "priorities" in req:  # Que 2 dialect only
+        pool["priorities"] = req["priorities"]
     return WorkPlan(
         queue,
         started,

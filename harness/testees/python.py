@@ -19,7 +19,11 @@ import que._protocol
 from harness import mutation
 from harness.testees import broken
 from harness.testees.common import (
+    DRAINED,
+    DRAINED_QUE2,
     RECORD,
+    Unavailable,
+    dialect_of,
     drained_by,
     enqueue_call,
     held,
@@ -27,6 +31,7 @@ from harness.testees.common import (
     registry,
     serve,
     started,
+    started2,
     states_rows,
     stats_rows,
     work_plan,
@@ -54,6 +59,7 @@ class Testee:
         self.results_conn: psycopg.Connection[Any] | None = None
         self.results_lock = threading.Lock()
         self.handlers = registry(self)
+        self.dialect = "0.14"
 
     # -- job classes ------------------------------------------------------------------
 
@@ -64,8 +70,11 @@ class Testee:
                 self.results_conn = psycopg.connect(self.client.conninfo, autocommit=True)
             self.results_conn.execute(RECORD.format(table=self.results_table), record_params(self.name, received))
 
-    def echo(self, *args: Any) -> None:
-        self.record(json.dumps(list(args), ensure_ascii=False))
+    def echo(self, *args: Any, **kwargs: Any) -> None:
+        if self.dialect == "2":  # what a Que 2 handler receives: both halves
+            self.record(json.dumps({"args": list(args), "kwargs": kwargs}, ensure_ascii=False))
+        else:
+            self.record(json.dumps(list(args), ensure_ascii=False))
 
     def fail(self, message: str = "failed", *rest: Any) -> None:
         raise RuntimeError(message)
@@ -87,9 +96,14 @@ class Testee:
     # -- ops ----------------------------------------------------------------------------
 
     def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.dialect = dialect_of(req)
+        if self.dialect == "2" and self.name != "python":
+            raise Unavailable(f"{self.name} is a Que 0.x mode (a session per worker); Que 2 works through its locker")
         self.client = que.Client(req["database_url"], max_connections=60)
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
+        if self.dialect == "2":
+            return started2(self.name)
         info = started(self.name)
         if self.batch > 1:
             info["capabilities"]["lock_batch"] = True
@@ -130,7 +144,8 @@ class Testee:
         assert self.client is not None
         plan = work_plan(req, self.broken_rule)
         pool = que.WorkerPool(self.client, self.handlers, locker=self.locker, batch=self.batch, **plan.pool).start()
-        drained, elapsed = drained_by(self.client.conninfo, plan.queue, plan.deadline, plan.minimum)
+        query = DRAINED_QUE2 if self.dialect == "2" else DRAINED
+        drained, elapsed = drained_by(self.client.conninfo, plan.queue, plan.deadline, plan.minimum, query)
         elapsed -= plan.started
         pool.shutdown()
         return {"drained": drained, "elapsed_ms": round(elapsed * 1000, 1)}

@@ -18,6 +18,8 @@ import que
 from harness.testees import broken
 from harness.testees.common import (
     RECORD,
+    Unavailable,
+    dialect_of,
     drained_by,
     enqueue_call,
     held,
@@ -77,6 +79,8 @@ class AsyncTestee:
     # -- ops ----------------------------------------------------------------------------
 
     async def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
+        if dialect_of(req) != "0.14":
+            raise Unavailable("que.aio does not speak the Que 2 dialect yet: its pool and client are Que 0.x's")
         self.client = await AsyncClient(req["database_url"], max_connections=60).open()
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)

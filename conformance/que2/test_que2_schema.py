@@ -1,0 +1,74 @@
+"""Area 2.x schema: migrate(7) builds Ruby Que 2.4.1's catalogue, and rewrites the live rows
+of a Que 0.x table as Ruby's migration 4 does (and back again)."""
+
+from typing import Any
+
+import psycopg
+
+from conformance.checks import check_equal
+from conformance.fleet import Fleet, require
+from conformance.que2.witness import catalogue, jobs
+from harness import lab
+from que import schema
+
+
+def _reference(db: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """The catalogue que's own migrations build (the python row; the ruby-2.4.1 row, Ruby's
+    own migrations, is checked against it)."""
+    lab.drop_que(db)
+    schema.migrate(db, 7)
+    built = catalogue(db)
+    lab.drop_que(db)
+    return built
+
+
+def test_migrate_7_builds_the_que_2_catalogue(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    require(fleet.info(impl), "migrate")
+    expected = _reference(db)
+    fleet.get(impl).request("migrate", version=7)
+    check_equal(catalogue(db), expected, "que2-schema", impl=impl)
+    check_equal(schema.db_version(db), 7, "que2-schema", impl=impl, detail="the table comment")
+
+
+V3_ROWS = [
+    # queue, args as JSON text, last_error
+    ("", "[1,2]", None),
+    ("mail", '{"to":"ann"}', "RuntimeError: boom\n/app/a.rb:1\n/app/b.rb:2"),
+    ("", '"text"', "x" * 600),
+]
+
+
+def test_a_0x_table_with_live_rows_goes_to_7_and_back(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    require(fleet.info(impl), "migrate")
+    lab.drop_que(db)
+    schema.migrate(db, 3)
+    for queue, args, last_error in V3_ROWS:
+        db.execute(
+            "INSERT INTO que_jobs (queue, job_class, args, last_error) VALUES (%s, 'J', %s::json, %s)",
+            [queue, args, last_error],
+        )
+    testee = fleet.get(impl)
+    testee.request("migrate", version=7)
+    up = [
+        (r["queue"], r["args"], r["last_error_message"], r["last_error_backtrace"], r["job_schema_version"])
+        for r in jobs(db)
+    ]
+    check_equal(
+        up,
+        [
+            ("default", "[1, 2]", None, None, 1),
+            ("mail", '[{"to": "ann"}]', "RuntimeError: boom", "/app/a.rb:1\n/app/b.rb:2", 1),
+            ("default", '["text"]', "x" * 500, None, 1),
+        ],
+        "que2-upgrade",
+        impl=impl,
+    )
+    testee.request("migrate", version=3)
+    down = db.execute("SELECT queue, args::text, last_error FROM que_jobs ORDER BY job_id").fetchall()
+    check_equal(
+        down,
+        [("", "[1, 2]", None), ("mail", '[{"to": "ann"}]', V3_ROWS[1][2]), ("", '["text"]', "x" * 500)],
+        "que2-upgrade",
+        impl=impl,
+        detail="migrated down to 3 again",
+    )

@@ -1,0 +1,100 @@
+"""What the Que 2 cells read from the database: v7 rows, registered lockers, the catalogue,
+and a `work` request run beside the cell."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from harness.testee import WORK_GRACE, Testee
+
+QUEUE = "default"
+
+
+def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
+    """que_jobs rows of a v7 table, args/kwargs/data as jsonb writes them, run_at in UTC."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, queue, priority, run_at, job_class, args::text AS args, kwargs::text AS kwargs, "
+            "data::text AS data, error_count, last_error_message, last_error_backtrace, finished_at, expired_at, "
+            "job_schema_version, extract(epoch FROM run_at - now())::float8 AS due_in_s "
+            f"FROM que_jobs WHERE {where} ORDER BY id"
+        )
+        found = cur.fetchall()
+    for row in found:
+        row["run_at"] = row["run_at"].astimezone(UTC)
+    return found
+
+
+def insert(conn: psycopg.Connection[Any], job_class: str, args: str = "[]", **columns: Any) -> int:
+    """A v7 job written straight with SQL (job_schema_version 2 unless given)."""
+    values = {"job_class": job_class, "args": args, "job_schema_version": 2, **columns}
+    names = ", ".join(values)
+    marks = ", ".join(f"%({name})s" for name in values)
+    row = conn.execute(f"INSERT INTO que_jobs ({names}) VALUES ({marks}) RETURNING id", values).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def lockers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM que_lockers ORDER BY pid")
+        return cur.fetchall()
+
+
+# The catalogue a migration builds, as the server describes it (bodies of functions left
+# out: each implementation writes its own; what they do is checked by the locker cells).
+CATALOGUE = {
+    "columns": """
+        SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relname IN ('que_jobs', 'que_lockers', 'que_values') AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY 1, 2""",
+    "tables": """
+        SELECT relname, relkind, relpersistence, reloptions, obj_description(oid, 'pg_class')
+        FROM pg_class WHERE relname LIKE 'que\\_%' AND relkind IN ('r', 'S') ORDER BY 1""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE conrelid::regclass::text IN ('que_jobs', 'que_lockers', 'que_values') ORDER BY 1, 2""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes
+        WHERE tablename IN ('que_jobs', 'que_lockers', 'que_values') ORDER BY 1, 2""",
+    "triggers": """
+        SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
+        WHERE tgrelid = 'que_jobs'::regclass AND NOT tgisinternal ORDER BY 1""",
+    "functions": """
+        SELECT proname, pg_get_function_identity_arguments(oid), pg_get_function_result(oid),
+               (SELECT lanname FROM pg_language WHERE oid = prolang)
+        FROM pg_proc WHERE proname LIKE 'que\\_%' AND pronamespace = 'public'::regnamespace ORDER BY 1, 2""",
+}
+
+
+def catalogue(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: [tuple(row) for row in conn.execute(query).fetchall()] for name, query in CATALOGUE.items()}
+
+
+@contextmanager
+def working(testee: Testee, **request: Any) -> Iterator[dict[str, Any]]:
+    """A `work` request running in a thread for the block; its result (or error) is in the
+    dict yielded once the block ends."""
+    box: dict[str, Any] = {}
+    timeout = request.get("deadline_ms", 60_000) / 1000 + WORK_GRACE
+
+    def run() -> None:
+        try:
+            box["result"] = testee.request("work", timeout=timeout, **request)
+        except Exception as error:  # reported by the cell
+            box["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        thread.join(timeout + 5)
