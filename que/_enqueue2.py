@@ -79,3 +79,23 @@ def _batch_item(job: Checked2) -> str:
         "job",
     )
     return f'{head[:-1]},"args":{job.args},"kwargs":{job.kwargs},"data":{job.data}}}'
+
+
+async def insert_one_async(conn: psycopg.AsyncConnection[Any], job: Checked2) -> Job:
+    """insert_one on an asyncio connection."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql2.INSERT_JOB, _fields(job))
+        row = await cur.fetchone()
+    assert row is not None
+    return job_of(row)
+
+
+async def insert_many_async(conn: psycopg.AsyncConnection[Any], jobs: Sequence[Checked2], notify: bool) -> list[Job]:
+    """insert_many on an asyncio connection."""
+    batch = "[" + ",".join(_batch_item(job) for job in jobs) + "]"
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if not notify:
+            await cur.execute(sql2.SKIP_NOTIFY)
+        await cur.execute(sql2.INSERT_JOBS, {"jobs": batch})
+        rows = await cur.fetchall()
+    return [job_of(row) for row in rows]

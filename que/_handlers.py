@@ -97,6 +97,11 @@ def arguments(job: Job) -> tuple[Any, ...]:
     return tuple(args) if isinstance(args, list) else (args,)
 
 
+def keywords(job: Job) -> dict[str, Any]:
+    """The handler's keyword arguments: a Que 2 job's kwargs ({} on a Que 0.x row)."""
+    return {} if job.kwargs_json == "{}" else job.kwargs
+
+
 class running:
     """current_job() is `job` inside the block. (A class: the hot path of every job, and
     cheaper than a generator-based context manager.)"""

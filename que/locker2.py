@@ -28,7 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from que import _enqueue2, sql2
-from que._handlers import INTERRUPTS, Handler, find, running
+from que._handlers import INTERRUPTS, Handler, arguments, find, keywords, running
 from que.client import Client
 from que.errors import error_parts, storable
 from que.job import Job
@@ -60,6 +60,49 @@ def announced_id(payload: str) -> int | None:
         return None
     job_id: int = message["id"]
     return job_id
+
+
+def register_params(priorities: Sequence[int | None], listening: bool, queue: str) -> dict[str, Any]:
+    return {
+        "worker_count": len(priorities),
+        "worker_priorities": list(priorities),
+        "process_id": os.getpid(),
+        "hostname": socket.gethostname(),
+        "listening": listening,
+        "queues": [queue],
+        "job_schema_version": sql2.JOB_SCHEMA_VERSION,
+    }
+
+
+def poll_params(queue: str, wanted: Mapping[int, int], held: Sequence[int]) -> dict[str, Any]:
+    """sql2.POLL_JOBS's parameters for the places `wanted` (threshold -> count)."""
+    thresholds = sorted(wanted)
+    return {
+        "queue": queue,
+        "held": list(held),
+        "ceiling": max(thresholds),
+        "thresholds": thresholds,
+        "counts": [wanted[t] for t in thresholds],
+    }
+
+
+def outcome(job: Job, failure: BaseException | None, max_retries: int) -> tuple[str, dict[str, Any]]:
+    """The statement that ends a job as Ruby Que 2.x does: destroyed when it succeeded;
+    expired past `max_retries`, the error columns left as they are; else retried after
+    count**4 + 3 seconds with the message and backtrace cut to the columns' limits."""
+    if failure is None:
+        return sql2.DESTROY_JOB, {"id": job.job_id}
+    count = job.error_count + 1
+    if count > max_retries:
+        return sql2.EXPIRE_JOB, {"id": job.job_id}
+    message, backtrace = error_parts(failure)
+    params = {
+        "delay": retry_delay(count),
+        "message": storable(message),
+        "backtrace": storable("\n".join(backtrace)),
+        "id": job.job_id,
+    }
+    return sql2.SET_ERROR, params
 
 
 class Buffer:
@@ -126,6 +169,7 @@ class Locker2:
         self.held: set[int] = set()
         self.fatal: BaseException | None = None
         self._done: list[int] = []
+        self._announced: list[str] = []  # payloads on the locker's channel, not read yet
         self._cond = threading.Condition()
         self._stopping = False
         self._poll_now = True
@@ -244,19 +288,11 @@ class Locker2:
         conn = self._conn = self.client.connect("que locker")
         pid = conn.pgconn.backend_pid
         conn.execute(sql2.CLEAN_LOCKERS)
-        conn.execute(
-            sql2.REGISTER_LOCKER,
-            {
-                "worker_count": len(self.buffer.priorities),
-                "worker_priorities": self.buffer.priorities,
-                "process_id": os.getpid(),
-                "hostname": socket.gethostname(),
-                "listening": self.listen,
-                "queues": [self.queue],
-                "job_schema_version": sql2.JOB_SCHEMA_VERSION,
-            },
-        )
+        conn.execute(sql2.REGISTER_LOCKER, register_params(self.buffer.priorities, self.listen, self.queue))
         if self.listen:
+            # What arrives while a statement runs reaches the handler; what arrives while
+            # the session is idle is read in _wait.
+            conn.add_notify_handler(lambda notice: self._announced.append(notice.payload))
             conn.execute(f'LISTEN "{sql2.LISTEN_CHANNEL.format(pid=pid)}"')
         try:
             next_poll = 0.0
@@ -284,15 +320,7 @@ class Locker2:
             held = sorted(self.held)
         if not wanted:
             return False
-        thresholds = sorted(wanted)
-        params = {
-            "queue": self.queue,
-            "held": held,
-            "ceiling": max(thresholds),
-            "thresholds": thresholds,
-            "counts": [wanted[t] for t in thresholds],
-        }
-        jobs = self._locked(conn, sql2.POLL_JOBS, params)
+        jobs = self._locked(conn, sql2.POLL_JOBS, poll_params(self.queue, wanted, held))
         return len(jobs) >= sum(wanted.values())
 
     def _locked(self, conn: psycopg.Connection[Any], statement: str, params: Mapping[str, Any]) -> list[Job]:
@@ -339,13 +367,18 @@ class Locker2:
         """Until a worker reports, a stop, the next poll, or a notification (whose jobs are
         locked at once when there is room for them)."""
         watched = [self._wake_r, conn.pgconn.socket] if self.listen else [self._wake_r]
-        readable, _, _ = select.select(watched, [], [], timeout)
+        readable, _, _ = select.select(watched, [], [], 0 if self._announced else timeout)
         if self._wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wake_r, 4096):
                     pass
         if self.listen and conn.pgconn.socket in readable:
-            ids = [i for n in conn.notifies(timeout=0) if (i := announced_id(n.payload)) is not None]
+            conn.pgconn.consume_input()
+            while (notice := conn.pgconn.notifies()) is not None:
+                self._announced.append(notice.extra.decode("utf-8", "replace"))
+        if self._announced:
+            ids = [i for payload in self._announced if (i := announced_id(payload)) is not None]
+            self._announced.clear()
             with self._cond:
                 room = sum(self.buffer.wanted().values())
                 held = sorted(self.held)
@@ -417,27 +450,13 @@ class Runner2:
             failure = None
             try:
                 with running(job):
-                    find(self.handlers, job)(*job.args, **job.kwargs)
+                    find(self.handlers, job)(*arguments(job), **keywords(job))
             except INTERRUPTS:
                 raise
             except BaseException as error:
                 failure = error
             if failure is None:
-                conn.execute(sql2.DESTROY_JOB, {"id": job.job_id})
                 self.jobs_worked += 1
-                return
-            self.jobs_errored += 1
-            count = job.error_count + 1
-            if count > self.max_retries:
-                conn.execute(sql2.EXPIRE_JOB, {"id": job.job_id})
-                return
-            message, backtrace = error_parts(failure)
-            conn.execute(
-                sql2.SET_ERROR,
-                {
-                    "delay": retry_delay(count),
-                    "message": storable(message),
-                    "backtrace": storable("\n".join(backtrace)),
-                    "id": job.job_id,
-                },
-            )
+            else:
+                self.jobs_errored += 1
+            conn.execute(*outcome(job, failure, self.max_retries))

@@ -17,8 +17,9 @@ import psycopg
 import que
 from harness.testees import broken
 from harness.testees.common import (
+    DRAINED,
+    DRAINED_QUE2,
     RECORD,
-    Unavailable,
     dialect_of,
     drained_by,
     enqueue_call,
@@ -27,6 +28,7 @@ from harness.testees.common import (
     registry,
     serve,
     started,
+    started2,
     states_rows,
     stats_rows,
     work_plan,
@@ -46,6 +48,7 @@ class AsyncTestee:
         self.results_conn: psycopg.AsyncConnection[Any] | None = None
         self.results_lock = asyncio.Lock()
         self.handlers = registry(self)
+        self.dialect = "0.14"
 
     # -- job classes ------------------------------------------------------------------
 
@@ -57,8 +60,11 @@ class AsyncTestee:
                 self.results_conn = await psycopg.AsyncConnection.connect(self.client.conninfo, autocommit=True)
             await self.results_conn.execute(RECORD.format(table=self.results_table), params)
 
-    async def echo(self, *args: Any) -> None:
-        await self.record(json.dumps(list(args), ensure_ascii=False))
+    async def echo(self, *args: Any, **kwargs: Any) -> None:
+        if self.dialect == "2":  # what a Que 2 handler receives: both halves
+            await self.record(json.dumps({"args": list(args), "kwargs": kwargs}, ensure_ascii=False))
+        else:
+            await self.record(json.dumps(list(args), ensure_ascii=False))
 
     async def fail(self, message: str = "failed", *rest: Any) -> None:
         raise RuntimeError(message)
@@ -79,11 +85,12 @@ class AsyncTestee:
     # -- ops ----------------------------------------------------------------------------
 
     async def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
-        if dialect_of(req) != "0.14":
-            raise Unavailable("que.aio does not speak the Que 2 dialect yet: its pool and client are Que 0.x's")
+        self.dialect = dialect_of(req)
         self.client = await AsyncClient(req["database_url"], max_connections=60).open()
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
+        if self.dialect == "2":
+            return started2(NAME)
         return started(NAME, on=self.loop)
 
     async def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +128,9 @@ class AsyncTestee:
         pool = await AsyncWorkerPool(self.client, self.handlers, **plan.pool).start()
         # The drained check runs in a thread of its own, as in the thread testee, so that
         # its polling does not take the event loop's time from the pool being measured.
+        query = DRAINED_QUE2 if self.dialect == "2" else DRAINED
         drained, elapsed = await asyncio.to_thread(
-            drained_by, self.client.conninfo, plan.queue, plan.deadline, plan.minimum
+            drained_by, self.client.conninfo, plan.queue, plan.deadline, plan.minimum, query
         )
         elapsed -= plan.started
         await pool.shutdown()

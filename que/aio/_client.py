@@ -8,7 +8,7 @@ differs (que._waiting.wait_async).
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -17,7 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from que import _callers, _loaders, _protocol, _validate, _wire, schema, sql
+from que import _callers, _enqueue2, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql
 from que._session import Session
 from que._validate import NewJob
 from que._waiting import wait_async
@@ -61,6 +61,8 @@ class AsyncClient:
         )
         self._sessions: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], Session] = weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The table's schema version, read once (see dialect()).
+        self._version: int | None = None
 
     def __repr__(self) -> str:
         return f"<que.aio.AsyncClient {self._pool.name}>"
@@ -147,12 +149,37 @@ class AsyncClient:
     # -- schema -------------------------------------------------------------------
 
     async def migrate(self, version: int = schema.CURRENT_VERSION) -> None:
-        async with self._borrow() as (conn, _):
-            await schema.migrate_async(conn, version)
+        """See que.Client.migrate."""
+        self._version = None
+        try:
+            async with self._borrow() as (conn, _):
+                await schema.migrate_async(conn, version)
+        finally:
+            self._version = None
 
     async def db_version(self) -> int:
         async with self._borrow() as (conn, _):
             return await schema.db_version_async(conn)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (autocommit) for the duration of the block."""
+        async with self._borrow() as (conn, _):
+            yield conn
+
+    async def dialect(self) -> str:
+        """The protocol que_jobs speaks (see que.Client.dialect)."""
+        if self._version is None:
+            version = await self.db_version()
+            dialect.of_version(version)
+            if version == 0:
+                return dialect.QUE_0
+            self._version = version
+        return dialect.of_version(self._version)
+
+    async def refresh_dialect(self) -> str:
+        self._version = None
+        return await self.dialect()
 
     # -- enqueue ------------------------------------------------------------------
 
@@ -160,7 +187,9 @@ class AsyncClient:
         self,
         job_class: str,
         *args: Any,
-        queue: str = "",
+        kwargs: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        queue: str | None = None,
         priority: int = 100,
         run_at: datetime | None = None,
         conn: _callers.Caller = None,
@@ -168,7 +197,14 @@ class AsyncClient:
         """Insert one job and return it as stored (see que.Client.enqueue). `conn` may be a
         psycopg AsyncConnection or AsyncTransaction, or a SQLAlchemy AsyncSession or
         AsyncConnection: the job then commits or rolls back with the caller's work."""
-        job = _validate.job(job_class, args, queue, priority, run_at)
+        if await self.dialect() == dialect.QUE_2:
+            checked = _validate2.job(job_class, args, kwargs, tags, queue, priority, run_at)
+            if conn is not None:
+                return await _enqueue2.insert_one_async(await _callers.async_connection_of(conn), checked)
+            async with self._borrow() as (own, _):
+                return await _enqueue2.insert_one_async(own, checked)
+        _validate.refuse_que2_fields(kwargs, tags)
+        job = _validate.job(job_class, args, "" if queue is None else queue, priority, run_at)
         if conn is not None:
             caller = await _callers.async_connection_of(conn)
             return (await _callers.run_async(caller, _callers.insert_one(caller, job, self.notify)))[0]
@@ -193,6 +229,15 @@ class AsyncClient:
         conn: _callers.Caller = None,
     ) -> list[Job]:
         """Insert many jobs in one statement (see que.Client.enqueue_many)."""
+        if await self.dialect() == dialect.QUE_2:
+            batch = _validate2.many(jobs)
+            if not batch:
+                return []
+            if conn is not None:
+                caller = await _callers.async_connection_of(conn)
+                return await _enqueue2.insert_many_async(caller, batch, self.notify)
+            async with self._borrow() as (own, _):
+                return await _enqueue2.insert_many_async(own, batch, self.notify)
         checked = _validate.many(jobs)
         if not checked:
             return []

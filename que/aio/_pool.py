@@ -12,14 +12,17 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-from que import _handlers
+from que import _handlers, dialect
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish
 from que._threads import DaemonThreads
+from que._validate2 import DEFAULT_QUEUE
 from que.aio._client import AsyncClient
 from que.aio._locker import AsyncLocker
+from que.aio._locker2 import AsyncLocker2, AsyncRunner2
 from que.aio._worker import AsyncWorker, Handlers
 from que.errors import TransactionPoolingError, last_error_text
 from que.locker import DEFAULT_BUFFER
@@ -95,6 +98,19 @@ class AsyncRunner:
             self._task.cancel()
 
 
+class _Options(NamedTuple):
+    """The pool's arguments, kept for a Que 2 table found at start()."""
+
+    queue: str | None
+    listen: bool | None
+    wake_interval: float
+    buffer: int
+    priorities: Sequence[int | None] | None
+    max_retries: int | None
+    locker: bool
+    handlers: Mapping[str, Handler]
+
+
 class AsyncWorkerPool:
     """`count` tasks on one queue, on one loop.
 
@@ -109,15 +125,17 @@ class AsyncWorkerPool:
         client: AsyncClient,
         handlers: Mapping[str, Handler],
         count: int = 4,
-        queue: str = "",
+        queue: str | None = None,
         wake_interval: float = 5.0,
         *,
-        listen: bool = False,
+        listen: bool | None = None,
         max_retries: int | None = None,
         locker: bool = True,
         buffer: int = DEFAULT_BUFFER,
+        priorities: Sequence[int | None] | None = None,
     ) -> None:
-        """Arguments as for que.WorkerPool."""
+        """Arguments as for que.WorkerPool. The pool speaks the dialect of the table it finds
+        at start() (on a Que 2 table, Ruby Que 2.x's protocol: que.aio._locker2)."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive int, got {count!r}")
         if locker and count > MAX_THREADS:
@@ -128,8 +146,10 @@ class AsyncWorkerPool:
         # Plain handlers run here: one daemon thread per worker, so none waits for a thread,
         # and none holds the process at exit (que._threads). Made anew by each start().
         self.executor = DaemonThreads(count)
-        self.locker: AsyncLocker | None = None
-        self.workers: list[AsyncWorker | AsyncRunner]
+        self._que2 = _Options(queue, listen, wake_interval, buffer, priorities, max_retries, locker, handlers)
+        queue, listen = queue or "", bool(listen)
+        self.locker: AsyncLocker | AsyncLocker2 | None = None
+        self.workers: list[AsyncWorker | AsyncRunner | AsyncRunner2]
         if locker:
             self.locker = AsyncLocker(client, queue, count, buffer=buffer, wake_interval=wake_interval, listen=listen)
             self.locker.max_retries = max_retries
@@ -158,8 +178,32 @@ class AsyncWorkerPool:
         """How many server sessions the pool's workers use."""
         return 1 if self.locker is not None else self.count
 
+    def _speak_que2(self) -> None:
+        """Replace the Que 0.x members with Que 2 ones (see que.WorkerPool for the options)."""
+        options = self._que2
+        if not options.locker:
+            raise ValueError("the Que 2 dialect works through its locker: locker=False is Que 0.x's")
+        priorities = options.priorities
+        chosen = [None] * self.count if priorities is None else list(priorities)
+        if len(chosen) != self.count or not all(p is None or isinstance(p, int) for p in chosen):
+            raise ValueError(f"priorities must be {self.count} ints or None, one per task, got {priorities!r}")
+        self.locker = AsyncLocker2(
+            self.client,
+            DEFAULT_QUEUE if options.queue is None else options.queue,
+            chosen,
+            listen=True if options.listen is None else options.listen,
+            poll_interval=options.wake_interval,
+            buffer=options.buffer,
+        )
+        shared = Handlers(options.handlers)
+        self.workers = [AsyncRunner2(self.locker, shared, p, options.max_retries) for p in chosen]
+
     async def start(self) -> "AsyncWorkerPool":
         """Start the pool (again, after a shutdown: a pool can be used more than once)."""
+        if await self.client.dialect() == dialect.QUE_2 and not isinstance(self.locker, AsyncLocker2):
+            self._speak_que2()
+        elif self._que2.priorities is not None and not isinstance(self.locker, AsyncLocker2):
+            raise ValueError("priorities= needs a Que 2 table (schema version 4 or later)")
         check_pool_size(self.sessions, await self.client.connection_limit())
         if self.executor.is_shut_down:
             self.executor = DaemonThreads(self.count)
@@ -255,7 +299,7 @@ class AsyncWorkerPool:
         return not self._forced
 
     def _supervise(self, restarts: dict[int, tuple[int, float]]) -> None:
-        members: list[AsyncWorker | AsyncRunner | AsyncLocker] = [*self.workers]
+        members: list[AsyncWorker | AsyncRunner | AsyncRunner2 | AsyncLocker | AsyncLocker2] = [*self.workers]
         if self.locker is not None:
             members.insert(0, self.locker)
         for index, member in enumerate(members):

@@ -40,11 +40,11 @@ log = logging.getLogger("que")
 T = TypeVar("T")
 
 
-def _in_thread(handler: Handler, args: tuple[Any, ...]) -> BaseException | None:
+def _in_thread(handler: Handler, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException | None:
     """A plain handler's run in a thread; what it raised comes back as a value, because
     some BaseExceptions (GeneratorExit) cannot be caught once raised through a future."""
     try:
-        handler(*args)
+        handler(*args, **kwargs)
     except BaseException as failure:
         return failure
     return None
@@ -73,14 +73,15 @@ class Handlers:
             try:
                 handler = _handlers.find(self.handlers, job)
                 args = _handlers.arguments(job)
+                kwargs = _handlers.keywords(job)
                 seen = self._awaitable.get(id(handler))
                 if seen is None or seen[0] is not handler:
                     seen = self._awaitable[id(handler)] = (handler, _handlers.is_async(handler))
                 if seen[1]:
-                    await handler(*args)
+                    await handler(*args, **kwargs)
                 else:
                     context = contextvars.copy_context()  # current_job() works in the thread too
-                    running = executor.submit(context.run, _in_thread, handler, args)
+                    running = executor.submit(context.run, _in_thread, handler, args, kwargs)
                     try:
                         outcome = await asyncio.wrap_future(running)
                     except asyncio.CancelledError:

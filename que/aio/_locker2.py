@@ -1,0 +1,301 @@
+"""The Que 2 dialect's locker on an event loop: que.locker2's protocol (the same statements,
+buffer, poll parameters and outcomes), with tasks instead of threads. The locker's session
+registers, LISTENs and holds the locks; each runner task works its job on a pooled
+connection of its own (plain handlers in a thread, `async def` ones on the loop), commits
+the outcome there, and hands the job back for its unlock."""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from que import _enqueue2, sql2
+from que._handlers import INTERRUPTS
+from que.aio._client import AsyncClient
+from que.aio._worker import Handlers
+from que.job import Job
+from que.locker2 import BUFFER, MAX_RETRIES, Buffer, announced_id, outcome, poll_params, register_params
+from que.worker import backoff
+
+log = logging.getLogger("que")
+
+
+class AsyncLocker2:
+    """Claims jobs for the tasks of one pool on one session (see que.locker2)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        queue: str,
+        priorities: Sequence[int | None],
+        *,
+        listen: bool = True,
+        poll_interval: float = 5.0,
+        buffer: int = BUFFER,
+        reconnect_max: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.queue = queue
+        self.listen = listen
+        self.poll_interval = poll_interval
+        self.reconnect_max = reconnect_max
+        self.buffer = Buffer(priorities, buffer)
+        self.held: set[int] = set()
+        self.fatal: BaseException | None = None
+        self.stopping = False
+        self._done: list[int] = []
+        self._changed = asyncio.Event()  # a job finished, a place freed, a stop
+        self._ready = asyncio.Condition()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def backend_pid(self) -> int | None:
+        conn = self._conn
+        return None if conn is None or conn.closed else int(conn.pgconn.backend_pid)
+
+    # -- the runners' side ------------------------------------------------------------
+
+    async def take(self, priority: int | None) -> Job | None:
+        """The next job this runner's priority allows; None once the locker stops."""
+        async with self._ready:
+            while True:
+                if self.stopping:
+                    return None
+                job = self.buffer.take(priority)
+                if job is not None:
+                    self.buffer.idle[priority] -= 1
+                    self._changed.set()
+                    return job
+                await self._ready.wait()
+
+    def done(self, job: Job, priority: int | None) -> None:
+        self._done.append(job.job_id)
+        self.buffer.idle[priority] += 1
+        self._changed.set()
+
+    # -- the locker's task ------------------------------------------------------------
+
+    def start(self) -> "AsyncLocker2":
+        if self.is_alive():
+            raise RuntimeError("locker already started")
+        self.fatal = None
+        self.stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._main(), name=f"que-locker2-{id(self):x}")
+        return self
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self._changed.set()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _running(self) -> int:
+        return len(self.buffer.priorities) - sum(self.buffer.idle.values())
+
+    def _finished(self) -> bool:
+        return self.stopping and self._running() == 0 and not self._done
+
+    async def _wake_runners(self) -> None:
+        async with self._ready:
+            self._ready.notify_all()
+
+    async def _main(self) -> None:
+        failures = 0
+        try:
+            while not self._finished():
+                try:
+                    await self._run()
+                    return
+                except psycopg.OperationalError as error:
+                    await self._drop()
+                    self.buffer.ready.clear()
+                    self.held.clear()
+                    self._done.clear()
+                    failures += 1
+                    await asyncio.sleep(backoff(failures, self.reconnect_max, error))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            self.fatal = error
+            log.exception("locker_died", extra={"event": "locker_died"})
+        finally:
+            await self._drop()
+            self.stopping = True
+            await self._wake_runners()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+    async def _run(self) -> None:
+        conn = self._conn = await self.client.connect("que locker")
+        await conn.execute(sql2.CLEAN_LOCKERS)
+        await conn.execute(sql2.REGISTER_LOCKER, register_params(self.buffer.priorities, self.listen, self.queue))
+        announced: list[str] = []
+        if self.listen:
+            # What arrives while a statement runs reaches the handler; what arrives while
+            # the session is idle is read in _idle.
+            conn.add_notify_handler(lambda notice: announced.append(notice.payload))
+            await conn.execute(f'LISTEN "{sql2.LISTEN_CHANNEL.format(pid=conn.pgconn.backend_pid)}"')
+        try:
+            next_poll = 0.0
+            loop = asyncio.get_running_loop()
+            while not self._finished():
+                self._changed.clear()
+                await self._unlock_done(conn)
+                if self.stopping:
+                    await self._unlock(conn, [job.job_id for job in self.buffer.ready])
+                    self.buffer.ready.clear()
+                    await self._wake_runners()
+                elif loop.time() >= next_poll:
+                    satisfied = await self._poll(conn)
+                    next_poll = loop.time() + (0.0 if satisfied else self.poll_interval)
+                if announced and not self.stopping:
+                    await self._lock_announced(conn, announced)
+                await self._idle(conn, 0.05 if self.stopping else max(0.0, next_poll - loop.time()), announced)
+                if self._changed.is_set() and not self.stopping:
+                    next_poll = min(next_poll, loop.time())  # a place is free: look for work
+            await self._unlock_done(conn)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(sql2.CLEAN_LOCKERS)
+
+    async def _idle(self, conn: psycopg.AsyncConnection[Any], timeout: float, announced: list[str]) -> None:
+        """Until a runner reports, a stop, the timeout, or (listening) a notification."""
+        if self._changed.is_set() or announced:
+            return
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        waits = [asyncio.ensure_future(self._changed.wait())]
+        if self.listen:
+            loop.add_reader(conn.pgconn.socket, readable.set)
+            waits.append(asyncio.ensure_future(readable.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            if self.listen:
+                loop.remove_reader(conn.pgconn.socket)
+        if readable.is_set():
+            conn.pgconn.consume_input()
+            while (notice := conn.pgconn.notifies()) is not None:
+                announced.append(notice.extra.decode("utf-8", "replace"))
+
+    async def _lock_announced(self, conn: psycopg.AsyncConnection[Any], announced: list[str]) -> None:
+        """Notifications name jobs due now: they are locked at once when there is room."""
+        ids = [job_id for payload in announced if (job_id := announced_id(payload)) is not None]
+        announced.clear()
+        room = sum(self.buffer.wanted().values())
+        if ids and room:
+            await self._locked(conn, sql2.LOCK_NOTIFIED, {"ids": ids[:room], "held": sorted(self.held)})
+
+    async def _poll(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        wanted = self.buffer.wanted()
+        if not wanted:
+            return False
+        jobs = await self._locked(conn, sql2.POLL_JOBS, poll_params(self.queue, wanted, sorted(self.held)))
+        return len(jobs) >= sum(wanted.values())
+
+    async def _locked(self, conn: psycopg.AsyncConnection[Any], statement: str, params: Mapping[str, Any]) -> list[Job]:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(statement, params)
+            jobs = [_enqueue2.job_of(row) for row in await cur.fetchall()]
+        if not jobs:
+            return []
+        self.held.update(job.job_id for job in jobs)
+        verified = await conn.execute(sql2.VERIFY_JOBS, {"ids": [job.job_id for job in jobs]})
+        present = {row[0] for row in await verified.fetchall()}
+        gone = [job.job_id for job in jobs if job.job_id not in present]
+        if gone:
+            await self._unlock(conn, gone)
+        self.buffer.push([job for job in jobs if job.job_id in present])
+        await self._wake_runners()
+        return jobs
+
+    async def _unlock_done(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        finished = [job_id for job_id in self._done if job_id in self.held]
+        self._done = []
+        await self._unlock(conn, finished)
+
+    async def _unlock(self, conn: psycopg.AsyncConnection[Any], ids: list[int]) -> None:
+        if not ids:
+            return
+        unlocked = [row[0] for row in await (await conn.execute(sql2.UNLOCK_JOBS, {"ids": ids})).fetchall()]
+        if not all(unlocked):
+            raise AssertionError(f"tried to unlock jobs this locker had not locked: {ids} gave {unlocked}")
+        self.held.difference_update(ids)
+
+
+class AsyncRunner2:
+    """One task of a Que 2 pool (see que.locker2.Runner2)."""
+
+    def __init__(self, locker: AsyncLocker2, handlers: Handlers, priority: int | None, max_retries: int | None) -> None:
+        self.locker = locker
+        self.handlers = handlers
+        self.priority = priority
+        self.max_retries = MAX_RETRIES if max_retries is None else max_retries
+        self.executor: concurrent.futures.Executor | None = None
+        self.fatal: BaseException | None = None
+        self.jobs_worked = 0
+        self.jobs_errored = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def backend_pid(self) -> int | None:
+        return self.locker.backend_pid
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> "AsyncRunner2":
+        if self.is_alive():
+            raise RuntimeError("runner already started")
+        self.fatal = None
+        self._task = asyncio.get_running_loop().create_task(self._main(), name=f"que-runner2-{id(self):x}")
+        return self
+
+    def request_stop(self) -> None:
+        self.locker.request_stop()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _main(self) -> None:
+        try:
+            while (job := await self.locker.take(self.priority)) is not None:
+                try:
+                    await self._work(job)
+                finally:
+                    self.locker.done(job, self.priority)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            self.fatal = error
+            if not isinstance(error, INTERRUPTS):
+                log.exception("runner_died", extra={"event": "runner_died"})
+
+    async def _work(self, job: Job) -> None:
+        assert self.executor is not None
+        async with self.locker.client.connection() as conn:
+            if await (await conn.execute(sql2.CHECK_JOB, {"id": job.job_id})).fetchone() is None:
+                return  # worked and gone meanwhile
+            failure = await self.handlers.call(job, self.executor, lambda running: None)
+            if failure is None:
+                self.jobs_worked += 1
+            else:
+                self.jobs_errored += 1
+            await conn.execute(*outcome(job, failure, self.max_retries))
