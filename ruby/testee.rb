@@ -104,7 +104,9 @@ class Testee
     url = req.fetch('database_url')
     begin
       require 'connection_pool'
-      Que.connection = ConnectionPool.new(size: 20) { connect(url) }
+      # One connection per worker at most (connection_pool opens them as needed): the bench
+      # runs 128 workers, each holding its connection for its job.
+      Que.connection = ConnectionPool.new(size: 140) { connect(url) }
     rescue LoadError
       warn 'connection_pool is not installed: Que shares one connection, so its pool works one job at a time'
       Que.connection = connect(url)
