@@ -80,7 +80,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="JSON_ARGS",
         help="the job's positional arguments as a JSON array (default: [])",
     )
-    enqueue.add_argument("--queue", default="", help="queue name (default: '')")
+    enqueue.add_argument(
+        "--queue", help="queue name (default: the table's: '' on a Que 0.x table, 'default' on a Que 2 one)"
+    )
+    enqueue.add_argument(
+        "--kwargs",
+        metavar="JSON_OBJECT",
+        help="the job's keyword arguments as a JSON object (Que 2 tables only)",
+    )
+    enqueue.add_argument(
+        "--tag", action="append", dest="tags", metavar="TAG", help="a tag for the job, repeatable (Que 2 tables only)"
+    )
     enqueue.add_argument("--priority", type=int, default=100, help="smallint, lower runs first (default: 100)")
     enqueue.add_argument(
         "--notify", action="store_true", help="also NOTIFY workers started with --listen (default: off)"
@@ -98,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE[:ATTR]",
         help="module holding a mapping of job class to handler callable; ATTR defaults to 'handlers'",
     )
-    work.add_argument("--queue", default="", help="queue to work (default: '')")
+    work.add_argument(
+        "--queue", help="queue to work (default: the table's: '' on a Que 0.x table, 'default' on a Que 2 one)"
+    )
     work.add_argument(
         "--workers",
         type=int,
@@ -154,7 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument(
         "--listen",
         action="store_true",
-        help="also wake on NOTIFY from enqueuers using notify (polling continues for other writers)",
+        default=None,
+        help="also wake on NOTIFY from enqueuers using notify (polling continues for other writers); a Que 2 "
+        "table's locker always listens",
     )
     work.add_argument(
         "--async",
@@ -188,6 +202,16 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every job set aside (of --queue)")
     retry.add_argument("--queue", help="with --all: only this queue")
     return parser
+
+
+def _parse_kwargs_json(text: str) -> dict[str, Any]:
+    try:
+        value = encoding.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--kwargs {text!r} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--kwargs must be a JSON object of keyword arguments, got {text!r}")
+    return value
 
 
 def _parse_args_json(text: str) -> list[Any]:
@@ -258,6 +282,7 @@ def _format_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def _run(options: argparse.Namespace) -> int:
     if options.command == "enqueue":
         args = _parse_args_json(options.args)
+        kwargs = None if options.kwargs is None else _parse_kwargs_json(options.kwargs)
         run_at = _parse_run_at(options.run_at)
     elif options.command == "work":
         if options.workers < 1:
@@ -301,6 +326,8 @@ def _run(options: argparse.Namespace) -> int:
             job = client.enqueue(
                 options.job_class,
                 *args,
+                kwargs=kwargs,
+                tags=options.tags,
                 queue=options.queue,
                 priority=options.priority,
                 run_at=run_at,
@@ -314,15 +341,20 @@ def _run(options: argparse.Namespace) -> int:
                         "priority": job.priority,
                         "run_at": job.run_at.isoformat(),
                         "args": job.args,
+                        **({"kwargs": job.kwargs, "tags": job.tags} if job.job_schema_version else {}),
                     }
                 )
             )
         elif options.command == "stats":
             rows = client.job_stats()
+            states = client.job_states() if client.dialect() == "2" else None
             if options.json:
-                print(json.dumps(rows, default=str))
+                print(json.dumps(rows if states is None else {"jobs": rows, "states": states}, default=str))
             else:
                 print(_format_table(rows))
+                if states is not None:
+                    print()
+                    print(_format_table(states))
         elif options.command == "dead" and options.repair:
             count = client.repair_dead()
             print(f"{count} job{'' if count == 1 else 's'} repaired")

@@ -21,7 +21,7 @@ from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from que import _callers, _enqueue2, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql
+from que import _callers, _enqueue2, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql, sql2
 from que._session import NotSent, Session
 from que._validate import NewJob
 from que._waiting import wait
@@ -346,8 +346,19 @@ class Client:
 
     def job_stats(self) -> list[dict[str, Any]]:
         """Per (queue, job_class): count, count_working, count_errored,
-        highest_error_count, oldest_run_at; busiest first, as Ruby Que reports them."""
+        highest_error_count, oldest_run_at; busiest first, as Ruby Que reports them. On a
+        Que 2 table, per job_class over the jobs neither finished nor expired, as Ruby Que
+        2's job_stats."""
+        if self.dialect() == dialect.QUE_2:
+            return self._rows(sql2.JOB_STATS)
         return self._rows(sql.JOB_STATS)
+
+    def job_states(self) -> list[dict[str, Any]]:
+        """Que 2 tables: how many jobs each queue has in each state (ready, scheduled,
+        errored, finished, expired)."""
+        if self.dialect() != dialect.QUE_2:
+            raise ValueError("job states are Que 2's (schema version 4 or later); que_jobs is a Que 0.x table")
+        return self._rows(sql2.JOB_STATES)
 
     def worker_states(self) -> list[dict[str, Any]]:
         """Each locked job with the state of the backend holding its lock."""
@@ -355,9 +366,11 @@ class Client:
 
     def dead_jobs(self, queue: str | None = None) -> list[Job]:
         """Jobs set aside by a retry limit (run_at 9999-12-31, or 'infinity' from que-interop
-        0.2), oldest first."""
+        0.2), oldest first. On a Que 2 table: the expired jobs."""
         if queue is not None:
             _validate.queue(queue)
+        if self.dialect() == dialect.QUE_2:  # expired past the retry limit
+            return [_enqueue2.job_of(row) for row in self._rows(sql2.EXPIRED_JOBS, {"queue": queue})]
         with self._borrow() as (conn, session), conn.cursor() as cur:
             cur.execute(sql.DEAD_JOBS, {"queue": queue}, binary=True)
             assert cur.pgresult is not None
@@ -370,8 +383,9 @@ class Client:
             _validate.job_id(job_id)
         if queue is not None:
             _validate.queue(queue)
+        statement = sql2.RETRY_EXPIRED if self.dialect() == dialect.QUE_2 else sql.RETRY_DEAD
         with self._borrow() as (conn, _):
-            return conn.execute(sql.RETRY_DEAD, {"job_id": job_id, "queue": queue}).rowcount
+            return conn.execute(statement, {"job_id": job_id, "queue": queue}).rowcount
 
     def repair_dead(self) -> int:
         """Give jobs set aside by que-interop 0.2 (run_at 'infinity', which Ruby Que's

@@ -159,3 +159,42 @@ WHERE id = %(id)s::bigint"""
 # Past the retry limit: the error columns are left as the previous failure wrote them.
 EXPIRE_JOB: Final = """\
 UPDATE public.que_jobs SET error_count = error_count + 1, expired_at = now() WHERE id = %(id)s::bigint"""
+
+# -- inspecting -----------------------------------------------------------------------------
+
+# Ruby Que 2's job_stats: per job class, the jobs neither finished nor expired, how many a
+# locker holds (the advisory lock's bigint key is the id), errored, the highest error
+# count and the oldest run_at; busiest first.
+JOB_STATS: Final = """\
+SELECT j.job_class,
+       count(*) AS count,
+       count(held.id) AS count_working,
+       count(*) FILTER (WHERE j.error_count > 0) AS count_errored,
+       max(j.error_count) AS highest_error_count,
+       min(j.run_at) AS oldest_run_at
+FROM public.que_jobs AS j
+LEFT JOIN (
+  SELECT (classid::bigint << 32) + objid::bigint AS id FROM pg_locks WHERE locktype = 'advisory'
+) AS held USING (id)
+WHERE j.finished_at IS NULL AND j.expired_at IS NULL
+GROUP BY j.job_class
+ORDER BY count(*) DESC, j.job_class"""
+
+# How many jobs are in each of Que 2's states (que_determine_job_state), per queue.
+JOB_STATES: Final = """\
+SELECT queue, public.que_determine_job_state(j) AS state, count(*) AS count
+FROM public.que_jobs AS j
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+
+# Jobs expired past their retry limit, oldest first; and making them due again, with
+# their error_count and last error kept.
+EXPIRED_JOBS: Final = f"""\
+SELECT {JOB_COLUMNS} FROM public.que_jobs
+WHERE expired_at IS NOT NULL AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY id"""
+RETRY_EXPIRED: Final = """\
+UPDATE public.que_jobs SET expired_at = NULL, run_at = now()
+WHERE expired_at IS NOT NULL
+  AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s::bigint)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""

@@ -1,0 +1,91 @@
+"""The Que 2 dialect through que.aio and the `que` command: async enqueue and pool, expired
+jobs as `que dead` shows them, `que stats` with Que 2's states."""
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+import que
+from que import aio
+from tests.test_cli import que_cmd
+from tests.test_que2 import table
+from tests.test_que2_worker import v7 as v7
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_async_pool_works_que_2_jobs_with_kwargs(v7: que.Client, loop: str) -> None:
+    seen: list[tuple[Any, Any]] = []
+    done = threading.Event()
+
+    async def echo(*args: Any, **kwargs: Any) -> None:
+        seen.append((args, kwargs))
+        if len(seen) == 10:
+            done.set()
+
+    def plain(*args: Any, **kwargs: Any) -> None:
+        seen.append((args, kwargs))
+        if len(seen) == 10:
+            done.set()
+
+    async def main() -> None:
+        async with aio.AsyncClient(v7.conninfo) as client:
+            assert await client.dialect() == "2"
+            for n in range(5):
+                await client.enqueue("Echo", n, kwargs={"n": n})
+            await client.enqueue_many([que.NewJob("Plain", [n], kwargs={"n": n}) for n in range(5, 10)])
+            pool = await aio.AsyncWorkerPool(
+                client, {"Echo": echo, "Plain": plain}, count=3, wake_interval=0.05
+            ).start()
+            try:
+                assert await asyncio.to_thread(done.wait, 20)
+            finally:
+                assert await pool.shutdown(10)
+
+    aio.run(main(), loop=loop)
+    assert sorted(seen, key=lambda s: s[0][0]) == [((n,), {"n": n}) for n in range(10)]
+    assert table(v7.conninfo) == []
+    with v7.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM que_lockers").fetchone() == (0,)
+
+
+def test_expired_jobs_are_que_deads_and_can_be_retried(v7: que.Client) -> None:
+    job = v7.enqueue("Broken", 1)
+    with v7.connection() as conn:
+        conn.execute(
+            "UPDATE que_jobs SET error_count = 16, expired_at = now(), last_error_message = 'RuntimeError: no' "
+            "WHERE id = %s",
+            [job.job_id],
+        )
+    [dead] = v7.dead_jobs()
+    assert (dead.job_id, dead.last_error, dead.error_count) == (job.job_id, "RuntimeError: no", 16)
+    listed = que_cmd(v7.conninfo, "dead", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["last_error"] == "RuntimeError: no"
+    assert v7.retry_dead(job.job_id) == 1
+    [row] = table(v7.conninfo)
+    assert (row["expired_at"], row["error_count"]) == (None, 16)
+    assert v7.dead_jobs() == []
+
+
+def test_the_command_enqueues_kwargs_and_tags_and_shows_que_2_states(v7: que.Client) -> None:
+    made = que_cmd(v7.conninfo, "enqueue", "Mailer", '["ann"]', "--kwargs", '{"template": "welcome"}', "--tag", "a")
+    assert made.returncode == 0, made.stderr
+    printed = json.loads(made.stdout)
+    assert (printed["queue"], printed["kwargs"], printed["tags"]) == ("default", {"template": "welcome"}, ["a"])
+    stats = que_cmd(v7.conninfo, "stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    shown = json.loads(stats.stdout)
+    assert [(r["job_class"], r["count"]) for r in shown["jobs"]] == [("Mailer", 1)]
+    assert [(r["queue"], r["state"], r["count"]) for r in shown["states"]] == [("default", "ready", 1)]
+    bad = que_cmd(v7.conninfo, "enqueue", "Mailer", "--kwargs", "[1]")
+    assert bad.returncode == 2 and "--kwargs must be a JSON object" in bad.stderr
+
+
+def test_kwargs_are_refused_on_a_0x_table_by_the_command(client: que.Client, conn: psycopg.Connection[Any]) -> None:
+    refused = que_cmd(client.conninfo, "enqueue", "Mailer", "--kwargs", '{"a": 1}')
+    assert refused.returncode != 0 and "needs a Que 1.x/2.x table" in refused.stderr
+    assert conn.execute("SELECT count(*) FROM que_jobs").fetchone() == (0,)
