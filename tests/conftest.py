@@ -1,5 +1,6 @@
 """Fixtures: one real PostgreSQL per test session, a fresh que_jobs table per test."""
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,3 +62,15 @@ def rows(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, A
         _loaders.register(cur)
         cur.execute(f"SELECT *, args::text AS args_text FROM que_jobs WHERE {where} ORDER BY job_id", binary=True)
         return cur.fetchall()
+
+
+def fresh_database(url: str, name: str) -> str:
+    """An empty database `name` on the server of `url` (dropped first if it exists)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", url, count=1)

@@ -20,23 +20,12 @@ from psycopg.rows import dict_row
 import que
 from harness import implementations, lab, postgres, results
 from harness.testee import Testee, Unavailable
-
-
-def _fresh(url: str, name: str) -> str:
-    """An empty database `name` on the server of `url` (dropped first if it exists)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", url, count=1)
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
 def que2_url(database_url: str) -> str:
-    return _fresh(database_url, "que2_tests")
+    return fresh_database(database_url, "que2_tests")
 
 
 @pytest.fixture
@@ -95,8 +84,8 @@ def test_version_7_and_back_leaves_the_same_catalogue(que2_url: str) -> None:
 
 
 def test_migrate_7_builds_the_catalogue_ruby_que_2_builds(database_url: str) -> None:
-    ours = _fresh(database_url, "que2_ours")
-    theirs = _fresh(database_url, "que2_theirs")
+    ours = fresh_database(database_url, "que2_ours")
+    theirs = fresh_database(database_url, "que2_theirs")
     with que.Client(ours) as client:
         client.migrate(7)
     testee = ruby2(theirs)
@@ -142,8 +131,8 @@ def test_a_0x_table_with_live_rows_upgrades_as_rubys_migration_does(que2_url: st
 
 
 def test_the_upgrade_of_live_rows_matches_ruby_que_2s_own(database_url: str) -> None:
-    ours = _fresh(database_url, "que2_ours")
-    theirs = _fresh(database_url, "que2_theirs")
+    ours = fresh_database(database_url, "que2_ours")
+    theirs = fresh_database(database_url, "que2_theirs")
     with que.Client(ours) as client:
         _v3_table(ours, client)
         client.migrate(7)

@@ -17,14 +17,14 @@ import que
 from harness import results
 from harness.lab import advisory_locks, wait_until
 from que import sql2
+from tests.conftest import fresh_database
 from tests.test_que2 import ruby2, table
 
 
 @pytest.fixture
 def v7(database_url: str) -> Iterator[que.Client]:
-    from tests.test_que2 import _fresh
 
-    url = _fresh(database_url, "que2_worker_tests")
+    url = fresh_database(database_url, "que2_worker_tests")
     with que.Client(url) as client:
         client.migrate(7)
         with client.connection() as conn:

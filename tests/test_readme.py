@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import rows
+from tests.conftest import fresh_database, rows
 from tests.test_frameworks import sqlalchemy_url
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -48,8 +48,8 @@ def emails(conn: psycopg.Connection[Any]) -> list[str]:
     return [r[0] for r in conn.execute("SELECT email FROM accounts ORDER BY email").fetchall()]
 
 
-def test_there_are_four_examples() -> None:
-    assert len(blocks()) == 4
+def test_there_are_five_examples() -> None:
+    assert len(blocks()) == 5
 
 
 def test_quickstart_runs(database_url: str, conn: psycopg.Connection[Any]) -> None:
@@ -59,8 +59,19 @@ def test_quickstart_runs(database_url: str, conn: psycopg.Connection[Any]) -> No
     assert rows(conn) == []
 
 
+def test_que_2_example_runs(database_url: str) -> None:
+    """On a database of its own: the example builds Ruby Que 2's schema there."""
+    url = fresh_database(database_url, "readme_que2")
+    result = run(blocks()[1].replace(repr(EXAMPLE_URL).replace("'", '"'), repr(url)), url)
+    assert result.returncode == 0, result.stderr
+    assert "sending welcome to ann@example.com" in result.stdout
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM que_jobs").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM que_lockers").fetchone() == (0,)
+
+
 def test_asyncio_quickstart_runs(database_url: str, conn: psycopg.Connection[Any]) -> None:
-    result = run(blocks()[1], database_url)
+    result = run(blocks()[2], database_url)
     assert result.returncode == 0, result.stderr
     assert "sending welcome to bob@example.com" in result.stdout
     assert rows(conn) == []
@@ -88,14 +99,14 @@ def test_django_example_enqueues_exactly_when_the_atomic_block_commits(
         except RuntimeError:
             pass
     """
-    result = run(textwrap.dedent(setup) + blocks()[2] + textwrap.dedent(calls), database_url)
+    result = run(textwrap.dedent(setup) + blocks()[3] + textwrap.dedent(calls), database_url)
     assert result.returncode == 0, result.stderr[-3000:]
     assert emails(accounts) == ["dan@example.com"]
     assert [(r["job_class"], r["args_text"]) for r in rows(accounts)] == [("SendWelcome", '["dan@example.com"]')]
 
 
 def test_sqlalchemy_example_enqueues_with_the_session(accounts: psycopg.Connection[Any], database_url: str) -> None:
-    result = run(blocks()[3], database_url)
+    result = run(blocks()[4], database_url)
     assert result.returncode == 0, result.stderr[-3000:]
     assert emails(accounts) == ["cyd@example.com"]
     assert [(r["job_class"], r["args_text"]) for r in rows(accounts)] == [("SendWelcome", '["cyd@example.com"]')]
