@@ -5,7 +5,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench import targets
+from bench import que2, targets
 from bench.cells import fmt, median
 
 
@@ -88,6 +88,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _growth(report)
     lines += _memory(report)
     lines += _kills(report)
+    lines += que2.section(report)
     lines += targets.table(report)
     for name, data in report.get("peers", {}).items():
         if "unavailable" in data:

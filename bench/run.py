@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 
-from bench import charts, floor, growth, latency, memory, peers, roundtrip
+from bench import charts, floor, growth, latency, memory, peers, que2, roundtrip
 from bench.drain import drain_once, interleaved, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "bench"
 # prepared SELECT 1 round trips per driver and run (bench/roundtrip.py)
 ROUNDTRIPS = 5_000
-PARTS = ("drain", "floor", "peers", "enqueue", "latency", "roundtrip", "growth", "memory", "kills")
+PARTS = ("drain", "floor", "peers", "enqueue", "latency", "roundtrip", "growth", "memory", "kills", "que2")
 
 
 def log(message: str) -> None:
@@ -266,6 +266,10 @@ class Bench:
                     testee = self.testees[name] = self.restart(name)
                 log(f"memory {name} x{workers}: {cells[str(workers)]}")
         reset(self.url)
+
+    def que2(self) -> None:
+        """The Que 2 dialect's lockers (python, python-async, Ruby Que 2.4.1) on a v7 table."""
+        self.report["que2"] = que2.run(self.url, self.options.jobs, self.options.runs, log)
 
     def kills(self) -> None:
         """Jobs run twice per lost session, from the latest `make chaos` run (its sessions

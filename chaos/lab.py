@@ -41,6 +41,8 @@ class Lab:
         self.impls = {i.name: i for i in implementations.resolve(names, build=False)}
         self.unavailable: dict[str, str] = {n: i.unavailable for n, i in self.impls.items() if i.unavailable}
         self.testees: list[Testee] = []
+        # que_jobs' key column: job_id in Que 0.x, id in Que 2 (Que2Lab).
+        self.id_column = "job_id"
 
     def conn(self) -> psycopg.Connection[Any]:
         """A connection, waiting for the server while it restarts."""
@@ -119,7 +121,7 @@ def attempt(fn: Callable[[], Any]) -> Any:
 def account(lab_: Lab, row: Row, job_ids: set[int], allowed_duplicates: set[int]) -> None:
     """Fill completed/duplicates/lost/locks from the database; judge the row."""
     runs = lab_.runs()
-    remaining = {int(r[0]) for r in lab_.sql("SELECT job_id FROM que_jobs")}
+    remaining = {int(r[0]) for r in lab_.sql(f"SELECT {lab_.id_column} FROM que_jobs")}
     row.jobs = len(job_ids)
     row.completed = len([j for j in job_ids if runs.get(j) and j not in remaining])
     duplicated = {j for j in job_ids if len(runs.get(j, [])) > 1}

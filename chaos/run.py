@@ -31,6 +31,7 @@ from chaos.scenarios import (
     listen_restart,
     poison,
     pooling,
+    que2,
     restart,
     soak,
     terminated,
@@ -115,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             ("hygiene", lambda: hygiene.run(lab, available)),
             ("pooling", lambda: pooling.run(lab)),
         ]
+        que2_lab = que2.Que2Lab(cluster)
+        que2_rows = que2_lab.available()
+        log(f"Que 2 dialect: available: {que2_rows}; unavailable: {que2_lab.unavailable}")
+        if "python" in que2_rows:
+            scenarios += [
+                (f"Que 2: killed {name}", lambda n=name: que2.killed(que2_lab, n, "python")) for name in que2_rows
+            ]
+            scenarios.append(("Que 2: restart", lambda: que2.restart(que2_lab, que2_rows)))
         for label, scenario in scenarios:
             log(f"scenario: {label} ...")
             try:
@@ -123,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = Row(label, available, notes=[f"scenario crashed: {error!r}", traceback.format_exc()[-800:]])
             finally:
                 lab.stop_all()
+                que2_lab.stop_all()
             rows.append(row)
             log(
                 f"  {'ok' if row.ok else 'FAILED'}: jobs {row.jobs}, completed {row.completed}, duplicates "
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "postgres": version,
             "implementations": available,
-            "unavailable": lab.unavailable,
+            "unavailable": {**lab.unavailable, **que2_lab.unavailable},
             "cpu_count": os.cpu_count(),
         }
     out = Path(options.out)

@@ -133,7 +133,7 @@ def render(runs: list[Run]) -> str:
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Que conformance report</title>'
-        f"<style>{STYLE}</style></head><body><h1>Que 0.x conformance report</h1><p>{_e(stamp)}</p>{legend}"
+        f"<style>{STYLE}</style></head><body><h1>Que conformance report</h1><p>{_e(stamp)}</p>{legend}"
         + "".join(_section(run) for run in runs)
         + "</body></html>\n"
     )

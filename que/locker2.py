@@ -436,6 +436,15 @@ class Runner2:
                     continue
                 try:
                     self._work(job)
+                except psycopg.Error as error:
+                    # Its connection failed (a restart, a terminated backend): its outcome is
+                    # not written, so the job runs again once the locker unlocks it.
+                    log.warning(
+                        "outcome_not_written job_id=%s error=%s",
+                        job.job_id,
+                        error,
+                        extra={"event": "outcome_not_written", "job_id": job.job_id},
+                    )
                 finally:
                     self.locker.done(job, self.priority)
         except BaseException as error:

@@ -1,6 +1,7 @@
 """que.WorkerPool on a Que 2 table (que.locker2): Ruby Que 2.x's locker protocol, checked
 against a real PostgreSQL and, where it can be loaded, the real Ruby Que 2.4.1."""
 
+import asyncio
 import json
 import random
 import threading
@@ -16,7 +17,7 @@ from psycopg.rows import dict_row
 import que
 from harness import results
 from harness.lab import advisory_locks, wait_until
-from que import sql2
+from que import aio, sql2
 from tests.conftest import fresh_database
 from tests.test_que2 import ruby2, table
 
@@ -224,3 +225,43 @@ def test_the_poll_fills_the_thresholds_as_rubys_lock_and_update_priorities_does(
         conn.execute("SELECT pg_advisory_unlock_all()")
         other.execute("SELECT pg_advisory_unlock_all()")
     assert got == expected
+
+
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
+def test_a_worker_whose_connection_dies_with_its_job_goes_on_working(v7: que.Client, kind: str) -> None:
+    """The outcome of a job whose connection the server ended cannot be written: the job
+    runs again later, and the worker takes the next ones (as a Ruby Que 2 worker does)."""
+    seen: list[str] = []
+
+    def job(name: str) -> None:
+        seen.append(name)
+        if name == "first":  # the server ends the pooled connections, this job's among them
+            with psycopg.connect(v7.conninfo, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'que' AND pid <> pg_backend_pid()"
+                )
+
+    v7.enqueue("Job", "first")
+    if kind == "threads":
+        pool = que.WorkerPool(v7, {"Job": job}, count=1, wake_interval=0.05).start()
+        try:
+            wait_until(lambda: "first" in seen, 10, "the first job")
+            v7.enqueue("Job", "second")
+            wait_until(lambda: "second" in seen, 10, "the second job, after the first one's connection died")
+        finally:
+            assert pool.shutdown(10)
+    else:
+
+        async def main() -> None:
+            async with aio.AsyncClient(v7.conninfo) as client:
+                pool = await aio.AsyncWorkerPool(client, {"Job": job}, count=1, wake_interval=0.05).start()
+                try:
+                    await asyncio.to_thread(wait_until, lambda: "first" in seen, 10, "the first job")
+                    await client.enqueue("Job", "second")
+                    await asyncio.to_thread(wait_until, lambda: "second" in seen, 10, "the second job")
+                finally:
+                    assert await pool.shutdown(10)
+
+        aio.run(main())
+    assert locks(v7) == []

@@ -279,6 +279,13 @@ class AsyncRunner2:
             while (job := await self.locker.take(self.priority)) is not None:
                 try:
                     await self._work(job)
+                except psycopg.Error as error:  # see que.locker2.Runner2
+                    log.warning(
+                        "outcome_not_written job_id=%s error=%s",
+                        job.job_id,
+                        error,
+                        extra={"event": "outcome_not_written", "job_id": job.job_id},
+                    )
                 finally:
                     self.locker.done(job, self.priority)
         except asyncio.CancelledError:
