@@ -324,6 +324,8 @@ class Client:
         """
         _validate.queue(queue)
         _validate.max_retries(max_retries)
+        if self.dialect() == dialect.QUE_2:
+            raise ValueError(dialect.ONE_AT_A_TIME_IS_QUE_0)
         conn, session = self._checkout()
         try:
             wait(_protocol.set_up(session), conn.pgconn.socket)

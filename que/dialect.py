@@ -18,6 +18,13 @@ FIRST_QUE_2_VERSION: Final = 4
 NEWEST_VERSION: Final = 8
 
 
+# What a Que 2 table refuses of the 0.x API.
+ONE_AT_A_TIME_IS_QUE_0: Final = (
+    "que_jobs is a Que 2 table: working or locking one job at a time (que.Worker, lock_job) is Que 0.x's "
+    "API, which Ruby Que 2 does not have; use WorkerPool or AsyncWorkerPool, which speak Que 2's locker protocol"
+)
+
+
 def of_version(version: int) -> str:
     """The dialect of a table at `version` (0, no table yet, counts as Que 0.x: the default)."""
     if version > NEWEST_VERSION:

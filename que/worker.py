@@ -25,12 +25,13 @@ from typing import Any, Final
 import psycopg
 from psycopg import pq
 
-from que import _handlers, _protocol, _validate
+from que import _handlers, _protocol, _validate, dialect
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
 from que._waiting import readable, wait
 from que.client import Client
+from que.dialect import ONE_AT_A_TIME_IS_QUE_0
 from que.errors import TransactionPoolingError, last_error_text, short_message
 
 log = logging.getLogger("que")
@@ -149,6 +150,8 @@ class Worker:
         `batch=K` (opt in) claims up to K jobs per round trip, each with its own advisory
         lock, and runs them one after another: Ruby and Go workers see K locked jobs. A job
         waits, locked, while the ones before it in its batch run."""
+        if client.dialect() == dialect.QUE_2:
+            raise ValueError(ONE_AT_A_TIME_IS_QUE_0)
         self.client = client
         self.handlers = handlers
         self.queue = _validate.queue(queue)

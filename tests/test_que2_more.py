@@ -89,3 +89,17 @@ def test_kwargs_are_refused_on_a_0x_table_by_the_command(client: que.Client, con
     refused = que_cmd(client.conninfo, "enqueue", "Mailer", "--kwargs", '{"a": 1}')
     assert refused.returncode != 0 and "needs a Que 1.x/2.x table" in refused.stderr
     assert conn.execute("SELECT count(*) FROM que_jobs").fetchone() == (0,)
+
+
+def test_the_one_at_a_time_api_is_refused_on_a_que_2_table(v7: que.Client) -> None:
+    with pytest.raises(ValueError, match=r"Que 0\.x's API, which Ruby Que 2 does not have"):
+        que.Worker(v7, {})
+    with pytest.raises(ValueError, match="use WorkerPool or AsyncWorkerPool"):
+        v7.lock_job()
+
+    async def main() -> None:
+        async with aio.AsyncClient(v7.conninfo) as client:
+            with pytest.raises(ValueError, match=r"Que 0\.x's API"):
+                await client.lock_job()
+
+    aio.run(main())

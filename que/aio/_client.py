@@ -263,6 +263,8 @@ class AsyncClient:
         `async with`."""
         _validate.queue(queue)
         _validate.max_retries(max_retries)
+        if await self.dialect() == dialect.QUE_2:
+            raise ValueError(dialect.ONE_AT_A_TIME_IS_QUE_0)
         conn, session = await self._checkout()
         try:
             await wait_async(_protocol.set_up(session), conn.pgconn.socket)
