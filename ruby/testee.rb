@@ -9,6 +9,7 @@
 require 'json'
 require 'time'
 require 'logger'
+require_relative 'serve'
 
 # Protocol responses go to the real stdout; anything else that prints goes to stderr.
 PROTOCOL_OUT = $stdout.dup
@@ -32,7 +33,7 @@ LOAD_ERROR =
     nil
   rescue LoadError => e
     where = ENV['QUE_RUBY_LIB'] ? "QUE_RUBY_LIB=#{ENV['QUE_RUBY_LIB']}" : 'the installed gems (QUE_RUBY_LIB is not set)'
-    "cannot load Que 0.14 from #{where}: #{e.message}. Install the gem (gem install que -v 0.14.3, or " \
+    "cannot load Que 0.14 from #{where}: #{e.message.lines.first.to_s.strip}. Install the gem (gem install que -v 0.14.3, or " \
       'bundle install with ruby/Gemfile; the bootstrap does this where RubyGems is reachable), or set ' \
       'QUE_RUBY_LIB to the lib/ folder of a que v0.14.3 source tree'
   end
@@ -257,26 +258,4 @@ class Testee
   end
 end
 
-class UnavailableError < StandardError; end
-
-testee = Testee.new
-$stdin.each_line do |line|
-  next if line.strip.empty?
-
-  id = nil
-  op = nil
-  begin
-    req = JSON.parse(line)
-    id = req['id']
-    op = req['op']
-    method = "op_#{op}"
-    raise NotImplementedError, "unknown op #{op.inspect}" unless testee.respond_to?(method)
-
-    response = { id: id, ok: true, result: testee.public_send(method, req) }
-  rescue StandardError, NotImplementedError => e
-    type = e.is_a?(UnavailableError) ? 'Unavailable' : e.class.name
-    response = { id: id, ok: false, error: { type: type, message: e.message } }
-  end
-  PROTOCOL_OUT.puts(JSON.generate(response))
-  exit 0 if op == 'stop'
-end
+serve(Testee.new, PROTOCOL_OUT)

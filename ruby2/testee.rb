@@ -11,6 +11,7 @@
 require 'json'
 require 'time'
 require 'logger'
+require_relative '../ruby/serve'
 
 PROTOCOL_OUT = $stdout.dup
 PROTOCOL_OUT.sync = true
@@ -33,7 +34,7 @@ LOAD_ERROR =
     nil
   rescue LoadError => e
     where = ENV['QUE2_RUBY_LIB'] ? "QUE2_RUBY_LIB=#{ENV['QUE2_RUBY_LIB']}" : 'the installed gems (QUE2_RUBY_LIB is not set)'
-    "cannot load Que 2.4 from #{where}: #{e.message}. Install the gem (gem install que -v 2.4.1, or bundle " \
+    "cannot load Que 2.4 from #{where}: #{e.message.lines.first.to_s.strip}. Install the gem (gem install que -v 2.4.1, or bundle " \
       'install with ruby2/Gemfile; the bootstrap does this where RubyGems is reachable), or set QUE2_RUBY_LIB ' \
       'to the lib/ folder of a que v2.4.1 source tree'
   end
@@ -79,8 +80,6 @@ unless LOAD_ERROR
     end
   end
 end
-
-class UnavailableError < StandardError; end
 
 class Testee
   def op_start(req)
@@ -164,24 +163,4 @@ class Testee
   end
 end
 
-testee = Testee.new
-$stdin.each_line do |line|
-  next if line.strip.empty?
-
-  id = nil
-  op = nil
-  begin
-    req = JSON.parse(line)
-    id = req['id']
-    op = req['op']
-    method = "op_#{op}"
-    raise NotImplementedError, "unknown op #{op.inspect}" unless testee.respond_to?(method)
-
-    response = { id: id, ok: true, result: testee.public_send(method, req) }
-  rescue StandardError, NotImplementedError => e
-    type = e.is_a?(UnavailableError) ? 'Unavailable' : e.class.name
-    response = { id: id, ok: false, error: { type: type, message: e.message } }
-  end
-  PROTOCOL_OUT.puts(JSON.generate(response))
-  exit 0 if op == 'stop'
-end
+serve(Testee.new, PROTOCOL_OUT)
