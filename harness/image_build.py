@@ -275,6 +275,7 @@ _PYTHON = (("wheel", _wheel), ("local-ca", _local_ca))
 _GO = (("que-go-testee", _go_static("que-go-testee")), ("gue-testee", _go_static("gue-testee")))
 _RUBY = (
     ("testee.rb", _copy(RUBY_DIR / "testee.rb")),
+    ("serve.rb", _copy(RUBY_DIR / "serve.rb")),
     ("Gemfile", _copy(RUBY_DIR / "Gemfile")),
     ("Gemfile.lock", _copy(RUBY_DIR / "Gemfile.lock")),
     ("que-lib", _que_lib),
