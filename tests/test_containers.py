@@ -70,6 +70,7 @@ def test_a_ruby_context_holds_que_lib_only_when_it_is_the_target(
     assert {p.name for p in context.iterdir()} == {
         "Dockerfile",
         "testee.rb",
+        "serve.rb",
         "Gemfile",
         "Gemfile.lock",
         "que-lib",
