@@ -1,153 +1,32 @@
-"""The Que 2 dialect's locker: Ruby Que 2.x's protocol, for a que.WorkerPool on a v7 table.
-
-One connection per pool (the locker's) registers in que_lockers, LISTENs on
-que_listener_<its backend pid>, and takes jobs: the ones a notification names, and the ones
-its poll finds (sql2.POLL_JOBS: Que 2's order and priority thresholds). It holds their
-advisory locks while the pool's threads run them, each on a connection of its own: the
-thread checks the row is still there, runs the handler with the job's args and kwargs, and
-destroys the job or records its error (or expires it past the retry limit) on its own
-connection, which commits before the locker unlocks the job. Unlocks go in batches, and
-every one must report that the lock was held, as Ruby asserts.
-
-Rows of another job_schema_version (1: rows carried over from Que 0.x) are never polled,
-as in Ruby Que 2.x.
+"""The Que 2 dialect's locker for a que.WorkerPool of threads on a v7 table: Ruby Que 2.x's
+protocol (que._protocol2) on psycopg's sync connections. The locker runs in a thread of
+its own on one session; each Runner2 thread works its jobs on a pooled connection.
 """
 
 import contextlib
-import json
 import logging
 import os
 import select
-import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from que import _enqueue2, sql2
 from que._handlers import INTERRUPTS, Handler, arguments, find, keywords, running
+from que._protocol2 import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.client import Client
-from que.errors import error_parts, storable
 from que.job import Job
-from que.retry import retry_delay
 from que.worker import backoff
 
 log = logging.getLogger("que")
 
-# Ruby's Que::MAXIMUM_PRIORITY: the threshold of a worker that takes any job.
-ANY_PRIORITY: Final = 32767
-# Que 2.x's defaults: maximum_retry_count, and the jobs buffered beyond the idle workers.
-MAX_RETRIES: Final = 15
-BUFFER: Final = 8
-# The keys and types of a job_available message; Ruby's listener drops any other shape.
-_ANNOUNCED: Final = {"message_type": str, "queue": str, "priority": int, "id": int, "run_at": str}
-
-
-def announced_id(payload: str) -> int | None:
-    """The job id of a well-formed job_available message, else None."""
-    try:
-        message = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or set(message) != set(_ANNOUNCED):
-        return None
-    if any(type(message[key]) is not kind for key, kind in _ANNOUNCED.items()):
-        return None
-    if message["message_type"] != "job_available":
-        return None
-    job_id: int = message["id"]
-    return job_id
-
-
-def register_params(priorities: Sequence[int | None], listening: bool, queue: str) -> dict[str, Any]:
-    return {
-        "worker_count": len(priorities),
-        "worker_priorities": list(priorities),
-        "process_id": os.getpid(),
-        "hostname": socket.gethostname(),
-        "listening": listening,
-        "queues": [queue],
-        "job_schema_version": sql2.JOB_SCHEMA_VERSION,
-    }
-
-
-def poll_params(queue: str, wanted: Mapping[int, int], held: Sequence[int]) -> dict[str, Any]:
-    """sql2.POLL_JOBS's parameters for the places `wanted` (threshold -> count)."""
-    thresholds = sorted(wanted)
-    return {
-        "queue": queue,
-        "held": list(held),
-        "ceiling": max(thresholds),
-        "thresholds": thresholds,
-        "counts": [wanted[t] for t in thresholds],
-    }
-
-
-def outcome(job: Job, failure: BaseException | None, max_retries: int) -> tuple[str, dict[str, Any]]:
-    """The statement that ends a job as Ruby Que 2.x does: destroyed when it succeeded;
-    expired past `max_retries`, the error columns left as they are; else retried after
-    count**4 + 3 seconds with the message and backtrace cut to the columns' limits."""
-    if failure is None:
-        return sql2.DESTROY_JOB, {"id": job.job_id}
-    count = job.error_count + 1
-    if count > max_retries:
-        return sql2.EXPIRE_JOB, {"id": job.job_id}
-    message, backtrace = error_parts(failure)
-    params = {
-        "delay": retry_delay(count),
-        "message": storable(message),
-        "backtrace": storable("\n".join(backtrace)),
-        "id": job.job_id,
-    }
-    return sql2.SET_ERROR, params
-
-
-class Buffer:
-    """The jobs a locker holds, sorted as Que sorts them, and what its workers may take: a
-    worker of priority p takes the first job whose priority is at most p (any, for None)."""
-
-    def __init__(self, priorities: Sequence[int | None], size: int) -> None:
-        self.priorities = list(priorities)
-        self.size = size
-        self.ready: list[Job] = []
-        self.idle: dict[int | None, int] = {}
-        for priority in self.priorities:
-            self.idle[priority] = self.idle.get(priority, 0) + 1
-
-    def push(self, jobs: Sequence[Job]) -> None:
-        self.ready.extend(jobs)
-        self.ready.sort(key=lambda job: (job.priority, job.run_at, job.job_id))
-
-    def take(self, priority: int | None) -> Job | None:
-        limit = ANY_PRIORITY if priority is None else priority
-        for index, job in enumerate(self.ready):
-            if job.priority <= limit:
-                return self.ready.pop(index)
-        return None
-
-    def wanted(self) -> dict[int, int]:
-        """Ruby's available_priorities: idle workers by threshold, the buffer's room added
-        to the most permissive one, minus the jobs already waiting for them."""
-        wanted: dict[int, int] = {}
-        for priority, count in self.idle.items():
-            threshold = ANY_PRIORITY if priority is None else priority
-            wanted[threshold] = wanted.get(threshold, 0) + count
-        if wanted:
-            top = max(wanted)
-            wanted[top] += max(0, self.size - len(self.ready))
-        for job in self.ready:  # each waiting job will take one of these places
-            for threshold in sorted(wanted):
-                if threshold >= job.priority and wanted[threshold] > 0:
-                    wanted[threshold] -= 1
-                    break
-        return {t: c for t, c in wanted.items() if c > 0}
-
 
 class Locker2:
-    """Claims jobs for the threads of one pool on one session; see the module docstring."""
+    """Claims jobs for the threads of one pool on one session (see que._protocol2)."""
 
     def __init__(
         self,
@@ -165,12 +44,9 @@ class Locker2:
         self.listen = listen
         self.poll_interval = poll_interval
         self.reconnect_max = reconnect_max
-        self.buffer = Buffer(priorities, buffer)
-        self.held: set[int] = set()
+        self.books = Books(priorities, buffer)
         self.fatal: BaseException | None = None
-        self._done: list[int] = []
-        self._announced: list[str] = []  # payloads on the locker's channel, not read yet
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the books
         self._stopping = False
         self._poll_now = True
         self._conn: psycopg.Connection[Any] | None = None
@@ -180,7 +56,7 @@ class Locker2:
         os.set_blocking(self._wake_w, False)
 
     def __repr__(self) -> str:
-        return f"<que.Locker2 queue={self.queue!r} workers={len(self.buffer.priorities)}>"
+        return f"<que.Locker2 queue={self.queue!r} workers={len(self.books.priorities)}>"
 
     @property
     def backend_pid(self) -> int | None:
@@ -191,21 +67,18 @@ class Locker2:
 
     def take(self, priority: int | None, timeout: float) -> Job | None:
         with self._cond:
-            job = None if self._stopping else self.buffer.take(priority)
+            job = None if self._stopping else self.books.take(priority)
             if job is None and not self._stopping:
                 self._cond.wait(timeout)
-                job = None if self._stopping else self.buffer.take(priority)
-            if job is not None:
-                self.buffer.idle[priority] -= 1
+                job = None if self._stopping else self.books.take(priority)
         if job is not None:
             self._poke()  # its place in the buffer is free again
         return job
 
     def done(self, job: Job, priority: int | None) -> None:
-        """A worker finished `job` (its outcome committed): the locker unlocks it."""
+        """A worker ended `job` (its outcome committed, or not written): the locker unlocks it."""
         with self._cond:
-            self._done.append(job.job_id)
-            self.buffer.idle[priority] += 1
+            self.books.finish(job, priority)
         self._poke()
 
     def _poke(self) -> None:
@@ -249,18 +122,14 @@ class Locker2:
     def _main(self) -> None:
         failures = 0
         try:
-            while not self._finished():
+            while not self._settled():
                 try:
                     self._run()
                     return
                 except psycopg.OperationalError as error:
-                    # The session is gone, and every lock with it: the buffered jobs are no
-                    # longer ours; running ones finish on their own connections.
                     self._drop()
                     with self._cond:
-                        self.buffer.ready.clear()
-                        self.held.clear()
-                        self._done.clear()
+                        self.books.session_lost()
                     failures += 1
                     time.sleep(backoff(failures, self.reconnect_max, error))
         except BaseException as error:
@@ -272,12 +141,9 @@ class Locker2:
                 self._stopping = True
                 self._cond.notify_all()
 
-    def _finished(self) -> bool:
+    def _settled(self) -> bool:
         with self._cond:
-            return self._stopping and self._running() == 0 and not self._done
-
-    def _running(self) -> int:
-        return len(self.buffer.priorities) - sum(self.buffer.idle.values())
+            return self.books.settled(self._stopping)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -288,26 +154,31 @@ class Locker2:
         conn = self._conn = self.client.connect("que locker")
         pid = conn.pgconn.backend_pid
         conn.execute(sql2.CLEAN_LOCKERS)
-        conn.execute(sql2.REGISTER_LOCKER, register_params(self.buffer.priorities, self.listen, self.queue))
+        conn.execute(sql2.REGISTER_LOCKER, register_params(self.books.priorities, self.listen, self.queue))
         if self.listen:
             # What arrives while a statement runs reaches the handler; what arrives while
             # the session is idle is read in _wait.
-            conn.add_notify_handler(lambda notice: self._announced.append(notice.payload))
+            conn.add_notify_handler(lambda notice: self.books.announced.append(notice.payload))
             conn.execute(f'LISTEN "{sql2.LISTEN_CHANNEL.format(pid=pid)}"')
         try:
             next_poll = 0.0
-            while not self._finished():
-                self._unlock_done(conn)
+            while not self._settled():
+                with self._cond:
+                    owed = self.books.owed()
+                self._unlock(conn, owed)
                 with self._cond:
                     stopping, due = self._stopping, self._poll_now or time.monotonic() >= next_poll
                     self._poll_now = False
+                    unstarted = self.books.unstarted() if stopping else []
                 if stopping:
-                    self._release_buffered(conn)
+                    self._unlock(conn, unstarted)
                 elif due:
                     satisfied = self._poll(conn)
                     next_poll = time.monotonic() + (0.0 if satisfied else self.poll_interval)
                 self._wait(conn, max(0.0, next_poll - time.monotonic()) if not stopping else 0.05)
-            self._unlock_done(conn)
+            with self._cond:
+                owed = self.books.owed()
+            self._unlock(conn, owed)
         finally:
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql2.CLEAN_LOCKERS)
@@ -316,8 +187,8 @@ class Locker2:
         """Lock what the free places want; whether the poll got all it asked for (then the
         next one is due at once, as in Ruby)."""
         with self._cond:
-            wanted = self.buffer.wanted()
-            held = sorted(self.held)
+            wanted = self.books.wanted()
+            held = sorted(self.books.held)
         if not wanted:
             return False
         jobs = self._locked(conn, sql2.POLL_JOBS, poll_params(self.queue, wanted, held))
@@ -330,44 +201,26 @@ class Locker2:
         if not jobs:
             return []
         with self._cond:
-            self.held.update(job.job_id for job in jobs)
+            self.books.locked(jobs)
         present = {row[0] for row in conn.execute(sql2.VERIFY_JOBS, {"ids": [job.job_id for job in jobs]})}
-        gone = [job.job_id for job in jobs if job.job_id not in present]
-        if gone:
-            self._unlock(conn, gone)
-        kept = [job for job in jobs if job.job_id in present]
         with self._cond:
-            self.buffer.push(kept)
+            gone = self.books.verified(jobs, present)
             self._cond.notify_all()
+        self._unlock(conn, gone)
         return jobs
 
-    def _release_buffered(self, conn: psycopg.Connection[Any]) -> None:
-        with self._cond:
-            unstarted = [job.job_id for job in self.buffer.ready]
-            self.buffer.ready.clear()
-        if unstarted:
-            self._unlock(conn, unstarted)
-
-    def _unlock_done(self, conn: psycopg.Connection[Any]) -> None:
-        with self._cond:
-            # A job whose lock died with an earlier session of this locker needs no unlock.
-            finished = [job_id for job_id in self._done if job_id in self.held]
-            self._done = []
-        if finished:
-            self._unlock(conn, finished)
-
     def _unlock(self, conn: psycopg.Connection[Any], ids: list[int]) -> None:
-        unlocked = [row[0] for row in conn.execute(sql2.UNLOCK_JOBS, {"ids": ids})]
-        if not all(unlocked):
-            raise AssertionError(f"tried to unlock jobs this locker had not locked: {ids} gave {unlocked}")
+        if not ids:
+            return
+        results = [row[0] for row in conn.execute(sql2.UNLOCK_JOBS, {"ids": ids})]
         with self._cond:
-            self.held.difference_update(ids)
+            self.books.unlocked(ids, results)
 
     def _wait(self, conn: psycopg.Connection[Any], timeout: float) -> None:
         """Until a worker reports, a stop, the next poll, or a notification (whose jobs are
         locked at once when there is room for them)."""
         watched = [self._wake_r, conn.pgconn.socket] if self.listen else [self._wake_r]
-        readable, _, _ = select.select(watched, [], [], 0 if self._announced else timeout)
+        readable, _, _ = select.select(watched, [], [], 0 if self.books.announced else timeout)
         if self._wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wake_r, 4096):
@@ -375,15 +228,12 @@ class Locker2:
         if self.listen and conn.pgconn.socket in readable:
             conn.pgconn.consume_input()
             while (notice := conn.pgconn.notifies()) is not None:
-                self._announced.append(notice.extra.decode("utf-8", "replace"))
-        if self._announced:
-            ids = [i for payload in self._announced if (i := announced_id(payload)) is not None]
-            self._announced.clear()
-            with self._cond:
-                room = sum(self.buffer.wanted().values())
-                held = sorted(self.held)
-            if ids and room:
-                self._locked(conn, sql2.LOCK_NOTIFIED, {"ids": ids[:room], "held": held})
+                self.books.announced.append(notice.extra.decode("utf-8", "replace"))
+        with self._cond:
+            ids = self.books.notified() if self.books.announced else []
+            held = sorted(self.books.held)
+        if ids:
+            self._locked(conn, sql2.LOCK_NOTIFIED, {"ids": ids, "held": held})
 
 
 class Runner2:

@@ -1,5 +1,5 @@
-"""The Que 2 dialect's locker on an event loop: que.locker2's protocol (the same statements,
-buffer, poll parameters and outcomes), with tasks instead of threads. The locker's session
+"""The Que 2 dialect's locker on an event loop: que._protocol2 (the same statements, books,
+poll parameters and outcomes as que.locker2's threads) on psycopg's async connections. The locker's session
 registers, LISTENs and holds the locks; each runner task works its job on a pooled
 connection of its own (plain handlers in a thread, `async def` ones on the loop), commits
 the outcome there, and hands the job back for its unlock."""
@@ -16,10 +16,10 @@ from psycopg.rows import dict_row
 
 from que import _enqueue2, sql2
 from que._handlers import INTERRUPTS
+from que._protocol2 import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.aio._client import AsyncClient
 from que.aio._worker import Handlers
 from que.job import Job
-from que.locker2 import BUFFER, MAX_RETRIES, Buffer, announced_id, outcome, poll_params, register_params
 from que.worker import backoff
 
 log = logging.getLogger("que")
@@ -44,11 +44,9 @@ class AsyncLocker2:
         self.listen = listen
         self.poll_interval = poll_interval
         self.reconnect_max = reconnect_max
-        self.buffer = Buffer(priorities, buffer)
-        self.held: set[int] = set()
+        self.books = Books(priorities, buffer)
         self.fatal: BaseException | None = None
         self.stopping = False
-        self._done: list[int] = []
         self._changed = asyncio.Event()  # a job finished, a place freed, a stop
         self._ready = asyncio.Condition()
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -67,16 +65,14 @@ class AsyncLocker2:
             while True:
                 if self.stopping:
                     return None
-                job = self.buffer.take(priority)
+                job = self.books.take(priority)
                 if job is not None:
-                    self.buffer.idle[priority] -= 1
                     self._changed.set()
                     return job
                 await self._ready.wait()
 
     def done(self, job: Job, priority: int | None) -> None:
-        self._done.append(job.job_id)
-        self.buffer.idle[priority] += 1
+        self.books.finish(job, priority)
         self._changed.set()
 
     # -- the locker's task ------------------------------------------------------------
@@ -100,11 +96,8 @@ class AsyncLocker2:
         if self._task is not None:
             self._task.cancel()
 
-    def _running(self) -> int:
-        return len(self.buffer.priorities) - sum(self.buffer.idle.values())
-
     def _finished(self) -> bool:
-        return self.stopping and self._running() == 0 and not self._done
+        return self.books.settled(self.stopping)
 
     async def _wake_runners(self) -> None:
         async with self._ready:
@@ -119,9 +112,7 @@ class AsyncLocker2:
                     return
                 except psycopg.OperationalError as error:
                     await self._drop()
-                    self.buffer.ready.clear()
-                    self.held.clear()
-                    self._done.clear()
+                    self.books.session_lost()
                     failures += 1
                     await asyncio.sleep(backoff(failures, self.reconnect_max, error))
         except asyncio.CancelledError:
@@ -142,8 +133,8 @@ class AsyncLocker2:
     async def _run(self) -> None:
         conn = self._conn = await self.client.connect("que locker")
         await conn.execute(sql2.CLEAN_LOCKERS)
-        await conn.execute(sql2.REGISTER_LOCKER, register_params(self.buffer.priorities, self.listen, self.queue))
-        announced: list[str] = []
+        await conn.execute(sql2.REGISTER_LOCKER, register_params(self.books.priorities, self.listen, self.queue))
+        announced = self.books.announced
         if self.listen:
             # What arrives while a statement runs reaches the handler; what arrives while
             # the session is idle is read in _idle.
@@ -154,20 +145,19 @@ class AsyncLocker2:
             loop = asyncio.get_running_loop()
             while not self._finished():
                 self._changed.clear()
-                await self._unlock_done(conn)
+                await self._unlock(conn, self.books.owed())
                 if self.stopping:
-                    await self._unlock(conn, [job.job_id for job in self.buffer.ready])
-                    self.buffer.ready.clear()
+                    await self._unlock(conn, self.books.unstarted())
                     await self._wake_runners()
                 elif loop.time() >= next_poll:
                     satisfied = await self._poll(conn)
                     next_poll = loop.time() + (0.0 if satisfied else self.poll_interval)
-                if announced and not self.stopping:
-                    await self._lock_announced(conn, announced)
+                if announced and not self.stopping and (ids := self.books.notified()):
+                    await self._locked(conn, sql2.LOCK_NOTIFIED, {"ids": ids, "held": sorted(self.books.held)})
                 await self._idle(conn, 0.05 if self.stopping else max(0.0, next_poll - loop.time()), announced)
                 if self._changed.is_set() and not self.stopping:
                     next_poll = min(next_poll, loop.time())  # a place is free: look for work
-            await self._unlock_done(conn)
+            await self._unlock(conn, self.books.owed())
         finally:
             with contextlib.suppress(psycopg.Error):
                 await conn.execute(sql2.CLEAN_LOCKERS)
@@ -194,19 +184,11 @@ class AsyncLocker2:
             while (notice := conn.pgconn.notifies()) is not None:
                 announced.append(notice.extra.decode("utf-8", "replace"))
 
-    async def _lock_announced(self, conn: psycopg.AsyncConnection[Any], announced: list[str]) -> None:
-        """Notifications name jobs due now: they are locked at once when there is room."""
-        ids = [job_id for payload in announced if (job_id := announced_id(payload)) is not None]
-        announced.clear()
-        room = sum(self.buffer.wanted().values())
-        if ids and room:
-            await self._locked(conn, sql2.LOCK_NOTIFIED, {"ids": ids[:room], "held": sorted(self.held)})
-
     async def _poll(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        wanted = self.buffer.wanted()
+        wanted = self.books.wanted()
         if not wanted:
             return False
-        jobs = await self._locked(conn, sql2.POLL_JOBS, poll_params(self.queue, wanted, sorted(self.held)))
+        jobs = await self._locked(conn, sql2.POLL_JOBS, poll_params(self.queue, wanted, sorted(self.books.held)))
         return len(jobs) >= sum(wanted.values())
 
     async def _locked(self, conn: psycopg.AsyncConnection[Any], statement: str, params: Mapping[str, Any]) -> list[Job]:
@@ -215,28 +197,18 @@ class AsyncLocker2:
             jobs = [_enqueue2.job_of(row) for row in await cur.fetchall()]
         if not jobs:
             return []
-        self.held.update(job.job_id for job in jobs)
+        self.books.locked(jobs)
         verified = await conn.execute(sql2.VERIFY_JOBS, {"ids": [job.job_id for job in jobs]})
-        present = {row[0] for row in await verified.fetchall()}
-        gone = [job.job_id for job in jobs if job.job_id not in present]
-        if gone:
-            await self._unlock(conn, gone)
-        self.buffer.push([job for job in jobs if job.job_id in present])
+        gone = self.books.verified(jobs, {row[0] for row in await verified.fetchall()})
         await self._wake_runners()
+        await self._unlock(conn, gone)
         return jobs
-
-    async def _unlock_done(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        finished = [job_id for job_id in self._done if job_id in self.held]
-        self._done = []
-        await self._unlock(conn, finished)
 
     async def _unlock(self, conn: psycopg.AsyncConnection[Any], ids: list[int]) -> None:
         if not ids:
             return
-        unlocked = [row[0] for row in await (await conn.execute(sql2.UNLOCK_JOBS, {"ids": ids})).fetchall()]
-        if not all(unlocked):
-            raise AssertionError(f"tried to unlock jobs this locker had not locked: {ids} gave {unlocked}")
-        self.held.difference_update(ids)
+        results = [row[0] for row in await (await conn.execute(sql2.UNLOCK_JOBS, {"ids": ids})).fetchall()]
+        self.books.unlocked(ids, results)
 
 
 class AsyncRunner2:
