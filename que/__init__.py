@@ -1,11 +1,12 @@
-"""que: a Python client and worker for the Que 0.x job queue protocol.
+"""que: a Python client and worker for the Que job queue protocols.
 
-Jobs live in the `que_jobs` table that Ruby Que 0.x and que-go use; Python, Ruby and
-Go processes can enqueue and work the same jobs side by side.
+Jobs live in the `que_jobs` table that Ruby Que 0.x and que-go use (or, at schema version
+7, Ruby Que 1.x/2.x's); Python, Ruby and Go processes can enqueue and work the same jobs
+side by side.
 """
 
 from que import errors
-from que._handlers import Registry, current_job
+from que._handlers import Registry, current_job, expire, finish
 from que._validate import NewJob
 from que.client import Client, database_url
 from que.encoding import ArgumentEncodingError, dumps, encode_args, loads
@@ -47,6 +48,8 @@ __all__ = [
     "db_version",
     "dumps",
     "encode_args",
+    "expire",
+    "finish",
     "last_error_text",
     "loads",
     "migrate",

@@ -33,6 +33,41 @@ def current_job() -> Job:
         raise RuntimeError("current_job() called outside a que job handler") from None
 
 
+# How Que 2 jobs asked to end otherwise than destroyed (que.finish, que.expire), by job id.
+# A plain dict, not a context variable: an asyncio pool runs plain handlers in a thread
+# with a copy of the context, and the runner must see what the handler asked.
+_RESOLUTIONS: dict[int, str] = {}
+FINISH: Final = "finish"
+EXPIRE: Final = "expire"
+
+
+def _resolve(action: str) -> None:
+    job = current_job()
+    if job.job_schema_version is None:
+        raise ValueError(
+            f"{action}() is Ruby Que 2's: it keeps a job's row ({action}ed) on a Que 2 table, and a Que 0.x "
+            "table has no column for it; let the job end (its row is deleted) or raise"
+        )
+    _RESOLUTIONS[job.job_id] = action
+
+
+def finish() -> None:
+    """Inside a Que 2 job's handler: when it returns, keep the row with finished_at set
+    instead of deleting it (Ruby Que 2's `finish`)."""
+    _resolve(FINISH)
+
+
+def expire() -> None:
+    """Inside a Que 2 job's handler: when it returns, expire the job (expired_at set,
+    error_count + 1, never retried) instead of deleting it (Ruby Que 2's `expire`)."""
+    _resolve(EXPIRE)
+
+
+def resolution(job: Job) -> str | None:
+    """What the job's handler asked for (FINISH, EXPIRE or None: destroy); asked once."""
+    return _RESOLUTIONS.pop(job.job_id, None)
+
+
 class Registry(Mapping[str, Handler]):
     """Handlers by job class name. A plain dict works as well; this adds a decorator.
 

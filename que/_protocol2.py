@@ -20,7 +20,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from que import sql2
+from que import _handlers, sql2
 from que.errors import error_parts, storable
 from que.job import Job
 from que.retry import retry_delay
@@ -74,11 +74,18 @@ def poll_params(queue: str, wanted: Mapping[int, int], held: Sequence[int]) -> d
     }
 
 
-def outcome(job: Job, failure: BaseException | None, max_retries: int) -> tuple[str, dict[str, Any]]:
-    """The statement that ends a job as Ruby Que 2.x does: destroyed when it succeeded;
-    expired past `max_retries`, the error columns left as they are; else retried after
-    count**4 + 3 seconds with the message and backtrace cut to the columns' limits."""
+def outcome(
+    job: Job, failure: BaseException | None, max_retries: int, asked: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The statement that ends a job as Ruby Que 2.x does: destroyed when it succeeded
+    (finished or expired if its handler `asked` so); expired past `max_retries`, the error
+    columns left as they are; else retried after count**4 + 3 seconds with the message and
+    backtrace cut to the columns' limits."""
     if failure is None:
+        if asked == _handlers.FINISH:
+            return sql2.FINISH_JOB, {"id": job.job_id}
+        if asked == _handlers.EXPIRE:
+            return sql2.EXPIRE_JOB, {"id": job.job_id}
         return sql2.DESTROY_JOB, {"id": job.job_id}
     count = job.error_count + 1
     if count > max_retries:

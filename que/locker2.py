@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from que import _enqueue2, sql2
-from que._handlers import INTERRUPTS, Handler, arguments, find, keywords, running
+from que._handlers import INTERRUPTS, Handler, arguments, find, keywords, resolution, running
 from que._protocol2 import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.client import Client
 from que.job import Job
@@ -318,4 +318,4 @@ class Runner2:
                 self.jobs_worked += 1
             else:
                 self.jobs_errored += 1
-            conn.execute(*outcome(job, failure, self.max_retries))
+            conn.execute(*outcome(job, failure, self.max_retries, resolution(job)))

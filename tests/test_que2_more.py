@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 import que
+from harness.lab import wait_until
 from que import aio
 from tests.test_cli import que_cmd
 from tests.test_que2 import table
@@ -103,3 +104,56 @@ def test_the_one_at_a_time_api_is_refused_on_a_que_2_table(v7: que.Client) -> No
                 await client.lock_job()
 
     aio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
+def test_a_handler_may_finish_or_expire_its_job_instead_of_destroying_it(
+    v7: que.Client,
+    kind: str,
+) -> None:
+    """Ruby Que 2's job methods `finish` (keep the row, finished_at set) and `expire`."""
+    seen: list[str] = []
+
+    def keep(name: str) -> None:
+        seen.append(name)
+        que.finish()
+
+    def give_up(name: str) -> None:
+        seen.append(name)
+        que.expire()
+
+    kept = v7.enqueue("Keep", "kept")
+    dropped = v7.enqueue("GiveUp", "dropped")
+    handlers = {"Keep": keep, "GiveUp": give_up}
+    if kind == "threads":
+        pool = que.WorkerPool(v7, handlers, count=2, wake_interval=0.05).start()
+        try:
+            wait_until(lambda: len(seen) == 2, 10, "both jobs")
+        finally:
+            assert pool.shutdown(10)
+    else:
+
+        async def main() -> None:
+            async with aio.AsyncClient(v7.conninfo) as client:
+                pool = await aio.AsyncWorkerPool(client, handlers, count=2, wake_interval=0.05).start()
+                try:
+                    await asyncio.to_thread(wait_until, lambda: len(seen) == 2, 10, "both jobs")
+                finally:
+                    assert await pool.shutdown(10)
+
+        aio.run(main())
+    rows = {row["id"]: row for row in table(v7.conninfo)}
+    assert rows[kept.job_id]["finished_at"] is not None and rows[kept.job_id]["expired_at"] is None
+    assert rows[dropped.job_id]["expired_at"] is not None and rows[dropped.job_id]["error_count"] == 1
+    assert v7.job_stats() == [], "finished and expired jobs are no longer counted"
+
+
+def test_finish_and_expire_are_que_2s(client: que.Client, conn: psycopg.Connection[Any]) -> None:
+    """On a 0.x table a handler that calls them fails the job, with the reason recorded."""
+    with pytest.raises(RuntimeError, match="outside a que job handler"):
+        que.finish()
+    client.enqueue("Keep")
+    worker = que.Worker(client, {"Keep": que.finish})
+    assert worker.work_one()
+    [row] = conn.execute("SELECT error_count, last_error FROM que_jobs").fetchall()
+    assert row[0] == 1 and "finish() is Ruby Que 2's" in row[1]

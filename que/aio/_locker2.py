@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from que import _enqueue2, sql2
-from que._handlers import INTERRUPTS
+from que._handlers import INTERRUPTS, resolution
 from que._protocol2 import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.aio._client import AsyncClient
 from que.aio._worker import Handlers
@@ -277,4 +277,4 @@ class AsyncRunner2:
                 self.jobs_worked += 1
             else:
                 self.jobs_errored += 1
-            await conn.execute(*outcome(job, failure, self.max_retries))
+            await conn.execute(*outcome(job, failure, self.max_retries, resolution(job)))
