@@ -46,7 +46,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="que",
-        description="Work with a Que 0.x job queue (the que_jobs table shared with Ruby Que and que-go).",
+        description="Work with a Que job queue: the que_jobs table shared with Ruby Que 0.x and que-go, or with "
+        "Ruby Que 1.x/2.x (schema version 7; every command reads which from the table).",
     )
     parser.add_argument(
         "--database-url",
@@ -183,10 +184,12 @@ def _parser() -> argparse.ArgumentParser:
         "'que-interop[uvloop]'), else asyncio's own (default: auto)",
     )
 
-    stats = commands.add_parser("stats", help="job counts per queue and job class")
+    stats = commands.add_parser(
+        "stats", help="job counts per queue and job class (Que 2: per job class, and the jobs in each state)"
+    )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    dead = commands.add_parser("dead", help="list jobs set aside by a retry limit")
+    dead = commands.add_parser("dead", help="list jobs set aside by a retry limit (Que 2: the expired jobs)")
     dead.add_argument("--queue", help="only this queue (default: all)")
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dead.add_argument(
@@ -196,7 +199,9 @@ def _parser() -> argparse.ArgumentParser:
         "cannot read) the marker every Que reader can read",
     )
 
-    retry = commands.add_parser("retry", help="make jobs set aside by a retry limit due again (error_count kept)")
+    retry = commands.add_parser(
+        "retry", help="make jobs set aside by a retry limit (Que 2: expired) due again (error_count kept)"
+    )
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("job_id", nargs="?", type=int, metavar="JOB_ID", help="the job to retry")
     which.add_argument("--all", action="store_true", help="every job set aside (of --queue)")
