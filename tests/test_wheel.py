@@ -54,7 +54,8 @@ def _env(installed: dict[str, Path], database_url: str) -> dict[str, str]:
         # The user cache is new; the Go build and module caches are the machine's, for speed.
         found = _run([go, "env", "-json", "GOCACHE", "GOMODCACHE"])
         go_env = json.loads(found.stdout) if found.returncode == 0 else {}
-    env = {k: v for k, v in os.environ.items() if k not in ("QUE_RUBY_LIB", "PYTHONPATH", "VIRTUAL_ENV")}
+    unset = ("QUE_RUBY_LIB", "QUE2_RUBY_LIB", "PYTHONPATH", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     return {**env, **go_env, "XDG_CACHE_HOME": str(installed["cache"]), "QUE_DATABASE_URL": database_url}
 
 
@@ -95,6 +96,23 @@ def test_the_installed_suite_runs_an_outside_testee_from_any_folder(
         assert built, "the Go testee was not built into the user cache"
     else:
         assert "Go toolchain" in (impls["go"]["unavailable_reason"] or "")
+
+
+def test_the_installed_suite_checks_the_que_2_dialect(installed: dict[str, Path], database_url: str) -> None:
+    cli = str(installed["venv"] / "bin" / "que-conformance")
+    done = _run(
+        [cli, "--dialect", "2", "--impl", "python,ruby-2.4.1", "--no-bootstrap", "--", "-q", "-k", "enqueue"],
+        cwd=installed["cwd"],
+        env=_env(installed, database_url),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    results = json.loads((installed["cwd"] / "results" / "conformance" / "que2" / "results.json").read_text())
+    impls = results["implementations"]
+    assert impls["python"]["available"]
+    assert {c["outcome"] for c in results["cells"] if c["impls"] == ["python"]} == {"passed"}
+    reason = impls["ruby-2.4.1"]["unavailable_reason"] or ""
+    assert "gem install que -v 2.4.1" in reason and "QUE2_RUBY_LIB" in reason, reason
 
 
 @pytest.mark.parametrize(
