@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 
-from bench import charts, floor, growth, latency, memory, peers, que2, roundtrip
+from bench import charts, floor, growth, kills, latency, memory, peers, que2, roundtrip
 from bench.drain import drain_once, interleaved, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
@@ -274,32 +274,7 @@ class Bench:
     def kills(self) -> None:
         """Jobs run twice per lost session, from the latest `make chaos` run (its sessions
         killed rows), when there is one."""
-        self.report["kills"] = chaos_kills(CHAOS_RESULTS)
-
-
-CHAOS_RESULTS = ROOT / "results" / "chaos" / "latest.json"
-
-
-def chaos_kills(path: Path) -> dict[str, Any]:
-    """The sessions-killed rows of a chaos run: pool -> kills, extra runs, the bound."""
-    if not path.is_file():
-        return {"unavailable": f"no {path}: run make chaos first"}
-    run = json.loads(path.read_text())
-    rows = {}
-    for row in run.get("rows", []):
-        if not row["scenario"].startswith("sessions killed"):
-            continue
-        note = row["notes"][0] if row["notes"] else ""
-        kills = int(note.split(" sessions ended")[0]) if " sessions ended" in note else None
-        rows[row["scenario"].removeprefix("sessions killed (").removesuffix(")")] = {
-            "jobs": row["jobs"],
-            "kills": kills,
-            "duplicates": row["duplicates"],
-            "lost": row["lost"],
-            "ok": row["ok"],
-            "note": note,
-        }
-    return {"date": run.get("date"), "rows": rows}
+        self.report["kills"] = kills.chaos_kills(kills.CHAOS_RESULTS)
 
 
 def warnings(report: dict[str, Any]) -> list[str]:
