@@ -14,8 +14,10 @@ from tests.conftest import rows
 
 
 def terminate_client_backends(conn: psycopg.Connection[Any]) -> int:
+    """End the pooled sessions and wait (the timeout) until each backend has exited, as
+    after a restart; a signalled backend still running would take one more statement."""
     row = conn.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
         "WHERE application_name = 'que' AND pid <> pg_backend_pid()"
     ).fetchone()
     return int(row[0]) if row else 0

@@ -237,8 +237,10 @@ def test_a_worker_whose_connection_dies_with_its_job_goes_on_working(v7: que.Cli
         seen.append(name)
         if name == "first":  # the server ends the pooled connections, this job's among them
             with psycopg.connect(v7.conninfo, autocommit=True) as admin:
+                # The timeout waits until each backend has ended: a signalled backend
+                # that has not yet exited would still take (and then fail) a statement.
                 admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
                     "WHERE application_name = 'que' AND pid <> pg_backend_pid()"
                 )
 
