@@ -330,7 +330,7 @@ def test_an_async_worker_whose_idle_session_the_server_ends_reconnects(
                 await asyncio.sleep(0.01)
             pid = worker.backend_pid
             assert pid is not None
-            await asyncio.to_thread(conn.execute, "SELECT pg_terminate_backend(%s)", [pid])
+            await asyncio.to_thread(conn.execute, "SELECT pg_terminate_backend(%s, 10000)", [pid])
             await aclient.enqueue("J", 2)
             await asyncio.wait_for(second.wait(), 10)
             assert worker.backend_pid not in (None, pid)

@@ -84,7 +84,7 @@ def test_a_crashed_batch_frees_its_jobs(client: que.Client, conn: psycopg.Connec
     own, session = engine(database_url)
     held = wait(_protocol.claim(session, "", 5), own.pgconn.socket)
     assert len(held) == 5
-    conn.execute("SELECT pg_terminate_backend(%s)", [own.pgconn.backend_pid])
+    conn.execute("SELECT pg_terminate_backend(%s, 10000)", [own.pgconn.backend_pid])
     wait_until(lambda: advisory_locks(conn) == [], 10, "the crashed session's locks to go")
     seen: list[int] = []
     worker = que.Worker(client, {"J": lambda n: seen.append(que.current_job().job_id)}, batch=3)

@@ -106,7 +106,7 @@ def test_a_batch_deletes_each_job_as_soon_as_it_ran(client: que.Client, conn: ps
         wait_until(lambda: [r["job_id"] for r in rows(conn)] == [ids[2]], 10, "the first two jobs' deletes")
         pid = worker.backend_pid
         assert pid is not None
-        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        conn.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
         gate.set()
         wait_until(lambda: rows(conn) == [], 30, "the drain after the lost session")
     finally:

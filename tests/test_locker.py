@@ -119,7 +119,7 @@ def test_a_lost_locker_session_reruns_only_the_jobs_in_flight(
         assert blocked.wait(20)
         wait_until(lambda: len(runs) >= 50, 20, "jobs to run beside the blocked one")
         pid = pool.locker.backend_pid
-        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        conn.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
         gate.set()
         wait_until(lambda: rows(conn) == [], 30, "the drain after the locker's session was lost")
         assert pool.locker.backend_pid not in (None, pid), "the locker reconnected"
@@ -239,7 +239,7 @@ def test_a_listening_locker_whose_idle_session_ends_reconnects_without_dying(
         pool.start()
         try:
             first = wait_until(lambda: pool.locker and pool.locker.backend_pid, 10, "the locker to connect")
-            conn.execute("SELECT pg_terminate_backend(%s)", [first])
+            conn.execute("SELECT pg_terminate_backend(%s, 10000)", [first])
             wait_until(
                 lambda: pool.locker is not None and pool.locker.backend_pid not in (None, first),
                 20,

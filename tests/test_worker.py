@@ -179,7 +179,7 @@ def test_registry_decorator_and_duplicates() -> None:
 
 
 def terminate(conn: psycopg.Connection[Any], pid: int) -> None:
-    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+    conn.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
 
 
 def test_reconnects_after_idle_connection_is_terminated(client: que.Client, conn: psycopg.Connection[Any]) -> None:
