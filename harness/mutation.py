@@ -16,7 +16,9 @@ Operators:
   the alternatives a site lists (another column, another interval, another key).
 - Python functions: every integer constant shifted by one, every string constant emptied
   (or filled), every comparison, arithmetic and boolean operator replaced by its neighbour,
-  every `not` dropped (harness.mutation.ast_points).
+  every `not` dropped (harness.mutation_ast.ast_points).
+
+The sites are in harness/mutation_sites.py.
 """
 
 import ast
@@ -25,30 +27,15 @@ import importlib
 import inspect
 import json
 import re
-import sys
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.mutation_ast import DropUnary, ast_points, function_points, function_source
+from harness.mutation_sites import SITES, Site
+
 EQUIVALENT_FILE = Path(__file__).resolve().parent / "equivalent_mutants.json"
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where a catalogue term lives in que, and how to change it.
-
-    `where` is one of: `statement:NAME[,NAME...]` (que._protocol statements, rebuilt from
-    their que.sql source), `sql:NAME` (a que.sql string read at call time), `schema:up:N` or
-    `schema:down:N` (que.schema's migrations), `function:module.qualname` (AST operators),
-    `constant:module.NAME` (an integer constant shifted by one)."""
-
-    term: str
-    where: str
-    fragment: str = ""
-    operators: tuple[str, ...] = ()
-    replacements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,241 +48,6 @@ class Mutant:
     fragment: str = ""
     replacement: str = ""
     point: int = -1
-
-
-WALKS = "statement:CLAIM_JOBS,CLAIM_JOBS_AVOIDING"
-ORDER = "ORDER BY priority, run_at, job_id"
-
-SITES: tuple[Site, ...] = (
-    # lock_job's walk, in que's claim
-    Site(
-        "lock_job.lock",
-        WALKS,
-        "pg_try_advisory_lock((j).job_id)",
-        replacements=(
-            "pg_try_advisory_lock((j).job_id + 1)",
-            "pg_try_advisory_lock(0, (j).job_id::int)",
-            "pg_try_advisory_xact_lock((j).job_id)",
-        ),
-    ),
-    Site("lock_job.queue", WALKS, "queue = %(queue)s::text", ("drop", "negate", "case", "trim")),
-    Site("lock_job.due", WALKS, "run_at <= now()", ("drop", "flip", "shift_now")),
-    Site("lock_job.order", WALKS, ORDER, ("order",)),
-    Site("lock_job.first", WALKS, "LIMIT 1\n  ) AS t1\n  UNION ALL", ("const",)),
-    Site(
-        "lock_job.next",
-        WALKS,
-        "(priority, run_at, job_id) > (jobs.priority, jobs.run_at, jobs.job_id)",
-        ("drop", "flip"),
-    ),
-    Site("lock_job.step", WALKS, "      LIMIT 1\n    ) AS t1\n  )", ("const",)),
-    Site("lock_job.end", WALKS, "WHERE jobs.job_id IS NOT NULL", replacements=("WHERE jobs.job_id IS NULL",)),
-    Site(
-        "lock_job.columns",
-        WALKS,
-        "SELECT queue, priority, run_at, job_id, job_class, args, error_count, n",
-        replacements=("SELECT job_class AS queue, priority, run_at, job_id, queue AS job_class, args, error_count, n",),
-    ),
-    Site("lock_job.locked", WALKS, "  WHERE locked\n", replacements=("  WHERE NOT locked\n",)),
-    Site("lock_job.one", WALKS, "LIMIT %(count)s::int", replacements=("LIMIT %(count)s::int + 1",)),
-    # check_job
-    Site("check_job.queue", "statement:CHECK_CLAIMED", "j.queue = k.queue", ("drop",)),
-    Site("check_job.priority", "statement:CHECK_CLAIMED", "j.priority = k.priority", ("drop",)),
-    Site("check_job.run_at", "statement:CHECK_CLAIMED", "j.run_at = k.run_at", ("drop",)),
-    Site("check_job.job_id", "statement:CHECK_CLAIMED", "j.job_id = k.job_id", ("drop",)),
-    # set_error
-    Site(
-        "set_error.count",
-        "statement:SET_ERROR",
-        "error_count = error_count + 1",
-        ("const",),
-        ("error_count = 1", "error_count = error_count"),
-    ),
-    Site(
-        "set_error.run_at",
-        "statement:SET_ERROR",
-        "run_at      = now() + %(delay)s::bigint * '1 second'::interval",
-        replacements=(
-            "run_at      = run_at + %(delay)s::bigint * '1 second'::interval",
-            "run_at      = now() + %(delay)s::bigint * '1 minute'::interval",
-            "run_at      = now() + (%(delay)s::bigint + 1) * '1 second'::interval",
-            "run_at      = now()",
-        ),
-    ),
-    Site(
-        "set_error.last_error",
-        "statement:SET_ERROR",
-        "last_error  = %(message)s::text",
-        replacements=(
-            "last_error  = NULL",
-            "last_error  = left(%(message)s::text, 100)",
-            "last_error  = %(message)s::text, args = '[]'",
-            "last_error  = %(message)s::text, job_class = 'QueConformance::Echo'",
-        ),
-    ),
-    Site("set_error.queue", "statement:SET_ERROR", "queue    = %(queue)s::text", ("drop",)),
-    Site("set_error.priority", "statement:SET_ERROR", "priority = %(priority)s::smallint", ("drop",)),
-    Site("set_error.key_run_at", "statement:SET_ERROR", "run_at   = %(run_at)s::timestamptz", ("drop",)),
-    Site("set_error.job_id", "statement:SET_ERROR", "job_id   = %(job_id)s::bigint", ("drop",)),
-    # destroy_job
-    Site("destroy_job.queue", "statement:DESTROY_JOB", "queue    = %(queue)s::text", ("drop",)),
-    Site("destroy_job.priority", "statement:DESTROY_JOB", "priority = %(priority)s::smallint", ("drop",)),
-    Site("destroy_job.run_at", "statement:DESTROY_JOB", "run_at   = %(run_at)s::timestamptz", ("drop",)),
-    Site("destroy_job.job_id", "statement:DESTROY_JOB", "job_id   = %(job_id)s::bigint", ("drop",)),
-    # insert_job
-    Site(
-        "insert_job.queue",
-        "statement:INSERT_JOB",
-        "coalesce(%(queue)s, '')::text",
-        replacements=("coalesce(%(queue)s, 'default')::text", "lower(coalesce(%(queue)s, ''))::text"),
-    ),
-    Site(
-        "insert_job.priority",
-        "statement:INSERT_JOB",
-        "coalesce(%(priority)s, 100)::smallint",
-        ("const",),
-        ("(coalesce(%(priority)s, 100) + 1)::smallint",),
-    ),
-    Site(
-        "insert_job.run_at",
-        "statement:INSERT_JOB",
-        "coalesce(%(run_at)s, now())::timestamptz",
-        replacements=(
-            "coalesce(%(run_at)s, now() + interval '1 minute')::timestamptz",
-            "date_trunc('second', coalesce(%(run_at)s, now()))::timestamptz",
-            "(coalesce(%(run_at)s, now()) + interval '1 microsecond')::timestamptz",
-        ),
-    ),
-    Site(
-        "insert_job.job_class",
-        "statement:INSERT_JOB",
-        "%(job_class)s::text",
-        replacements=("lower(%(job_class)s)::text",),
-    ),
-    Site(
-        "insert_job.args",
-        "statement:INSERT_JOB",
-        "coalesce(%(args)s, '[]')::json",
-        replacements=("coalesce(%(args)s, '[]')::jsonb::json", "coalesce(%(args)s, '{}')::json"),
-    ),
-    Site(
-        "insert_job.returning",
-        "statement:INSERT_JOB",
-        "RETURNING *",
-        replacements=("RETURNING *, job_id + 1 AS job_id",),
-    ),
-    # the unlock, wherever que releases a job
-    Site(
-        "unlock.key",
-        "statement:UNLOCK_JOB",
-        "pg_advisory_unlock(%(job_id)s::bigint)",
-        replacements=("pg_advisory_unlock(%(job_id)s::bigint + 1)",),
-    ),
-    Site(
-        "unlock.key",
-        "statement:RELEASE_JOBS,CLAIM_JOBS,CLAIM_JOBS_AVOIDING",
-        "pg_advisory_unlock(k.job_id)",
-        replacements=("pg_advisory_unlock(k.job_id + 1)", "k.job_id"),
-    ),
-    Site("unlock.key", "statement:UNLOCK_JOBS", "pg_advisory_unlock(id)", replacements=("pg_advisory_unlock(id + 1)",)),
-    # computed values
-    Site("backoff.formula", "function:que.retry.retry_delay", operators=("ast",)),
-    Site("backoff.count", "function:que._protocol.Finish.failure", operators=("ast",)),
-    Site("last_error.cut", "constant:que.errors.MESSAGE_LIMIT", operators=("const",)),
-    Site("last_error.class", "function:que.errors._class_name", operators=("ast",)),
-    Site("last_error.join", "function:que.errors.last_error_text", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding._float_text", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding._encode", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding._flat", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding.encode_args", operators=("ast",)),
-    Site(
-        "args.json_dump",
-        "attribute:que.encoding._escape_str",
-        replacements=("json.encoder.encode_basestring_ascii",),
-    ),
-    Site("args.time", "function:que._wire.timestamp_us", operators=("ast",)),
-    # job_stats and worker_states
-    Site(
-        "job_stats.counts",
-        "sql:JOB_STATS",
-        "count(locks.job_id) AS count_working",
-        replacements=("count(*) AS count_working",),
-    ),
-    Site(
-        "job_stats.counts",
-        "sql:JOB_STATS",
-        "sum((error_count > 0)::int) AS count_errored",
-        replacements=("sum((error_count >= 0)::int) AS count_errored",),
-    ),
-    Site(
-        "job_stats.counts",
-        "sql:JOB_STATS",
-        "max(error_count) AS highest_error_count",
-        replacements=("min(error_count) AS highest_error_count",),
-    ),
-    Site(
-        "job_stats.counts",
-        "sql:JOB_STATS",
-        "min(run_at) AS oldest_run_at",
-        replacements=("max(run_at) AS oldest_run_at",),
-    ),
-    Site(
-        "job_stats.locks",
-        "sql:JOB_STATS",
-        "(classid::bigint << 32) + objid::bigint",
-        replacements=("objid::bigint + 1",),
-    ),
-    Site("job_stats.group", "sql:JOB_STATS", "ORDER BY count(*) DESC", replacements=("ORDER BY count(*)",)),
-    Site(
-        "worker_states.join",
-        "sql:WORKER_STATES",
-        "(classid::bigint << 32) + objid::bigint",
-        replacements=("objid::bigint + 1",),
-    ),
-    Site(
-        "worker_states.join",
-        "sql:WORKER_STATES",
-        "pg.pid AS pg_backend_pid",
-        replacements=("pg_backend_pid() AS pg_backend_pid",),
-    ),
-    # migrations and the version
-    Site("migration.1", "schema:up:1", "priority    integer     NOT NULL DEFAULT 1", ("const",)),
-    Site("migration.1", "schema:up:1", "args        json", replacements=("args        jsonb",)),
-    Site(
-        "migration.1",
-        "schema:up:1",
-        "PRIMARY KEY (priority, run_at, job_id)",
-        replacements=("PRIMARY KEY (priority, job_id, run_at)",),
-    ),
-    Site("migration.2", "schema:up:2", "SET DEFAULT 100", ("const",)),
-    Site(
-        "migration.3",
-        "schema:up:3",
-        "ALTER COLUMN priority TYPE smallint",
-        replacements=("ALTER COLUMN priority TYPE integer",),
-    ),
-    Site(
-        "migration.3",
-        "schema:up:3",
-        "ADD COLUMN queue TEXT NOT NULL DEFAULT ''",
-        replacements=("ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",),
-    ),
-    Site(
-        "migration.3",
-        "schema:up:3",
-        "PRIMARY KEY (queue, priority, run_at, job_id)",
-        replacements=("PRIMARY KEY (priority, queue, run_at, job_id)",),
-    ),
-    Site("migration.down", "schema:down:2", "SET DEFAULT 1", ("const",)),
-    Site(
-        "migration.down",
-        "schema:down:3",
-        "ALTER COLUMN priority TYPE integer",
-        replacements=("ALTER COLUMN priority TYPE bigint",),
-    ),
-    Site("migration.version", "function:que.schema.steps", operators=("ast",)),
-    Site("db_version.read", "function:que.schema.version_of", operators=("ast",)),
-)
 
 
 # -- text operators ------------------------------------------------------------------------
@@ -354,146 +106,6 @@ def _order_term(site: Site, operator: str) -> str:
     return site.term
 
 
-# -- AST operators -------------------------------------------------------------------------
-
-_AST_SWAPS: dict[type, list[type]] = {
-    ast.Lt: [ast.LtE],
-    ast.LtE: [ast.Lt],
-    ast.Gt: [ast.GtE],
-    ast.GtE: [ast.Gt],
-    ast.Eq: [ast.NotEq],
-    ast.NotEq: [ast.Eq],
-    ast.Is: [ast.IsNot],
-    ast.IsNot: [ast.Is],
-    ast.In: [ast.NotIn],
-    ast.NotIn: [ast.In],
-    ast.Add: [ast.Sub],
-    ast.Sub: [ast.Add],
-    ast.Mult: [ast.Add],
-    ast.Pow: [ast.Mult],
-    ast.FloorDiv: [ast.Mult],
-    ast.Mod: [ast.FloorDiv],
-    ast.And: [ast.Or],
-    ast.Or: [ast.And],
-}
-
-
-@dataclass
-class _Point:
-    node: ast.AST
-    field: str
-    index: int | None
-    new: Any
-    label: str
-
-
-def _docstrings(tree: ast.AST) -> set[int]:
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                found.add(id(body[0].value))
-    return found
-
-
-def _annotations(tree: ast.AST) -> set[int]:
-    """Nodes inside type annotations: they change no behaviour."""
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        notes: list[ast.AST | None] = []
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            notes.append(node.returns)
-            every = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg, node.args.kwarg]
-            notes += [arg.annotation for arg in every if arg is not None]
-        elif isinstance(node, ast.AnnAssign):
-            notes.append(node.annotation)
-        for note in notes:
-            if note is not None:
-                found |= {id(inner) for inner in ast.walk(note)}
-    return found
-
-
-def _refusals(tree: ast.AST) -> set[int]:
-    """Nodes inside `raise` statements: the wording of an error que raises for input the
-    protocol never sends is no behaviour a port shares."""
-    return {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Raise) for inner in ast.walk(node)}
-
-
-def ast_points(tree: ast.AST) -> list[_Point]:
-    """Every mutation point of a function's tree, in a stable order."""
-    skip = _docstrings(tree) | _refusals(tree) | _annotations(tree)
-    points: list[_Point] = []
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Constant):
-            value = node.value
-            if isinstance(value, bool) or value is None:
-                continue
-            if isinstance(value, int):
-                for shifted in (value + 1, value - 1):
-                    points.append(_Point(node, "value", None, shifted, f"{value!r} to {shifted!r}"))
-            elif isinstance(value, str):
-                points.append(
-                    _Point(node, "value", None, "" if value else "X", f"{value!r} to {'' if value else 'X'!r}")
-                )
-        elif isinstance(node, ast.Compare):
-            for index, op in enumerate(node.ops):
-                for new in _AST_SWAPS.get(type(op), []):
-                    points.append(_Point(node, "ops", index, new(), f"{type(op).__name__} to {new.__name__}"))
-        elif isinstance(node, ast.BinOp | ast.BoolOp):
-            for new in _AST_SWAPS.get(type(node.op), []):
-                points.append(_Point(node, "op", None, new(), f"{type(node.op).__name__} to {new.__name__}"))
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
-            points.append(_Point(node, "drop_unary", None, None, f"drop {type(node.op).__name__}"))
-    return points
-
-
-class _DropUnary(ast.NodeTransformer):
-    def __init__(self, target: ast.AST) -> None:
-        self.target = target
-
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-        self.generic_visit(node)
-        return node.operand if node is self.target else node
-
-
-def _function_source(path: str) -> tuple[Any, str, Callable[[Any], None]]:
-    """The function a `module.qualname` path names, its dedented source, and how to install
-    a replacement (in its module or class, and wherever que imported it by name)."""
-    module_name, _, qualname = path.rpartition(".")
-    owner: Any = None
-    while module_name:
-        try:
-            owner = importlib.import_module(module_name)
-            break
-        except ModuleNotFoundError:
-            module_name, _, parent = module_name.rpartition(".")
-            qualname = f"{parent}.{qualname}"
-    parts = qualname.split(".")
-    for part in parts[:-1]:
-        owner = getattr(owner, part)
-    name = parts[-1]
-    original = inspect.getattr_static(owner, name)
-    function = original.__func__ if isinstance(original, classmethod | staticmethod) else original
-    source = textwrap.dedent(inspect.getsource(function))
-
-    def install(new: Any) -> None:
-        setattr(owner, name, new)
-        if inspect.ismodule(owner):
-            for module in list(sys.modules.values()):
-                if getattr(module, "__name__", "").startswith("que") and getattr(module, name, None) is function:
-                    setattr(module, name, new)
-
-    return function, source, install
-
-
-def _function_points(path: str) -> list[_Point]:
-    _, source, _ = _function_source(path)
-    return ast_points(ast.parse(source))
-
-
 # -- the mutants ---------------------------------------------------------------------------
 
 
@@ -528,7 +140,7 @@ def mutants() -> list[Mutant]:
         kind = site.where.split(":", 1)[0]
         if kind == "function":
             path = site.where.split(":", 1)[1]
-            for index, point in enumerate(_function_points(path)):
+            for index, point in enumerate(function_points(path)):
                 found.append(
                     Mutant(
                         f"{site.term}:{path.rsplit('.', 1)[-1]}:{index}",
@@ -599,7 +211,7 @@ def problem(mutant: Mutant) -> str | None:
         scripts = que.schema._UP if direction == "up" else que.schema._DOWN
         if mutant.fragment not in scripts[int(step)]:
             return f"{mutant.fragment!r} is not in migration {target}"
-    elif kind == "function" and mutant.point >= len(_function_points(target)):
+    elif kind == "function" and mutant.point >= len(function_points(target)):
         return f"{target} has no mutation point {mutant.point}"
     elif kind not in ("statement", "sql", "schema", "function", "constant", "attribute"):
         return f"unknown site {mutant.where}"
@@ -639,11 +251,11 @@ def apply(mutant_id: str) -> Mutant:
         replacement = eval(mutant.replacement, {"json": json})  # a dotted name from SITES, not input
         setattr(importlib.import_module(module_name), name, replacement)
     elif kind == "function":
-        function, source, install = _function_source(target)
+        function, source, install = function_source(target)
         tree = ast.parse(source)
         point = ast_points(tree)[mutant.point]
         if point.field == "drop_unary":
-            tree = _DropUnary(point.node).visit(tree)
+            tree = DropUnary(point.node).visit(tree)
         elif point.index is None:
             setattr(point.node, point.field, point.new)
         else:
