@@ -193,6 +193,18 @@ def find(mutant_id: str) -> Mutant:
     raise KeyError(f"no mutant {mutant_id!r}: python -m harness.mutate --list shows them")
 
 
+def _statement_home(name: str) -> Any:
+    """The module whose prepared statement NAME is: que._protocol (the worker's) or
+    que._inserts (the enqueue's)."""
+    import que._inserts
+    import que._protocol
+
+    for module in (que._protocol, que._inserts):
+        if hasattr(module, name):
+            return module
+    raise KeyError(f"no prepared statement {name} in que._protocol or que._inserts")
+
+
 def problem(mutant: Mutant) -> str | None:
     """Why `mutant` cannot be made from que as it is now (its fragment gone, say), or None."""
     import que._protocol
@@ -202,8 +214,9 @@ def problem(mutant: Mutant) -> str | None:
     kind, _, target = mutant.where.partition(":")
     if kind == "statement":
         for name in target.split(","):
-            if mutant.fragment not in getattr(que._protocol, name).source:
-                return f"{mutant.fragment!r} is not in que._protocol.{name}"
+            home = _statement_home(name)
+            if mutant.fragment not in getattr(home, name).source:
+                return f"{mutant.fragment!r} is not in {home.__name__}.{name}"
     elif kind == "sql" and mutant.fragment not in getattr(que.sql, target):
         return f"{mutant.fragment!r} is not in que.sql.{target}"
     elif kind == "schema":
@@ -232,10 +245,11 @@ def apply(mutant_id: str) -> Mutant:
     kind, _, target = mutant.where.partition(":")
     if kind == "statement":
         for name in target.split(","):
-            original = getattr(que._protocol, name)
+            home = _statement_home(name)
+            original = getattr(home, name)
             source = original.source.replace(mutant.fragment, mutant.replacement)
             made = statement(original.name.decode() + "_mutant", source, list(original.params))
-            setattr(que._protocol, name, made)
+            setattr(home, name, made)
     elif kind == "sql":
         text = getattr(que.sql, target)
         setattr(que.sql, target, text.replace(mutant.fragment, mutant.replacement))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 class Site:
     """Where a catalogue term lives in que, and how to change it.
 
-    `where` is one of: `statement:NAME[,NAME...]` (que._protocol statements, rebuilt from
+    `where` is one of: `statement:NAME[,NAME...]` (que._protocol or que._inserts statements, rebuilt from
     their que.sql source), `sql:NAME` (a que.sql string read at call time), `schema:up:N` or
     `schema:down:N` (que.schema's migrations), `function:module.qualname` (AST operators),
     `constant:module.NAME` (an integer constant shifted by one)."""

@@ -6,9 +6,10 @@ side by side.
 """
 
 from que import errors
+from que._connecting import database_url
 from que._handlers import Registry, current_job, expire, finish
 from que._validate import NewJob
-from que.client import Client, database_url
+from que.client import Client
 from que.encoding import ArgumentEncodingError, dumps, encode_args, loads
 from que.errors import (
     JobFinishedError,

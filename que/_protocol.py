@@ -1,7 +1,7 @@
 """The one engine of the Que 0.x protocol: its statements, in its order, on one session.
 
-Everything that locks, checks, finishes or releases a job, and every single insert on a
-connection que owns, goes through this module. Its functions are generators that never
+Everything that locks, checks, finishes or releases a job goes through this module (the
+inserts on a connection que owns are in que._inserts, on the same session I/O). Its functions are generators that never
 block: they talk to libpq (psycopg.pq) and `yield` what they wait for (READ or WRITE on the
 socket). que._waiting drives them with select() for threads and with the event loop for
 asyncio, so the sync and the async API run the same protocol code, as psycopg itself does.
@@ -32,8 +32,7 @@ from psycopg import pq
 
 from que import _wire, sql
 from que._session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send, statement
-from que._validate import Checked
-from que._wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ, Params
+from que._wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ
 from que.errors import TransactionPoolingError, last_error_text, short_message
 from que.job import Job
 from que.retry import retry_delay
@@ -62,12 +61,6 @@ SET_ERROR_UNCOUNTED: Final = statement(
     "que_interop_set_error_uncounted", sql.SET_ERROR_UNCOUNTED, [("dead", BOOL), ("message", TEXT), *_KEY]
 )
 UNLOCK_JOB: Final = statement("que_unlock_job", sql.UNLOCK_JOB, [("job_id", INT8)])
-_INSERT = [("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_class", TEXT), ("args", TEXT)]
-INSERT_JOB: Final = statement("que_insert_job", sql.INSERT_JOB, _INSERT)
-INSERT_JOB_NOTIFY: Final = statement("que_interop_insert_job_notify", sql.INSERT_JOB_NOTIFY, _INSERT)
-_INSERT_MANY = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_classes", 1009), ("args", 1009)]
-INSERT_JOBS: Final = statement("que_interop_insert_jobs", sql.INSERT_JOBS, _INSERT_MANY)
-INSERT_JOBS_NOTIFY: Final = statement("que_interop_insert_jobs_notify", sql.INSERT_JOBS_NOTIFY, _INSERT_MANY)
 UNLOCK_JOBS: Final = statement("que_interop_unlock_jobs", sql.UNLOCK_JOBS, [("job_ids", 1016)])
 RETAKE_JOBS: Final = statement("que_interop_retake_jobs", sql.RETAKE_JOBS, [("job_ids", 1016)])
 BACKEND_PID: Final = statement("", sql.BACKEND_PID, [])
@@ -414,35 +407,3 @@ def finish(session: Session, finish: Finish) -> PQGen[None]:
     if released.status not in OK and results[0].status in OK:
         raise error(session, released, "release")
     yield from _settle(session, [finish], results[:1])
-
-
-def insert_many(session: Session, jobs: Sequence[Checked], notify: bool) -> PQGen[list[Job]]:
-    """The batch insert, its five arrays in binary format (text in UTF-8, which que's own
-    sessions use as client encoding)."""
-    values = (
-        _wire.array(TEXT, [job.queue.encode() for job in jobs]),
-        _wire.array(INT2, [_wire.int2(job.priority) for job in jobs]),
-        _wire.array(
-            TIMESTAMPTZ, [None if j.run_at is None else _wire.int8(_wire.timestamp_us(j.run_at)) for j in jobs]
-        ),
-        _wire.array(TEXT, [job.job_class.encode() for job in jobs]),
-        _wire.array(TEXT, [job.args.encode() for job in jobs]),
-    )
-    result = yield from execute(session, (INSERT_JOBS_NOTIFY if notify else INSERT_JOBS, values))
-    return _wire.inserted(result, jobs)
-
-
-def insert(session: Session, values: Params, notify: bool) -> PQGen[Job]:
-    """insert_job; `values` are the five parameters in binary format (see que._wire)."""
-    result = yield from execute(session, (INSERT_JOB_NOTIFY if notify else INSERT_JOB, values))
-    return _wire.job_row(result, 0, session.codec).job
-
-
-def insert_values(queue: str, priority: int, run_at_us: int | None, job_class: str, args: str) -> Params:
-    return (
-        queue.encode(),
-        _wire.int2(priority),
-        None if run_at_us is None else _wire.int8(run_at_us),
-        job_class.encode(),
-        args.encode(),
-    )

@@ -2,87 +2,46 @@
 
 A Client keeps a small pool of connections for enqueueing and for `lock_job`; workers open
 connections of their own (`Client.connect`) because a worker's connection carries the job
-lock for as long as the job runs. Every connection que owns is opened the same way:
-autocommit, client_encoding UTF8, and no prepared statements of psycopg's (que prepares
-its own, and psycopg's DEALLOCATE ALL after a DROP or ROLLBACK would remove them).
+lock for as long as the job runs. Every connection que owns is opened the same way (see
+que._connecting).
 """
 
 import contextlib
-import os
-import select
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 import psycopg
-from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from que import _callers, _enqueue2, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql, sql2
-from que._session import NotSent, Session
+from que import (
+    _callers,
+    _enqueue2,
+    _inserts,
+    _loaders,
+    _protocol,
+    _validate,
+    _validate2,
+    _wire,
+    dialect,
+    schema,
+    sql,
+    sql2,
+)
+from que._connecting import connection_options, database_url, idle_and_quiet, never_ran
+from que._session import Session
 from que._validate import NewJob
 from que._waiting import wait
 from que.errors import redacted, remember_secrets
 from que.job import Job
 from que.lock import LockedJob
 
-# The server ended the session before it ran the statement: shutdown, crash, restart.
-_SESSION_ENDED: Final = ("57P01", "57P02", "57P03")
-
-
-def never_ran(failure: psycopg.OperationalError) -> bool:
-    """Whether an insert that failed so certainly did not run: then, and only then, it may
-    be tried again on another connection (never a second insert after a commit that may
-    have happened)."""
-    return isinstance(failure, NotSent) or failure.sqlstate in _SESSION_ENDED
-
-
-def insert_values(job: _validate.Checked) -> _wire.Params:
-    """insert_job's parameters for a checked job, in binary format."""
-    run_at_us = None if job.run_at is None else _wire.timestamp_us(job.run_at)
-    return _protocol.insert_values(job.queue, job.priority, run_at_us, job.job_class, job.args)
-
-
-def database_url(explicit: str | None = None) -> str:
-    """The connection string: the argument, else QUE_DATABASE_URL, else DATABASE_URL."""
-    url = explicit or os.environ.get("QUE_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if not url:
-        raise ValueError("no database given: pass a connection string or set QUE_DATABASE_URL (or DATABASE_URL)")
-    return url
-
-
-def connection_options(application_name: str) -> dict[str, Any]:
-    """How que opens the connections it owns (see the module docstring)."""
-    return {
-        "autocommit": True,
-        "prepare_threshold": None,
-        "client_encoding": "utf8",
-        "application_name": application_name,
-    }
-
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     _loaders.register(conn)
-
-
-def idle_and_quiet(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
-    """A cheap check, with no round trip, that a pooled connection is still alive.
-
-    An idle autocommit connection receives nothing unless the server is ending it (a
-    restart, pg_terminate_backend, an idle timeout send a FATAL message and close): a
-    socket with something to read means the connection is about to fail.
-    """
-    pg = conn.pgconn
-    if pg.status != pq.ConnStatus.OK or pg.transaction_status != pq.TransactionStatus.IDLE:
-        return False
-    try:
-        readable, _, _ = select.select([pg.socket], [], [], 0)
-    except (OSError, ValueError, psycopg.OperationalError):
-        return False
-    return not readable
 
 
 class Client:
@@ -254,20 +213,29 @@ class Client:
             checked = _validate2.job(job_class, args, kwargs, tags, queue, priority, run_at)
             if conn is not None:
                 return _enqueue2.insert_one(_callers.connection_of(conn), checked)
-            with self._borrow() as (own, _):
-                return _enqueue2.insert_one(own, checked)
+            return self._insert_once(lambda own, _: _enqueue2.insert_one(own, checked))
         _validate.refuse_que2_fields(kwargs, tags)
         job = _validate.job(job_class, args, "" if queue is None else queue, priority, run_at)
         if conn is not None:
             caller = _callers.connection_of(conn)
             return _callers.run(caller, _callers.insert_one(caller, job, self.notify))[0]
-        values = insert_values(job)
+        values = _inserts.values(job)
+
+        def insert(own: psycopg.Connection[Any], session: Session) -> Job:
+            _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+            return wait(_inserts.insert(session, values, self.notify), own.pgconn.socket)
+
+        return self._insert_once(insert)
+
+    def _insert_once(self, insert: Callable[[psycopg.Connection[Any], Session], Job]) -> Job:
+        """One insert on a pooled connection. A connection the server ended under it (a
+        restart) is replaced and the insert tried again, but only when it certainly never
+        ran: a second insert after a commit that may have happened would duplicate the job."""
         attempts = self._pool.max_size + 1
         for attempt in range(1, attempts + 1):
             own, session = self._checkout()
             try:
-                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
-                return wait(_protocol.insert(session, values, self.notify), own.pgconn.socket)
+                return insert(own, session)
             except psycopg.OperationalError as failure:
                 if attempt == attempts or not never_ran(failure):
                     raise
@@ -311,7 +279,7 @@ class Client:
             if big:
                 with own.transaction():
                     return _callers.copy_many(own, checked, self.notify)
-            return wait(_protocol.insert_many(session, checked, self.notify), own.pgconn.socket)
+            return wait(_inserts.insert_many(session, checked, self.notify), own.pgconn.socket)
 
     # -- locking ------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import que
 from harness import implementations, lab, results
 from harness.lab import advisory_locks, wait_until
 from que import _protocol
+from que._connecting import connection_options
 from que._session import Session
 from que._waiting import wait
-from que.client import connection_options
 from tests.conftest import rows
 
 

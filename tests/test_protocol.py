@@ -10,10 +10,10 @@ import que
 from harness.lab import advisory_locks
 from harness.lab import wait_until as wait_for
 from que import _protocol
+from que._connecting import connection_options
 from que._protocol import Finish, Locked
 from que._session import Session, statement
 from que._waiting import wait
-from que.client import connection_options
 from tests.conftest import rows
 
 

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import que._inserts
 import que._protocol
 import que._validate
 import que._wire
 import que.errors
 
 protocol: Any = que._protocol
+inserts: Any = que._inserts
 
 
 def _rewritten(statement: Any, old: str, new: str) -> Any:
@@ -130,7 +132,7 @@ def _client_clock() -> None:
     mine = f"'{datetime.now(UTC).isoformat()}'::timestamptz"
     _rewrite_walks("now()", mine)
     protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "now()", mine)
-    protocol.INSERT_JOB = _rewritten(protocol.INSERT_JOB, "now()", mine)
+    inserts.INSERT_JOB = _rewritten(inserts.INSERT_JOB, "now()", mine)
 
 
 def _local_wall_time() -> None:

@@ -8,7 +8,7 @@ differs (que._waiting.wait_async).
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -17,12 +17,12 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from que import _callers, _enqueue2, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql
+from que import _callers, _enqueue2, _inserts, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql
+from que._connecting import connection_options, database_url, idle_and_quiet, never_ran
 from que._session import Session
 from que._validate import NewJob
 from que._waiting import wait_async
 from que.aio._lock import AsyncLockedJob
-from que.client import connection_options, database_url, idle_and_quiet, insert_values, never_ran
 from que.errors import redacted, remember_secrets
 from que.job import Job
 
@@ -118,7 +118,7 @@ class AsyncClient:
             )
 
     async def _checkout(self) -> tuple[psycopg.AsyncConnection[Any], Session]:
-        """A pooled connection that is not already dead (see que.client.idle_and_quiet)."""
+        """A pooled connection that is not already dead (see que._connecting.idle_and_quiet)."""
         self._check_loop()
         for _ in range(self._pool.max_size):
             conn = await self._pool.getconn()
@@ -201,20 +201,28 @@ class AsyncClient:
             checked = _validate2.job(job_class, args, kwargs, tags, queue, priority, run_at)
             if conn is not None:
                 return await _enqueue2.insert_one_async(await _callers.async_connection_of(conn), checked)
-            async with self._borrow() as (own, _):
-                return await _enqueue2.insert_one_async(own, checked)
+            return await self._insert_once(lambda own, _: _enqueue2.insert_one_async(own, checked))
         _validate.refuse_que2_fields(kwargs, tags)
         job = _validate.job(job_class, args, "" if queue is None else queue, priority, run_at)
         if conn is not None:
             caller = await _callers.async_connection_of(conn)
             return (await _callers.run_async(caller, _callers.insert_one(caller, job, self.notify)))[0]
-        values = insert_values(job)
+        values = _inserts.values(job)
+
+        async def insert(own: psycopg.AsyncConnection[Any], session: Session) -> Job:
+            _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
+            return await wait_async(_inserts.insert(session, values, self.notify), own.pgconn.socket)
+
+        return await self._insert_once(insert)
+
+    async def _insert_once(self, insert: Callable[[psycopg.AsyncConnection[Any], Session], Awaitable[Job]]) -> Job:
+        """One insert on a pooled connection, tried again on another only when the server
+        ended the first under it and the insert certainly never ran (see que.Client)."""
         attempts = self._pool.max_size + 1
         for attempt in range(1, attempts + 1):
             own, session = await self._checkout()
             try:
-                _wire.check_representable(job.texts(), session.server_codec, session.server_encoding)
-                return await wait_async(_protocol.insert(session, values, self.notify), own.pgconn.socket)
+                return await insert(own, session)
             except psycopg.OperationalError as failure:
                 if attempt == attempts or not never_ran(failure):
                     raise
@@ -254,7 +262,7 @@ class AsyncClient:
             if big:
                 async with own.transaction():
                     return await _callers.copy_many_async(own, checked, self.notify)
-            return await wait_async(_protocol.insert_many(session, checked, self.notify), own.pgconn.socket)
+            return await wait_async(_inserts.insert_many(session, checked, self.notify), own.pgconn.socket)
 
     # -- locking ------------------------------------------------------------------
 
