@@ -23,6 +23,7 @@ from que import (
     _inserts,
     _loaders,
     _protocol,
+    _setup,
     _validate,
     _validate2,
     _wire,
@@ -296,7 +297,7 @@ class Client:
             raise ValueError(dialect.ONE_AT_A_TIME_IS_QUE_0)
         conn, session = self._checkout()
         try:
-            wait(_protocol.set_up(session), conn.pgconn.socket)
+            wait(_setup.set_up(session), conn.pgconn.socket)
             locked = wait(_protocol.lock(session, queue), conn.pgconn.socket)
         except BaseException:
             conn.close()

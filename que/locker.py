@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import psycopg
 
-from que import _ledger, _protocol
+from que import _ledger, _setup
 from que._ledger import Ledger
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
@@ -246,7 +246,7 @@ class Locker:
                     pass
         if listening and len(readable) > (self._wake_r in readable):
             assert session is not None
-            if _protocol.notified(session, self.queue):
+            if _setup.notified(session, self.queue):
                 with self._cond:
                     self._poll_now = True
 

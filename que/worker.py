@@ -25,7 +25,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import pq
 
-from que import _handlers, _protocol, _validate, dialect
+from que import _handlers, _protocol, _setup, _validate, dialect
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
@@ -111,9 +111,9 @@ def open_session(client: Client, name: str, listen: bool) -> tuple[psycopg.Conne
     conn = client.connect(application_name=name)
     try:
         session = Session(conn.pgconn)
-        wait(_protocol.set_up(session), conn.pgconn.socket)
+        wait(_setup.set_up(session), conn.pgconn.socket)
         if listen:
-            wait(_protocol.listen(session), conn.pgconn.socket)
+            wait(_setup.listen(session), conn.pgconn.socket)
     except BaseException:
         conn.close()
         raise
@@ -321,7 +321,7 @@ class Worker:
         deadline = time.monotonic() + self.wake_interval
         while not self._wake.is_set() and (left := deadline - time.monotonic()) > 0:
             # Short slices keep request_stop() and wake() responsive while listening.
-            if readable(self._conn.pgconn.socket, min(left, 0.05)) and _protocol.notified(session, self.queue):
+            if readable(self._conn.pgconn.socket, min(left, 0.05)) and _setup.notified(session, self.queue):
                 break
         self._wake.clear()
 

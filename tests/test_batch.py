@@ -11,7 +11,7 @@ import pytest
 import que
 from harness import implementations, lab, results
 from harness.lab import advisory_locks, wait_until
-from que import _protocol
+from que import _protocol, _setup
 from que._connecting import connection_options
 from que._session import Session
 from que._waiting import wait
@@ -21,7 +21,7 @@ from tests.conftest import rows
 def engine(url: str) -> tuple[psycopg.Connection[Any], Session]:
     conn = psycopg.connect(url, **connection_options("que batch test"))
     session = Session(conn.pgconn)
-    wait(_protocol.set_up(session), conn.pgconn.socket)
+    wait(_setup.set_up(session), conn.pgconn.socket)
     return conn, session
 
 

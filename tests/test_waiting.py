@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from que import _protocol
+from que import _setup
 from que._session import Session, execute, statement
 from que._waiting import Channel
 
@@ -53,7 +53,7 @@ def test_a_channel_lets_go_of_a_socket_whose_session_ended(
 ) -> None:
     async def main() -> None:
         aconn, session, channel = await _channel(database_url)
-        await channel.run(_protocol.set_up(session))
+        await channel.run(_setup.set_up(session))
         pid = aconn.pgconn.backend_pid
         if when == "idle":
             await asyncio.to_thread(_terminate, database_url, pid)

@@ -16,6 +16,7 @@ import psycopg
 
 import que
 import que._protocol
+import que._setup
 from harness import mutation
 from harness.testees import broken
 from harness.testees.common import (
@@ -174,7 +175,7 @@ class Testee:
         assert self.client is not None
         conn = self.client.connect("que batch testee")
         session = Session(conn.pgconn)
-        wait(que._protocol.set_up(session), conn.pgconn.socket)
+        wait(que._setup.set_up(session), conn.pgconn.socket)
         locked = wait(que._protocol.claim(session, queue, count), conn.pgconn.socket)
         for job in locked:
             self.batches[job.job.job_id] = (conn, session, locked)

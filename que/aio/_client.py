@@ -17,7 +17,20 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from que import _callers, _enqueue2, _inserts, _loaders, _protocol, _validate, _validate2, _wire, dialect, schema, sql
+from que import (
+    _callers,
+    _enqueue2,
+    _inserts,
+    _loaders,
+    _protocol,
+    _setup,
+    _validate,
+    _validate2,
+    _wire,
+    dialect,
+    schema,
+    sql,
+)
 from que._connecting import connection_options, database_url, idle_and_quiet, never_ran
 from que._session import Session
 from que._validate import NewJob
@@ -275,7 +288,7 @@ class AsyncClient:
             raise ValueError(dialect.ONE_AT_A_TIME_IS_QUE_0)
         conn, session = await self._checkout()
         try:
-            await wait_async(_protocol.set_up(session), conn.pgconn.socket)
+            await wait_async(_setup.set_up(session), conn.pgconn.socket)
             locked = await wait_async(_protocol.lock(session, queue), conn.pgconn.socket)
         except BaseException:
             await conn.close()

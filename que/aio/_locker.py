@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from que import _handlers, _ledger, _protocol
+from que import _handlers, _ledger, _protocol, _setup
 from que._handlers import INTERRUPTS
 from que._ledger import Ledger
 from que._protocol import Finish, Locked
@@ -155,9 +155,9 @@ class AsyncLocker:
         channel.attach(conn.pgconn.consume_input)
         try:
             session = Session(conn.pgconn)
-            await channel.run(_protocol.set_up(session))
+            await channel.run(_setup.set_up(session))
             if self.listen:
-                await channel.run(_protocol.listen(session))
+                await channel.run(_setup.listen(session))
         except BaseException:
             channel.close()
             conn.pgconn.finish()
@@ -237,7 +237,7 @@ class AsyncLocker:
                         waiting.cancel()
                 if readable.is_set():
                     readable.clear()
-                    if session is not None and _protocol.notified(session, self.queue):
+                    if session is not None and _setup.notified(session, self.queue):
                         self._poll_now = True
                         break
         finally:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from que import _handlers, _protocol, _validate
+from que import _handlers, _protocol, _setup, _validate
 from que._handlers import INTERRUPTS, Handler
 from que._protocol import Finish, Locked
 from que._session import PQGen, Session
@@ -170,9 +170,9 @@ class AsyncWorker:
         channel.attach(conn.pgconn.consume_input)
         try:
             session = Session(conn.pgconn)
-            await channel.run(_protocol.set_up(session))
+            await channel.run(_setup.set_up(session))
             if self.listen:
-                await channel.run(_protocol.listen(session))
+                await channel.run(_setup.listen(session))
         except BaseException:
             channel.close()
             conn.pgconn.finish()
@@ -335,7 +335,7 @@ class AsyncWorker:
                     waiting.cancel()
                 if readable.is_set():
                     readable.clear()
-                    if _protocol.notified(session, self.queue):
+                    if _setup.notified(session, self.queue):
                         break
         finally:
             channel.on_idle = None
