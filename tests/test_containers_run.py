@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from harness import containers, engine
+from harness.lab import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,15 +140,22 @@ def test_a_stopped_run_leaves_no_container_network_or_daemon(tmp_path: Path) -> 
         text=True,
     )
     host = f"unix://{engine.SOCKET}" if owned else None
-    deadline = time.monotonic() + 900
-    running: list[str] = []
-    while time.monotonic() < deadline and process.poll() is None and not running:
-        if containers.docker_unavailable_reason(host) is None:
-            client = docker.DockerClient(base_url=host) if host else docker.from_env()
-            selector = {"label": f"{containers.RUN_LABEL}={run}"}
-            running = [c.name for c in client.containers.list(filters=selector) if c.name.endswith(("-python", "-go"))]
-        time.sleep(0.2)
-    assert running, f"no testee container started: {process.poll()}"
+    selector = {"label": f"{containers.RUN_LABEL}={run}"}
+
+    def running() -> list[str] | bool:
+        """The run's testee containers, or True once the harness has ended (first)."""
+        if process.poll() is not None:
+            return True
+        if containers.docker_unavailable_reason(host) is not None:
+            return []
+        client = docker.DockerClient(base_url=host) if host else docker.from_env()
+        try:
+            return [c.name for c in client.containers.list(filters=selector) if c.name.endswith(("-python", "-go"))]
+        finally:
+            client.close()
+
+    found = wait_until(running, 900, "a testee container of the run")
+    assert isinstance(found, list), f"the harness ended before any testee container started: {process.returncode}"
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=180)
     assert process.returncode != 0, output[-3000:]
