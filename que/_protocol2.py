@@ -185,18 +185,21 @@ class Books:
         self.done.clear()
 
     def wanted(self) -> dict[int, int]:
-        """Ruby's available_priorities: idle workers by threshold, the buffer's room added
-        to the most permissive one, minus the jobs already waiting for them."""
+        """Ruby's available_priorities: the idle workers by threshold, and the buffer's free
+        space added to the most permissive threshold. A ready job an idle worker may take
+        counts as taken (Ruby's worker would have popped it already): it leaves that
+        worker's place and the buffer."""
         wanted: dict[int, int] = {}
         for priority, count in self.idle.items():
             threshold = ANY_PRIORITY if priority is None else priority
             wanted[threshold] = wanted.get(threshold, 0) + count
-        if wanted:
-            top = max(wanted)
-            wanted[top] += max(0, self.size - len(self.ready))
-        for job in self.ready:  # each waiting job will take one of these places
+        waiting = len(self.ready)
+        for job in self.ready:
             for threshold in sorted(wanted):
                 if threshold >= job.priority and wanted[threshold] > 0:
                     wanted[threshold] -= 1
+                    waiting -= 1
                     break
+        top = max(ANY_PRIORITY if priority is None else priority for priority in self.priorities)
+        wanted[top] = wanted.get(top, 0) + max(0, self.size - waiting)
         return {t: c for t, c in wanted.items() if c > 0}

@@ -5,6 +5,7 @@ import asyncio
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -267,3 +268,40 @@ def test_a_worker_whose_connection_dies_with_its_job_goes_on_working(v7: que.Cli
 
         aio.run(main())
     assert locks(v7) == []
+
+
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
+def test_the_locker_keeps_its_buffer_topped_up_as_jobs_are_taken(v7: que.Client, kind: str) -> None:
+    """Ruby Que 2's available_priorities asks for the idle workers plus the buffer's free
+    space: as the one worker takes a buffered job, the next poll locks one more, so the
+    locker holds 1 + 8 jobs again long before the buffer has run dry."""
+    done: list[int] = []
+
+    def job(n: int) -> None:
+        time.sleep(0.3)  # the job's own work: long enough for polls between two takes
+        done.append(n)
+
+    for n in range(20):
+        v7.enqueue("Job", n)
+
+    def topped_up() -> bool:
+        with v7.connection() as conn:
+            return 2 <= len(done) <= 6 and len(advisory_locks(conn)) == 9
+
+    if kind == "threads":
+        pool = que.WorkerPool(v7, {"Job": job}, count=1, wake_interval=0.05).start()
+        try:
+            wait_until(topped_up, 10, "nine locks again after two jobs ran")
+        finally:
+            assert pool.shutdown(20)
+    else:
+
+        async def main() -> None:
+            async with aio.AsyncClient(v7.conninfo) as client:
+                pool = await aio.AsyncWorkerPool(client, {"Job": job}, count=1, wake_interval=0.05).start()
+                try:
+                    await asyncio.to_thread(wait_until, topped_up, 10, "nine locks again after two jobs ran")
+                finally:
+                    assert await pool.shutdown(20)
+
+        aio.run(main())
