@@ -1,5 +1,6 @@
 """`make rules`: every term of Ruby Que 0.14.3's statements and computed values
-(fixtures/catalogue.json), each with the conformance cells that check it.
+(fixtures/catalogue.json) and of Ruby Que 2.4.1's (fixtures/catalogue2.json, checked by the
+cells of conformance/que2/), each with the conformance cells that check it.
 
 A cell names the terms it checks with `@pytest.mark.covers(...)`. This lists term -> cells
 (and, after `make mutate`, the cells that killed the term's mutants and how fast) and
@@ -28,11 +29,13 @@ MUTATION_RESULTS = Path("results") / "mutation" / "latest.json"
 
 
 def terms() -> list[dict[str, Any]]:
-    return list(fixture("catalogue.json")["terms"])
+    return [*fixture("catalogue.json")["terms"], *fixture("catalogue2.json")["terms"]]
 
 
 def test_modules() -> list[str]:
-    return sorted(path.stem for path in HERE.glob("test_*.py"))
+    """Dotted module names under conformance/: the 0.14 dialect's and the Que 2 dialect's."""
+    found = [path.relative_to(HERE).with_suffix("") for path in [*HERE.glob("test_*.py"), *HERE.glob("que2/test_*.py")]]
+    return sorted(".".join(path.parts) for path in found)
 
 
 def covering() -> dict[str, list[str]]:
@@ -46,7 +49,7 @@ def covering() -> dict[str, list[str]]:
             for mark in getattr(function, "pytestmark", []):
                 if mark.name == "covers":
                     for term in mark.args:
-                        found.setdefault(term, []).append(f"{module_name}.py::{name}")
+                        found.setdefault(term, []).append(f"{module_name.replace('.', '/')}.py::{name}")
     return found
 
 

@@ -30,6 +30,7 @@ SCHEMAS = {
     "ordering.json": "ordering.schema.json",
     "rules.json": "rules.schema.json",
     "catalogue.json": "catalogue.schema.json",
+    "catalogue2.json": "catalogue.schema.json",
 }
 
 
@@ -161,16 +162,24 @@ def check_schema(data: Any) -> list[str]:
     return problems
 
 
-def check_catalogue(data: Any) -> list[str]:
+def check_catalogue(data: Any, name: str = "catalogue.json") -> list[str]:
     """Term ids are unique and each names a rule of rules.json."""
     problems = []
     rules_known = set(load("rules.json")["rules"])
     ids = [term["id"] for term in data["terms"]]
-    problems += [f"catalogue.json: term {i} is listed twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    problems += [f"{name}: term {i} is listed twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
     for term in data["terms"]:
         if term["rule"] not in rules_known:
-            problems.append(f"catalogue.json: {term['id']} names rule {term['rule']!r}, which rules.json lacks")
+            problems.append(f"{name}: {term['id']} names rule {term['rule']!r}, which rules.json lacks")
     return problems
+
+
+def check_catalogue2(data: Any) -> list[str]:
+    """As check_catalogue, for Ruby Que 2.4.1's terms; no id shared with Que 0.14.3's."""
+    shared = {t["id"] for t in data["terms"]} & {t["id"] for t in load("catalogue.json")["terms"]}
+    return check_catalogue(data, "catalogue2.json") + [
+        f"catalogue2.json: {i} is a term of catalogue.json too" for i in sorted(shared)
+    ]
 
 
 SEMANTIC = {
@@ -183,6 +192,7 @@ SEMANTIC = {
     "schema_v3.json": check_schema,
     "rules.json": check_rules,
     "catalogue.json": check_catalogue,
+    "catalogue2.json": check_catalogue2,
 }
 
 

@@ -35,6 +35,7 @@ AREAS = {
     "test_que2_enqueue": "2.x enqueue",
     "test_que2_arguments": "2.x arguments",
     "test_que2_locker": "2.x locker",
+    "test_que2_poll": "2.x poll",
     "test_que2_retries": "2.x retries",
     "test_que2_exactly_once": "2.x exactly-once",
 }

@@ -19,6 +19,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"  # a link to fixtures/ i
 ECHO = "QueConformance::Echo"
 FAIL = "QueConformance::Fail"
 SLEEP = "QueConformance::Sleep"
+FINISH = "QueConformance::Finish"  # the Que 2 dialect only
+EXPIRE = "QueConformance::Expire"  # the Que 2 dialect only
 UNKNOWN = "QueConformance::NoSuchJob"
 
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet
@@ -11,6 +12,7 @@ from conformance.support import ECHO
 from harness.testee import TesteeError
 
 
+@pytest.mark.covers("que2.insert_job.version", "que2.insert_job.run_at")
 def test_defaults(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     before = db.execute("SELECT now()").fetchone()
     job_id = fleet.get(impl).enqueue(ECHO)

@@ -14,6 +14,7 @@ from conformance.support import ECHO, advisory_locks, executions
 JOBS = 300
 
 
+@pytest.mark.covers("que2.check_job.row")
 def test_every_row_together_works_each_job_once(fleet: Fleet, db: psycopg.Connection[Any], request: Any) -> None:
     rows = []
     for name in fleet.names():

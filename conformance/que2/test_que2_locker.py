@@ -1,16 +1,27 @@
 """Area 2.x locker: registration in que_lockers, the NOTIFY that wakes it, the lock held
 while a job runs, priority thresholds and the job schema version filter."""
 
+import json
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require
 from conformance.que2.witness import QUEUE, insert, jobs, lockers, working
-from conformance.support import ECHO, SLEEP, advisory_locks, executions
+from conformance.support import ECHO, EXPIRE, FINISH, SLEEP, advisory_locks, executions, server_now
+from harness.results import TABLE
 
 
+@pytest.mark.covers(
+    "que2.register_locker.row",
+    "que2.listener.format",
+    "que2.poll_jobs.lock",
+    "que2.lock_jobs.lock",
+    "que2.unlock_jobs.key",
+    "que2.destroy_job.delete",
+)
 def test_registers_is_notified_and_holds_the_lock_while_the_job_runs(
     impl: str, fleet: Fleet, db: psycopg.Connection[Any]
 ) -> None:
@@ -48,15 +59,88 @@ def test_registers_is_notified_and_holds_the_lock_while_the_job_runs(
     check_equal(advisory_locks(db), [], "que2-lock", impl=impl, detail="locks after the stop")
 
 
+@pytest.mark.covers("que2.poll_jobs.ceiling", "que2.poll_jobs.version", "que2.job_buffer.take")
 def test_priority_thresholds_and_the_job_schema_version(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """A locker whose one worker has priority 10 finds a job of priority 50 and a row of
+    job_schema_version 1 at priority 5 when it starts: it locks neither (the poll walks
+    nothing above its highest threshold, and no row of another version). Then a job of
+    priority 5 comes: it runs; the other two stay."""
     require(fleet.info(impl), "work_pool")
-    high = insert(db, ECHO, '["high"]', priority=5)
     low = insert(db, ECHO, '["low"]', priority=50)
-    old = insert(db, ECHO, '["version 1"]', job_schema_version=1)
-    fleet.get(impl).request(
-        "work", queue=QUEUE, workers=1, priorities=[10], deadline_ms=1500, min_duration_ms=1000, wake_interval_ms=50
-    )
+    old = insert(db, ECHO, '["version 1"]', priority=5, job_schema_version=1)
+    locked: set[int] = set()
+
+    def sample() -> set[int]:
+        locked.update(lock.key for lock in advisory_locks(db))
+        return locked
+
+    # The priority-50 job keeps the queue from draining: the locker runs until its deadline.
+    request = {"queue": QUEUE, "workers": 1, "priorities": [10], "deadline_ms": 6000, "wake_interval_ms": 50}
+    with working(fleet.get(impl), min_duration_ms=1000, **request) as box:
+        check(within(15, lambda: (sample() and False) or lockers(db)), "que2-locker-registration", impl=impl)
+        high = insert(db, ECHO, '["high"]', priority=5)
+        within(15, lambda: (sample() and False) or executions(db))
+        sample()
+    check("error" not in box, "que2-thresholds", impl=impl, detail=f"work failed: {box.get('error')}")
     check_equal([r["job_id"] for r in executions(db)], [high], "que2-thresholds", impl=impl, detail="jobs worked")
     left = [r["id"] for r in jobs(db)]
     check(low in left, "que2-thresholds", impl=impl, detail="a worker of priority 10 took a priority-50 job")
-    check(old in left, "que2-version-filter", impl=impl, detail="a job_schema_version 1 row was worked")
+    check(low not in locked, "que2-thresholds", impl=impl, detail="a locker of priority 10 locked a priority-50 job")
+    check(old in left and old not in locked, "que2-version-filter", impl=impl, detail="a version 1 row was taken")
+
+
+@pytest.mark.covers("que2.finish_job.columns", "que2.expire_job.columns", "que2.destroy_job.delete", "que2.retry.limit")
+def test_a_job_may_finish_or_expire_itself_instead_of_being_destroyed(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """Que 2's job methods: a job that calls `finish` keeps its row with finished_at, one
+    that calls `expire` keeps it with expired_at and error_count + 1; each runs once."""
+    require(fleet.info(impl), "work_pool")
+    finished = insert(db, FINISH)
+    expired = insert(db, EXPIRE)
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=20_000, wake_interval_ms=50)
+    check_equal(
+        sorted(r["job_id"] for r in executions(db)), [finished, expired], "que2-destroy", impl=impl, detail="runs"
+    )
+    rows = {row["id"]: row for row in jobs(db)}
+    seen = {
+        job_id: (row["finished_at"] is not None, row["expired_at"] is not None, row["error_count"])
+        for job_id, row in rows.items()
+    }
+    expected = {finished: (True, False, 0), expired: (False, True, 1)}
+    check_equal(seen, expected, "que2-destroy", impl=impl, detail="(finished, expired, error_count) of the kept rows")
+
+
+@pytest.mark.covers("que2.listener.format")
+def test_a_notification_of_another_shape_is_ignored(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Que 2's listener reads a job_available message only with exactly its keys and types.
+    A job written without its NOTIFY (que.skip_notify), under a locker that polls every 30
+    s, is named by three malformed messages (an extra key, the id as a string, another
+    message_type) and then by a well-formed one: it runs after the well-formed one only."""
+    require(fleet.info(impl), "work_pool")
+    request = {"queue": QUEUE, "workers": 1, "deadline_ms": 20_000, "min_duration_ms": 2000, "wake_interval_ms": 30_000}
+    with working(fleet.get(impl), **request) as box:
+        check(within(15, lambda: lockers(db)), "que2-locker-registration", impl=impl, detail="no locker registered")
+        channel = f"que_listener_{lockers(db)[0]['pid']}"
+        with db.transaction():
+            db.execute("SET LOCAL que.skip_notify TO true")
+            job_id = insert(db, ECHO, '["quiet"]')
+        [row] = jobs(db)
+        good = {
+            "message_type": "job_available",
+            "queue": QUEUE,
+            "priority": 100,
+            "id": job_id,
+            "run_at": row["run_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        for bad in ({**good, "extra": 1}, {**good, "id": str(job_id)}, {**good, "message_type": "job_done"}):
+            db.execute("SELECT pg_notify(%s, %s)", [channel, json.dumps(bad, separators=(",", ":"))])
+        check(not within(1, lambda: executions(db)), "que2-notify", impl=impl, detail="a malformed message ran the job")
+        sent = server_now(db)
+        db.execute("SELECT pg_notify(%s, %s)", [channel, json.dumps(good, separators=(",", ":"))])
+        check(
+            within(10, lambda: executions(db)), "que2-notify", impl=impl, detail="the well-formed message ran nothing"
+        )
+    check("error" not in box, "que2-notify", impl=impl, detail=f"work failed: {box.get('error')}")
+    [ran] = db.execute(f"SELECT at FROM {TABLE}").fetchall()
+    check(ran[0] > sent, "que2-notify", impl=impl, detail="the job ran before the well-formed message", seen=ran[0])

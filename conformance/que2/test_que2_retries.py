@@ -4,6 +4,7 @@ the retry limit."""
 from typing import Any
 
 import psycopg
+import pytest
 
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet, require
@@ -11,6 +12,13 @@ from conformance.que2.witness import QUEUE, insert, jobs
 from conformance.support import FAIL
 
 
+@pytest.mark.covers(
+    "que2.set_error.count",
+    "que2.set_error.run_at",
+    "que2.set_error.message",
+    "que2.set_error.backtrace",
+    "que2.retry.limit",
+)
 def test_a_failure_backs_off_and_keeps_the_cut_message(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     require(fleet.info(impl), "work_pool")
     insert(db, FAIL, '["' + "x" * 600 + '"]')
@@ -23,14 +31,22 @@ def test_a_failure_backs_off_and_keeps_the_cut_message(impl: str, fleet: Fleet, 
     check_equal(row["last_error_message"], ("RuntimeError: " + "x" * 600)[:500], "que2-retry", impl=impl)
     backtrace = row["last_error_backtrace"] or ""
     check(0 < len(backtrace) <= 10_000, "que2-retry", impl=impl, detail="a backtrace of at most 10,000 characters")
+    lines = backtrace.split("\n")
+    check(len(lines) >= 2 and all(lines), "que2-retry", impl=impl, detail="one frame per line", seen=backtrace[:300])
     check_equal((row["expired_at"], row["finished_at"]), (None, None), "que2-retry", impl=impl)
 
 
+@pytest.mark.covers("que2.expire_job.columns", "que2.retry.limit")
 def test_past_the_retry_limit_the_job_expires(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Que 2's maximum_retry_count is 15: the 15th failure is still retried, the 16th
+    expires the job and leaves the error columns as the previous failure wrote them."""
     require(fleet.info(impl), "work_pool")
-    insert(db, FAIL, '["again"]', error_count=15, last_error_message="before", last_error_backtrace="trace")
+    last = insert(db, FAIL, '["last"]', error_count=14)
+    past = insert(db, FAIL, '["again"]', error_count=15, last_error_message="before", last_error_backtrace="trace")
     fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=20_000)
-    [row] = jobs(db)
-    check(row["expired_at"] is not None, "que2-expire", impl=impl, detail="expired_at is set")
-    seen = (row["error_count"], row["last_error_message"], row["last_error_backtrace"])
+    rows = {row["id"]: row for row in jobs(db)}
+    retried = (rows[last]["error_count"], rows[last]["expired_at"], rows[last]["last_error_message"])
+    check_equal(retried, (15, None, "RuntimeError: last"), "que2-retry", impl=impl, detail="the 15th failure")
+    check(rows[past]["expired_at"] is not None, "que2-expire", impl=impl, detail="expired_at is set")
+    seen = (rows[past]["error_count"], rows[past]["last_error_message"], rows[past]["last_error_backtrace"])
     check_equal(seen, (16, "before", "trace"), "que2-expire", impl=impl)

@@ -104,6 +104,8 @@ JOB_CLASSES = {
     "QueConformance::Sleep": "sleep",
     "QueConformance::Noop": "noop",
     "QueConformance::Flaky": "flaky",
+    "QueConformance::Finish": "finishes",  # the Que 2 dialect only
+    "QueConformance::Expire": "expires",  # the Que 2 dialect only
 }
 
 

@@ -87,6 +87,16 @@ class Testee:
     def noop(self, *args: Any) -> None:
         pass
 
+    def finishes(self, *args: Any, **kwargs: Any) -> None:
+        """Que 2: marks its job finished (kept, with finished_at) instead of destroyed."""
+        self.record(None)
+        que.finish()
+
+    def expires(self, *args: Any, **kwargs: Any) -> None:
+        """Que 2: expires its job (kept, with expired_at) instead of destroying it."""
+        self.record(None)
+        que.expire()
+
     def flaky(self, failures: int = 1, *rest: Any) -> None:
         """Fail until the job has failed `failures` times, then record the count."""
         count = que.current_job().error_count

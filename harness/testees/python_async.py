@@ -76,6 +76,14 @@ class AsyncTestee:
     async def noop(self, *args: Any) -> None:
         pass
 
+    async def finishes(self, *args: Any, **kwargs: Any) -> None:
+        await self.record(None)
+        que.finish()
+
+    async def expires(self, *args: Any, **kwargs: Any) -> None:
+        await self.record(None)
+        que.expire()
+
     async def flaky(self, failures: int = 1, *rest: Any) -> None:
         count = que.current_job().error_count
         if count < int(failures):
