@@ -44,9 +44,10 @@ fixtures-check: venv
 rules: venv
 	$(PY) -m conformance.catalogue
 
-# Every mutant of que's statements and formulas (harness/mutation.py) through the suite as an
-# outside testee; fails on a survivor not listed in harness/equivalent_mutants.json.
-# ARGS passes options, e.g. make mutate ARGS="--only lock_job", ARGS="--list" or
+# Every mutant of que's statements and formulas (harness/mutation.py), of both dialects, through
+# that dialect's cells as an outside testee; fails on a survivor not listed in
+# harness/equivalent_mutants.json.
+# ARGS passes options, e.g. make mutate ARGS="--only lock_job", ARGS="--only '^que2'", ARGS="--list" or
 # ARGS="--skip-equivalent" (what CI runs: the listed equivalents are checked by a full run)
 mutate: system-deps venv
 	$(PY) -m harness.mutate $(ARGS)

@@ -3,7 +3,8 @@
 Each mutant runs as the outside testee `python -m harness.testees.python --mutant ID`, alone,
 against a throwaway server of its own, two at a time. First the cells that
 cover the mutated term (`@pytest.mark.covers`), stopping at the first failure; a mutant they
-do not kill then meets every cell of the suite. A mutant is killed when a cell fails; it
+do not kill then meets every cell of the suite. A mutant of the Que 2 dialect's terms
+(sql2, que._protocol2) meets the cells of that dialect (conformance/que2/). A mutant is killed when a cell fails; it
 survives otherwise, which fails the run unless harness/equivalent_mutants.json lists it
 with the reason no observer can tell it from que. A listed mutant that a cell kills fails
 the run too (the list is wrong), as does a mutant killed later than KILL_LIMIT_S.
@@ -75,9 +76,9 @@ def _first_failure(junit: Path) -> tuple[str, str]:
     return "", ""
 
 
-def run_suite(mutant_id: str | None, url: str, select: str | None) -> tuple[int, str, str]:
-    """pytest over the suite with the mutant (que itself for None) as the only row:
-    (status, failed cell, message)."""
+def run_suite(mutant_id: str | None, url: str, select: str | None, dialect: str = "0.14") -> tuple[int, str, str]:
+    """pytest over the suite's cells of `dialect` with the mutant (que itself for None) as
+    the only row: (status, failed cell, message)."""
     with tempfile.TemporaryDirectory(prefix="que-mutant-") as folder:
         testee = f"{shlex.quote(sys.executable)} -m harness.testees.python"
         if mutant_id is not None:
@@ -85,6 +86,7 @@ def run_suite(mutant_id: str | None, url: str, select: str | None) -> tuple[int,
         env = {
             **os.environ,
             "QUE_CONFORMANCE_IMPLS": "",
+            "QUE_CONFORMANCE_DIALECT": dialect,
             "QUE_CONFORMANCE_TESTEES": json.dumps([testee]),
             "QUE_CONFORMANCE_RESULTS": folder,
             "QUE_CONFORMANCE_NO_BUILD": "1",
@@ -108,7 +110,7 @@ def judge(mutant: mutation.Mutant, url: str, covering: dict[str, list[str]], equ
     stages.append(("the whole suite", None))
     outcome = Outcome(mutant.id, mutant.term, mutant.description, "survived")
     for stage, select in stages:
-        status, cell, message = run_suite(mutant.id, url, select)
+        status, cell, message = run_suite(mutant.id, url, select, mutant.dialect)
         outcome.seconds = round(time.monotonic() - started, 1)
         outcome.stage = stage
         if status == 1 or cell:
@@ -186,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
             version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         free = list(urls)
         # A mutant is killed when a cell fails; that means something only if que itself
-        # fails none.
-        status, cell, message = run_suite(None, urls[0], None)
-        if status != 0:
-            failure = cell or f"pytest status {status}"
-            log(f"PROBLEM: the suite fails que itself ({failure}: {message}); no mutant judged")
-            return 1
-        log("que itself passes the whole suite")
+        # fails none, in each dialect the chosen mutants are judged in.
+        for dialect in sorted({mutant.dialect for mutant in chosen}):
+            status, cell, message = run_suite(None, urls[0], None, dialect)
+            if status != 0:
+                failure = cell or f"pytest status {status}"
+                log(f"PROBLEM: the dialect {dialect} suite fails que itself ({failure}: {message}); no mutant judged")
+                return 1
+            log(f"que itself passes the whole suite of the dialect {dialect}")
         log(f"{len(chosen)} mutants, {options.parallel} at a time, PostgreSQL {version}")
 
         def one(mutant: mutation.Mutant) -> Outcome:

@@ -48,6 +48,7 @@ class Mutant:
     fragment: str = ""
     replacement: str = ""
     point: int = -1
+    dialect: str = "0.14"  # the suite dialect whose cells judge it (harness.mutation_sites.Site)
 
 
 # -- text operators ------------------------------------------------------------------------
@@ -148,6 +149,7 @@ def mutants() -> list[Mutant]:
                         site.where,
                         f"{path}: {point.label} (line {getattr(point.node, 'lineno', '?')})",
                         point=index,
+                        dialect=site.dialect,
                     )
                 )
         elif kind == "constant":
@@ -162,6 +164,7 @@ def mutants() -> list[Mutant]:
                         site.where,
                         f"{path}: {value} to {shifted}",
                         replacement=str(shifted),
+                        dialect=site.dialect,
                     )
                 )
         else:
@@ -177,6 +180,7 @@ def mutants() -> list[Mutant]:
                         f"{site.where}: {site.fragment.strip()!r} to {replacement.strip()!r}",
                         fragment=site.fragment,
                         replacement=replacement,
+                        dialect=site.dialect,
                     )
                 )
     ids = [mutant.id for mutant in found]
@@ -205,6 +209,11 @@ def _statement_home(name: str) -> Any:
     raise KeyError(f"no prepared statement {name} in que._protocol or que._inserts")
 
 
+def _sql_module(kind: str) -> Any:
+    """que.sql (the 0.x dialect's statements) or que.sql2 (Que 2's), read at call time."""
+    return importlib.import_module(f"que.{kind}")
+
+
 def problem(mutant: Mutant) -> str | None:
     """Why `mutant` cannot be made from que as it is now (its fragment gone, say), or None."""
     import que._protocol
@@ -217,8 +226,8 @@ def problem(mutant: Mutant) -> str | None:
             home = _statement_home(name)
             if mutant.fragment not in getattr(home, name).source:
                 return f"{mutant.fragment!r} is not in {home.__name__}.{name}"
-    elif kind == "sql" and mutant.fragment not in getattr(que.sql, target):
-        return f"{mutant.fragment!r} is not in que.sql.{target}"
+    elif kind in ("sql", "sql2") and mutant.fragment not in getattr(_sql_module(kind), target):
+        return f"{mutant.fragment!r} is not in que.{kind}.{target}"
     elif kind == "schema":
         direction, _, step = target.partition(":")
         scripts = que.schema._UP if direction == "up" else que.schema._DOWN
@@ -226,7 +235,7 @@ def problem(mutant: Mutant) -> str | None:
             return f"{mutant.fragment!r} is not in migration {target}"
     elif kind == "function" and mutant.point >= len(function_points(target)):
         return f"{target} has no mutation point {mutant.point}"
-    elif kind not in ("statement", "sql", "schema", "function", "constant", "attribute"):
+    elif kind not in ("statement", "sql", "sql2", "schema", "function", "constant", "attribute"):
         return f"unknown site {mutant.where}"
     return None
 
@@ -250,9 +259,9 @@ def apply(mutant_id: str) -> Mutant:
             source = original.source.replace(mutant.fragment, mutant.replacement)
             made = statement(original.name.decode() + "_mutant", source, list(original.params))
             setattr(home, name, made)
-    elif kind == "sql":
-        text = getattr(que.sql, target)
-        setattr(que.sql, target, text.replace(mutant.fragment, mutant.replacement))
+    elif kind in ("sql", "sql2"):
+        module = _sql_module(kind)
+        setattr(module, target, getattr(module, target).replace(mutant.fragment, mutant.replacement))
     elif kind == "schema":
         direction, _, step = target.partition(":")
         scripts = que.schema._UP if direction == "up" else que.schema._DOWN

@@ -11,13 +11,17 @@ class Site:
     `where` is one of: `statement:NAME[,NAME...]` (que._protocol or que._inserts statements, rebuilt from
     their que.sql source), `sql:NAME` (a que.sql string read at call time), `schema:up:N` or
     `schema:down:N` (que.schema's migrations), `function:module.qualname` (AST operators),
-    `constant:module.NAME` (an integer constant shifted by one)."""
+    `constant:module.NAME` (an integer constant shifted by one), `sql2:NAME` (a que.sql2
+    statement, read at call time)."""
 
     term: str
     where: str
     fragment: str = ""
     operators: tuple[str, ...] = ()
     replacements: tuple[str, ...] = ()
+    # "2": a term of Ruby Que 2.4.1's protocol (sql2:NAME, que._protocol2), judged by the
+    # cells of the Que 2 dialect (conformance/que2/).
+    dialect: str = "0.14"
 
 
 WALKS = "statement:CLAIM_JOBS,CLAIM_JOBS_AVOIDING"
@@ -252,4 +256,103 @@ SITES: tuple[Site, ...] = (
     ),
     Site("migration.version", "function:que.schema.steps", operators=("ast",)),
     Site("db_version.read", "function:que.schema.version_of", operators=("ast",)),
+    # -- the Que 2 dialect (Ruby Que 2.4.1): its locker's poll, lock, check and finish
+    *(
+        Site(term, where, fragment, operators, replacements, dialect="2")
+        for term, where, fragment, operators, replacements in (
+            ("que2.poll_jobs.queue", "sql2:POLL_JOBS", "j.queue = %(queue)s::text", ("drop", "case", "trim"), ()),
+            ("que2.poll_jobs.version", "sql2:POLL_JOBS", "j.job_schema_version = 2", ("drop", "flip"), ()),
+            ("que2.poll_jobs.held", "sql2:POLL_JOBS", "NOT j.id = ANY(%(held)s::bigint[])", ("drop",), ()),
+            ("que2.poll_jobs.ceiling", "sql2:POLL_JOBS", "j.priority <= %(ceiling)s::integer", ("drop", "flip"), ()),
+            ("que2.poll_jobs.due", "sql2:POLL_JOBS", "j.run_at <= now()", ("drop", "flip", "shift_now"), ()),
+            (
+                "que2.poll_jobs.unfinished",
+                "sql2:POLL_JOBS",
+                "j.finished_at IS NULL AND j.expired_at IS NULL",
+                (),
+                ("j.finished_at IS NULL", "j.expired_at IS NULL"),
+            ),
+            ("que2.poll_jobs.order", "sql2:POLL_JOBS", "ORDER BY j.priority, j.run_at, j.id", ("order",), ()),
+            ("que2.poll_jobs.slot", "sql2:POLL_JOBS", "threshold >= walk.priority", ("flip",), ()),
+            ("que2.poll_jobs.room", "sql2:POLL_JOBS", "CASE WHEN n = slot.n THEN c - 1 ELSE c END", (), ("c",)),
+            (
+                "que2.poll_jobs.lock",
+                "sql2:POLL_JOBS",
+                "pg_try_advisory_lock(first.id)",
+                (),
+                ("pg_try_advisory_lock(first.id + 1)", "pg_try_advisory_xact_lock(first.id)"),
+            ),
+            ("que2.lock_jobs.held", "sql2:LOCK_NOTIFIED", "NOT id = ANY(%(held)s::bigint[])", ("drop",), ()),
+            ("que2.lock_jobs.lock", "sql2:LOCK_NOTIFIED", "WHERE pg_try_advisory_lock(named.id)", (), ("WHERE true",)),
+            (
+                "que2.push_jobs.unfinished",
+                "sql2:VERIFY_JOBS",
+                "finished_at IS NULL AND expired_at IS NULL AND ",
+                (),
+                ("finished_at IS NULL AND ", "expired_at IS NULL AND ", ""),
+            ),
+            (
+                "que2.unlock_jobs.key",
+                "sql2:UNLOCK_JOBS",
+                "pg_advisory_unlock(v.id)",
+                (),
+                ("pg_advisory_unlock(v.id + 1)",),
+            ),
+            ("que2.check_job.row", "sql2:CHECK_JOB", "WHERE id = %(id)s::bigint", (), ("WHERE id <> %(id)s::bigint",)),
+            (
+                "que2.destroy_job.delete",
+                "sql2:DESTROY_JOB",
+                "DELETE FROM public.que_jobs",
+                (),
+                ("UPDATE public.que_jobs SET finished_at = now()",),
+            ),
+            ("que2.finish_job.columns", "sql2:FINISH_JOB", "SET finished_at = now()", (), ("SET expired_at = now()",)),
+            ("que2.set_error.count", "sql2:SET_ERROR", "error_count = error_count + 1", ("const",), ()),
+            (
+                "que2.set_error.run_at",
+                "sql2:SET_ERROR",
+                "run_at = now() + %(delay)s::float * '1 second'::interval",
+                ("shift_now",),
+                ("run_at = run_at + %(delay)s::float * '1 second'::interval",),
+            ),
+            ("que2.set_error.message", "sql2:SET_ERROR", "left(%(message)s::text, 500)", ("const",), ()),
+            # set_error.backtrace (left(..., 10000)) has no mutant: no job class of the testee
+            # protocol fails with a backtrace that long, so no cell could tell 9,999 from it.
+            (
+                "que2.expire_job.columns",
+                "sql2:EXPIRE_JOB",
+                "SET error_count = error_count + 1, expired_at = now()",
+                (),
+                ("SET expired_at = now()", "SET error_count = error_count + 1, finished_at = now()"),
+            ),
+            ("que2.insert_job.version", "sql2:INSERT_JOB", "  2\n)\nRETURNING", ("const",), ()),
+            (
+                "que2.insert_job.run_at",
+                "sql2:INSERT_JOB",
+                "coalesce(%(run_at)s::timestamptz, now())",
+                ("shift_now",),
+                (),
+            ),
+            (
+                "que2.register_locker.row",
+                "sql2:REGISTER_LOCKER",
+                "pg_backend_pid(), %(worker_count)s",
+                (),
+                ("pg_backend_pid() + 1, %(worker_count)s",),
+            ),
+            (
+                "que2.clean_lockers.dead",
+                "sql2:CLEAN_LOCKERS",
+                "\n   OR NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = public.que_lockers.pid)",
+                (),
+                ("",),
+            ),
+            ("que2.retry.limit", "function:que._protocol2.outcome", "", ("ast",), ()),
+            ("que2.listener.format", "function:que._protocol2.announced_id", "", ("ast",), ()),
+            ("que2.job_buffer.take", "function:que._protocol2.Books.take", "", ("ast",), ()),
+            ("que2.job_buffer.available", "function:que._protocol2.Books.wanted", "", ("ast",), ()),
+            ("que2.poll_jobs.ceiling", "function:que._protocol2.poll_params", "", ("ast",), ()),
+            ("que2.register_locker.row", "function:que._protocol2.register_params", "", ("ast",), ()),
+        )
+    ),
 )

@@ -10,6 +10,7 @@ from harness import mutation
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = json.loads((ROOT / "fixtures" / "catalogue.json").read_text(encoding="utf-8"))
+CATALOGUE2 = json.loads((ROOT / "fixtures" / "catalogue2.json").read_text(encoding="utf-8"))
 
 
 def run(code: str) -> str:
@@ -18,13 +19,25 @@ def run(code: str) -> str:
     return done.stdout.strip()
 
 
-def test_every_mutant_can_be_made_and_names_a_catalogue_term() -> None:
-    terms = {term["id"] for term in CATALOGUE["terms"]}
+def test_every_mutant_can_be_made_and_names_a_term_of_its_dialects_catalogue() -> None:
+    terms = {
+        "0.14": {term["id"] for term in CATALOGUE["terms"]},
+        "2": {term["id"] for term in CATALOGUE2["terms"]},
+    }
     found = mutation.mutants()
-    assert len(found) > 200
+    assert len([m for m in found if m.dialect == "0.14"]) > 200
+    assert len([m for m in found if m.dialect == "2"]) > 100
     problems = [(m.id, mutation.problem(m)) for m in found if mutation.problem(m)]
     assert problems == []
-    assert sorted({m.term for m in found} - terms) == []
+    assert sorted(m.id for m in found if m.term not in terms[m.dialect]) == []
+
+
+def test_a_que_2_statement_mutant_changes_the_statement_the_locker_sends() -> None:
+    code = (
+        "from harness import mutation; mutation.apply('que2.poll_jobs.due:POLL_JOBS:flip-le-to-lt'); "
+        "import que.sql2 as s; print('j.run_at < now()' in s.POLL_JOBS, 'j.run_at <= now()' in s.POLL_JOBS)"
+    )
+    assert run(code) == "True False"
 
 
 def test_every_equivalent_listed_is_the_mutant_it_was_judged_as_with_a_reason() -> None:
