@@ -98,7 +98,7 @@ def test_a_job_may_finish_or_expire_itself_instead_of_being_destroyed(
     require(fleet.info(impl), "work_pool")
     finished = insert(db, FINISH)
     expired = insert(db, EXPIRE)
-    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=20_000, wake_interval_ms=50)
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=10_000, wake_interval_ms=50)
     check_equal(
         sorted(r["job_id"] for r in executions(db)), [finished, expired], "que2-destroy", impl=impl, detail="runs"
     )

@@ -105,7 +105,7 @@ def test_one_worker_takes_due_jobs_of_its_queue_in_que_order(
             _write(db, job_id, 1, columns)
     before = _stored(db, "id > 100")
     unindexed_fleet.get(impl).request(
-        "work", queue=QUEUE, workers=1, deadline_ms=20_000, min_duration_ms=300, wake_interval_ms=50
+        "work", queue=QUEUE, workers=1, deadline_ms=10_000, min_duration_ms=300, wake_interval_ms=50
     )
     expected = [job_id for job_id, _, _ in sorted(ORDERED, key=lambda j: (j[1], -j[2], j[0]))]
     worked = [r["job_id"] for r in executions(db)]
@@ -137,7 +137,7 @@ def test_the_servers_now_decides_what_is_due(
         _write(db, number, 100, {"run_at": run_at})
         ids[name] = number
     frozen_fleet.get(impl).request(
-        "work", queue=QUEUE, workers=1, deadline_ms=20_000, min_duration_ms=500, wake_interval_ms=50
+        "work", queue=QUEUE, workers=1, deadline_ms=8000, min_duration_ms=500, wake_interval_ms=50
     )
     worked = sorted(r["job_id"] for r in executions(db))
     check_equal(
@@ -164,7 +164,7 @@ def test_default_run_at_and_the_retry_time_are_the_servers_now(
     check_equal(row["due_in_s"], 0.0, "que2-enqueue-defaults", impl=impl, detail="run_at - now() of an enqueued job")
     db.execute("DELETE FROM que_jobs")
     _write(db, 1, 100, {"job_class": FAIL, "error_count": 2, "run_at": "now() - interval '10 seconds'"})
-    testee.request("work", queue=QUEUE, workers=1, deadline_ms=20_000, wake_interval_ms=50)
+    testee.request("work", queue=QUEUE, workers=1, deadline_ms=8000, wake_interval_ms=50)
     [row] = jobs(db)
     seen = (row["error_count"], row["due_in_s"])
     check_equal(seen, (3, 84.0), "que2-retry", impl=impl, detail="(error_count, run_at - now()) after a third failure")

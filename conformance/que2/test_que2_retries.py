@@ -22,7 +22,7 @@ from conformance.support import FAIL
 def test_a_failure_backs_off_and_keeps_the_cut_message(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     require(fleet.info(impl), "work_pool")
     insert(db, FAIL, '["' + "x" * 600 + '"]')
-    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=20_000)
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=10_000)
     [row] = jobs(db)
     check_equal(row["error_count"], 1, "que2-retry", impl=impl)
     check(
@@ -43,7 +43,7 @@ def test_past_the_retry_limit_the_job_expires(impl: str, fleet: Fleet, db: psyco
     require(fleet.info(impl), "work_pool")
     last = insert(db, FAIL, '["last"]', error_count=14)
     past = insert(db, FAIL, '["again"]', error_count=15, last_error_message="before", last_error_backtrace="trace")
-    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=20_000)
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=10_000)
     rows = {row["id"]: row for row in jobs(db)}
     retried = (rows[last]["error_count"], rows[last]["expired_at"], rows[last]["last_error_message"])
     check_equal(retried, (15, None, "RuntimeError: last"), "que2-retry", impl=impl, detail="the 15th failure")
