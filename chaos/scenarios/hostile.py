@@ -35,6 +35,7 @@ def run(lab: Lab, kind: str = "threads") -> Row:
     row = Row(f"hostile and foreign rows ({kind} worker)", ["python" if kind == "threads" else "python-async"])
     lab.reset()
     ids: dict[int, str] = {}
+    initial: dict[int, int] = {}  # error_count as written: a row still at it was never worked
     for label, job_class, args, priority, run_at, errors in HOSTILE:
         job_id = lab.sql(
             f"INSERT INTO que_jobs (job_class, args, priority, run_at, error_count, last_error) "
@@ -42,6 +43,7 @@ def run(lab: Lab, kind: str = "threads") -> Row:
             [job_class, priority, errors],
         )[0][0]
         ids[int(job_id)] = label
+        initial[int(job_id)] = errors
     calls: dict[int, int] = {}
 
     def probe(*args: Any) -> None:
@@ -64,11 +66,14 @@ def run(lab: Lab, kind: str = "threads") -> Row:
             outcomes.append(f"{label}: worked")
         else:
             errors, future = state[job_id]
-            outcomes.append(f"{label}: error_count {errors}, {'rescheduled' if future else 'due'}")
+            when = "rescheduled" if future else "due" if errors == initial[job_id] else "due again (retry delay passed)"
+            outcomes.append(f"{label}: error_count {errors}, {when}")
     spinning = {ids[j]: n for j, n in calls.items() if n > 8}
-    untouched_due = [ids[j] for j, (errors, future) in state.items() if not future]
+    # A due row still at its first error_count was never worked; one whose failure was
+    # recorded may be due again when its retry delay (4 s after a first failure) has passed.
+    untouched_due = [ids[j] for j, (errors, future) in state.items() if not future and errors == initial[j]]
     row.jobs = len(ids)
-    row.completed = len([j for j in ids if j not in state or state[j][1]])
+    row.completed = len([j for j in ids if j not in state or state[j][1] or state[j][0] != initial[j]])
     row.locks_left = lab.locks()
     row.notes += [f"worker alive after the window: {alive}", *outcomes]
     if spinning:

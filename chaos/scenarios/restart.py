@@ -1,17 +1,19 @@
 """The server restarts while every implementation drains one queue: all reconnect, every
-job runs, and only the jobs running at the restart may run twice."""
+job runs, and only the jobs running at the restart may run twice. The jobs sleep 10 ms, so
+the drain lasts seconds and the restart lands in it (3,000 instant jobs could all be done
+before the restart took effect, and then no progress could follow it)."""
 
 import threading
 from typing import Any
 
-from chaos.lab import ECHO, Lab, Row, account, attempt, timed
+from chaos.lab import SLEEP, Lab, Row, account, attempt, timed
 from harness.lab import wait_until
 
 
 def run(lab: Lab, names: list[str]) -> Row:
     row = Row("server restart during a mixed drain", names)
     lab.reset()
-    job_ids = lab.fill(3000, ECHO)
+    job_ids = lab.fill(3000, SLEEP, "json_build_array(10)")
     boxes: dict[str, Any] = {}
     testees = {name: lab.start(name) for name in names}
     threads = [
