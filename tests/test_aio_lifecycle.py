@@ -64,12 +64,12 @@ def test_a_process_whose_pool_was_cut_short_exits_at_once(database_url: str, tmp
     script.write_text(
         textwrap.dedent(
             f"""
-            import asyncio, sys, time
+            import asyncio, sys, threading
             from que.aio import AsyncClient, AsyncWorkerPool
 
             def slow():
                 print("running", flush=True)
-                time.sleep(60)
+                threading.Event().wait()  # a handler that never ends on its own
 
             async def main():
                 async with AsyncClient({database_url!r}) as client:

@@ -5,7 +5,6 @@ import asyncio
 import json
 import random
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -274,25 +273,30 @@ def test_a_worker_whose_connection_dies_with_its_job_goes_on_working(v7: que.Cli
 def test_the_locker_keeps_its_buffer_topped_up_as_jobs_are_taken(v7: que.Client, kind: str) -> None:
     """Ruby Que 2's available_priorities asks for the idle workers plus the buffer's free
     space: as the one worker takes a buffered job, the next poll locks one more, so the
-    locker holds 1 + 8 jobs again long before the buffer has run dry."""
+    locker holds 1 + 8 jobs again long before the buffer has run dry. Each job runs only
+    when the test lets one go: two run, and while the third is held the locker must hold
+    nine locks again."""
+    go = threading.Semaphore(0)
     done: list[int] = []
 
     def job(n: int) -> None:
-        time.sleep(0.3)  # the job's own work: long enough for polls between two takes
+        go.acquire()
         done.append(n)
 
     for n in range(20):
         v7.enqueue("Job", n)
 
-    def topped_up() -> bool:
-        with v7.connection() as conn:
-            return 2 <= len(done) <= 6 and len(advisory_locks(conn)) == 9
+    def nine_locks_after_two_jobs() -> None:
+        go.release(2)
+        wait_until(lambda: len(done) == 2, 10, "two jobs to run")
+        wait_until(lambda: len(locks(v7)) == 9, 10, "nine locks again while the third job runs")
 
     if kind == "threads":
         pool = que.WorkerPool(v7, {"Job": job}, count=1, wake_interval=0.05).start()
         try:
-            wait_until(topped_up, 10, "nine locks again after two jobs ran")
+            nine_locks_after_two_jobs()
         finally:
+            go.release(20)
             assert pool.shutdown(20)
     else:
 
@@ -300,8 +304,9 @@ def test_the_locker_keeps_its_buffer_topped_up_as_jobs_are_taken(v7: que.Client,
             async with aio.AsyncClient(v7.conninfo) as client:
                 pool = await aio.AsyncWorkerPool(client, {"Job": job}, count=1, wake_interval=0.05).start()
                 try:
-                    await asyncio.to_thread(wait_until, topped_up, 10, "nine locks again after two jobs ran")
+                    await asyncio.to_thread(nine_locks_after_two_jobs)
                 finally:
+                    go.release(20)
                     assert await pool.shutdown(20)
 
         aio.run(main())
