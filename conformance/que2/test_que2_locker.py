@@ -1,7 +1,6 @@
 """Area 2.x locker: registration in que_lockers, the NOTIFY that wakes it, the lock held
 while a job runs, priority thresholds and the job schema version filter."""
 
-import json
 from typing import Any
 
 import psycopg
@@ -9,7 +8,17 @@ import pytest
 
 from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require
-from conformance.que2.witness import QUEUE, insert, jobs, lockers, working
+from conformance.que2.witness import (
+    QUEUE,
+    announce,
+    insert,
+    job_available,
+    jobs,
+    lockers,
+    registered,
+    run_at_text,
+    working,
+)
 from conformance.support import ECHO, EXPIRE, FINISH, SLEEP, advisory_locks, executions, server_now
 from harness.results import TABLE
 
@@ -45,7 +54,7 @@ def test_registers_is_notified_and_holds_the_lock_while_the_job_runs(
         job_id = insert(db, SLEEP, "[1500]")
         [notice] = list(db.notifies(timeout=5, stop_after=1))
         [job] = jobs(db)
-        run_at = job["run_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        run_at = run_at_text(job)
         expected = (
             f'{{"message_type":"job_available","queue":"{QUEUE}","priority":100,"id":{job_id},"run_at":"{run_at}"}}'
         )
@@ -120,24 +129,17 @@ def test_a_notification_of_another_shape_is_ignored(impl: str, fleet: Fleet, db:
     require(fleet.info(impl), "work_pool")
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 20_000, "min_duration_ms": 2000, "wake_interval_ms": 30_000}
     with working(fleet.get(impl), **request) as box:
-        check(within(15, lambda: lockers(db)), "que2-locker-registration", impl=impl, detail="no locker registered")
-        channel = f"que_listener_{lockers(db)[0]['pid']}"
+        pid = registered(db, impl)
         with db.transaction():
             db.execute("SET LOCAL que.skip_notify TO true")
             job_id = insert(db, ECHO, '["quiet"]')
         [row] = jobs(db)
-        good = {
-            "message_type": "job_available",
-            "queue": QUEUE,
-            "priority": 100,
-            "id": job_id,
-            "run_at": row["run_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
+        good = job_available(row)
         for bad in ({**good, "extra": 1}, {**good, "id": str(job_id)}, {**good, "message_type": "job_done"}):
-            db.execute("SELECT pg_notify(%s, %s)", [channel, json.dumps(bad, separators=(",", ":"))])
+            announce(db, pid, bad)
         check(not within(1, lambda: executions(db)), "que2-notify", impl=impl, detail="a malformed message ran the job")
         sent = server_now(db)
-        db.execute("SELECT pg_notify(%s, %s)", [channel, json.dumps(good, separators=(",", ":"))])
+        announce(db, pid, good)
         check(
             within(10, lambda: executions(db)), "que2-notify", impl=impl, detail="the well-formed message ran nothing"
         )

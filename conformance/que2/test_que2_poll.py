@@ -6,7 +6,6 @@ no more at once than its workers and its buffer (Que's default: 8) have room for
 named by a notification is locked only if it is not held already and kept only if it is
 still unfinished and unexpired."""
 
-import json
 from typing import Any
 
 import psycopg
@@ -15,7 +14,7 @@ import pytest
 from conformance.checks import check, check_equal, within
 from conformance.conftest import FROZEN_AT
 from conformance.fleet import Fleet, require
-from conformance.que2.witness import QUEUE, jobs, lockers, working
+from conformance.que2.witness import QUEUE, announce, job_available, jobs, lockers, registered, working
 from conformance.support import ECHO, FAIL, SLEEP, advisory_locks, executions
 
 # (id, priority, seconds before now) in the order they are written: ids, priorities and
@@ -68,18 +67,6 @@ def _write(db: psycopg.Connection[Any], job_id: int, priority: int, columns: dic
 def _stored(db: psycopg.Connection[Any], where: str = "true") -> dict[int, dict[str, Any]]:
     """The rows by id, as stored (without jobs()'s due_in_s, which moves with the clock)."""
     return {row["id"]: {k: v for k, v in row.items() if k != "due_in_s"} for row in jobs(db, where)}
-
-
-def _announce(db: psycopg.Connection[Any], pid: int, row: dict[str, Any]) -> None:
-    """Send the locker of backend `pid` the job_available message Que 2's trigger sends."""
-    message = {
-        "message_type": "job_available",
-        "queue": row["queue"],
-        "priority": row["priority"],
-        "id": row["id"],
-        "run_at": row["run_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-    }
-    db.execute("SELECT pg_notify(%s, %s)", [f"que_listener_{pid}", json.dumps(message, separators=(",", ":"))])
 
 
 @pytest.mark.covers(
@@ -179,12 +166,11 @@ def test_a_running_job_is_not_taken_again(impl: str, fleet: Fleet, db: psycopg.C
     testee = fleet.get(impl)
     request = {"queue": QUEUE, "workers": 2, "deadline_ms": 20_000, "min_duration_ms": 3000, "wake_interval_ms": 50}
     with working(testee, **request) as box:
-        check(within(15, lambda: lockers(db)), "que2-locker-registration", impl=impl, detail="no locker registered")
-        pid = lockers(db)[0]["pid"]
+        pid = registered(db, impl)
         _write(db, 1, 100, {"job_class": SLEEP, "args": "[2000]"})
         check(within(10, lambda: advisory_locks(db)), "que2-lock", impl=impl, detail="the job was not locked")
         [row] = jobs(db)
-        _announce(db, pid, row)
+        announce(db, pid, job_available(row))
     check("error" not in box, "que2-lock", impl=impl, detail=f"work failed: {box.get('error')}")
     check_equal([r["job_id"] for r in executions(db)], [1], "que2-exactly-once", impl=impl, detail="runs of the job")
 
@@ -203,10 +189,9 @@ def test_a_notified_job_that_is_finished_or_expired_is_not_run(
     before = _stored(db)
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 20_000, "min_duration_ms": 3000, "wake_interval_ms": 50}
     with working(testee, **request) as box:
-        check(within(15, lambda: lockers(db)), "que2-locker-registration", impl=impl, detail="no locker registered")
-        pid = lockers(db)[0]["pid"]
+        pid = registered(db, impl)
         for row in before.values():
-            _announce(db, pid, row)
+            announce(db, pid, job_available(row))
     check("error" not in box, "que2-lock", impl=impl, detail=f"work failed: {box.get('error')}")
     check_equal(executions(db), [], "que2-poll-filter", impl=impl, detail="runs of a finished and an expired job")
     check_equal(_stored(db), before, "que2-poll-filter", impl=impl, detail="the rows after the notifications")

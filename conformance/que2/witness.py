@@ -1,6 +1,7 @@
 """What the Que 2 cells read from the database: v7 rows, registered lockers, the catalogue,
-and a `work` request run beside the cell."""
+and a `work` request run beside the cell; and the job_available messages they send."""
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from conformance.checks import check, within
 from harness.testee import WORK_GRACE, Testee
 
 QUEUE = "default"
@@ -44,6 +46,29 @@ def lockers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SELECT * FROM que_lockers ORDER BY pid")
         return cur.fetchall()
+
+
+def registered(conn: psycopg.Connection[Any], impl: str) -> int:
+    """The backend pid of the one locker registered in que_lockers, once there is one; the
+    cell fails (que2-locker-registration) if none registers within 15 s."""
+    check(within(15, lambda: lockers(conn)), "que2-locker-registration", impl=impl, detail="no locker registered")
+    return int(lockers(conn)[0]["pid"])
+
+
+def run_at_text(row: dict[str, Any]) -> str:
+    """A job's run_at as Que 2's trigger writes it into job_available (UTC, microseconds, Z)."""
+    return str(row["run_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def job_available(row: dict[str, Any]) -> dict[str, Any]:
+    """The job_available message Que 2's trigger sends for the que_jobs row `row`."""
+    keys = {"queue": row["queue"], "priority": row["priority"], "id": row["id"], "run_at": run_at_text(row)}
+    return {"message_type": "job_available", **keys}
+
+
+def announce(conn: psycopg.Connection[Any], pid: int, message: dict[str, Any]) -> None:
+    """Send `message` (compact JSON, as the trigger writes it) to the locker of backend `pid`."""
+    conn.execute("SELECT pg_notify(%s, %s)", [f"que_listener_{pid}", json.dumps(message, separators=(",", ":"))])
 
 
 # The catalogue a migration builds, as the server describes it (bodies of functions left
