@@ -6,7 +6,7 @@ trip per job. The floor does exactly that with no client at all: pgbench (prepar
 one pgbench thread per client so pgbench never limits it) calls a PL/pgSQL function once
 per job. The call releases the job the session locked in its previous call (whose delete
 committed with that call), then runs que's own lock_job, check_job and destroy_job texts
-from que.sql. So each job costs one round trip and the server's work, nothing else.
+from que.dialects.que0.sql. So each job costs one round trip and the server's work, nothing else.
 
 The batched floor does the same with que's claim (CLAIM_JOBS, CHECK_CLAIMED, a delete per
 job) and K jobs per call: what the server can do for a session claiming K jobs at a time,
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import psycopg
 
-import que.sql
+import que.dialects.que0.sql
 
 HELD = "que_bench.held"  # the session setting naming the job(s) locked by the previous call
 
 
 def _plpgsql(statement: str, names: dict[str, str]) -> str:
-    """A que.sql statement with its %(name)s parameters bound to PL/pgSQL expressions."""
+    """A que.dialects.que0.sql statement with its %(name)s parameters bound to PL/pgSQL expressions."""
     for name, expression in names.items():
         statement = statement.replace(f"%({name})s", expression)
     if "%(" in statement:
@@ -42,9 +42,9 @@ def _plpgsql(statement: str, names: dict[str, str]) -> str:
 def function_sql() -> str:
     """CREATE FUNCTION que_bench_floor(): one job, the que way, in one call."""
     key = {name: f"claimed.{name}" for name in ("queue", "priority", "run_at", "job_id")}
-    lock = _plpgsql(que.sql.LOCK_JOB, {"queue": "''"})
-    check = _plpgsql(que.sql.CHECK_JOB, key)
-    destroy = _plpgsql(que.sql.DESTROY_JOB, key)
+    lock = _plpgsql(que.dialects.que0.sql.LOCK_JOB, {"queue": "''"})
+    check = _plpgsql(que.dialects.que0.sql.CHECK_JOB, key)
+    destroy = _plpgsql(que.dialects.que0.sql.DESTROY_JOB, key)
     return f"""
 CREATE OR REPLACE FUNCTION que_bench_floor() RETURNS int LANGUAGE plpgsql AS $floor$
 DECLARE
@@ -76,8 +76,8 @@ def batch_function_sql() -> str:
     (the floor's bound: one delete per job costs the server more). The previous call's
     jobs, deleted when that call committed, are released by this call's claim."""
     keys = {"queues": "qs", "priorities": "ps", "run_ats": "rs", "job_ids": "ids"}
-    claim = _plpgsql(que.sql.CLAIM_JOBS, {**keys, "queue": "''", "count": "k", "skip": "'{}'::bigint[]"})
-    check = que.sql.CHECK_CLAIMED
+    claim = _plpgsql(que.dialects.que0.sql.CLAIM_JOBS, {**keys, "queue": "''", "count": "k", "skip": "'{}'::bigint[]"})
+    check = que.dialects.que0.sql.CHECK_CLAIMED
     return f"""
 CREATE OR REPLACE FUNCTION que_bench_floor_batch(k int) RETURNS int LANGUAGE plpgsql AS $floor$
 DECLARE

@@ -13,7 +13,7 @@ from bench.cells import fmt, median
 from bench.drain import NOOP, interleaved
 from harness import implementations, lab, results
 from harness.testee import Testee, Unavailable
-from que import schema
+from que.dialects import schema
 
 DATABASE = "que_bench_que2"
 WORKERS = (1, 4, 8)

@@ -2,7 +2,7 @@
 
 A worker's job is a chain: the server's work, then the client's. At one worker nothing
 overlaps, so whatever a wait adds to a round trip is added to every job. This part runs a
-prepared `SELECT 1` through que's own session code (que._session) and each driver que
+prepared `SELECT 1` through que's own session code (que.engine.session) and each driver que
 has: select() in a thread (que.Worker), and the event loop (que.aio) on asyncio's loop
 and on uvloop's. Wall and CPU time per round trip, median of the runs; the differences
 are what the asyncio worker pays per wake-up on this machine.
@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 
 from que import aio
-from que._session import Session, Statement, execute
-from que._waiting import Channel, wait
+from que.drivers.waiting import Channel, wait
+from que.engine.session import Session, Statement, execute
 
-# Made directly, not with que._session.statement(), which would add it to the statements
+# Made directly, not with que.engine.session.statement(), which would add it to the statements
 # every que session in this process prepares: it is prepared on first use here.
 SELECT_ONE = Statement(b"que_bench_select_one", b"SELECT 1", ())
 

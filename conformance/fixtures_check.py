@@ -15,8 +15,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from conformance import rules
-from que.errors import last_error_text
-from que.retry import retry_delay
+from que.core.errors import last_error_text
+from que.core.retry import retry_delay
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # a link to fixtures/ in a checkout
 

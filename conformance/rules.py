@@ -5,7 +5,7 @@ A testee declares at `start` which rules it follows (`args_encoding`, `number_mo
 functions and the fixtures, and compares them with what the database holds. The rules
 are described in fixtures/README.md so a port author can apply them without Python.
 
-- args_encoding "ruby-json-dump": Ruby's JSON.dump (que.encoding is its one
+- args_encoding "ruby-json-dump": Ruby's JSON.dump (que.core.encoding is its one
   implementation here).
 - args_encoding "go-encoding-json": Go's encoding/json Marshal of the value decoded into
   interface{}: every number a float64, object keys sorted, `<>&` and U+2028/U+2029
@@ -23,7 +23,7 @@ import json
 import math
 from typing import Any
 
-from que.encoding import dumps as ruby_json_dump
+from que.core.encoding import dumps as ruby_json_dump
 
 
 def parse_exact(text: str) -> Any:

@@ -18,7 +18,7 @@ from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
 from harness import lab, results
 from harness.implementations import Implementation
 from harness.testee import Testee, TesteeFailure, Unavailable
-from que.retry import retry_delay
+from que.core.retry import retry_delay
 
 ARGS = [1, "two", {"three": 3.5}, None, True]
 PRIORITY = 42

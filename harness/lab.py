@@ -11,7 +11,7 @@ import psycopg
 from harness import results
 from harness.implementations import Implementation
 from harness.testee import Testee
-from que import schema
+from que.dialects import schema
 
 T = TypeVar("T")
 POLL_SECONDS = 0.01  # how often wait_until re-checks its condition

@@ -4,7 +4,7 @@ Each mutant runs as the outside testee `python -m harness.testees.python --mutan
 against a throwaway server of its own, two at a time. First the cells that
 cover the mutated term (`@pytest.mark.covers`), stopping at the first failure; a mutant they
 do not kill then meets every cell of the suite. A mutant of the Que 2 dialect's terms
-(sql2, que._protocol2) meets the cells of that dialect (conformance/que2/). A mutant is killed when a cell fails; it
+(que.dialects.que2) meets the cells of that dialect (conformance/que2/). A mutant is killed when a cell fails; it
 survives otherwise, which fails the run unless harness/equivalent_mutants.json lists it
 with the reason no observer can tell it from que. A listed mutant that a cell kills fails
 the run too (the list is wrong), as does a mutant killed later than KILL_LIMIT_S.

@@ -1,9 +1,10 @@
 """Mutants of the Python testee: broken ports made by changing one term of que at a time.
 
 Each term of Ruby Que 0.14.3 that fixtures/catalogue.json lists lives somewhere in que: in a
-statement of que._protocol (as que.sql writes it), in an admin query of que.sql, in a
-migration of que.schema, or in a function that computes a value (the backoff, last_error,
-the JSON text). SITES says where; the operators below change that one place the way a port
+statement of que.dialects.que0.protocol (as its sql module writes it), in an admin query of
+que.dialects.que0.sql, in a migration of que.dialects.schema, or in a function that computes
+a value (the backoff, last_error, the JSON text). SITES says where; the operators below change
+that one place the way a port
 author could get it wrong, and each change is a mutant: `python -m harness.testees.python
 --mutant ID` is que with that change. `make mutate` (harness/mutate.py) runs every mutant
 through the suite; each must fail a cell, or be listed in EQUIVALENT with the reason it
@@ -198,27 +199,28 @@ def find(mutant_id: str) -> Mutant:
 
 
 def _statement_home(name: str) -> Any:
-    """The module whose prepared statement NAME is: que._protocol (the worker's) or
-    que._inserts (the enqueue's)."""
-    import que._inserts
-    import que._protocol
+    """The module whose prepared statement NAME is: que.dialects.que0.protocol (the worker's) or
+    que.dialects.que0.inserts (the enqueue's)."""
+    import que.dialects.que0.inserts
+    import que.dialects.que0.protocol
 
-    for module in (que._protocol, que._inserts):
+    for module in (que.dialects.que0.protocol, que.dialects.que0.inserts):
         if hasattr(module, name):
             return module
-    raise KeyError(f"no prepared statement {name} in que._protocol or que._inserts")
+    raise KeyError(f"no prepared statement {name} in que.dialects.que0.protocol or que.dialects.que0.inserts")
 
 
 def _sql_module(kind: str) -> Any:
-    """que.sql (the 0.x dialect's statements) or que.sql2 (Que 2's), read at call time."""
-    return importlib.import_module(f"que.{kind}")
+    """que.dialects.que0.sql (the 0.x dialect's statements, `sql:` sites) or que.dialects.que2.sql
+    (Que 2's, `sql2:` sites), read at call time."""
+    return importlib.import_module({"sql": "que.dialects.que0.sql", "sql2": "que.dialects.que2.sql"}[kind])
 
 
 def problem(mutant: Mutant) -> str | None:
     """Why `mutant` cannot be made from que as it is now (its fragment gone, say), or None."""
-    import que._protocol
-    import que.schema
-    import que.sql
+    import que.dialects.que0.protocol
+    import que.dialects.que0.sql
+    import que.dialects.schema
 
     kind, _, target = mutant.where.partition(":")
     if kind == "statement":
@@ -230,7 +232,7 @@ def problem(mutant: Mutant) -> str | None:
         return f"{mutant.fragment!r} is not in que.{kind}.{target}"
     elif kind == "schema":
         direction, _, step = target.partition(":")
-        scripts = que.schema._UP if direction == "up" else que.schema._DOWN
+        scripts = que.dialects.schema._UP if direction == "up" else que.dialects.schema._DOWN
         if mutant.fragment not in scripts[int(step)]:
             return f"{mutant.fragment!r} is not in migration {target}"
     elif kind == "function" and mutant.point >= len(function_points(target)):
@@ -242,10 +244,10 @@ def problem(mutant: Mutant) -> str | None:
 
 def apply(mutant_id: str) -> Mutant:
     """Make this process's que the mutant `mutant_id` (before any connection is opened)."""
-    import que._protocol
-    import que.schema
-    import que.sql
-    from que._session import statement
+    import que.dialects.que0.protocol
+    import que.dialects.que0.sql
+    import que.dialects.schema
+    from que.engine.session import statement
 
     mutant = find(mutant_id)
     wrong = problem(mutant)
@@ -264,7 +266,7 @@ def apply(mutant_id: str) -> Mutant:
         setattr(module, target, getattr(module, target).replace(mutant.fragment, mutant.replacement))
     elif kind == "schema":
         direction, _, step = target.partition(":")
-        scripts = que.schema._UP if direction == "up" else que.schema._DOWN
+        scripts = que.dialects.schema._UP if direction == "up" else que.dialects.schema._DOWN
         scripts[int(step)] = scripts[int(step)].replace(mutant.fragment, mutant.replacement)
     elif kind == "constant":
         module_name, _, name = target.rpartition(".")

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 class Site:
     """Where a catalogue term lives in que, and how to change it.
 
-    `where` is one of: `statement:NAME[,NAME...]` (que._protocol or que._inserts statements, rebuilt from
-    their que.sql source), `sql:NAME` (a que.sql string read at call time), `schema:up:N` or
-    `schema:down:N` (que.schema's migrations), `function:module.qualname` (AST operators),
-    `constant:module.NAME` (an integer constant shifted by one), `sql2:NAME` (a que.sql2
-    statement, read at call time)."""
+    `where` is one of: `statement:NAME[,NAME...]` (statements of que.dialects.que0's protocol or
+    inserts, rebuilt from their que.dialects.que0.sql source), `sql:NAME` (a que.dialects.que0.sql
+    string read at call time), `schema:up:N` or `schema:down:N` (que.dialects.schema's migrations),
+    `function:module.qualname` (AST operators), `constant:module.NAME` (an integer constant shifted
+    by one), `sql2:NAME` (a que.dialects.que2.sql statement, read at call time)."""
 
     term: str
     where: str
     fragment: str = ""
     operators: tuple[str, ...] = ()
     replacements: tuple[str, ...] = ()
-    # "2": a term of Ruby Que 2.4.1's protocol (sql2:NAME, que._protocol2), judged by the
+    # "2": a term of Ruby Que 2.4.1's protocol (sql2:NAME, que.dialects.que2.protocol), judged by the
     # cells of the Que 2 dialect (conformance/que2/).
     dialect: str = "0.14"
 
@@ -160,21 +160,21 @@ SITES: tuple[Site, ...] = (
     ),
     Site("unlock.key", "statement:UNLOCK_JOBS", "pg_advisory_unlock(id)", replacements=("pg_advisory_unlock(id + 1)",)),
     # computed values
-    Site("backoff.formula", "function:que.retry.retry_delay", operators=("ast",)),
-    Site("backoff.count", "function:que._protocol.Finish.failure", operators=("ast",)),
-    Site("last_error.cut", "constant:que.errors.MESSAGE_LIMIT", operators=("const",)),
-    Site("last_error.class", "function:que.errors._class_name", operators=("ast",)),
-    Site("last_error.join", "function:que.errors.last_error_text", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding._float_text", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding._encode", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding._flat", operators=("ast",)),
-    Site("args.json_dump", "function:que.encoding.encode_args", operators=("ast",)),
+    Site("backoff.formula", "function:que.core.retry.retry_delay", operators=("ast",)),
+    Site("backoff.count", "function:que.dialects.que0.protocol.Finish.failure", operators=("ast",)),
+    Site("last_error.cut", "constant:que.core.errors.MESSAGE_LIMIT", operators=("const",)),
+    Site("last_error.class", "function:que.core.errors._class_name", operators=("ast",)),
+    Site("last_error.join", "function:que.core.errors.last_error_text", operators=("ast",)),
+    Site("args.json_dump", "function:que.core.encoding._float_text", operators=("ast",)),
+    Site("args.json_dump", "function:que.core.encoding._encode", operators=("ast",)),
+    Site("args.json_dump", "function:que.core.encoding._flat", operators=("ast",)),
+    Site("args.json_dump", "function:que.core.encoding.encode_args", operators=("ast",)),
     Site(
         "args.json_dump",
-        "attribute:que.encoding._escape_str",
+        "attribute:que.core.encoding._escape_str",
         replacements=("json.encoder.encode_basestring_ascii",),
     ),
-    Site("args.time", "function:que._wire.timestamp_us", operators=("ast",)),
+    Site("args.time", "function:que.engine.wire.timestamp_us", operators=("ast",)),
     # job_stats and worker_states
     Site(
         "job_stats.counts",
@@ -254,8 +254,8 @@ SITES: tuple[Site, ...] = (
         "ALTER COLUMN priority TYPE integer",
         replacements=("ALTER COLUMN priority TYPE bigint",),
     ),
-    Site("migration.version", "function:que.schema.steps", operators=("ast",)),
-    Site("db_version.read", "function:que.schema.version_of", operators=("ast",)),
+    Site("migration.version", "function:que.dialects.schema.steps", operators=("ast",)),
+    Site("db_version.read", "function:que.dialects.schema.version_of", operators=("ast",)),
     # -- the Que 2 dialect (Ruby Que 2.4.1): its locker's poll, lock, check and finish
     *(
         Site(term, where, fragment, operators, replacements, dialect="2")
@@ -347,12 +347,12 @@ SITES: tuple[Site, ...] = (
                 (),
                 ("",),
             ),
-            ("que2.retry.limit", "function:que._protocol2.outcome", "", ("ast",), ()),
-            ("que2.listener.format", "function:que._protocol2.announced_id", "", ("ast",), ()),
-            ("que2.job_buffer.take", "function:que._protocol2.Books.take", "", ("ast",), ()),
-            ("que2.job_buffer.available", "function:que._protocol2.Books.wanted", "", ("ast",), ()),
-            ("que2.poll_jobs.ceiling", "function:que._protocol2.poll_params", "", ("ast",), ()),
-            ("que2.register_locker.row", "function:que._protocol2.register_params", "", ("ast",), ()),
+            ("que2.retry.limit", "function:que.dialects.que2.protocol.outcome", "", ("ast",), ()),
+            ("que2.listener.format", "function:que.dialects.que2.protocol.announced_id", "", ("ast",), ()),
+            ("que2.job_buffer.take", "function:que.dialects.que2.protocol.Books.take", "", ("ast",), ()),
+            ("que2.job_buffer.available", "function:que.dialects.que2.protocol.Books.wanted", "", ("ast",), ()),
+            ("que2.poll_jobs.ceiling", "function:que.dialects.que2.protocol.poll_params", "", ("ast",), ()),
+            ("que2.register_locker.row", "function:que.dialects.que2.protocol.register_params", "", ("ast",), ()),
         )
     ),
 )

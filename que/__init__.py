@@ -5,24 +5,24 @@ Jobs live in the `que_jobs` table that Ruby Que 0.x and que-go use (or, at schem
 side by side.
 """
 
-from que import errors
-from que._connecting import database_url
-from que._handlers import Registry, current_job, expire, finish
-from que._validate import NewJob
 from que.client import Client
-from que.encoding import ArgumentEncodingError, dumps, encode_args, loads
-from que.errors import (
+from que.core import errors
+from que.core.encoding import ArgumentEncodingError, dumps, encode_args, loads
+from que.core.errors import (
     JobFinishedError,
     QueError,
     TransactionPoolingError,
     UnknownJobClass,
     last_error_text,
 )
-from que.job import Job
+from que.core.handlers import Registry, current_job, expire, finish
+from que.core.job import Job
+from que.core.retry import retry_delay
+from que.core.validate import NewJob
+from que.dialects.schema import CURRENT_VERSION, db_version, migrate
+from que.drivers.connecting import database_url
 from que.lock import LockedJob
 from que.pool import WorkerPool
-from que.retry import retry_delay
-from que.schema import CURRENT_VERSION, db_version, migrate
 from que.worker import Worker
 
 # Every message que logs is redacted (passwords it was given) and kept on one line.

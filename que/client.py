@@ -3,7 +3,7 @@
 A Client keeps a small pool of connections for enqueueing and for `lock_job`; workers open
 connections of their own (`Client.connect`) because a worker's connection carries the job
 lock for as long as the job runs. Every connection que owns is opened the same way (see
-que._connecting).
+que.drivers.connecting).
 """
 
 import contextlib
@@ -17,27 +17,25 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from que import (
-    _callers,
-    _enqueue2,
-    _inserts,
-    _loaders,
-    _protocol,
-    _setup,
-    _validate,
-    _validate2,
-    _wire,
-    dialect,
-    schema,
-    sql,
-    sql2,
-)
-from que._connecting import connection_options, database_url, idle_and_quiet, never_ran
-from que._session import Session
-from que._validate import NewJob
-from que._waiting import wait
-from que.errors import redacted, remember_secrets
-from que.job import Job
+from que import dialects as dialect
+from que.core import validate as _validate
+from que.core.errors import redacted, remember_secrets
+from que.core.job import Job
+from que.core.validate import NewJob
+from que.dialects import schema
+from que.dialects.que0 import callers as _callers
+from que.dialects.que0 import inserts as _inserts
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0 import sql
+from que.dialects.que2 import inserts as _enqueue2
+from que.dialects.que2 import sql as sql2
+from que.dialects.que2 import validate as _validate2
+from que.drivers.connecting import connection_options, database_url, idle_and_quiet, never_ran
+from que.drivers.waiting import wait
+from que.engine import loaders as _loaders
+from que.engine import setup as _setup
+from que.engine import wire as _wire
+from que.engine.session import Session
 from que.lock import LockedJob
 
 
@@ -172,7 +170,7 @@ class Client:
             return schema.db_version(conn)
 
     def dialect(self) -> str:
-        """The protocol que_jobs speaks: que.dialect.QUE_0 ("0.14") or QUE_2 ("2"), from its
+        """The protocol que_jobs speaks: que.dialects.QUE_0 ("0.14") or QUE_2 ("2"), from its
         schema version. Read once and kept: migrate() through this client reads it again;
         call refresh_dialect() after migrating the table elsewhere."""
         if self._version is None:

@@ -1,7 +1,7 @@
 """A locked job and its three ways to finish: delete, error, release.
 
 A locked job owns the pooled connection whose session holds its advisory lock. Everything
-that finishes it runs on that connection through the protocol engine (que._protocol),
+that finishes it runs on that connection through the protocol engine (que.dialects.que0.protocol),
 matched on the full primary key read at lock time, and the lock is released exactly once,
 after the delete or error has committed.
 """
@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from que import _protocol
-from que._handlers import INTERRUPTS
-from que._protocol import Finish, Locked
-from que._session import Session
-from que._waiting import wait
-from que.errors import JobFinishedError, last_error_text, short_message
+from que.core.errors import JobFinishedError, last_error_text, short_message
+from que.core.handlers import INTERRUPTS
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.waiting import wait
+from que.engine.session import Session
 
 log = logging.getLogger("que")
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 Que 0.x's lock is a session-level advisory lock, so Ruby Que 0.14 and que-go give every
 worker a session of its own. Que 1.x showed the way out: one connection per process (the
 locker) takes the locks of all the process's jobs, and the workers run them. Here the
-locker keeps Que 0.14.3's statements, order and lock exactly (que._protocol.claim): one
+locker keeps Que 0.14.3's statements, order and lock exactly (que.dialects.que0.protocol.claim): one
 `pg_try_advisory_lock(job_id)` per job, taken in Que's walk order, check_job in a new
 snapshot, the delete or error committed before the unlock, by the whole key. Ruby and Go
 workers on the same table see nothing new; the server sees one session per pool.
@@ -28,13 +28,14 @@ from typing import Any, Final
 
 import psycopg
 
-from que import _ledger, _setup
-from que._ledger import Ledger
-from que._protocol import Finish, Locked
-from que._session import PQGen, Session
-from que._waiting import wait
 from que.client import Client
-from que.errors import TransactionPoolingError
+from que.core.errors import TransactionPoolingError
+from que.dialects.que0 import listening as que0_listening
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.waiting import wait
+from que.engine import books as _ledger
+from que.engine.books import Ledger
+from que.engine.session import PQGen, Session
 from que.worker import backoff, open_session
 
 log = logging.getLogger("que")
@@ -246,7 +247,7 @@ class Locker:
                     pass
         if listening and len(readable) > (self._wake_r in readable):
             assert session is not None
-            if _setup.notified(session, self.queue):
+            if que0_listening.notified(session, self.queue):
                 with self._cond:
                     self._poll_now = True
 

@@ -1,5 +1,5 @@
 """The Que 2 dialect's locker for a que.WorkerPool of threads on a v7 table: Ruby Que 2.x's
-protocol (que._protocol2) on psycopg's sync connections. The locker runs in a thread of
+protocol (que.dialects.que2.protocol) on psycopg's sync connections. The locker runs in a thread of
 its own on one session; each Runner2 thread works its jobs on a pooled connection.
 """
 
@@ -15,18 +15,19 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from que import _enqueue2, sql2
-from que._handlers import INTERRUPTS, Handler, arguments, find, keywords, resolution, running
-from que._protocol2 import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.client import Client
-from que.job import Job
+from que.core.handlers import INTERRUPTS, Handler, arguments, find, keywords, resolution, running
+from que.core.job import Job
+from que.dialects.que2 import inserts as _enqueue2
+from que.dialects.que2 import sql as sql2
+from que.dialects.que2.protocol import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.worker import backoff
 
 log = logging.getLogger("que")
 
 
 class Locker2:
-    """Claims jobs for the threads of one pool on one session (see que._protocol2)."""
+    """Claims jobs for the threads of one pool on one session (see que.dialects.que2.protocol)."""
 
     def __init__(
         self,

@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from que import _handlers, dialect
-from que._handlers import INTERRUPTS, Handler
-from que._protocol import Finish
-from que._validate2 import DEFAULT_QUEUE
+from que import dialects as dialect
 from que.client import Client
-from que.errors import TransactionPoolingError, last_error_text
+from que.core import handlers as _handlers
+from que.core.errors import TransactionPoolingError, last_error_text
+from que.core.handlers import INTERRUPTS, Handler
+from que.dialects.que0.protocol import Finish
+from que.dialects.que2.validate import DEFAULT_QUEUE
 from que.locker import DEFAULT_BUFFER, Locker
 from que.locker2 import Locker2, Runner2
 from que.worker import Worker, check_pool_size, check_wake_interval
@@ -137,7 +138,7 @@ class WorkerPool:
         `locker=False` gives each thread its own session (a que.Worker), and `batch=K` then
         makes each claim up to K jobs at once (see Worker).
 
-        On a Que 2 table (que.dialect), the pool speaks Ruby Que 2.x's protocol instead
+        On a Que 2 table (que.dialects), the pool speaks Ruby Que 2.x's protocol instead
         (que.locker2): `queue` defaults to 'default', `listen` to True, `max_retries` to 15
         (then a job is expired), and `priorities` gives each thread the highest job priority
         it takes (None: any), as Que 2's worker_priorities do."""

@@ -3,11 +3,11 @@
 A worker owns one connection. The connection's session holds the lock of the job it runs,
 so it is never shared and never handed to handlers: a handler cannot leave a transaction
 open on it and so cannot undo the job's delete (que-go's pooled-connection bug). Handlers
-use connections of their own. The protocol itself is que._protocol's; a worker only
+use connections of their own. The protocol itself is que.dialects.que0.protocol's; a worker only
 decides when to run it.
 
 A worker does not die of a job or of the database: whatever a handler raises is recorded
-as the job's error (que._handlers), a row it cannot read is backed off, and a lost
+as the job's error (que.core.handlers), a row it cannot read is backed off, and a lost
 connection or a failing statement (a missing table, say) is retried with backoff on a new
 connection. Only KeyboardInterrupt or SystemExit from a handler, and a connection pooler
 between the worker and the server (TransactionPoolingError), stop it: `fatal` says why.
@@ -25,14 +25,19 @@ from typing import Any, Final
 import psycopg
 from psycopg import pq
 
-from que import _handlers, _protocol, _setup, _validate, dialect
-from que._handlers import INTERRUPTS, Handler
-from que._protocol import Finish, Locked
-from que._session import PQGen, Session
-from que._waiting import readable, wait
+from que import dialects as dialect
 from que.client import Client
-from que.dialect import ONE_AT_A_TIME_IS_QUE_0
-from que.errors import TransactionPoolingError, last_error_text, short_message
+from que.core import handlers as _handlers
+from que.core import validate as _validate
+from que.core.errors import TransactionPoolingError, last_error_text, short_message
+from que.core.handlers import INTERRUPTS, Handler
+from que.dialects import ONE_AT_A_TIME_IS_QUE_0
+from que.dialects.que0 import listening
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.waiting import readable, wait
+from que.engine import setup as _setup
+from que.engine.session import PQGen, Session
 
 log = logging.getLogger("que")
 
@@ -113,7 +118,7 @@ def open_session(client: Client, name: str, listen: bool) -> tuple[psycopg.Conne
         session = Session(conn.pgconn)
         wait(_setup.set_up(session), conn.pgconn.socket)
         if listen:
-            wait(_setup.listen(session), conn.pgconn.socket)
+            wait(listening.listen(session), conn.pgconn.socket)
     except BaseException:
         conn.close()
         raise
@@ -321,7 +326,7 @@ class Worker:
         deadline = time.monotonic() + self.wake_interval
         while not self._wake.is_set() and (left := deadline - time.monotonic()) > 0:
             # Short slices keep request_stop() and wake() responsive while listening.
-            if readable(self._conn.pgconn.socket, min(left, 0.05)) and _setup.notified(session, self.queue):
+            if readable(self._conn.pgconn.socket, min(left, 0.05)) and listening.notified(session, self.queue):
                 break
         self._wake.clear()
 

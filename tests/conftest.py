@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 import que
 from harness import lab
 from harness.postgres import database
-from que import _loaders
+from que.engine import loaders as _loaders
 
 settings.register_profile(
     "ci",

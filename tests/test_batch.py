@@ -11,10 +11,11 @@ import pytest
 import que
 from harness import implementations, lab, results
 from harness.lab import advisory_locks, wait_until
-from que import _protocol, _setup
-from que._connecting import connection_options
-from que._session import Session
-from que._waiting import wait
+from que.dialects.que0 import protocol as _protocol
+from que.drivers.connecting import connection_options
+from que.drivers.waiting import wait
+from que.engine import setup as _setup
+from que.engine.session import Session
 from tests.conftest import rows
 
 

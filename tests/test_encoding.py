@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import que
-from que.encoding import dumps
+from que.core.encoding import dumps
 
 # Recorded from Ruby 3.1.2 / json 2.6.1 `JSON.dump([value])`.
 RUBY_WRITES = [

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 import que
-from que import _callers
 from que.aio import AsyncClient
+from que.dialects.que0 import callers as _callers
 from tests.conftest import rows
 
 SIZES = [3, _callers.COPY_FROM + 3]

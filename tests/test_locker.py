@@ -11,7 +11,7 @@ import pytest
 import que
 from harness import implementations, lab, results
 from harness.lab import advisory_locks, wait_until
-from que import _protocol
+from que.dialects.que0 import protocol as _protocol
 from tests.conftest import rows
 
 
@@ -193,7 +193,7 @@ def test_jobs_held_at_the_head_are_skipped_without_walking_them(
     client: que.Client, conn: psycopg.Connection[Any], database_url: str
 ) -> None:
     """With 300 jobs held by another session ahead of the queue, the locker's claims stop
-    trying their locks one by one (que._protocol.AVOID_AFTER) and drain the rest in order."""
+    trying their locks one by one (que.dialects.que0.protocol.AVOID_AFTER) and drain the rest in order."""
     conn.execute("INSERT INTO que_jobs (job_class, priority) SELECT 'Held', 1 FROM generate_series(1, 300)")
     client.enqueue_many([("J", [n]) for n in range(500)])
     seen: list[int] = []

@@ -35,7 +35,8 @@ def test_every_mutant_can_be_made_and_names_a_term_of_its_dialects_catalogue() -
 def test_a_que_2_statement_mutant_changes_the_statement_the_locker_sends() -> None:
     code = (
         "from harness import mutation; mutation.apply('que2.poll_jobs.due:POLL_JOBS:flip-le-to-lt'); "
-        "import que.sql2 as s; print('j.run_at < now()' in s.POLL_JOBS, 'j.run_at <= now()' in s.POLL_JOBS)"
+        "import que.dialects.que2.sql as s; "
+        "print('j.run_at < now()' in s.POLL_JOBS, 'j.run_at <= now()' in s.POLL_JOBS)"
     )
     assert run(code) == "True False"
 
@@ -49,7 +50,7 @@ def test_every_equivalent_listed_is_the_mutant_it_was_judged_as_with_a_reason() 
 def test_a_statement_mutant_changes_the_statement_que_sends() -> None:
     code = (
         "from harness import mutation; mutation.apply('lock_job.due:CLAIM_JOBS:flip-le-to-lt'); "
-        "import que._protocol as p; text = p.CLAIM_JOBS.text; "
+        "import que.dialects.que0.protocol as p; text = p.CLAIM_JOBS.text; "
         "print(b'run_at < now()' in text, b'run_at <= now()' in text)"
     )
     assert run(code) == "True False"
@@ -59,8 +60,9 @@ def test_a_function_mutant_changes_the_value_que_computes_everywhere_it_is_used(
     [mutant] = [m for m in mutation.mutants() if m.term == "backoff.formula" and "Pow" in m.description][:1]
     code = (
         f"from harness import mutation; mutation.apply({mutant.id!r}); "
-        "import que.retry, que._protocol; print(que.retry.retry_delay(2), que._protocol.retry_delay(2))"
+        "import que.core.retry, que.dialects.que0.protocol as p; "
+        "print(que.core.retry.retry_delay(2), p.retry_delay(2))"
     )
     changed = run(code).split()
     assert changed[0] == changed[1] != "19", (mutant.description, changed)
-    assert run("import que.retry; print(que.retry.retry_delay(2))") == "19"
+    assert run("import que.core.retry; print(que.core.retry.retry_delay(2))") == "19"

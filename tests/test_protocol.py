@@ -1,4 +1,4 @@
-"""The protocol engine (que._protocol): the protocol's guarantees with fewer round trips."""
+"""The protocol engine (que.dialects.que0.protocol): the protocol's guarantees with fewer round trips."""
 
 import threading
 from typing import Any
@@ -9,11 +9,11 @@ import pytest
 import que
 from harness.lab import advisory_locks
 from harness.lab import wait_until as wait_for
-from que import _protocol
-from que._connecting import connection_options
-from que._protocol import Finish, Locked
-from que._session import Session, statement
-from que._waiting import wait
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.connecting import connection_options
+from que.drivers.waiting import wait
+from que.engine.session import Session, statement
 from tests.conftest import rows
 
 
@@ -144,7 +144,7 @@ def test_an_error_that_cannot_be_counted_parks_the_job(
     a = next(r for r in rows(conn) if r["job_class"] == "A")
     assert a["error_count"] == error_count and a["last_error"] == "boom"
     parked = conn.execute(
-        "SELECT run_at = %s::timestamptz FROM que_jobs WHERE job_class = 'A'", [que.sql.PARKED_RUN_AT]
+        "SELECT run_at = %s::timestamptz FROM que_jobs WHERE job_class = 'A'", [que.dialects.que0.sql.PARKED_RUN_AT]
     )
     assert parked.fetchone() == (True,)
     s.release(following)

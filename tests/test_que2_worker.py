@@ -17,7 +17,8 @@ from psycopg.rows import dict_row
 import que
 from harness import results
 from harness.lab import advisory_locks, wait_until
-from que import aio, sql2
+from que import aio
+from que.dialects.que2 import sql as sql2
 from tests.conftest import fresh_database
 from tests.test_que2 import ruby2, table
 

@@ -1,4 +1,4 @@
-"""que._waiting.Channel against a real PostgreSQL: a worker's socket stays registered with
+"""que.drivers.waiting.Channel against a real PostgreSQL: a worker's socket stays registered with
 the event loop between statements, so it must let go of it the moment the connection
 ends, or the loop ends up watching a file number the system has given to another socket."""
 
@@ -8,9 +8,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from que import _setup
-from que._session import Session, execute, statement
-from que._waiting import Channel
+from que.drivers.waiting import Channel
+from que.engine import setup as _setup
+from que.engine.session import Session, execute, statement
 
 
 async def _channel(url: str) -> tuple[psycopg.AsyncConnection[Any], Session, Channel]:

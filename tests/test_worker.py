@@ -97,7 +97,7 @@ def test_unknown_job_class_is_an_error_with_backoff(client: que.Client, conn: ps
     [row] = rows(conn)
     assert row["error_count"] == 1
     assert row["last_error"].startswith(
-        "que.errors.UnknownJobClass: no handler is registered for job class 'NoSuchJob'"
+        "que.core.errors.UnknownJobClass: no handler is registered for job class 'NoSuchJob'"
     )
     delay = conn.execute("SELECT extract(epoch FROM run_at - now()) FROM que_jobs").fetchone()[0]  # type: ignore[index]
     assert 2 < delay <= 4

@@ -39,7 +39,7 @@ POOLS = [
 def in_flight(options: dict[str, Any]) -> int:
     """The jobs in flight on one session of a pool, whose outcome a lost session may lose: a
     locker's running jobs (one per thread); a worker's running job, and for a batched worker
-    at most one more whose finish it was sending (que._protocol.send_finish)."""
+    at most one more whose finish it was sending (que.dialects.que0.protocol.send_finish)."""
     if options.get("locker", True):
         return WORKERS
     return 2 if options.get("batch", 1) > 1 else 1

@@ -9,7 +9,7 @@ from conformance.checks import check_equal
 from conformance.fleet import Fleet, require
 from conformance.que2.witness import catalogue, jobs
 from harness import lab
-from que import schema
+from que.dialects import schema
 
 
 def _reference(db: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:

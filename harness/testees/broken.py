@@ -11,14 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import que._inserts
-import que._protocol
-import que._validate
-import que._wire
-import que.errors
+import que.core.errors
+import que.core.validate
+import que.dialects.que0.inserts
+import que.dialects.que0.protocol
+import que.engine.wire
 
-protocol: Any = que._protocol
-inserts: Any = que._inserts
+protocol: Any = que.dialects.que0.protocol
+inserts: Any = que.dialects.que0.inserts
 
 
 def _rewritten(statement: Any, old: str, new: str) -> Any:
@@ -98,7 +98,7 @@ def _unlock_elsewhere() -> None:
     def unlock(session: Any, job_id: bytes | None) -> Any:
         if not other:
             other.append(psycopg.connect(DATABASE_URL[0], autocommit=True))
-        row = other[0].execute("SELECT pg_advisory_unlock(%s)", [que._wire.read_int(job_id or b"")]).fetchone()
+        row = other[0].execute("SELECT pg_advisory_unlock(%s)", [que.engine.wire.read_int(job_id or b"")]).fetchone()
         return bool(row and row[0])
         yield  # a generator, like the engine's
 
@@ -143,7 +143,7 @@ def _local_wall_time() -> None:
             return None
         return value.replace(tzinfo=UTC)
 
-    que._validate.run_at = wall_time
+    que.core.validate.run_at = wall_time
 
 
 def _job_id_key() -> None:
@@ -161,7 +161,7 @@ def _job_id_key() -> None:
 
 def _last_error() -> None:
     """Never cuts the message (Ruby cuts '<Class>: <message>' to 500 characters)."""
-    que.errors.MESSAGE_LIMIT = 1_000_000  # type: ignore[misc]
+    que.core.errors.MESSAGE_LIMIT = 1_000_000  # type: ignore[misc]
 
 
 def _delete_first() -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 
 import que
-import que._protocol
-import que._setup
+import que.dialects.que0.protocol
+import que.engine.setup
 from harness import mutation
 from harness.testees import broken
 from harness.testees.common import (
@@ -37,9 +37,9 @@ from harness.testees.common import (
     stats_rows,
     work_plan,
 )
-from que._protocol import Locked
-from que._session import Session
-from que._waiting import wait
+from que.dialects.que0.protocol import Locked
+from que.drivers.waiting import wait
+from que.engine.session import Session
 
 
 class Testee:
@@ -185,8 +185,8 @@ class Testee:
         assert self.client is not None
         conn = self.client.connect("que batch testee")
         session = Session(conn.pgconn)
-        wait(que._setup.set_up(session), conn.pgconn.socket)
-        locked = wait(que._protocol.claim(session, queue, count), conn.pgconn.socket)
+        wait(que.engine.setup.set_up(session), conn.pgconn.socket)
+        locked = wait(que.dialects.que0.protocol.claim(session, queue, count), conn.pgconn.socket)
         for job in locked:
             self.batches[job.job.job_id] = (conn, session, locked)
         if not locked:
@@ -198,7 +198,7 @@ class Testee:
         if job_id in self.batches:
             conn, session, locked = self.batches.pop(job_id)
             job = next(job for job in locked if job.job.job_id == job_id)
-            wait(que._protocol.unlock(session, job), conn.pgconn.socket)
+            wait(que.dialects.que0.protocol.unlock(session, job), conn.pgconn.socket)
             if not any(other is conn for other, _, _ in self.batches.values()):
                 conn.close()
             return {}

@@ -1,8 +1,8 @@
 """AsyncClient: enqueue, lock and inspect jobs from asyncio code.
 
 The same arguments, checks, errors and stored bytes as que.Client: the validation, the
-statements and the protocol are shared (que._validate, que._protocol), and only the waiting
-differs (que._waiting.wait_async).
+statements and the protocol are shared (que.core.validate, que.dialects.que0.protocol), and only the waiting
+differs (que.drivers.waiting.wait_async).
 """
 
 import asyncio
@@ -17,27 +17,25 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from que import (
-    _callers,
-    _enqueue2,
-    _inserts,
-    _loaders,
-    _protocol,
-    _setup,
-    _validate,
-    _validate2,
-    _wire,
-    dialect,
-    schema,
-    sql,
-)
-from que._connecting import connection_options, database_url, idle_and_quiet, never_ran
-from que._session import Session
-from que._validate import NewJob
-from que._waiting import wait_async
+from que import dialects as dialect
 from que.aio._lock import AsyncLockedJob
-from que.errors import redacted, remember_secrets
-from que.job import Job
+from que.core import validate as _validate
+from que.core.errors import redacted, remember_secrets
+from que.core.job import Job
+from que.core.validate import NewJob
+from que.dialects import schema
+from que.dialects.que0 import callers as _callers
+from que.dialects.que0 import inserts as _inserts
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0 import sql
+from que.dialects.que2 import inserts as _enqueue2
+from que.dialects.que2 import validate as _validate2
+from que.drivers.connecting import connection_options, database_url, idle_and_quiet, never_ran
+from que.drivers.waiting import wait_async
+from que.engine import loaders as _loaders
+from que.engine import setup as _setup
+from que.engine import wire as _wire
+from que.engine.session import Session
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -131,7 +129,7 @@ class AsyncClient:
             )
 
     async def _checkout(self) -> tuple[psycopg.AsyncConnection[Any], Session]:
-        """A pooled connection that is not already dead (see que._connecting.idle_and_quiet)."""
+        """A pooled connection that is not already dead (see que.drivers.connecting.idle_and_quiet)."""
         self._check_loop()
         for _ in range(self._pool.max_size):
             conn = await self._pool.getconn()

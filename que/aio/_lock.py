@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from que import _protocol
-from que._handlers import INTERRUPTS
-from que._protocol import Finish, Locked
-from que._session import Session
-from que._waiting import wait_async
-from que.errors import JobFinishedError, last_error_text, short_message
+from que.core.errors import JobFinishedError, last_error_text, short_message
+from que.core.handlers import INTERRUPTS
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.waiting import wait_async
+from que.engine.session import Session
 
 log = logging.getLogger("que")
 T = TypeVar("T")

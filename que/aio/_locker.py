@@ -1,5 +1,5 @@
 """The asyncio locker: one session that claims jobs for an AsyncWorkerPool's tasks and holds
-their locks (que.locker explains the design; the books are que._ledger's, shared with it).
+their locks (que.locker explains the design; the books are que.engine.books's, shared with it).
 
 Cut short (its task cancelled while plain handlers still run in their threads), the locker
 hands its connection to a daemon thread. That thread waits for those handlers, writes their
@@ -17,14 +17,18 @@ from typing import Any
 
 import psycopg
 
-from que import _handlers, _ledger, _protocol, _setup
-from que._handlers import INTERRUPTS
-from que._ledger import Ledger
-from que._protocol import Finish, Locked
-from que._session import Session
-from que._waiting import Channel, wait
 from que.aio._client import AsyncClient
-from que.errors import TransactionPoolingError, last_error_text
+from que.core import handlers as _handlers
+from que.core.errors import TransactionPoolingError, last_error_text
+from que.core.handlers import INTERRUPTS
+from que.dialects.que0 import listening
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.waiting import Channel, wait
+from que.engine import books as _ledger
+from que.engine import setup as _setup
+from que.engine.books import Ledger
+from que.engine.session import Session
 from que.locker import check_buffer
 from que.worker import backoff
 
@@ -157,7 +161,7 @@ class AsyncLocker:
             session = Session(conn.pgconn)
             await channel.run(_setup.set_up(session))
             if self.listen:
-                await channel.run(_setup.listen(session))
+                await channel.run(listening.listen(session))
         except BaseException:
             channel.close()
             conn.pgconn.finish()
@@ -237,7 +241,7 @@ class AsyncLocker:
                         waiting.cancel()
                 if readable.is_set():
                     readable.clear()
-                    if session is not None and _setup.notified(session, self.queue):
+                    if session is not None and listening.notified(session, self.queue):
                         self._poll_now = True
                         break
         finally:

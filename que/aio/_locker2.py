@@ -1,4 +1,4 @@
-"""The Que 2 dialect's locker on an event loop: que._protocol2 (the same statements, books,
+"""The Que 2 dialect's locker on an event loop: que.dialects.que2.protocol (the same statements, books,
 poll parameters and outcomes as que.locker2's threads) on psycopg's async connections. The locker's session
 registers, LISTENs and holds the locks; each runner task works its job on a pooled
 connection of its own (plain handlers in a thread, `async def` ones on the loop), commits
@@ -14,12 +14,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from que import _enqueue2, sql2
-from que._handlers import INTERRUPTS, resolution
-from que._protocol2 import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.aio._client import AsyncClient
 from que.aio._worker import Handlers
-from que.job import Job
+from que.core.handlers import INTERRUPTS, resolution
+from que.core.job import Job
+from que.dialects.que2 import inserts as _enqueue2
+from que.dialects.que2 import sql as sql2
+from que.dialects.que2.protocol import BUFFER, MAX_RETRIES, Books, outcome, poll_params, register_params
 from que.worker import backoff
 
 log = logging.getLogger("que")

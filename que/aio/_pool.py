@@ -15,16 +15,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from que import _handlers, dialect
-from que._handlers import INTERRUPTS, Handler
-from que._protocol import Finish
-from que._threads import DaemonThreads
-from que._validate2 import DEFAULT_QUEUE
+from que import dialects as dialect
 from que.aio._client import AsyncClient
 from que.aio._locker import AsyncLocker
 from que.aio._locker2 import AsyncLocker2, AsyncRunner2
 from que.aio._worker import AsyncWorker, Handlers
-from que.errors import TransactionPoolingError, last_error_text
+from que.core import handlers as _handlers
+from que.core.errors import TransactionPoolingError, last_error_text
+from que.core.handlers import INTERRUPTS, Handler
+from que.dialects.que0.protocol import Finish
+from que.dialects.que2.validate import DEFAULT_QUEUE
+from que.drivers.daemon_threads import DaemonThreads
 from que.locker import DEFAULT_BUFFER
 from que.pool import MAX_THREADS
 from que.worker import check_pool_size, check_wake_interval
@@ -144,7 +145,7 @@ class AsyncWorkerPool:
         self.client = client
         self.count = count
         # Plain handlers run here: one daemon thread per worker, so none waits for a thread,
-        # and none holds the process at exit (que._threads). Made anew by each start().
+        # and none holds the process at exit (que.drivers.daemon_threads). Made anew by each start().
         self.executor = DaemonThreads(count)
         self._que2 = _Options(queue, listen, wake_interval, buffer, priorities, max_retries, locker, handlers)
         queue, listen = queue or "", bool(listen)

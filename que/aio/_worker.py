@@ -1,9 +1,9 @@
 """AsyncWorker and AsyncWorkerPool: working jobs on an event loop.
 
 Each worker is a task with a connection of its own, driving the one protocol engine
-(que._protocol) through the loop. Handlers may be `async def` (awaited on the loop) or
+(que.dialects.que0.protocol) through the loop. Handlers may be `async def` (awaited on the loop) or
 plain functions (run in the pool's threads, so a blocking handler never stalls the other
-workers). A handler's exception means what it means for the thread worker (que._handlers).
+workers). A handler's exception means what it means for the thread worker (que.core.handlers).
 
 Stopping: `request_stop()` / `shutdown()` let current jobs finish. Cancelling a worker's
 task aborts its job. An async handler is cancelled: the job's row is left as it is and its
@@ -25,15 +25,19 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from que import _handlers, _protocol, _setup, _validate
-from que._handlers import INTERRUPTS, Handler
-from que._protocol import Finish, Locked
-from que._session import PQGen, Session
-from que._threads import DaemonThreads
-from que._waiting import Channel, wait
 from que.aio._client import AsyncClient
 from que.aio._lock import _being_cancelled
-from que.errors import TransactionPoolingError, last_error_text
+from que.core import handlers as _handlers
+from que.core import validate as _validate
+from que.core.errors import TransactionPoolingError, last_error_text
+from que.core.handlers import INTERRUPTS, Handler
+from que.dialects.que0 import listening
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.drivers.daemon_threads import DaemonThreads
+from que.drivers.waiting import Channel, wait
+from que.engine import setup as _setup
+from que.engine.session import PQGen, Session
 from que.worker import backoff, check_wake_interval
 
 log = logging.getLogger("que")
@@ -117,7 +121,7 @@ class AsyncWorker:
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         """Arguments as for que.Worker; `executor` runs plain (non-async) handlers
-        (default: a daemon thread of the worker's own, see que._threads)."""
+        (default: a daemon thread of the worker's own, see que.drivers.daemon_threads)."""
         self.client = client
         self.handlers = handlers
         self._handlers = Handlers(handlers)
@@ -172,7 +176,7 @@ class AsyncWorker:
             session = Session(conn.pgconn)
             await channel.run(_setup.set_up(session))
             if self.listen:
-                await channel.run(_setup.listen(session))
+                await channel.run(listening.listen(session))
         except BaseException:
             channel.close()
             conn.pgconn.finish()
@@ -335,7 +339,7 @@ class AsyncWorker:
                     waiting.cancel()
                 if readable.is_set():
                     readable.clear()
-                    if _setup.notified(session, self.queue):
+                    if listening.notified(session, self.queue):
                         break
         finally:
             channel.on_idle = None

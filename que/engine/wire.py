@@ -14,8 +14,8 @@ from typing import Final
 
 from psycopg import pq
 
-from que._validate import Checked
-from que.job import Job
+from que.core.job import Job
+from que.core.validate import Checked
 
 # Type OIDs of the parameters que sends.
 TEXT: Final = 25

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-from que import encoding
+from que.core import encoding
 
 SMALLINT_MIN: Final = -32768
 SMALLINT_MAX: Final = 32767

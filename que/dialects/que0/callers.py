@@ -12,7 +12,7 @@ in autocommit, psycopg begins the transaction with que's insert as with any stat
 Django atomic block or a SQLAlchemy session has usually begun it already), and the caller
 commits or rolls back; que never commits, begins or ends a transaction itself, and never
 prepares statements there (psycopg manages that connection's prepared statements). Results
-are read in binary through que._wire, whatever the session's DateStyle, TimeZone or client
+are read in binary through que.engine.wire, whatever the session's DateStyle, TimeZone or client
 encoding.
 """
 
@@ -22,9 +22,10 @@ from typing import Any, Final
 import psycopg
 from psycopg import pq
 
-from que import _wire, sql
-from que._validate import Checked
-from que.job import Job
+from que.core.job import Job
+from que.core.validate import Checked
+from que.dialects.que0 import sql
+from que.engine import wire as _wire
 
 # A psycopg connection or transaction, or a Django or SQLAlchemy object (see above).
 Caller = Any

@@ -1,4 +1,4 @@
-"""Driving que._session's generators: select() for threads, the event loop for asyncio.
+"""Driving que.engine.session's generators: select() for threads, the event loop for asyncio.
 
 A generator yields what it waits for on the connection's socket (READ, WRITE or both)
 and is sent what became ready. Nothing else differs between the sync and async APIs.
@@ -9,7 +9,7 @@ import select
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from que._session import READ, WRITE, PQGen
+from que.engine.session import READ, WRITE, PQGen
 
 T = TypeVar("T")
 

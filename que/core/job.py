@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from que import encoding
+from que.core import encoding
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ README.md and docs quote. que.cli runs what it parses."""
 import argparse
 from typing import NoReturn
 
-from que import aio, schema
+from que import aio
+from que.dialects import schema
 from que.locker import DEFAULT_BUFFER
 
 EXIT_USAGE = 2  # bad input (argparse's own exit code for it, kept for every usage error)

@@ -1,6 +1,6 @@
 """The Que 2 dialect's statements (Ruby Que 2.4.1, schema version 7), one place each.
 
-que.sql holds the 0.14 dialect's. Placeholders are named (%(name)s); every statement names
+que.dialects.que0.sql holds the 0.14 dialect's. Placeholders are named (%(name)s); every statement names
 `public.que_jobs` as Ruby's do.
 """
 

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
-from que import _validate
-from que.errors import UnknownJobClass, short_message
-from que.job import Job
+from que.core import validate as _validate
+from que.core.errors import UnknownJobClass, short_message
+from que.core.job import Job
 
 log = logging.getLogger("que")
 

@@ -1,7 +1,7 @@
 """The Que 2 dialect's protocol, without I/O: what a locker registers, what its poll asks
 for, how a job ends, which notification is well formed, and the locker's books. Both
 lockers, threads (que.locker2) and asyncio (que.aio._locker2), run these on psycopg's
-sync and async connections with the statements of que.sql2.
+sync and async connections with the statements of que.dialects.que2.sql.
 
 Ruby Que 2.x's protocol: one connection per process (the locker's) registers in
 que_lockers, LISTENs on que_listener_<its backend pid>, and takes jobs: the ones a
@@ -20,10 +20,11 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from que import _handlers, sql2
-from que.errors import error_parts, storable
-from que.job import Job
-from que.retry import retry_delay
+from que.core import handlers as _handlers
+from que.core.errors import error_parts, storable
+from que.core.job import Job
+from que.core.retry import retry_delay
+from que.dialects.que2 import sql as sql2
 
 # Ruby's Que::MAXIMUM_PRIORITY: the threshold of a worker that takes any job.
 ANY_PRIORITY: Final = 32767

@@ -180,13 +180,6 @@ UNLOCK_JOBS: Final = "SELECT count(pg_advisory_unlock(id)) FROM unnest(%(job_ids
 # still running is written only if its lock can be taken again (else another worker has it).
 RETAKE_JOBS: Final = "SELECT t.id FROM unnest(%(job_ids)s::bigint[]) AS t(id) WHERE pg_try_advisory_lock(t.id)"
 
-# Settings que makes on each session it owns, once: ISO dates make the noted run_at exact;
-# READ COMMITTED gives each statement its own snapshot (check_job must see the present).
-SESSION_SETUP: Final = (
-    "SELECT set_config('DateStyle', 'ISO, MDY', false), "
-    "set_config('default_transaction_isolation', 'read committed', false)"
-)
-
 # Ruby 0.14.3's six-parameter form: the count is incremented in SQL, the delay in
 # whole seconds is computed by the caller from the new count.
 SET_ERROR: Final = """\
@@ -371,9 +364,6 @@ AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""
 # Jobs set aside by que-interop 0.2 have run_at 'infinity', which Ruby's readers cannot
 # parse: give them the marker every reader can.
 REPAIR_DEAD: Final = f"UPDATE que_jobs SET run_at = '{DEAD_RUN_AT}' WHERE run_at = 'infinity'"
-
-# The backend a statement runs in, to tell a direct connection from a pooler's.
-BACKEND_PID: Final = "SELECT pg_backend_pid()"
 
 # How many connections the server can give to ordinary users, at most.
 CONNECTION_LIMIT: Final = (

@@ -9,7 +9,7 @@ gives n = 0 and 3 seconds, as Ruby computes it. The delay is Ruby's at every cou
 which Ruby's set_error can write it: from about 1,743 failures on, now() + n**4 + 3 is
 past PostgreSQL's last timestamp (year 294276), and set_error fails there, in Ruby as
 here. Ruby then leaves the job due at once (and runs it again and again); que parks it
-instead (que.sql.SET_ERROR_UNCOUNTED). The delay is at most the largest bigint, the type
+instead (que.dialects.que0.sql.SET_ERROR_UNCOUNTED). The delay is at most the largest bigint, the type
 of set_error's parameter.
 """
 

@@ -1,16 +1,17 @@
 """Que 0.x's inserts on a connection que owns: insert_job for one job (Ruby Que's own
 statement, so a Ruby or Go reader finds the same row) and the batch insert of
-enqueue_many, both prepared and in binary format on que._session's I/O, driven like
-que._protocol's generators by que._waiting."""
+enqueue_many, both prepared and in binary format on que.engine.session's I/O, driven like
+que.dialects.que0.protocol's generators by que.drivers.waiting."""
 
 from collections.abc import Sequence
 from typing import Final
 
-from que import _wire, sql
-from que._session import PQGen, Session, execute, statement
-from que._validate import Checked
-from que._wire import INT2, TEXT, TIMESTAMPTZ, Params
-from que.job import Job
+from que.core.job import Job
+from que.core.validate import Checked
+from que.dialects.que0 import sql
+from que.engine import wire as _wire
+from que.engine.session import PQGen, Session, execute, statement
+from que.engine.wire import INT2, TEXT, TIMESTAMPTZ, Params
 
 _INSERT = [("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_class", TEXT), ("args", TEXT)]
 INSERT_JOB: Final = statement("que_insert_job", sql.INSERT_JOB, _INSERT)

@@ -1,9 +1,10 @@
 """The one engine of the Que 0.x protocol: its statements, in its order, on one session.
 
 Everything that locks, checks, finishes or releases a job goes through this module (the
-inserts on a connection que owns are in que._inserts, on the same session I/O). Its functions are generators that never
+inserts on a connection que owns are in que.dialects.que0.inserts, on the same session I/O).
+Its functions are generators that never
 block: they talk to libpq (psycopg.pq) and `yield` what they wait for (READ or WRITE on the
-socket). que._waiting drives them with select() for threads and with the event loop for
+socket). que.drivers.waiting drives them with select() for threads and with the event loop for
 asyncio, so the sync and the async API run the same protocol code, as psycopg itself does.
 
 The order is the protocol's: lock_job -> check_job -> (the handler) -> destroy_job or
@@ -18,8 +19,8 @@ whose delete failed stays locked until that failure is recorded (Ruby rescues a 
 destroy like a failed handler); a failure is recorded (and, if need be, rescheduled
 without counting) while the lock is still held, and only then unlocked.
 
-Parameters and results are in PostgreSQL's binary format (que._wire), so nothing depends
-on the session's DateStyle or TimeZone; que._session does the I/O.
+Parameters and results are in PostgreSQL's binary format (que.engine.wire), so nothing depends
+on the session's DateStyle or TimeZone; que.engine.session does the I/O.
 """
 
 import logging
@@ -30,12 +31,13 @@ from typing import Final
 import psycopg
 from psycopg import pq
 
-from que import _wire, sql
-from que._session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send, statement
-from que._wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ
-from que.errors import last_error_text, short_message
-from que.job import Job
-from que.retry import retry_delay
+from que.core.errors import last_error_text, short_message
+from que.core.job import Job
+from que.core.retry import retry_delay
+from que.dialects.que0 import sql
+from que.engine import wire as _wire
+from que.engine.session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send, statement
+from que.engine.wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ
 
 log = logging.getLogger("que")
 

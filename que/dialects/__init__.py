@@ -4,7 +4,7 @@ Ruby Que 0.x (and que-go) use schema versions 1..3: the 0.14 dialect, a row keye
 (queue, priority, run_at, job_id), locked by a worker's own session. Ruby Que 1.x and 2.x use
 versions 4..7 (8 on Que's master): the Que 2 dialect, a row keyed by id with args, kwargs and
 data in jsonb, worked through a locker registered in que_lockers. The two cannot share a
-table; a table is moved from one to the other by migrating it (que.schema).
+table; a table is moved from one to the other by migrating it (que.dialects.schema).
 """
 
 from typing import Final

@@ -1,6 +1,6 @@
 """How que's admin queries (job_stats, worker_states, dead jobs) read rows through psycopg.
 
-They ask for binary results, and these loaders keep the rules of que._wire: json as its
+They ask for binary results, and these loaders keep the rules of que.engine.wire: json as its
 exact text (decoded by que's one JSON rule when needed), and a timestamptz Python cannot
 hold ('infinity', which que-interop 0.2 gave jobs set aside by the retry limit) as datetime.max or .min rather
 than an error.
@@ -13,7 +13,7 @@ from psycopg.abc import AdaptContext
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
-from que import _wire
+from que.engine import wire as _wire
 
 
 class _JsonText(Loader):

@@ -13,7 +13,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import pq
 
-from que._session import NotSent
+from que.engine.session import NotSent
 
 # The server ended the session before it ran the statement: shutdown, crash, restart.
 _SESSION_ENDED: Final = ("57P01", "57P02", "57P03")

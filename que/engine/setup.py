@@ -1,16 +1,24 @@
-"""A que-owned session's first steps, before the protocol (que._protocol) runs on it:
-ISO dates, the refusal of a connection through a transaction pooler, LISTEN, and reading
-the notifications that wake a waiting worker."""
+"""A que-owned session's first steps, before a dialect's protocol runs on it: ISO dates,
+READ COMMITTED, and the refusal of a connection through a transaction pooler (every
+dialect's job locks are session-level advisory locks)."""
 
 from typing import Final
 
-from que import _wire, sql
-from que._session import PQGen, Session, execute, statement
-from que.errors import TransactionPoolingError
+from que.core.errors import TransactionPoolingError
+from que.engine import wire
+from que.engine.session import PQGen, Session, execute, statement
 
-BACKEND_PID: Final = statement("", sql.BACKEND_PID, [])
-SESSION_SETUP: Final = statement("", sql.SESSION_SETUP, [])
-LISTEN: Final = statement("", sql.LISTEN, [])
+# Settings que makes on each session it owns, once: ISO dates make a noted run_at exact;
+# READ COMMITTED gives each statement its own snapshot (a check after a lock must see the
+# present).
+SESSION_SETUP: Final = statement(
+    "",
+    "SELECT set_config('DateStyle', 'ISO, MDY', false), "
+    "set_config('default_transaction_isolation', 'read committed', false)",
+    [],
+)
+# The backend a statement runs in, to tell a direct connection from a pooler's.
+BACKEND_PID: Final = statement("", "SELECT pg_backend_pid()", [])
 
 
 def set_up(session: Session) -> PQGen[None]:
@@ -27,7 +35,7 @@ def set_up(session: Session) -> PQGen[None]:
     yield from execute(session, (SESSION_SETUP, ()))
     result = yield from execute(session, (BACKEND_PID, ()))
     value = result.get_value(0, 0)
-    server_pid = _wire.read_int(value) if value is not None else -1
+    server_pid = wire.read_int(value) if value is not None else -1
     if server_pid != session.pgconn.backend_pid:
         raise TransactionPoolingError(
             f"this connection goes through a connection pooler (it announced backend pid "
@@ -37,16 +45,3 @@ def set_up(session: Session) -> PQGen[None]:
             "the pooler is fine."
         )
     session.direct = True
-
-
-def listen(session: Session) -> PQGen[None]:
-    yield from execute(session, (LISTEN, ()))
-
-
-def notified(session: Session, queue: str) -> bool:
-    """Read what arrived on the socket; True if a notification names `queue`."""
-    session.pgconn.consume_input()
-    found = False
-    while (note := session.pgconn.notifies()) is not None:
-        found = found or note.extra.decode(session.codec, "replace") == queue
-    return found

@@ -1,7 +1,7 @@
 """A que-owned connection's session at the libpq level: prepared statements, pipelines,
-results, in generators that never block (que._waiting drives them).
+results, in generators that never block (que.drivers.waiting drives them).
 
-This is the I/O half of the engine; que._protocol is the protocol half. Statements are
+This is the I/O half of the engine; que.dialects.que0.protocol is the protocol half. Statements are
 prepared once per connection under their protocol names; if something removed them
 (DEALLOCATE ALL, DISCARD ALL), they are prepared again and, when nothing took effect,
 the statements are sent once more.
@@ -15,9 +15,9 @@ from typing import Final, TypeVar
 import psycopg
 from psycopg import pq
 
-from que import _wire
-from que._wire import Params
-from que.errors import storable
+from que.core.errors import storable
+from que.engine import wire as _wire
+from que.engine.wire import Params
 
 T = TypeVar("T")
 READ: Final = 1
@@ -34,7 +34,7 @@ _PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
 @dataclass(frozen=True)
 class Statement:
     """One protocol statement as the server sees it: $n placeholders and their types; and
-    as que.sql writes it (`source`, with named placeholders, and their `params`)."""
+    as que.dialects.que0.sql writes it (`source`, with named placeholders, and their `params`)."""
 
     name: bytes
     text: bytes
@@ -48,7 +48,7 @@ NAMED: list[Statement] = []
 
 
 def statement(name: str, query: str, params: Sequence[tuple[str, int]]) -> Statement:
-    """que.sql's named placeholders become $1, $2 ... in `params` order. A named statement
+    """que.dialects.que0.sql's named placeholders become $1, $2 ... in `params` order. A named statement
     is prepared on each session (once); an unnamed one ("") is sent with its text."""
     source = query
     for index, (param, _) in enumerate(params, start=1):
@@ -84,7 +84,7 @@ class Session:
         # Segments sent by send() whose results are not read yet: the statements in each.
         self.unread: list[int] = []
         # Whether the next claim skips the jobs other sessions hold without trying them
-        # (que._protocol.AVOID_AFTER).
+        # (que.dialects.que0.protocol.AVOID_AFTER).
         self.avoiding = False
         encoding = pgconn.parameter_status(b"server_encoding") or b"UTF8"
         self.server_encoding = encoding.decode("ascii", "replace")

@@ -1,4 +1,4 @@
-"""Checking a Que 2 dialect job before any SQL runs (que._validate does the 0.x fields).
+"""Checking a Que 2 dialect job before any SQL runs (que.core.validate does the 0.x fields).
 
 The limits are the table's own CHECK constraints (Ruby Que 2.x's migration 4), checked here
 so a bad job gets an error naming the value and the rule instead of a constraint name, and
@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
-from que import _validate, encoding
+from que.core import encoding
+from que.core import validate as _validate
 
 QUEUE_MAX_CHARS: Final = 100
 JOB_CLASS_MAX_CHARS: Final = 200

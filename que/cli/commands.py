@@ -22,10 +22,11 @@ from typing import Any
 
 import psycopg
 
-from que import aio, encoding
-from que._cli_parser import EXIT_USAGE, parser
+from que import aio
+from que.cli.parser import EXIT_USAGE, parser
 from que.client import Client
-from que.errors import QueError, printable, redact, remember_secrets
+from que.core import encoding
+from que.core.errors import QueError, printable, redact, remember_secrets
 from que.locker import check_buffer
 from que.pool import WorkerPool
 from que.worker import check_batch, check_wake_interval
@@ -303,7 +304,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

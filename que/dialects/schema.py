@@ -1,7 +1,7 @@
 """Ruby Que's schema migrations, up and down, and its way of reading the version.
 
 Versions 1..3 are Que 0.x's (the 0.14 dialect); 4..7 are Que 1.x/2.x's (the Que 2 dialect,
-que._schema2), which Ruby Que 2.4.1 runs. Version 8 (Que's master: hashtext instead of md5
+que.dialects.que2.schema), which Ruby Que 2.4.1 runs. Version 8 (Que's master: hashtext instead of md5
 in a trigger) is read as the Que 2 dialect too, but not migrated from.
 
 The version lives in the table comment (`COMMENT ON TABLE que_jobs IS '3'`), not in a
@@ -15,7 +15,8 @@ from typing import Any, Final
 
 import psycopg
 
-from que import _schema2, sql
+from que.dialects.que0 import sql
+from que.dialects.que2 import schema as _schema2
 
 # The newest version of the 0.14 dialect, and migrate()'s default.
 CURRENT_VERSION: Final = 3

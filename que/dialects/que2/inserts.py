@@ -1,6 +1,6 @@
 """Inserting Que 2 dialect jobs on a psycopg connection: the client's own, or the caller's
-inside their transaction (que._callers resolves it). Ruby Que 2.x's insert, one job or a
-batch; the 0.14 dialect's inserts go through que._protocol."""
+inside their transaction (que.dialects.que0.callers resolves it). Ruby Que 2.x's insert, one job or a
+batch; the 0.14 dialect's inserts go through que.dialects.que0.protocol."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -8,9 +8,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from que import _wire, encoding, sql2
-from que._validate2 import Checked2
-from que.job import Job
+from que.core import encoding
+from que.core.job import Job
+from que.dialects.que2 import sql as sql2
+from que.dialects.que2.validate import Checked2
+from que.engine import wire as _wire
 
 
 def job_of(row: dict[str, Any]) -> Job:

@@ -7,17 +7,17 @@ Que's order. Both pools keep these books the same way; only their waiting differ
 
 A job is, in order: ready (claimed, waiting for a worker), running, finished (its outcome
 known), then gone: the locker's next round trip commits its delete or error and, after
-that, releases its lock (que._protocol.claim). Jobs claimed by an earlier session of the
+that, releases its lock (que.dialects.que0.protocol.claim). Jobs claimed by an earlier session of the
 locker, which died with their locks, are orphans: their outcome is written only if their
-lock can be taken again (que._protocol.retake), since another worker may run them by then.
+lock can be taken again (que.dialects.que0.protocol.retake), since another worker may run them by then.
 """
 
 from collections import deque
 from dataclasses import dataclass, field
 
-from que import _protocol
-from que._protocol import Finish, Locked
-from que._session import PQGen, Session
+from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import Finish, Locked
+from que.engine.session import PQGen, Session
 
 
 @dataclass

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from que.errors import QueError
+from que.core.errors import QueError
 
 _escape_str = json.encoder.encode_basestring
 
