@@ -1,16 +1,16 @@
 """que for asyncio: AsyncClient, AsyncLockedJob, AsyncWorker and AsyncWorkerPool.
 
-The same protocol engine as the sync API (que.dialects.que0.protocol), driven by the event loop; only
-the I/O differs. Handlers may be `async def` (awaited on the loop) or plain functions (run
-in a thread, so they cannot block the loop). `run` starts a program's own loop: uvloop's
-when installed, as `que work --async` does.
+The same shells as the sync API (que.shells: these asyncio forms are their source), on the
+event loop; only the waiting differs (que.drivers.aio). Handlers may be `async def`
+(awaited on the loop) or plain functions (run in a thread, so they cannot block the loop).
+`run` starts a program's own loop: uvloop's when installed, as `que work --async` does.
 """
 
-from que.aio._client import AsyncClient
-from que.aio._lock import AsyncLockedJob
-from que.aio._pool import AsyncWorkerPool
-from que.aio._worker import AsyncWorker
 from que.drivers.loops import LOOPS, loop_factory, loop_name, run
+from que.shells.client_async import AsyncClient
+from que.shells.lock_async import AsyncLockedJob
+from que.shells.pool_async import AsyncWorkerPool
+from que.shells.worker_async import AsyncWorker
 
 __all__ = [
     "LOOPS",

@@ -24,12 +24,11 @@ import psycopg
 
 from que import aio
 from que.cli.parser import EXIT_USAGE, parser
-from que.client import Client
 from que.core import encoding
 from que.core.errors import QueError, printable, redact, remember_secrets
-from que.locker import check_buffer
-from que.pool import WorkerPool
-from que.worker import check_batch, check_wake_interval
+from que.shells.client import Client
+from que.shells.common import check_batch, check_buffer, check_wake_interval
+from que.shells.pool import WorkerPool
 
 EXIT_RUNTIME = 1
 EXIT_INTERRUPTED = 130
@@ -139,7 +138,8 @@ def _run(options: argparse.Namespace) -> int:
         if options.batch != 1:
             options.locker = False  # batches are per-worker claims
         try:
-            check_buffer(options.buffer)
+            if options.buffer is not None:
+                check_buffer(options.buffer)
         except ValueError as error:
             raise UsageError(f"--buffer: {error}") from None
         if options.loop is not None and not options.use_async:
@@ -182,7 +182,7 @@ def _run(options: argparse.Namespace) -> int:
             )
         elif options.command == "stats":
             rows = client.job_stats()
-            states = client.job_states() if client.dialect() == "2" else None
+            states = client.job_states() if client.dialect().keeps_rows else None
             if options.json:
                 print(json.dumps(rows if states is None else {"jobs": rows, "states": states}, default=str))
             else:

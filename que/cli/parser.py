@@ -4,9 +4,8 @@ README.md and docs quote. que.cli runs what it parses."""
 import argparse
 from typing import NoReturn
 
-from que import aio
+from que import __version__, aio
 from que.dialects import schema
-from que.locker import DEFAULT_BUFFER
 
 EXIT_USAGE = 2  # bad input (argparse's own exit code for it, kept for every usage error)
 
@@ -20,8 +19,9 @@ def parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="que",
         description="Work with a Que job queue: the que_jobs table shared with Ruby Que 0.x and que-go, or with "
-        "Ruby Que 1.x/2.x (schema version 7; every command reads which from the table).",
+        "Ruby Que 1.x (schema version 5) or 2.x (schema version 7); every command reads which from the table.",
     )
+    parser.add_argument("--version", action="version", version=f"que (que-interop) {__version__}")
     parser.add_argument(
         "--database-url",
         metavar="URL",
@@ -41,8 +41,8 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=schema.CURRENT_VERSION,
         metavar="N",
-        help=f"target version 0..{schema.LATEST_VERSION}: 3 is Que 0.x's schema, 7 Que 1.x/2.x's (default: "
-        f"{schema.CURRENT_VERSION}; 0 drops the table)",
+        help=f"target version 0..{schema.LATEST_VERSION}: 3 is Que 0.x's schema, 5 Que 1.x's, 7 Que 2.x's "
+        f"(default: {schema.CURRENT_VERSION}; 0 drops the table)",
     )
 
     enqueue = commands.add_parser("enqueue", help="enqueue one job and print it as JSON")
@@ -103,10 +103,10 @@ def parser() -> argparse.ArgumentParser:
     work.add_argument(
         "--buffer",
         type=int,
-        default=DEFAULT_BUFFER,
+        default=None,
         metavar="N",
-        help=f"jobs the locker keeps claimed beyond the idle workers, ready to start; up to 4 times N while jobs end "
-        f"faster than its round trips (default: {DEFAULT_BUFFER})",
+        help="jobs the locker keeps claimed beyond the idle workers, ready to start; on a Que 0.x table up to 4 "
+        "times N while jobs end faster than its round trips (default: 8)",
     )
     work.add_argument(
         "--wake-interval",

@@ -42,6 +42,23 @@ class JobFinishedError(QueError):
     """An operation on a locked job that was already released."""
 
 
+class UnsupportedByDialect(QueError, ValueError):
+    """A call that the table's dialect has no such thing for (que.dialects): the message
+    names the dialect, what was asked, and what to use instead."""
+
+    def __init__(self, dialect: str, title: str, what: str, instead: str) -> None:
+        super().__init__(f"que_jobs speaks dialect {dialect} ({title}), which has no {what}: {instead}")
+        self.dialect = dialect
+        self.what = what
+        self.instead = instead
+
+
+# The public module of que's exceptions (que/errors.py): their class names, in last_error
+# texts and tracebacks, stay `que.errors.<Name>` wherever the code lives.
+for _public in (QueError, UnknownJobClass, TransactionPoolingError, JobFinishedError, UnsupportedByDialect):
+    _public.__module__ = "que.errors"
+
+
 def _class_name(error: BaseException) -> str:
     cls = type(error)
     if cls.__module__ == "builtins":

@@ -22,50 +22,70 @@ log = logging.getLogger("que")
 Handler = Callable[..., Any]
 INTERRUPTS: Final = (KeyboardInterrupt, SystemExit)
 
-_current_job: contextvars.ContextVar[Job] = contextvars.ContextVar("que_current_job")
+
+class Run:
+    """One run of one job's handler: the job, whether its table keeps finished and expired
+    rows (Que 1.x/2.x: then the handler may ask for that end), and what it asked. Inside the
+    block, current_job() is the job. (A class, not a generator-based context manager: this
+    is the hot path of every job.)
+
+    Kept per run, in a context variable holding this object: an asyncio pool runs a plain
+    handler in a thread with a copy of the context, which holds the same object, so what the
+    handler asks is seen by its runner, and by no other run, of this pool or another."""
+
+    __slots__ = ("asked", "job", "keeps_rows", "token")
+
+    def __init__(self, job: Job, keeps_rows: bool = False) -> None:
+        self.job = job
+        self.keeps_rows = keeps_rows
+        self.asked: str | None = None
+
+    def __enter__(self) -> "Run":
+        self.token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self.token)
 
 
-def current_job() -> Job:
-    """The job the calling handler is running (its id, error_count, queue ...)."""
-    try:
-        return _current_job.get()
-    except LookupError:
-        raise RuntimeError("current_job() called outside a que job handler") from None
-
-
-# How Que 2 jobs asked to end otherwise than destroyed (que.finish, que.expire), by job id.
-# A plain dict, not a context variable: an asyncio pool runs plain handlers in a thread
-# with a copy of the context, and the runner must see what the handler asked.
-_RESOLUTIONS: dict[int, str] = {}
+_current: contextvars.ContextVar[Run] = contextvars.ContextVar("que_current_run")
 FINISH: Final = "finish"
 EXPIRE: Final = "expire"
 
 
-def _resolve(action: str) -> None:
-    job = current_job()
-    if job.job_schema_version is None:
+def _run() -> Run:
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("called outside a que job handler") from None
+
+
+def current_job() -> Job:
+    """The job the calling handler is running (its id, error_count, queue ...)."""
+    return _run().job
+
+
+def _ask(action: str) -> None:
+    run = _run()
+    if not run.keeps_rows:
         raise ValueError(
-            f"{action}() is Ruby Que 2's: it keeps a job's row ({action}ed) on a Que 2 table, and a Que 0.x "
+            f"{action}() is Ruby Que 1.x/2.x's: it keeps a job's row ({action}ed) on such a table, and a Que 0.x "
             "table has no column for it; let the job end (its row is deleted) or raise"
         )
-    _RESOLUTIONS[job.job_id] = action
+    run.asked = action
 
 
 def finish() -> None:
-    """Inside a Que 2 job's handler: when it returns, keep the row with finished_at set
-    instead of deleting it (Ruby Que 2's `finish`)."""
-    _resolve(FINISH)
+    """Inside a Que 1.x/2.x job's handler: when it returns, keep the row with finished_at
+    set instead of deleting it (Ruby Que 2's `finish`). If the handler then raises, the row
+    stays finished and the error is recorded too, as in Ruby."""
+    _ask(FINISH)
 
 
 def expire() -> None:
-    """Inside a Que 2 job's handler: when it returns, expire the job (expired_at set,
+    """Inside a Que 1.x/2.x job's handler: when it returns, expire the job (expired_at set,
     error_count + 1, never retried) instead of deleting it (Ruby Que 2's `expire`)."""
-    _resolve(EXPIRE)
-
-
-def resolution(job: Job) -> str | None:
-    """What the job's handler asked for (FINISH, EXPIRE or None: destroy); asked once."""
-    return _RESOLUTIONS.pop(job.job_id, None)
+    _ask(EXPIRE)
 
 
 class Registry(Mapping[str, Handler]):
@@ -125,11 +145,18 @@ def arguments(job: Job) -> tuple[Any, ...]:
     """The handler's positional arguments, as Ruby calls `run(*args)`.
 
     A JSON array is spread into positional arguments. Any other JSON value (a que-go
-    writer may store an object, a scalar or null) is passed as one argument; Ruby
-    would instead splat an object into [key, value] pairs and null into nothing.
+    writer may store an object, a scalar or null) is splatted as Ruby splats it: null gives
+    no arguments, an object one [key, value] list per member (Hash#to_a), anything else
+    one argument.
     """
     args = job.args
-    return tuple(args) if isinstance(args, list) else (args,)
+    if type(args) is list:
+        return tuple(args)
+    if args is None:
+        return ()
+    if isinstance(args, dict):
+        return tuple([key, value] for key, value in args.items())
+    return (args,)
 
 
 def keywords(job: Job) -> dict[str, Any]:
@@ -137,33 +164,16 @@ def keywords(job: Job) -> dict[str, Any]:
     return {} if job.kwargs_json == "{}" else job.kwargs
 
 
-class running:
-    """current_job() is `job` inside the block. (A class: the hot path of every job, and
-    cheaper than a generator-based context manager.)"""
-
-    __slots__ = ("job", "token")
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-
-    def __enter__(self) -> None:
-        self.token = _current_job.set(self.job)
-
-    def __exit__(self, *exc: object) -> None:
-        _current_job.reset(self.token)
-
-
-def call(handlers: Mapping[str, Handler], job: Job) -> BaseException | None:
+def call(handlers: Mapping[str, Handler], run: Run) -> BaseException | None:
     """Run the job's handler in this thread; its failure, or None. Interrupts propagate."""
-    token = _current_job.set(job)
-    try:
-        find(handlers, job)(*arguments(job))
-    except INTERRUPTS:
-        raise
-    except BaseException as failure:
-        return failure
-    finally:
-        _current_job.reset(token)
+    job = run.job
+    with run:
+        try:
+            find(handlers, job)(*arguments(job), **keywords(job))
+        except INTERRUPTS:
+            raise
+        except BaseException as failure:
+            return failure
     return None
 
 

@@ -1,162 +1,361 @@
-"""A locker's books: which jobs its session holds, and where each one is.
+"""A locker's books: which jobs its session holds, where each one is, and what its next round
+trip must do. No dialect, no I/O: the locker of either I/O style keeps these books, and its
+dialect turns a plan into statements (que.dialects, `round_trip`).
 
-A locker pool (que.WorkerPool, que.aio.AsyncWorkerPool) has one session, the locker's,
-that claims jobs and holds their advisory locks while the pool's workers run them. Ruby and
-Go workers see the same locks as ever: one `pg_try_advisory_lock(job_id)` per job, taken in
-Que's order. Both pools keep these books the same way; only their waiting differs.
+A locker pool has one session, the locker's, that locks jobs and holds their advisory locks
+while the pool's workers run them, as Ruby Que 1.x/2.x's Locker does (and que's Que 0.x
+locker, with Que 0.14's statements). A job is, in order:
 
-A job is, in order: ready (claimed, waiting for a worker), running, finished (its outcome
-known), then gone: the locker's next round trip commits its delete or error and, after
-that, releases its lock (que.dialects.que0.protocol.claim). Jobs claimed by an earlier session of the
-locker, which died with their locks, are orphans: their outcome is written only if their
-lock can be taken again (que.dialects.que0.protocol.retake), since another worker may run them by then.
+    ready (locked, checked, waiting for a worker)
+      -> running (a worker took it)
+      -> finished (its outcome known)
+      -> gone: the locker's next round trip writes the outcome, and only once it committed
+         releases the lock.
+
+Every round trip follows one shape, whatever the dialect:
+
+    plan()   -> a Round: the outcomes to write, the jobs to release untouched, the places to
+                fill (by priority threshold), the announced jobs to lock, the ready jobs to
+                check again, and what the claim must skip
+    the dialect's round trip, one pipelined exchange with the server
+    settle() -> the books take in what happened
+
+The job buffer keeps Ruby Que 2's rules (lib/que/job_buffer.rb): ready jobs are sorted by
+(priority, run_at, id); a worker of priority p takes the first one when its priority is at
+most p (any job for a worker without one); the buffer holds at most `depth` jobs beyond the
+ones workers took, and a job that does not fit is released (the least important first).
+Its `depth` is `buffer`, or for a dialect that lets it grow (Que 0.x), up to `growth` times
+that while workers finish jobs faster than round trips run.
+
+What the books promise:
+- a job this pool is running is never locked again by it, not even after its session was
+  lost (the claim skips it, and the next session takes its lock again first);
+- an outcome is written only while its job's lock is held: after a lost session, only once
+  the lock is taken again (else another worker has the job, and its run writes the outcome);
+- a ready job is handed to a worker only if a check that it is still there (and unchanged)
+  ran at most `fresh_for` seconds before the worker asked for a job: one deleted or
+  rescheduled while it waited in the buffer is released, not run.
 """
 
-from collections import deque
+import bisect
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
-from que.dialects.que0 import protocol as _protocol
-from que.dialects.que0.protocol import Finish, Locked
-from que.engine.session import PQGen, Session
+from que.core.job import Job
+from que.core.outcome import Outcome
+
+# Ruby's Que::MAXIMUM_PRIORITY: the threshold of a worker that takes any job.
+ANY_PRIORITY: Final = 32767
+
+
+def threshold(priority: int | None) -> int:
+    return ANY_PRIORITY if priority is None else priority
+
+
+@dataclass(eq=False)
+class Held:
+    """A job the locker's session holds the lock of. `key` is what the dialect's statements
+    match the row by, as the server sent it; `checked` is when (the monotonic start of the
+    round trip whose statement found it there) the row was last seen unchanged."""
+
+    job: Job
+    key: tuple[bytes | None, ...]
+    checked: float = 0.0
+
+    @property
+    def job_id(self) -> int:
+        return self.job.job_id
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.job.priority, self.job.run_at_us, self.job.job_id)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A job's outcome, to be written while its lock is held."""
+
+    held: Held
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A job a notification named (Que 2's job_available): its sort key, before its lock."""
+
+    priority: int
+    run_at_us: int
+    job_id: int
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.priority, self.run_at_us, self.job_id)
 
 
 @dataclass
 class Round:
-    """What one round trip of the locker does: write the outcomes `finished` (and those of
-    the `orphans` whose locks it can take again), release the `abandoned` jobs untouched,
-    and claim up to `want` jobs, skipping the ones in `skip`."""
+    """What one round trip does, in this order: take again the locks of `relock` (jobs this
+    pool runs whose locks died with an earlier session) and of the `orphans`' jobs; write the
+    outcomes `finished` (each its own transaction) and those of the orphans whose locks it
+    took; release the `abandoned` jobs untouched; release the finished jobs whose outcome
+    committed; lock the `announced` jobs; lock jobs for the places `wanted` (threshold ->
+    count), skipping `skip`; check the new jobs and the `recheck` ones in a new snapshot."""
 
-    finished: list[Finish]
-    abandoned: list[Locked]
-    orphans: list[Finish]
-    want: int
-    skip: set[int]
+    started: float
+    finished: list[Finished] = field(default_factory=list)
+    orphans: list[Finished] = field(default_factory=list)
+    relock: list[Held] = field(default_factory=list)
+    abandoned: list[Held] = field(default_factory=list)
+    announced: list[int] = field(default_factory=list)
+    wanted: dict[int, int] = field(default_factory=dict)
+    skip: set[int] = field(default_factory=set)
+    recheck: list[Held] = field(default_factory=list)
 
     def idle(self) -> bool:
-        return not (self.finished or self.abandoned or self.orphans or self.want)
+        return not (
+            self.finished
+            or self.orphans
+            or self.relock
+            or self.abandoned
+            or self.announced
+            or self.wanted
+            or self.recheck
+        )
 
-
-def round_trip(session: Session, queue: str, planned: Round) -> PQGen[tuple[list[Locked], list[Finish]]]:
-    """Run a Round on the locker's session: the jobs claimed, and the outcomes written."""
-    finished = list(planned.finished)
-    if planned.orphans:
-        finished += yield from _protocol.retake(session, planned.orphans)
-    if not (finished or planned.abandoned or planned.want):
-        return [], finished
-    claimed = yield from _protocol.claim(
-        session, queue, planned.want, done=finished, skip=planned.skip, untouched=planned.abandoned
-    )
-    return claimed, finished
-
-
-# How far the buffer may grow, as a multiple of the one asked for.
-GROWTH = 4
+    @property
+    def want(self) -> int:
+        """How many jobs the places want in all."""
+        return sum(self.wanted.values())
 
 
 @dataclass
-class Ledger:
-    """`buffer` is the floor of the jobs claimed beyond one per idle worker. While workers
-    finish jobs faster than the locker's round trips, the buffer grows up to GROWTH times
-    that: twice the jobs the workers finished since the last round trip. A claim's cost is
-    mostly fixed (one statement, one walk), so short jobs then cost fewer claims each, while
-    long jobs keep only `buffer` of them locked and idle, away from other workers."""
+class Settled:
+    """What a round trip did: the outcomes written and their jobs released (`written`), the
+    jobs whose locks it took again (`relocked`, by id), the new jobs locked and found there
+    (`locked`, in the dialect's order), the ids of the new ones locked but gone (released
+    already), and the ids of the rechecked jobs still there."""
 
-    workers: int
-    buffer: int
-    # The buffer the next claim uses, between `buffer` and GROWTH * `buffer`.
-    depth: int = -1
-    ready: deque[Locked] = field(default_factory=deque)
-    running: dict[int, Locked] = field(default_factory=dict)
-    finished: list[Finish] = field(default_factory=list)
-    # Jobs to release untouched (a handler interrupted, or ready jobs at shutdown).
-    abandoned: list[Locked] = field(default_factory=list)
-    # Outcomes of jobs whose lock died with an earlier session of the locker.
-    orphans: list[Finish] = field(default_factory=list)
-    # Ids of the jobs claimed by the current session and not yet released.
-    owned: set[int] = field(default_factory=set)
+    written: list[Finished] = field(default_factory=list)
+    relocked: set[int] = field(default_factory=set)
+    locked: list[Held] = field(default_factory=list)
+    still_there: set[int] = field(default_factory=set)
 
-    def __post_init__(self) -> None:
-        if self.depth < 0:
-            self.depth = self.buffer
 
-    def want(self, stopping: bool) -> int:
-        """How many jobs the next claim may take: one per idle worker, plus the buffer.
-        Finished jobs do not count: the same round trip releases them."""
-        if stopping:
-            return 0
-        return max(0, self.workers + self.depth - len(self.ready) - len(self.running))
+class Books:
+    """The books of one locker: `priorities` has one entry per worker (None: any job)."""
 
-    def take(self) -> Locked | None:
-        """The next ready job for a worker, now running."""
-        if not self.ready:
+    def __init__(
+        self, priorities: Sequence[int | None], buffer: int, *, growth: int = 1, fresh_for: float = 0.05
+    ) -> None:
+        if not priorities:
+            raise ValueError("a locker needs at least one worker")
+        self.priorities = list(priorities)
+        self.buffer = buffer
+        self.growth = growth
+        self.fresh_for = fresh_for
+        self.depth = buffer
+        self.ready: list[Held] = []
+        self.idle: dict[int | None, int] = {}
+        for priority in self.priorities:
+            self.idle[priority] = self.idle.get(priority, 0) + 1
+        self.running: dict[int, Held] = {}
+        self.finished: list[Finished] = []
+        self.abandoned: list[Held] = []
+        self.orphans: list[Finished] = []
+        # The ids whose locks the current session holds.
+        self.owned: set[int] = set()
+        self.announced: list[Announced] = []
+        # A worker found a job it may take, but not checked recently enough.
+        self.stale_wanted = False
+        self.rounds = 0
+
+    # -- the workers' side ----------------------------------------------------------------
+
+    def take(self, priority: int | None, asked: float) -> Held | None:
+        """The first ready job a worker of `priority` may run, if it was checked at most
+        `fresh_for` seconds before `asked` (when the worker started asking); that worker is
+        busy then. None when there is none, or it needs a check first (`stale_wanted`)."""
+        limit = threshold(priority)
+        if not self.ready or self.ready[0].job.priority > limit:
             return None
-        locked = self.ready.popleft()
-        self.running[locked.job.job_id] = locked
-        return locked
+        held = self.ready[0]
+        if held.checked < asked - self.fresh_for:
+            self.stale_wanted = True
+            return None
+        self.ready.pop(0)
+        self.idle[priority] -= 1
+        self.running[held.job_id] = held
+        return held
 
-    def done(self, finish: Finish) -> None:
-        """A worker's outcome for its running job."""
-        job_id = finish.locked.job.job_id
-        self.running.pop(job_id, None)
-        if job_id in self.owned:
-            self.finished.append(finish)
+    def done(self, held: Held, priority: int | None, outcome: Outcome) -> None:
+        """A worker's outcome for the job it ran; its place is free again."""
+        self.idle[priority] += 1
+        self.running.pop(held.job_id, None)
+        finished = Finished(held, outcome)
+        if held.job_id in self.owned:
+            self.finished.append(finished)
         else:
-            self.orphans.append(finish)
+            self.orphans.append(finished)
 
-    def interrupted(self, locked: Locked) -> None:
+    def interrupted(self, held: Held, priority: int | None) -> None:
         """A handler raised KeyboardInterrupt or SystemExit: leave the row, release the job."""
-        job_id = locked.job.job_id
-        self.running.pop(job_id, None)
-        if job_id in self.owned:
-            self.abandoned.append(locked)
+        self.idle[priority] += 1
+        self.running.pop(held.job_id, None)
+        if held.job_id in self.owned:
+            self.abandoned.append(held)
 
-    def plan(self, stopping: bool, due: bool) -> Round:
-        """Take out of the books what the next round trip does. Outcomes are written as
-        soon as they are known; jobs are claimed when a poll is `due`, or when outcomes
-        are written anyway (the claim costs no extra round trip then). At shutdown, the
-        ready jobs no worker started are released untouched. An orphan whose job this
-        session claimed again is dropped: the new claim runs it."""
-        finished, self.finished = self.finished, []
-        self.depth = min(GROWTH * self.buffer, max(self.buffer, 2 * len(finished)))
-        abandoned, self.abandoned = self.abandoned, []
-        orphans = [o for o in self.orphans if o.locked.job.job_id not in self.owned]
-        self.orphans = []
+    def busy_workers(self) -> int:
+        return len(self.running)
+
+    # -- notifications ----------------------------------------------------------------------
+
+    def announce(self, jobs: Iterable[Announced]) -> None:
+        self.announced.extend(jobs)
+
+    def _accept(self, announced: list[Announced]) -> list[int]:
+        """Ruby's JobBuffer#accept?: the announced jobs (sorted) that fit in the buffer's free
+        space, or that would push out a less important ready job."""
+        announced = sorted(announced, key=Announced.sort_key)
+        space = self.depth - len(self.ready)
+        if space >= len(announced):
+            return [a.job_id for a in announced]
+        lose = len(self.ready) - 1
+        accepted = announced[: max(space, 0)]
+        for candidate in announced[max(space, 0) :]:
+            if lose >= 0 and candidate.sort_key() < self.ready[lose].sort_key():
+                accepted.append(candidate)
+                lose -= 1
+            else:
+                break
+        return [a.job_id for a in accepted]
+
+    # -- the locker's side -----------------------------------------------------------------
+
+    def _waiting(self) -> tuple[dict[int, int], list[Held]]:
+        """The idle places left by threshold once the ready jobs idle workers may take are
+        counted as taken (Ruby hands a job to a waiting worker as it is pushed), and the
+        ready jobs no idle worker may take: the ones the buffer holds."""
+        idle: dict[int, int] = {}
+        for priority, count in self.idle.items():
+            if count > 0:
+                idle[threshold(priority)] = idle.get(threshold(priority), 0) + count
+        waiting = []
+        for held in self.ready:
+            for limit in sorted(idle):
+                if limit >= held.job.priority and idle[limit] > 0:
+                    idle[limit] -= 1
+                    break
+            else:
+                waiting.append(held)
+        return {limit: count for limit, count in idle.items() if count > 0}, waiting
+
+    def wanted(self, stopping: bool) -> dict[int, int]:
+        """Ruby's JobBuffer#available_priorities: the idle places by threshold, with the
+        buffer's free space added to the most permissive threshold."""
         if stopping:
-            abandoned += self.ready
-            self.ready.clear()
-        want = self.want(stopping) if (due or finished or orphans) else 0
-        return Round(finished, abandoned, orphans, want, set(self.owned))
+            return {}
+        wanted, waiting = self._waiting()
+        top = max(threshold(p) for p in self.priorities)
+        space = self.depth - len(waiting)
+        if space > 0:
+            wanted[top] = wanted.get(top, 0) + space
+        return wanted
 
-    def settle(self, planned: Round, claimed: list[Locked], written: list[Finish], stopping: bool) -> bool:
-        """Book a Round's results; whether the queue looked drained (fewer jobs than wanted)."""
-        for job_id in [f.locked.job.job_id for f in written] + [locked.job.job_id for locked in planned.abandoned]:
-            self.owned.discard(job_id)
-        self.owned.update(locked.job.job_id for locked in claimed)
-        if stopping:  # stopped meanwhile: the new jobs go back at once
-            self.abandoned += claimed
+    def plan(self, now: float, stopping: bool, due: bool) -> Round:
+        """Take out of the books what the next round trip does. Outcomes are written as soon
+        as they are known; places are filled when a poll is `due`, or when the round trip
+        runs anyway (the claim then costs no extra round trip). At a stop, the ready jobs no
+        worker started go back untouched."""
+        planned = Round(started=now)
+        planned.finished, self.finished = self.finished, []
+        if self.growth > 1:
+            self.depth = min(self.growth * self.buffer, max(self.buffer, 2 * len(planned.finished)))
+        planned.abandoned, self.abandoned = self.abandoned, []
+        planned.orphans = [o for o in self.orphans if o.held.job_id not in self.owned]
+        self.orphans = []
+        planned.relock = [held for held in self.running.values() if held.job_id not in self.owned]
+        if stopping:
+            planned.abandoned += self.ready
+            self.ready = []
+            self.announced = []
+        stale = [held for held in self.ready if held.checked < now - self.fresh_for]
+        if stale and (self.stale_wanted or planned.finished or due):
+            planned.recheck = stale
+            self.stale_wanted = False
+        if self.announced:
+            planned.announced = self._accept(self.announced)
+            self.announced = []
+        if due or planned.finished or planned.orphans or planned.recheck:
+            planned.wanted = self.wanted(stopping)
+            # The announced jobs take places first; the claim fills the rest.
+            for _ in planned.announced:
+                if not planned.wanted:
+                    break
+                top = max(planned.wanted)
+                planned.wanted[top] -= 1
+                if planned.wanted[top] == 0:
+                    del planned.wanted[top]
+        planned.skip = self.owned | set(self.running) | set(planned.announced)
+        return planned
+
+    def settle(self, planned: Round, settled: Settled, stopping: bool) -> bool:
+        """Book a round trip's results; whether the places wanted were all filled (else the
+        queue looked drained, and the next poll can wait)."""
+        self.rounds += 1
+        for finished in settled.written:
+            self.owned.discard(finished.held.job_id)
+        for held in planned.abandoned:
+            self.owned.discard(held.job_id)
+        self.owned.update(settled.relocked)
+        # Rechecked jobs that are gone (or changed) were released by the round trip.
+        for held in planned.recheck:
+            if held.job_id in settled.still_there:
+                held.checked = planned.started
+            elif held in self.ready:
+                self.ready.remove(held)
+                self.owned.discard(held.job_id)
+        for held in settled.locked:
+            self.owned.add(held.job_id)
+        if stopping:
+            self.abandoned += settled.locked
         else:
-            self.ready.extend(claimed)
-        return bool(planned.want) and len(claimed) < planned.want
+            self._push(settled.locked)
+        return len(settled.locked) >= planned.want
+
+    def _push(self, jobs: Sequence[Held]) -> None:
+        """Ruby's JobBuffer#push: add, keep sorted, and give back (release) what the buffer
+        cannot hold beyond the jobs idle workers will take, least important first."""
+        for held in jobs:
+            bisect.insort(self.ready, held, key=Held.sort_key)
+        if self.growth > 1:
+            # A buffer that grows and shrinks with the load (Que 0.x) keeps what it claimed:
+            # a job released here could be passed over by the claim of the same round trip,
+            # which skips it, and run after a less important one.
+            return
+        _, waiting = self._waiting()
+        for held in reversed(waiting[self.depth :]):
+            self.ready.remove(held)
+            self.abandoned.append(held)
 
     def unsent(self, planned: Round) -> None:
-        """A Round's round trip failed: its outcomes may not be written. They become orphans,
+        """A round trip failed: its outcomes may or may not be written. They become orphans,
         written once their locks can be taken again (a write that did commit matches no row
-        the second time)."""
+        the second time). Its abandoned jobs are released with the session."""
         self.orphans += planned.finished + planned.orphans
 
     def session_lost(self) -> None:
-        """The locker's session died, and every lock with it: ready jobs are no longer
-        this pool's (another worker may take them); running and finished ones become orphans."""
-        self.ready.clear()
-        self.abandoned.clear()
+        """The locker's session died, and every lock with it: ready and announced jobs are no
+        longer this pool's (another worker may take them); running jobs are relocked by the
+        next session, and finished ones become orphans."""
+        self.ready = []
+        self.abandoned = []
+        self.announced = []
         self.orphans += self.finished
         self.finished = []
-        self.owned.clear()
+        self.owned = set()
 
-    def skip(self) -> set[int]:
-        """The jobs the claim must skip: every one the session holds (its locks are re-entrant)."""
-        return set(self.owned)
+    def settled(self, stopping: bool) -> bool:
+        """Stopping, with nothing running and nothing left to write or release."""
+        return stopping and not (self.running or self.finished or self.abandoned or self.orphans)
 
     def busy(self) -> bool:
-        """Whether anything is still to run or to be written."""
         return bool(self.ready or self.running or self.finished or self.abandoned or self.orphans)

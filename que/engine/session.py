@@ -43,22 +43,16 @@ class Statement:
     params: tuple[tuple[str, int], ...] = ()
 
 
-# Every named statement made by statement(): each session prepares them all together.
-NAMED: list[Statement] = []
-
-
 def statement(name: str, query: str, params: Sequence[tuple[str, int]]) -> Statement:
-    """que.dialects.que0.sql's named placeholders become $1, $2 ... in `params` order. A named statement
-    is prepared on each session (once); an unnamed one ("") is sent with its text."""
+    """A statement's named placeholders (psycopg's %(name)s) become $1, $2 ... in `params`
+    order. A named statement is prepared on a session once (with its dialect's catalog); an
+    unnamed one ("") is sent with its text."""
     source = query
     for index, (param, _) in enumerate(params, start=1):
         query = query.replace(f"%({param})s", f"${index}")
     if "%(" in query:
         raise ValueError(f"placeholders left unnamed in {name}: {query[:80]!r}")
-    made = Statement(name.encode(), query.encode(), tuple(oid for _, oid in params), source, tuple(params))
-    if made.name:
-        NAMED.append(made)
-    return made
+    return Statement(name.encode(), query.encode(), tuple(oid for _, oid in params), source, tuple(params))
 
 
 Call = tuple[Statement, Params]
@@ -76,8 +70,11 @@ class Session:
     cannot, its owner closes it, which also ends any lock the session held.
     """
 
-    def __init__(self, pgconn: pq.abc.PGconn) -> None:
+    def __init__(self, pgconn: pq.abc.PGconn, catalog: Sequence[Statement] = ()) -> None:
         self.pgconn = pgconn
+        # The named statements prepared together, all in one round trip, before the first
+        # statement that needs any of them (the dialect's; see _prepare).
+        self.catalog = catalog
         self.codec = "utf-8"
         self.prepared: set[bytes] = set()
         self.direct = False
@@ -161,32 +158,40 @@ def _prepare(session: Session, needed: Iterable[Statement]) -> PQGen[None]:
 
     All of them at once, not just `needed`: a DEALLOCATE ALL then removes them together,
     and a pipeline whose statements all failed that way had no effect and can be resent.
+    Each is prepared in a segment of its own, so one the server already has (42P05: a
+    session prepared it before this Session object knew it) does not stop the others.
     """
     needed = [s for s in needed if s.name]
     pg = session.pgconn
-    missing = list({s.name: s for s in (*NAMED, *needed) if s.name not in session.prepared}.values())
+    missing = list({s.name: s for s in (*session.catalog, *needed) if s.name not in session.prepared}.values())
     pg.enter_pipeline_mode()
     try:
         for named in missing:
             try:
                 pg.send_prepare(named.name, named.text, named.types)
+                pg.pipeline_sync()
             except psycopg.OperationalError as failure:
                 raise NotSent(str(failure)) from failure
-        pg.pipeline_sync()
         yield from _flush(pg)
+        refused: psycopg.Error | None = None
         for named in missing:
             result = yield from _fetch(pg)
             if (yield from _fetch(pg)) is not None or result is None:
                 raise error(session, None, f"prepare {named.name.decode()}")
-            if result.status not in OK:
-                refused = error(session, result, f"prepare {named.name.decode()}")
-                if refused.sqlstate != "42P05":  # already prepared on this session
-                    raise refused
-            session.prepared.add(named.name)
-        sync = yield from _fetch(pg)
-        if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
-            raise error(session, sync, "prepare")
+            if result.status in OK:
+                session.prepared.add(named.name)
+            else:
+                refusal = error(session, result, f"prepare {named.name.decode()}")
+                if refusal.sqlstate == "42P05":  # already prepared on this session
+                    session.prepared.add(named.name)
+                elif refused is None:
+                    refused = refusal
+            sync = yield from _fetch(pg)
+            if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
+                raise error(session, sync, "prepare")
         pg.exit_pipeline_mode()
+        if refused is not None:
+            raise refused
     finally:
         if pg.status == pq.ConnStatus.OK and pg.pipeline_status != pq.PipelineStatus.OFF:
             with contextlib.suppress(psycopg.OperationalError):

@@ -17,6 +17,10 @@ SESSION_SETUP: Final = statement(
     "set_config('default_transaction_isolation', 'read committed', false)",
     [],
 )
+# How many connections the server gives ordinary users, at most.
+CONNECTION_LIMIT: Final = (
+    "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+)
 # The backend a statement runs in, to tell a direct connection from a pooler's.
 BACKEND_PID: Final = statement("", "SELECT pg_backend_pid()", [])
 

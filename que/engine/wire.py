@@ -1,4 +1,4 @@
-"""PostgreSQL's binary format for the few types of `que_jobs`, and rows turned into Jobs.
+"""PostgreSQL's binary format for the few types que's statements send and read.
 
 que reads and writes job rows in the binary format because it does not depend on the
 session: a timestamptz is microseconds since 2000-01-01 UTC whatever DateStyle or
@@ -8,14 +8,8 @@ TimeZone say, so run_at (which every job statement matches on) round-trips exact
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
-
-from psycopg import pq
-
-from que.core.job import Job
-from que.core.validate import Checked
 
 # Type OIDs of the parameters que sends.
 TEXT: Final = 25
@@ -24,38 +18,71 @@ INT4: Final = 23
 INT8: Final = 20
 TIMESTAMPTZ: Final = 1184
 BOOL: Final = 16
+FLOAT8: Final = 701
+# Array types.
+TEXT_ARRAY: Final = 1009
+INT2_ARRAY: Final = 1005
+INT4_ARRAY: Final = 1007
+INT8_ARRAY: Final = 1016
+TIMESTAMPTZ_ARRAY: Final = 1185
 
 PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 INFINITY_US: Final = 2**63 - 1
 MINUS_INFINITY_US: Final = -(2**63)
 
-_I2 = struct.Struct(">h")
-_I4 = struct.Struct(">i")
-_I8 = struct.Struct(">q")
+I2: Final = struct.Struct(">h")
+I4: Final = struct.Struct(">i")
+I8: Final = struct.Struct(">q")
+_F8 = struct.Struct(">d")
 _MIN_US = (datetime.min.replace(tzinfo=UTC) - PG_EPOCH) // timedelta(microseconds=1)
 _MAX_US = (datetime.max.replace(tzinfo=UTC) - PG_EPOCH) // timedelta(microseconds=1)
 
 
 def int2(value: int) -> bytes:
-    return _I2.pack(value)
+    return I2.pack(value)
 
 
 def int4(value: int) -> bytes:
-    return _I4.pack(value)
+    return I4.pack(value)
 
 
 def int8(value: int) -> bytes:
-    return _I8.pack(value)
+    return I8.pack(value)
+
+
+def float8(value: float) -> bytes:
+    return _F8.pack(value)
+
+
+def boolean(value: bool) -> bytes:
+    return b"\x01" if value else b"\x00"
+
+
+def text(value: str) -> bytes:
+    """Text for a que-owned session, whose client encoding is UTF-8."""
+    return value.encode("utf-8")
+
+
+def int4_array(values: Sequence[int | None]) -> bytes:
+    return array(INT4, [None if v is None else int4(v) for v in values])
+
+
+def int8_array(values: Sequence[int]) -> bytes:
+    return array(INT8, [int8(v) for v in values])
+
+
+def text_array(values: Sequence[str]) -> bytes:
+    return array(TEXT, [text(v) for v in values])
 
 
 def read_int(data: bytes) -> int:
     """An int2, int4 or int8 in binary format (the length tells which)."""
     size = len(data)
     if size == 8:
-        return int(_I8.unpack(data)[0])
+        return int(I8.unpack(data)[0])
     if size == 4:
-        return int(_I4.unpack(data)[0])
-    return int(_I2.unpack(data)[0])
+        return int(I4.unpack(data)[0])
+    return int(I2.unpack(data)[0])
 
 
 def timestamp_us(value: datetime) -> int:
@@ -71,117 +98,6 @@ def timestamp(us: int) -> datetime:
     if us < _MIN_US:
         return datetime.min.replace(tzinfo=UTC)
     return PG_EPOCH + timedelta(microseconds=us)
-
-
-Key = tuple[bytes, bytes, bytes, bytes]
-
-
-@dataclass(frozen=True)
-class Row:
-    """A result row's job, its key in binary format, and why it cannot be a Job, if so."""
-
-    job: Job
-    key: Key
-    problem: str | None = None
-
-
-_REQUIRED = ("job_class", "args", "error_count")
-
-# Where each que_jobs column is in a result: name -> index.
-Layout = dict[str, int]
-
-
-def layout(result: pq.abc.PGresult) -> Layout:
-    return {(result.fname(i) or b"").decode(): i for i in range(result.nfields)}
-
-
-def job_row(result: pq.abc.PGresult, row: int, codec: str, columns: Layout | None = None) -> Row:
-    """Row `row` of a binary result holding que_jobs columns (lock_job's seven, or `*`).
-
-    The key columns (queue, priority, run_at, job_id) are the primary key and never NULL;
-    `Row.key` keeps them as the server sent them, ready to be sent back. A NULL in another
-    column the schema declares NOT NULL (a hand-altered table) gives a placeholder Job and
-    the `problem`, so the worker can back the row off instead of dying.
-    """
-    if columns is None:
-        columns = layout(result)
-    value = result.get_value
-    queue = value(row, columns["queue"]) or b""
-    priority = value(row, columns["priority"]) or b""
-    run_at = value(row, columns["run_at"]) or b""
-    job_id = value(row, columns["job_id"]) or b""
-    job_class = value(row, columns["job_class"])
-    args = value(row, columns["args"])
-    error_count = value(row, columns["error_count"])
-    last = columns.get("last_error")
-    last_error = None if last is None else value(row, last)
-    run_at_us = _I8.unpack(run_at)[0]
-    job = Job(
-        queue=queue.decode(codec),
-        priority=_I2.unpack(priority)[0],
-        run_at=timestamp(run_at_us),
-        job_id=_I8.unpack(job_id)[0],
-        job_class="" if job_class is None else job_class.decode(codec),
-        args_json="[]" if args is None else args.decode(codec),
-        error_count=0 if error_count is None else _I4.unpack(error_count)[0],
-        last_error=None if last_error is None else last_error.decode(codec),
-        run_at_us=run_at_us,
-    )
-    key = (queue, priority, run_at, job_id)
-    if job_class is None or args is None or error_count is None:
-        missing = [name for name, raw in zip(_REQUIRED, (job_class, args, error_count), strict=True) if raw is None]
-        problem = (
-            f"que_jobs row {job.job_id} has NULL in {', '.join(missing)}, which the Que schema declares NOT NULL; "
-            "repair the row (or the table) and make it due again"
-        )
-        return Row(job, key, problem)
-    return Row(job, key)
-
-
-def inserted(result: pq.abc.PGresult, sent: Sequence[Checked]) -> list[Job]:
-    """The Jobs of a batch insert: what was sent, with the job_id and run_at the server
-    gave each (INSERT_JOBS returns just those two, in the order the jobs were sent)."""
-    if result.ntuples != len(sent):
-        raise AssertionError(f"inserted {len(sent)} jobs but the server returned {result.ntuples} rows")
-    value = result.get_value
-    ids = [_I8.unpack(value(row, 0) or b"")[0] for row in range(result.ntuples)]
-    run_ats = [_I8.unpack(value(row, 1) or b"")[0] for row in range(result.ntuples)]
-    return new_jobs(sent, ids, run_ats)
-
-
-def reserved(result: pq.abc.PGresult) -> tuple[list[int], int]:
-    """RESERVE_JOB_IDS' binary result: the job_ids in ascending order, and now()."""
-    value = result.get_value
-    ids = sorted(_I8.unpack(value(row, 0) or b"")[0] for row in range(result.ntuples))
-    return ids, _I8.unpack(value(0, 1) or b"")[0]
-
-
-def new_jobs(sent: Sequence[Checked], job_ids: Sequence[int], run_ats_us: Sequence[int]) -> list[Job]:
-    """Jobs as stored: what was sent, with their job_ids and stored run_at (microseconds)."""
-    made = []
-    stamps: dict[int, datetime] = {}  # jobs enqueued without run_at share one now()
-    for job, job_id, run_at_us in zip(sent, job_ids, run_ats_us, strict=True):
-        stamp = stamps.get(run_at_us)
-        if stamp is None:
-            stamp = stamps[run_at_us] = timestamp(run_at_us)
-        made.append(
-            Job(
-                queue=job.queue,
-                priority=job.priority,
-                run_at=stamp,
-                job_id=job_id,
-                job_class=job.job_class,
-                args_json=job.args,
-                error_count=0,
-                run_at_us=run_at_us,
-            )
-        )
-    return made
-
-
-def jobs(result: pq.abc.PGresult, codec: str) -> list[Job]:
-    columns = layout(result)
-    return [job_row(result, row, codec, columns).job for row in range(result.ntuples)]
 
 
 # The parameters of one statement, in binary format (None for NULL).
@@ -205,16 +121,6 @@ def array(oid: int, elements: Sequence[bytes | None]) -> bytes:
             out.append(_LENGTH.pack(len(element)))
             out.append(element)
     return b"".join(out)
-
-
-def key_arrays(keys: Sequence[Key]) -> tuple[bytes, bytes, bytes, bytes]:
-    """The keys of several jobs as four arrays (queue, priority, run_at, job_id)."""
-    return (
-        array(TEXT, [k[0] for k in keys]),
-        array(INT2, [k[1] for k in keys]),
-        array(TIMESTAMPTZ, [k[2] for k in keys]),
-        array(INT8, [k[3] for k in keys]),
-    )
 
 
 # PostgreSQL's server encodings and the Python codecs that write them; None where Python

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Final
 
 from que.core.job import Job
-from que.core.validate import Checked
-from que.dialects.que0 import sql
+from que.dialects.que0 import rows, sql
+from que.dialects.que0.validate import Checked
 from que.engine import wire as _wire
-from que.engine.session import PQGen, Session, execute, statement
+from que.engine.session import PQGen, Session, Statement, execute, statement
 from que.engine.wire import INT2, TEXT, TIMESTAMPTZ, Params
 
 _INSERT = [("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_class", TEXT), ("args", TEXT)]
@@ -19,6 +19,11 @@ INSERT_JOB_NOTIFY: Final = statement("que_interop_insert_job_notify", sql.INSERT
 _INSERT_MANY = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_classes", 1009), ("args", 1009)]
 INSERT_JOBS: Final = statement("que_interop_insert_jobs", sql.INSERT_JOBS, _INSERT_MANY)
 INSERT_JOBS_NOTIFY: Final = statement("que_interop_insert_jobs_notify", sql.INSERT_JOBS_NOTIFY, _INSERT_MANY)
+
+
+def catalog() -> list[Statement]:
+    """The inserts as they are now (a mutant replaces one), prepared with the protocol's."""
+    return [INSERT_JOB, INSERT_JOB_NOTIFY, INSERT_JOBS, INSERT_JOBS_NOTIFY]
 
 
 def insert_many(session: Session, jobs: Sequence[Checked], notify: bool) -> PQGen[list[Job]]:
@@ -34,13 +39,13 @@ def insert_many(session: Session, jobs: Sequence[Checked], notify: bool) -> PQGe
         _wire.array(TEXT, [job.args.encode() for job in jobs]),
     )
     result = yield from execute(session, (INSERT_JOBS_NOTIFY if notify else INSERT_JOBS, values))
-    return _wire.inserted(result, jobs)
+    return rows.inserted(result, jobs)
 
 
 def insert(session: Session, params: Params, notify: bool) -> PQGen[Job]:
     """insert_job; `values` are its five parameters in binary format (see values())."""
     result = yield from execute(session, (INSERT_JOB_NOTIFY if notify else INSERT_JOB, params))
-    return _wire.job_row(result, 0, session.codec).job
+    return rows.job_row(result, 0, session.codec).job
 
 
 def values(job: Checked) -> Params:

@@ -33,10 +33,17 @@ from psycopg import pq
 
 from que.core.errors import last_error_text, short_message
 from que.core.job import Job
+from que.core.outcome import Outcome
 from que.core.retry import retry_delay
+from que.dialects.que0 import rows as job_rows
 from que.dialects.que0 import sql
+from que.dialects.que0.listening import listen, notified
+
+# The one-at-a-time worker's wake-up, beside its statements (que.dialects.que0.listening).
+__all__ = ["listen", "notified"]
 from que.engine import wire as _wire
-from que.engine.session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send, statement
+from que.engine.books import Finished, Held
+from que.engine.session import OK, Call, PQGen, Session, Statement, collect, error, execute, pipeline, send, statement
 from que.engine.wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ
 
 log = logging.getLogger("que")
@@ -65,17 +72,43 @@ SET_ERROR_UNCOUNTED: Final = statement(
 UNLOCK_JOB: Final = statement("que_unlock_job", sql.UNLOCK_JOB, [("job_id", INT8)])
 UNLOCK_JOBS: Final = statement("que_interop_unlock_jobs", sql.UNLOCK_JOBS, [("job_ids", 1016)])
 RETAKE_JOBS: Final = statement("que_interop_retake_jobs", sql.RETAKE_JOBS, [("job_ids", 1016)])
+CHECK_HELD: Final = statement("que_interop_check_held", sql.CHECK_HELD, _ARRAYS)
+
+
+def catalog() -> list[Statement]:
+    """The named statements of this module as they are now (a mutant replaces one), which a
+    session prepares together in one round trip."""
+    return [
+        CLAIM_JOBS,
+        CLAIM_JOBS_AVOIDING,
+        CHECK_CLAIMED,
+        RELEASE_JOBS,
+        CHECK_JOB,
+        DESTROY_JOB,
+        SET_ERROR,
+        SET_ERROR_DEAD,
+        SET_ERROR_UNCOUNTED,
+        UNLOCK_JOB,
+        UNLOCK_JOBS,
+        RETAKE_JOBS,
+        CHECK_HELD,
+    ]
 
 
 # -- the protocol -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Locked:
-    """A job this session holds, with its full key as the server wrote it."""
+# A job this session holds, with its full key (queue, priority, run_at, job_id) as the server
+# wrote it: the engine's Held.
+Locked = Held
 
-    job: Job
-    key: tuple[bytes, bytes, bytes, bytes]
+
+def failure(job: Job, message: str, max_retries: int | None = None) -> Outcome:
+    """Ruby's rule: the count after this failure is error_count + 1, the delay count**4 + 3
+    seconds; past `max_retries` retries (que-interop's opt-in limit) the job is set aside."""
+    count = job.error_count + 1
+    dead = max_retries is not None and count > max_retries
+    return Outcome(Outcome.DEAD if dead else Outcome.RETRY, message, delay=retry_delay(count))
 
 
 @dataclass(frozen=True)
@@ -91,12 +124,20 @@ class Finish:
     max_retries: int | None = None
 
     @classmethod
+    def of(cls, finished: Finished, max_retries: int | None = None) -> "Finish":
+        """The finish of a locker's outcome (que.engine.books)."""
+        outcome = finished.outcome
+        if outcome.kind == Outcome.DESTROY:
+            return cls(finished.held, max_retries=max_retries)
+        if outcome.kind not in (Outcome.RETRY, Outcome.DEAD) or outcome.message is None:
+            raise ValueError(f"a Que 0.x job cannot end as {outcome.kind!r}: its table has no column for it")
+        dead = outcome.kind == Outcome.DEAD
+        return cls(finished.held, outcome.message, int(outcome.delay), dead, max_retries)
+
+    @classmethod
     def failure(cls, locked: Locked, message: str, max_retries: int | None = None) -> "Finish":
-        """Ruby's rule: the count after this failure is error_count + 1, the delay
-        count**4 + 3 seconds; past `max_retries` retries the job is set aside instead."""
-        count = locked.job.error_count + 1
-        dead = max_retries is not None and count > max_retries
-        return cls(locked, message, retry_delay(count), dead, max_retries)
+        """The finish of a job that failed with `message` (see failure())."""
+        return cls.of(Finished(locked, failure(locked.job, message, max_retries)), max_retries)
 
 
 def _finish_call(session: Session, finish: Finish) -> Call:
@@ -111,7 +152,7 @@ def _finish_call(session: Session, finish: Finish) -> Call:
 
 
 def _keys(jobs: Sequence[Locked]) -> tuple[bytes, bytes, bytes, bytes]:
-    return _wire.key_arrays([locked.key for locked in jobs])
+    return job_rows.key_arrays([locked.key for locked in jobs])
 
 
 def claim(
@@ -122,10 +163,14 @@ def claim(
     sent: Sequence[Finish] = (),
     skip: Iterable[int] = (),
     untouched: Sequence[Locked] = (),
+    recheck: Sequence[Held] = (),
+    still_there: set[int] | None = None,
+    checked_at: float = 0.0,
 ) -> PQGen[list[Locked]]:
     """Finish the jobs `done`, then claim up to `count` due jobs of `queue`, in one round trip:
 
-        finish(done[0]) | SYNC | ... | unlock(untouched) | SYNC | release(done, sent) + claim, check | SYNC
+        finish(done[0]) | SYNC | ... | unlock(untouched) | SYNC | release(done, sent) + claim, check
+        [+ check held] | SYNC
 
     Each finish commits on its own, before the claim statement releases the lock of every
     finished job whose key is gone (a job whose finish failed keeps its lock until its
@@ -135,8 +180,11 @@ def claim(
     is the next statement, with a new snapshot: a claimed job another worker finished
     after the claim's snapshot is released and not returned, and when every claimed job
     was lost so, the claim runs again. Rows that cannot be read are backed off and logged.
-    The `untouched` jobs (held, never run) are released as they are. Returns the jobs
-    held, in the walk's order.
+    The `untouched` jobs (held, never run) are released as they are. The held jobs of
+    `recheck` are checked by their whole key in the same snapshot as the new ones: the ids
+    of those still there go into `still_there`, the others are released (deleted or
+    rescheduled while they waited). Returns the jobs held, in the walk's order, marked
+    `checked_at`.
     """
     finishing = [*sent, *done]
     outcomes = yield from _sent_outcomes(session, sent)
@@ -153,8 +201,19 @@ def claim(
             _wire.int4(count),
             _wire.array(INT8, [_wire.int8(job_id) for job_id in skipped]),
         )
-        segments.append([(CLAIM_JOBS_AVOIDING if session.avoiding else CLAIM_JOBS, params), (CHECK_CLAIMED, ())])
+        last: list[Call] = [(CLAIM_JOBS_AVOIDING if session.avoiding else CLAIM_JOBS, params), (CHECK_CLAIMED, ())]
+        if recheck:
+            last.append((CHECK_HELD, _keys(recheck)))
+        segments.append(last)
         results = yield from pipeline(session, segments)
+        if recheck:
+            rechecked = results.pop()
+            if rechecked.status != pq.ExecStatus.TUPLES_OK:
+                raise error(session, rechecked, "check_held")
+            if still_there is not None:
+                values = (rechecked.get_value(row, 0) or b"" for row in range(rechecked.ntuples))
+                still_there.update(_wire.read_int(value) for value in values)
+            recheck = ()
         outcomes += results[: len(segments) - 1 - bool(unlocking)]
         if unlocking and results[-3].status not in OK:
             raise error(session, results[-3], "unlock")
@@ -163,7 +222,7 @@ def claim(
             yield from _settle(session, finishing, outcomes)
             raise error(session, found, "claim_jobs")
         rows = [
-            _wire.job_row(found, row, session.codec, _CLAIMED)
+            job_rows.job_row(found, row, session.codec, _CLAIMED)
             for row in range(found.ntuples)
             if found.get_value(row, _CLAIMED["job_id"]) is not None  # no job claimed: one row of NULLs
         ]
@@ -175,7 +234,7 @@ def claim(
         present = {checked.get_value(row, 0) for row in range(checked.ntuples)}
         held, gone = [], []
         for row in rows:
-            locked = Locked(row.job, row.key)
+            locked = Locked(row.job, row.key, checked_at)
             if row.key[3] not in present:
                 log.debug("job_race_condition job_id=%s", row.job.job_id, extra={"event": "job_race_condition"})
                 gone.append(row.key[3])

@@ -171,6 +171,21 @@ FROM (
 ) AS k
 CROSS JOIN {_BY_KEY}"""
 
+# A locker's check of the jobs waiting in its buffer, by their whole key, in a new snapshot:
+# the ids of those still there; the others (deleted, or rescheduled, while they waited) are
+# released at once, unrun, as check_job after lock_job would find them gone.
+CHECK_HELD: Final = f"""\
+WITH checked AS MATERIALIZED (
+  SELECT k.job_id, present.job_id IS NOT NULL AS there
+  FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(job_ids)s::bigint[])
+       AS k(queue, priority, run_at, job_id)
+  LEFT JOIN {_BY_KEY} ON true
+), released AS MATERIALIZED (
+  SELECT pg_advisory_unlock(job_id) FROM checked WHERE NOT there
+)
+SELECT job_id FROM checked CROSS JOIN (SELECT count(*) FROM released) AS r
+WHERE there"""
+
 # The release of CLAIM_JOBS on its own: unlock the finished jobs whose whole key is gone.
 RELEASE_JOBS: Final = _RELEASE
 
@@ -322,6 +337,20 @@ LEFT JOIN (
 GROUP BY queue, job_class
 ORDER BY count(*) DESC"""
 
+# How many jobs each queue has in each state: set aside by the retry limit (dead), failed
+# and to be retried (errored), due later (scheduled) or due now (ready); the states of Que
+# 2's que_determine_job_state, for a table that keeps no finished or expired rows.
+JOB_STATES: Final = f"""\
+SELECT queue,
+       CASE WHEN {_DEAD} THEN 'dead'
+            WHEN error_count > 0 THEN 'errored'
+            WHEN run_at > now() THEN 'scheduled'
+            ELSE 'ready' END AS state,
+       count(*) AS count
+FROM que_jobs
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+
 # The PostgreSQL >= 9.6 form (Ruby's worker_states_96).
 WORKER_STATES: Final = """\
 SELECT que_jobs.*,
@@ -364,8 +393,3 @@ AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""
 # Jobs set aside by que-interop 0.2 have run_at 'infinity', which Ruby's readers cannot
 # parse: give them the marker every reader can.
 REPAIR_DEAD: Final = f"UPDATE que_jobs SET run_at = '{DEAD_RUN_AT}' WHERE run_at = 'infinity'"
-
-# How many connections the server can give to ordinary users, at most.
-CONNECTION_LIMIT: Final = (
-    "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
-)

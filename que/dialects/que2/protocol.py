@@ -1,57 +1,90 @@
-"""The Que 2 dialect's protocol, without I/O: what a locker registers, what its poll asks
-for, how a job ends, which notification is well formed, and the locker's books. Both
-lockers, threads (que.locker2) and asyncio (que.aio._locker2), run these on psycopg's
-sync and async connections with the statements of que.dialects.que2.sql.
+"""The Que 1.x/2.x protocol on que's engine: its statements prepared on the locker's session,
+in binary, and one pipelined round trip per turn of the locker, as for Que 0.x.
 
 Ruby Que 2.x's protocol: one connection per process (the locker's) registers in
 que_lockers, LISTENs on que_listener_<its backend pid>, and takes jobs: the ones a
-notification names, and the ones its poll finds (sql2.POLL_JOBS: Que 2's order and
-priority thresholds). It holds their advisory locks while the workers run them, each on a
-connection of its own: the worker checks the row is still there, runs the handler with the
-job's args and kwargs, and destroys the job or records its error (or expires it past the
-retry limit) on its own connection, which commits before the locker unlocks the job.
-Unlocks go in batches, and every one must report that the lock was held, as Ruby asserts.
-Rows of another job_schema_version (1: rows carried over from Que 0.x) are never polled.
+notification names, and the ones its poll finds (sql.POLL_JOBS: Que 2's order and priority
+thresholds). It holds their advisory locks while the workers run them. Ruby's workers check
+the row (check_job), run the handler with the job's args and kwargs, and destroy the job or
+record its error (or expire it past the retry limit) on a pooled connection, which commits
+before the locker unlocks the job; unlocks go in batches, each reporting that the lock was
+held. Rows of another job_schema_version are never polled.
+
+que's locker sends the same statements from the locker's own session, so a running handler
+holds no connection and an outcome commits before its unlock in the same round trip:
+
+    outcome(a) | SYNC | outcome(b) | SYNC | ... | unlock(untouched) | SYNC |
+    release(a, b...) + lock(announced) + poll(places) + verify(new) + check_job(waiting) | SYNC
+
+A handler's outcome is written while its lock is held, and the job released only once its
+row changed (release), so an outcome that failed keeps the lock until its failure is
+recorded. What other lockers and workers see is what Ruby's locker and workers would do.
 """
 
 import json
+import logging
 import os
+import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Final
 
-from que.core import handlers as _handlers
-from que.core.errors import error_parts, storable
-from que.core.job import Job
-from que.core.retry import retry_delay
-from que.dialects.que2 import sql as sql2
+from psycopg import pq
 
-# Ruby's Que::MAXIMUM_PRIORITY: the threshold of a worker that takes any job.
-ANY_PRIORITY: Final = 32767
+from que.core.errors import error_parts, short_message, storable
+from que.core.job import Job
+from que.core.outcome import Outcome
+from que.core.retry import retry_delay
+from que.dialects.que2 import rows, sql
+from que.engine import wire
+from que.engine.books import ANY_PRIORITY, Announced, Finished, Held, Round, Settled
+from que.engine.session import OK, Call, PQGen, Session, Statement, error, execute, pipeline, statement
+from que.engine.setup import set_up
+
+log = logging.getLogger("que")
+
 # Que 2.x's defaults: maximum_retry_count, and the jobs buffered beyond the idle workers.
 MAX_RETRIES: Final = 15
 BUFFER: Final = 8
-# The keys and types of a job_available message; Ruby's listener drops any other shape.
+_DATA_EXCEPTION: Final = "22"  # the row's own data makes the statement fail (e.g. integer overflow)
+_BIGINT: Final = range(-(2**63), 2**63)
+_SMALLINT: Final = range(-(2**15), 2**15)
+# Ruby's Que::Listener::MESSAGE_FORMATS[:job_available] (and the message_type every message has).
 _ANNOUNCED: Final = {"message_type": str, "queue": str, "priority": int, "id": int, "run_at": str}
+# Ruby's TIME_REGEX for run_at (lib/que/utils/constantization.rb: Que::TIME_REGEX).
+_TIME: Final = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 
 
-def announced_id(payload: str) -> int | None:
-    """The job id of a well-formed job_available message, else None."""
+def announced(payload: str) -> Announced | None:
+    """The job a well-formed job_available message announces, else None. Ruby's listener
+    drops a message that is not JSON (or nests too deep for its parser), not an object of
+    exactly these keys and types, or whose run_at is not its time format; an id or a
+    priority past its column's range cannot name a job, and is dropped too."""
     try:
         message = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(message, dict) or set(message) != set(_ANNOUNCED):
         return None
     if any(type(message[key]) is not kind for key, kind in _ANNOUNCED.items()):
         return None
-    if message["message_type"] != "job_available":
+    if message["message_type"] != "job_available" or not _TIME.match(message["run_at"]):
         return None
-    job_id: int = message["id"]
-    return job_id
+    if message["id"] not in _BIGINT or message["priority"] not in _SMALLINT:
+        return None
+    try:
+        run_at = datetime.strptime(message["run_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return Announced(message["priority"], wire.timestamp_us(run_at), message["id"])
 
 
-def register_params(priorities: Sequence[int | None], listening: bool, queue: str) -> dict[str, Any]:
+def register_params(
+    priorities: Sequence[int | None], listening: bool, queue: str, job_schema_version: int | None
+) -> dict[str, Any]:
+    """register_locker's row: the workers and their priorities, this process, the queue."""
     return {
         "worker_count": len(priorities),
         "worker_priorities": list(priorities),
@@ -59,12 +92,12 @@ def register_params(priorities: Sequence[int | None], listening: bool, queue: st
         "hostname": socket.gethostname(),
         "listening": listening,
         "queues": [queue],
-        "job_schema_version": sql2.JOB_SCHEMA_VERSION,
+        "job_schema_version": job_schema_version,
     }
 
 
 def poll_params(queue: str, wanted: Mapping[int, int], held: Sequence[int]) -> dict[str, Any]:
-    """sql2.POLL_JOBS's parameters for the places `wanted` (threshold -> count)."""
+    """sql.POLL_JOBS's parameters for the places `wanted` (threshold -> count)."""
     thresholds = sorted(wanted)
     return {
         "queue": queue,
@@ -75,132 +108,361 @@ def poll_params(queue: str, wanted: Mapping[int, int], held: Sequence[int]) -> d
     }
 
 
-def outcome(
-    job: Job, failure: BaseException | None, max_retries: int, asked: str | None = None
-) -> tuple[str, dict[str, Any]]:
-    """The statement that ends a job as Ruby Que 2.x does: destroyed when it succeeded
-    (finished or expired if its handler `asked` so); expired past `max_retries`, the error
-    columns left as they are; else retried after count**4 + 3 seconds with the message and
-    backtrace cut to the columns' limits."""
+def outcome(job: Job, failure: BaseException | None, max_retries: int, asked: str | None = None) -> Outcome:
+    """How a job ends as Ruby Que 2.x ends it. Returned: destroyed, or finished or expired if
+    its handler asked so. Raised: past `max_retries` expired (error_count + 1, the error
+    columns left as they are), else retried after count**4 + 3 seconds with the message and
+    backtrace; when the handler had asked to finish or expire, that happens first and the
+    error's handling follows (Ruby's finish/expire run at once, then its rescue)."""
     if failure is None:
-        if asked == _handlers.FINISH:
-            return sql2.FINISH_JOB, {"id": job.job_id}
-        if asked == _handlers.EXPIRE:
-            return sql2.EXPIRE_JOB, {"id": job.job_id}
-        return sql2.DESTROY_JOB, {"id": job.job_id}
+        return Outcome(asked or Outcome.DESTROY)
     count = job.error_count + 1
-    if count > max_retries:
-        return sql2.EXPIRE_JOB, {"id": job.job_id}
+    handling = Outcome.EXPIRE if count > max_retries else Outcome.RETRY
     message, backtrace = error_parts(failure)
-    params = {
-        "delay": retry_delay(count),
-        "message": storable(message),
-        "backtrace": storable("\n".join(backtrace)),
-        "id": job.job_id,
-    }
-    return sql2.SET_ERROR, params
+    return Outcome(
+        asked or handling,
+        storable(message),
+        storable("\n".join(backtrace)),
+        float(retry_delay(count)),
+        after=handling if asked else None,
+    )
 
 
-class Books:
-    """A locker's books: the jobs it holds (`held`), the ones waiting for a worker
-    (`ready`, sorted as Que sorts them), the idle workers by priority, the finished jobs it
-    owes an unlock, and the notifications not read yet. A worker of priority p takes the
-    first ready job whose priority is at most p (any, for None). The thread and the asyncio
-    lockers keep these books the same way; only their waiting and their I/O differ."""
+# -- statements ----------------------------------------------------------------------------
 
-    def __init__(self, priorities: Sequence[int | None], size: int) -> None:
-        self.priorities = list(priorities)
-        self.size = size
-        self.ready: list[Job] = []
-        self.idle: dict[int | None, int] = {}
-        for priority in self.priorities:
-            self.idle[priority] = self.idle.get(priority, 0) + 1
-        self.held: set[int] = set()
-        self.done: list[int] = []
-        self.announced: list[str] = []
+_INT8: Final = wire.INT8
+_ID = [("id", _INT8)]
+_IDS = [("ids", wire.INT8_ARRAY)]
 
-    def push(self, jobs: Sequence[Job]) -> None:
-        self.ready.extend(jobs)
-        self.ready.sort(key=lambda job: (job.priority, job.run_at, job.job_id))
 
-    def take(self, priority: int | None) -> Job | None:
-        """The next ready job a worker of `priority` may run; that worker is busy then."""
-        limit = ANY_PRIORITY if priority is None else priority
-        for index, job in enumerate(self.ready):
-            if job.priority <= limit:
-                self.idle[priority] -= 1
-                return self.ready.pop(index)
-        return None
+class Statements:
+    """One table variant's statements on the engine, built once from their SQL text (read
+    when first needed, so a mutant of que.dialects.que2.sql made before that is what runs).
 
-    def finish(self, job: Job, priority: int | None) -> None:
-        """A worker ended `job` (its outcome committed, or not written): unlock it next."""
-        self.done.append(job.job_id)
-        self.idle[priority] += 1
+    `job_schema_version` is the version its rows carry and its poll asks for (None: a v4
+    table, which has no such column); `kwargs` whether the table has the kwargs column."""
 
-    def running(self) -> int:
-        return len(self.priorities) - sum(self.idle.values())
+    def __init__(self, prefix: str, job_schema_version: int | None, kwargs: bool, texts: Callable[[], Any]) -> None:
+        self.prefix = prefix
+        self.job_schema_version = job_schema_version
+        self.kwargs = kwargs
+        self._texts = texts
 
-    def settled(self, stopping: bool) -> bool:
-        """Stopping, with no job running and no unlock owed: the locker may end."""
-        return stopping and self.running() == 0 and not self.done
+    def _named(self, name: str, text: str, params: Sequence[tuple[str, int]]) -> Statement:
+        return statement(f"{self.prefix}_{name}", text, params)
 
-    def owed(self) -> list[int]:
-        """The finished jobs to unlock now; a job whose lock died with an earlier session of
-        the locker needs none."""
-        owed = [job_id for job_id in self.done if job_id in self.held]
-        self.done = []
-        return owed
+    @cached_property
+    def made(self) -> dict[str, Statement]:
+        t = self._texts()
+        insert = [("queue", wire.TEXT), ("priority", wire.INT2), ("run_at", wire.TIMESTAMPTZ)]
+        insert += [("job_class", wire.TEXT), ("args", wire.TEXT)]
+        insert += [("kwargs", wire.TEXT)] if self.kwargs else []
+        insert += [("data", wire.TEXT)]
+        register = [("worker_count", wire.INT4), ("worker_priorities", wire.INT4_ARRAY), ("process_id", wire.INT4)]
+        register += [("hostname", wire.TEXT), ("listening", wire.BOOL), ("queues", wire.TEXT_ARRAY)]
+        register += [("job_schema_version", wire.INT4)] if self.job_schema_version is not None else []
+        poll = [("queue", wire.TEXT), ("held", wire.INT8_ARRAY), ("ceiling", wire.INT4)]
+        poll += [("thresholds", wire.INT4_ARRAY), ("counts", wire.INT4_ARRAY)]
+        error = [("delay", wire.FLOAT8), ("message", wire.TEXT), ("backtrace", wire.TEXT), *_ID]
+        return {
+            "insert_job": self._named("insert_job", t.INSERT_JOB, insert),
+            "insert_jobs": self._named("insert_jobs", t.INSERT_JOBS, [("jobs", wire.TEXT)]),
+            "skip_notify": statement("", t.SKIP_NOTIFY, []),
+            "clean_lockers": statement("", t.CLEAN_LOCKERS, []),
+            "register_locker": statement("", t.REGISTER_LOCKER, register),
+            "poll_jobs": self._named("poll_jobs", t.POLL_JOBS, poll),
+            "lock_notified": self._named("lock_jobs", t.LOCK_NOTIFIED, [*_IDS, ("held", wire.INT8_ARRAY)]),
+            "verify_jobs": self._named("verify_jobs", t.VERIFY_JOBS, []),
+            "check_job": self._named("check_job", t.CHECK_JOB, _IDS),
+            "unlock_jobs": self._named("unlock_jobs", t.UNLOCK_JOBS, _IDS),
+            "release_jobs": self._named("release_jobs", t.RELEASE_JOBS, [*_IDS, ("error_counts", wire.INT4_ARRAY)]),
+            "destroy_job": self._named("destroy_job", t.DESTROY_JOB, _ID),
+            "finish_job": self._named("finish_job", t.FINISH_JOB, _ID),
+            "expire_job": self._named("expire_job", t.EXPIRE_JOB, _ID),
+            "set_error": self._named("set_error", t.SET_ERROR, error),
+            "set_error_uncounted": self._named("set_error_uncounted", t.SET_ERROR_UNCOUNTED, error[1:]),
+            "retake_jobs": self._named("retake_jobs", RETAKE_JOBS, _IDS),
+        }
 
-    def unstarted(self) -> list[int]:
-        """The ready jobs no worker took, given back at a stop."""
-        ids = [job.job_id for job in self.ready]
-        self.ready.clear()
-        return ids
+    def catalog(self) -> list[Statement]:
+        return [made for made in self.made.values() if made.name]
 
-    def locked(self, jobs: Sequence[Job]) -> None:
-        self.held.update(job.job_id for job in jobs)
+    def __getitem__(self, name: str) -> Statement:
+        return self.made[name]
 
-    def verified(self, jobs: Sequence[Job], present: set[int]) -> list[int]:
-        """The locked jobs still there (unfinished, unexpired) become ready; the ids of the
-        others, to unlock."""
-        self.push([job for job in jobs if job.job_id in present])
-        return [job.job_id for job in jobs if job.job_id not in present]
 
-    def unlocked(self, ids: Sequence[int], results: Sequence[bool]) -> None:
-        """Every unlock must report the lock was held, as Ruby asserts."""
-        if not all(results):
-            raise AssertionError(f"tried to unlock jobs this locker had not locked: {list(ids)} gave {list(results)}")
-        self.held.difference_update(ids)
+# A locker whose session died lost its jobs' locks with it: it takes them again first, before
+# writing any of their outcomes (else another locker has the job, and its run writes it).
+RETAKE_JOBS: Final = "SELECT t.id FROM unnest(%(ids)s::bigint[]) AS t(id) WHERE pg_try_advisory_lock(t.id)"
 
-    def notified(self) -> list[int]:
-        """The jobs the notifications read so far name, as many as there is room for."""
-        ids = [job_id for payload in self.announced if (job_id := announced_id(payload)) is not None]
-        self.announced.clear()
-        return ids[: sum(self.wanted().values())]
 
-    def session_lost(self) -> None:
-        """The locker's session died, and every lock with it: the ready jobs are no longer
-        its own; running ones finish on their own connections."""
-        self.ready.clear()
-        self.held.clear()
-        self.done.clear()
+# -- enqueue ---------------------------------------------------------------------------------
 
-    def wanted(self) -> dict[int, int]:
-        """Ruby's available_priorities: the idle workers by threshold, and the buffer's free
-        space added to the most permissive threshold. A ready job an idle worker may take
-        counts as taken (Ruby's worker would have popped it already): it leaves that
-        worker's place and the buffer."""
-        wanted: dict[int, int] = {}
-        for priority, count in self.idle.items():
-            threshold = ANY_PRIORITY if priority is None else priority
-            wanted[threshold] = wanted.get(threshold, 0) + count
-        waiting = len(self.ready)
-        for job in self.ready:
-            for threshold in sorted(wanted):
-                if threshold >= job.priority and wanted[threshold] > 0:
-                    wanted[threshold] -= 1
-                    waiting -= 1
-                    break
-        top = max(ANY_PRIORITY if priority is None else priority for priority in self.priorities)
-        wanted[top] = wanted.get(top, 0) + max(0, self.size - waiting)
-        return {t: c for t, c in wanted.items() if c > 0}
+
+def insert_params(job: Any, kwargs: bool) -> tuple[bytes | None, ...]:
+    values = [
+        wire.text(job.queue),
+        wire.int2(job.priority),
+        None if job.run_at is None else wire.int8(wire.timestamp_us(job.run_at)),
+        wire.text(job.job_class),
+        wire.text(job.args),
+    ]
+    if kwargs:
+        values.append(wire.text(job.kwargs))
+    values.append(wire.text(job.data))
+    return tuple(values)
+
+
+def insert(session: Session, st: Statements, job: Any) -> PQGen[Job]:
+    """Ruby's insert_job: one job; the table's trigger wakes a listening locker."""
+    result = yield from execute(session, (st["insert_job"], insert_params(job, st.kwargs)))
+    made = rows.job(result, 0, session.codec)
+    assert made is not None, "INSERT ... RETURNING gave no row"
+    return made
+
+
+def batch_text(jobs: Sequence[Any], kwargs: bool) -> str:
+    """INSERT_JOBS's parameter: the jobs as one JSON array (args, kwargs and data are JSON
+    text already, embedded as they are)."""
+    items = []
+    for job in jobs:
+        run_at = "null" if job.run_at is None else json.dumps(job.run_at.isoformat())
+        head = (
+            f'{{"queue":{json.dumps(job.queue, ensure_ascii=False)},"priority":{job.priority},'
+            f'"run_at":{run_at},"job_class":{json.dumps(job.job_class, ensure_ascii=False)}'
+        )
+        items.append(
+            f'{head},"args":{job.args}' + (f',"kwargs":{job.kwargs}' if kwargs else "") + f',"data":{job.data}}}'
+        )
+    return "[" + ",".join(items) + "]"
+
+
+def insert_many(session: Session, st: Statements, jobs: Sequence[Any], notify: bool) -> PQGen[list[Job]]:
+    """Every job in one statement, all or none, in the given order. Like Ruby's bulk enqueue,
+    the transaction sets que.skip_notify unless `notify`, so no locker is woken per job."""
+    call: Call = (st["insert_jobs"], (wire.text(batch_text(jobs, st.kwargs)),))
+    if notify:
+        result = yield from execute(session, call)
+    else:
+        # One segment is one transaction: SET LOCAL holds for the insert, and goes with it.
+        _, result = yield from pipeline(session, [[(st["skip_notify"], ()), call]])
+        if result.status not in OK:
+            raise error(session, result, "insert_jobs")
+    return rows.jobs(result, session.codec)
+
+
+# -- the locker ----------------------------------------------------------------------------------
+
+
+def start_locker(
+    session: Session, st: Statements, priorities: Sequence[int | None], listen: bool, queue: str
+) -> PQGen[None]:
+    """Ruby's startup: clean_lockers, register_locker, then LISTEN on its own channel."""
+    yield from set_up(session)
+    params = register_params(priorities, listen, queue, st.job_schema_version)
+    values: list[bytes | None] = [
+        wire.int4(params["worker_count"]),
+        wire.int4_array(params["worker_priorities"]),
+        wire.int4(params["process_id"]),
+        wire.text(params["hostname"]),
+        wire.boolean(params["listening"]),
+        wire.text_array(params["queues"]),
+    ]
+    if st.job_schema_version is not None:
+        values.append(wire.int4(st.job_schema_version))
+    channel = sql.LISTEN_CHANNEL.format(pid=session.pgconn.backend_pid)
+    calls: list[Call] = [(st["clean_lockers"], ()), (st["register_locker"], tuple(values))]
+    if listen:
+        calls.append((statement("", f'LISTEN "{channel}"', []), ()))
+    results = yield from pipeline(session, [calls])
+    for result in results:
+        if result.status not in OK:
+            raise error(session, result, "register_locker")
+
+
+def stop_locker(session: Session, st: Statements) -> PQGen[None]:
+    """Ruby's last statement as its locker stops: its own row (and dead lockers') removed."""
+    yield from execute(session, (st["clean_lockers"], ()))
+
+
+def notified(session: Session) -> list[Announced]:
+    """Read what arrived on the socket: the jobs of the well-formed job_available messages."""
+    session.pgconn.consume_input()
+    found = []
+    while (note := session.pgconn.notifies()) is not None:
+        job = announced(note.extra.decode(session.codec, "replace"))
+        if job is not None:
+            found.append(job)
+    return found
+
+
+def _key(job: Job) -> tuple[bytes | None, ...]:
+    return (wire.int8(job.job_id), wire.int4(job.error_count))
+
+
+def _outcome_calls(st: Statements, session: Session, finished: Finished) -> list[Call]:
+    """Ruby's statements for an outcome, in Ruby's order: one segment of the pipeline, so one
+    transaction (all or nothing)."""
+    held, ended = finished.held, finished.outcome
+    job_id = (held.key[0],)
+    calls: list[Call] = []
+    for kind in (ended.kind, ended.after):
+        if kind is None:
+            continue
+        if kind == Outcome.RETRY:
+            params = (
+                wire.float8(ended.delay),
+                session.message(ended.message or ""),
+                session.message(ended.backtrace or ""),
+            )
+            calls.append((st["set_error"], (*params, *job_id)))
+        elif kind in (Outcome.DESTROY, Outcome.FINISH, Outcome.EXPIRE):
+            calls.append((st[f"{kind}_job"], job_id))
+        else:
+            raise ValueError(f"a Que 2 job cannot end as {kind!r}")
+    return calls
+
+
+def round_trip(session: Session, st: Statements, queue: str, planned: Round, max_retries: int) -> PQGen[Settled]:
+    """A locker's round trip (see the module): its results for que.engine.books."""
+    settled = Settled()
+    finished = list(planned.finished)
+    retaking = [h.job_id for h in planned.relock] + [o.held.job_id for o in planned.orphans]
+    if retaking:
+        result = yield from execute(session, (st["retake_jobs"], (wire.int8_array(retaking),)))
+        taken = {wire.read_int(result.get_value(row, 0) or b"") for row in range(result.ntuples)}
+        settled.relocked = {job_id for job_id in retaking if job_id in taken}
+        finished += [o for o in planned.orphans if o.held.job_id in taken]
+    segments: list[list[Call]] = [_outcome_calls(st, session, f) for f in finished]
+    sizes = [len(segment) for segment in segments]
+    unlocking = [held.job_id for held in planned.abandoned]
+    if unlocking:
+        segments.append([(st["unlock_jobs"], (wire.int8_array(unlocking),))])
+    last: list[Call] = []
+    if finished:
+        ids = wire.int8_array([f.held.job_id for f in finished])
+        counts = wire.array(wire.INT4, [f.held.key[1] for f in finished])
+        last.append((st["release_jobs"], (ids, counts)))
+    if planned.announced:
+        # The poll skips the announced jobs (locked just before it); their own lock does not.
+        held = wire.int8_array(sorted(planned.skip - set(planned.announced)))
+        last.append((st["lock_notified"], (wire.int8_array(planned.announced), held)))
+    if planned.wanted:
+        params = poll_params(queue, planned.wanted, sorted(planned.skip))
+        values = (
+            wire.text(params["queue"]),
+            wire.int8_array(params["held"]),
+            wire.int4(params["ceiling"]),
+            wire.int4_array(params["thresholds"]),
+            wire.int4_array(params["counts"]),
+        )
+        last.append((st["poll_jobs"], values))
+    if planned.announced or planned.wanted:
+        last.append((st["verify_jobs"], ()))
+    if planned.recheck:
+        last.append((st["check_job"], (wire.int8_array([h.job_id for h in planned.recheck]),)))
+    if last:
+        segments.append(last)
+    if not segments:
+        return settled
+    results = yield from pipeline(session, segments)
+    position = 0
+    outcomes = []
+    for size in sizes:
+        chunk = results[position : position + size]
+        position += size
+        failed = next((r for r in chunk if r.status not in OK), None)
+        outcomes.append(failed)
+    if unlocking:
+        unlocked = results[position]
+        position += 1
+        if unlocked.status not in OK:
+            raise error(session, unlocked, "unlock_jobs")
+        _assert_unlocked(unlocking, unlocked)
+    tail = results[position:]
+    if finished:
+        tail.pop(0)  # release_jobs: a count
+    locked: list[Job] = []
+    for result in tail[: bool(planned.announced) + bool(planned.wanted)]:
+        if result.status not in OK:
+            yield from _settle(session, st, finished, outcomes, max_retries)
+            raise error(session, result, "lock_jobs")
+        locked += rows.jobs(result, session.codec)
+    tail = tail[bool(planned.announced) + bool(planned.wanted) :]
+    present: set[int] = set()
+    if planned.announced or planned.wanted:
+        verified = tail.pop(0)
+        if verified.status != pq.ExecStatus.TUPLES_OK:
+            raise error(session, verified, "verify_jobs")
+        present = {wire.read_int(verified.get_value(row, 0) or b"") for row in range(verified.ntuples)}
+    if planned.recheck:
+        checked = tail.pop(0)
+        if checked.status != pq.ExecStatus.TUPLES_OK:
+            raise error(session, checked, "check_job")
+        settled.still_there = {wire.read_int(checked.get_value(row, 0) or b"") for row in range(checked.ntuples)}
+    yield from _settle(session, st, finished, outcomes, max_retries)
+    settled.written = finished
+    gone = [job.job_id for job in locked if job.job_id not in present]
+    if gone:
+        result = yield from execute(session, (st["unlock_jobs"], (wire.int8_array(gone),)))
+        _assert_unlocked(gone, result)
+    settled.locked = [Held(job, _key(job), planned.started) for job in locked if job.job_id in present]
+    settled.locked.sort(key=Held.sort_key)
+    return settled
+
+
+def _assert_unlocked(ids: Sequence[int], result: pq.abc.PGresult) -> None:
+    """Every unlock must report the lock was held, as Ruby asserts."""
+    values = [result.get_value(row, 0) == b"\x01" for row in range(result.ntuples)]
+    if not all(values) or len(values) != len(ids):
+        raise AssertionError(f"tried to unlock jobs this locker had not locked: {list(ids)} gave {values}")
+
+
+def _settle(
+    session: Session,
+    st: Statements,
+    finished: Sequence[Finished],
+    outcomes: Sequence[pq.abc.PGresult | None],
+    max_retries: int,
+) -> PQGen[None]:
+    """Outcomes that failed (their rows unchanged, their jobs still locked): a failed destroy,
+    finish or expire becomes the job's failure, recorded as Ruby's rescue records it; a
+    failed set_error whose row's own data is the cause is recorded without counting; then
+    the job is released. Any other failure is raised (the session then closes, ending the
+    locks)."""
+    for done, failed in zip(finished, outcomes, strict=True):
+        if failed is None:
+            continue
+        failure = error(session, failed, f"{done.outcome.kind}_job")
+        if not session.usable():
+            raise failure
+        held = done.held
+        log.warning(
+            "outcome_failed job_id=%s error=%s",
+            held.job_id,
+            short_message(failure),
+            extra={"event": "outcome_failed", "job_id": held.job_id},
+        )
+        if done.outcome.kind != Outcome.RETRY and done.outcome.after != Outcome.RETRY:
+            instead = Finished(held, outcome(held.job, failure, max_retries))
+            results = yield from pipeline(session, [_outcome_calls(st, session, instead)])
+            result = next((r for r in results if r.status not in OK), results[-1])
+            if result.status in OK:
+                yield from _unlock(session, st, held)
+                continue
+            failure = error(session, result, "set_error")
+        if not (failure.sqlstate or "").startswith(_DATA_EXCEPTION):
+            raise failure
+        message, backtrace = error_parts(failure)
+        params = (session.message(message), session.message("\n".join(backtrace)), held.key[0])
+        yield from execute(session, (st["set_error_uncounted"], params))
+        yield from _unlock(session, st, held)
+
+
+def _unlock(session: Session, st: Statements, held: Held) -> PQGen[None]:
+    result = yield from execute(session, (st["unlock_jobs"], (wire.int8_array([held.job_id]),)))
+    _assert_unlocked([held.job_id], result)
+
+
+def threshold_of(priority: int | None) -> int:
+    return ANY_PRIORITY if priority is None else priority
