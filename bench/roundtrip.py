@@ -8,7 +8,6 @@ and on uvloop's. Wall and CPU time per round trip, median of the runs; the diffe
 are what the asyncio worker pays per wake-up on this machine.
 """
 
-import asyncio
 import resource
 import time
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 import psycopg
 
 from que import aio
-from que.drivers.waiting import Channel, wait
+from que.dialects.que0.protocol import catalog as que0_catalog
+from que.drivers.aio import Channel
+from que.drivers.threads import run as wait
 from que.engine.session import Session, Statement, execute
 
 # Made directly, not with que.engine.session.statement(), which would add it to the statements
@@ -31,7 +32,7 @@ def _thread_cpu() -> float:
 
 def _select(url: str, count: int) -> tuple[float, float]:
     with psycopg.connect(url, autocommit=True) as conn:
-        session, fileno = Session(conn.pgconn), conn.pgconn.socket
+        session, fileno = Session(conn.pgconn, que0_catalog()), conn.pgconn.socket
         wait(execute(session, (SELECT_ONE, ())), fileno)  # prepares it (and que's own statements) once
         cpu, begun = _thread_cpu(), time.perf_counter()
         for _ in range(count):
@@ -41,8 +42,8 @@ def _select(url: str, count: int) -> tuple[float, float]:
 
 async def _loop(url: str, count: int) -> tuple[float, float]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        session = Session(conn.pgconn)
-        channel = Channel(asyncio.get_running_loop(), conn.pgconn.socket)
+        session = Session(conn.pgconn, que0_catalog())
+        channel = Channel(conn.pgconn.socket)
         channel.attach(conn.pgconn.consume_input)
         try:
             await channel.run(execute(session, (SELECT_ONE, ())))

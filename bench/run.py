@@ -43,7 +43,9 @@ from bench.drain import drain_once, interleaved, reset, summarize, top_up
 from harness import implementations, results, signals
 from harness.postgres import Database, database
 from harness.testee import Testee, TesteeFailure, Unavailable
-from que.locker import DEFAULT_BUFFER
+from que.dialects import QUE_0
+
+DEFAULT_BUFFER = QUE_0.default_buffer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run outputs go to the ignored results/ folder; `make publish` copies them where the README links.

@@ -28,10 +28,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from conformance.model import retry_delay
 from conformance.support import ECHO, FAIL
 from harness.lab import advisory_locks, wait_until
 from harness.testee import Testee
-from que.core.retry import retry_delay
 
 # Edge values (the catalogue's boundaries): queue names that differ only in case or
 # whitespace; the ends of smallint and Ruby's default; run_at from an hour ago to a

@@ -23,7 +23,7 @@ import json
 import math
 from typing import Any
 
-from que.core.encoding import dumps as ruby_json_dump
+from conformance.model import ruby_json_dump
 
 
 def parse_exact(text: str) -> Any:

@@ -14,11 +14,11 @@ from typing import Any
 
 import psycopg
 
+from conformance.model import retry_delay
 from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
 from harness import lab, results
 from harness.implementations import Implementation
 from harness.testee import Testee, TesteeFailure, Unavailable
-from que.core.retry import retry_delay
 
 ARGS = [1, "two", {"three": 3.5}, None, True]
 PRIORITY = 42

@@ -161,7 +161,7 @@ SITES: tuple[Site, ...] = (
     Site("unlock.key", "statement:UNLOCK_JOBS", "pg_advisory_unlock(id)", replacements=("pg_advisory_unlock(id + 1)",)),
     # computed values
     Site("backoff.formula", "function:que.core.retry.retry_delay", operators=("ast",)),
-    Site("backoff.count", "function:que.dialects.que0.protocol.Finish.failure", operators=("ast",)),
+    Site("backoff.count", "function:que.dialects.que0.protocol.failure", operators=("ast",)),
     Site("last_error.cut", "constant:que.core.errors.MESSAGE_LIMIT", operators=("const",)),
     Site("last_error.class", "function:que.core.errors._class_name", operators=("ast",)),
     Site("last_error.join", "function:que.core.errors.last_error_text", operators=("ast",)),
@@ -287,9 +287,9 @@ SITES: tuple[Site, ...] = (
             (
                 "que2.push_jobs.unfinished",
                 "sql2:VERIFY_JOBS",
-                "finished_at IS NULL AND expired_at IS NULL AND ",
+                "finished_at IS NULL AND expired_at IS NULL\n  AND ",
                 (),
-                ("finished_at IS NULL AND ", "expired_at IS NULL AND ", ""),
+                ("finished_at IS NULL\n  AND ", "expired_at IS NULL\n  AND ", ""),
             ),
             (
                 "que2.unlock_jobs.key",
@@ -298,7 +298,13 @@ SITES: tuple[Site, ...] = (
                 (),
                 ("pg_advisory_unlock(v.id + 1)",),
             ),
-            ("que2.check_job.row", "sql2:CHECK_JOB", "WHERE id = %(id)s::bigint", (), ("WHERE id <> %(id)s::bigint",)),
+            (
+                "que2.check_job.row",
+                "sql2:CHECK_JOB",
+                "FROM public.que_jobs WHERE id = v.id",
+                (),
+                ("FROM public.que_jobs WHERE id <> v.id",),
+            ),
             (
                 "que2.destroy_job.delete",
                 "sql2:DESTROY_JOB",
@@ -348,9 +354,11 @@ SITES: tuple[Site, ...] = (
                 ("",),
             ),
             ("que2.retry.limit", "function:que.dialects.que2.protocol.outcome", "", ("ast",), ()),
-            ("que2.listener.format", "function:que.dialects.que2.protocol.announced_id", "", ("ast",), ()),
-            ("que2.job_buffer.take", "function:que.dialects.que2.protocol.Books.take", "", ("ast",), ()),
-            ("que2.job_buffer.available", "function:que.dialects.que2.protocol.Books.wanted", "", ("ast",), ()),
+            ("que2.listener.format", "function:que.dialects.que2.protocol.announced", "", ("ast",), ()),
+            ("que2.job_buffer.take", "function:que.engine.books.Books.take", "", ("ast",), ()),
+            ("que2.job_buffer.available", "function:que.engine.books.Books.wanted", "", ("ast",), ()),
+            ("que2.job_buffer.available", "function:que.engine.books.Books._waiting", "", ("ast",), ()),
+            ("que2.job_buffer.available", "function:que.engine.books.Books._accept", "", ("ast",), ()),
             ("que2.poll_jobs.ceiling", "function:que.dialects.que2.protocol.poll_params", "", ("ast",), ()),
             ("que2.register_locker.row", "function:que.dialects.que2.protocol.register_params", "", ("ast",), ()),
         )

@@ -192,10 +192,10 @@ def test_cancellation_mid_job_loses_no_job_and_leaves_no_lock(
             job = await aclient.enqueue("Slow")
             worker = AsyncWorker(aclient, {"Slow": slow}, wake_interval=0.05).start()
             await asyncio.wait_for(started.wait(), 20)
-            assert worker._task is not None
-            worker._task.cancel()
+            assert worker._handle is not None
+            worker._handle.cancel()
             with pytest.raises(asyncio.CancelledError):
-                await worker._task
+                await worker._handle.task
             assert job.job_id in [r["job_id"] for r in rows(conn)]
 
     run(main(), loop)
@@ -351,7 +351,7 @@ def test_run_starts_the_loop_asked_for(choice: str, module: str) -> None:
 
 
 def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from que.aio import _loop
+    from que.drivers import loops as _loop
 
     monkeypatch.setattr(_loop, "_uvloop", lambda: None)  # as in an environment without the package
 

@@ -12,8 +12,9 @@ import que
 from harness import implementations, lab, results
 from harness.lab import advisory_locks, wait_until
 from que.dialects.que0 import protocol as _protocol
+from que.dialects.que0.protocol import catalog as que0_catalog
 from que.drivers.connecting import connection_options
-from que.drivers.waiting import wait
+from que.drivers.threads import run as wait
 from que.engine import setup as _setup
 from que.engine.session import Session
 from tests.conftest import rows
@@ -21,7 +22,7 @@ from tests.conftest import rows
 
 def engine(url: str) -> tuple[psycopg.Connection[Any], Session]:
     conn = psycopg.connect(url, **connection_options("que batch test"))
-    session = Session(conn.pgconn)
+    session = Session(conn.pgconn, que0_catalog())
     wait(_setup.set_up(session), conn.pgconn.socket)
     return conn, session
 

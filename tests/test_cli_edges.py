@@ -22,7 +22,7 @@ def nested_json(depth: int) -> str:
         (["work", "--app", "tests.apps.troubled", "--wake-interval", "inf"], "--wake-interval"),
         (["work", "--app", "tests.apps.troubled", "--wake-interval", "1e20"], "--wake-interval"),
         (["work", "--app", "tests.apps.troubled", "--workers", "100000", "--no-locker"], "max_connections"),
-        (["work", "--app", "tests.apps.troubled", "--workers", "100000"], "at most 10000 threads"),
+        (["work", "--app", "tests.apps.troubled", "--workers", "100000"], "at most 10000 workers"),
         (["work", "--app", "tests.apps.troubled", "--buffer", "-1"], "--buffer: buffer must be between 0 and"),
         (["work", "--app", "tests.apps.troubled", "--max-retries", "-1"], "--max-retries must"),
         (["work", "--app", "tests.apps.troubled", "--batch", "0"], "--batch: batch must be between 1 and"),

@@ -178,7 +178,7 @@ def test_a_statement_timeout_is_not_logged_as_a_lost_connection(
     client: que.Client, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="que")
-    from que.worker import backoff
+    from que.shells.common import backoff
 
     with psycopg.connect(client.conninfo, autocommit=True) as other:
         other.execute("SET statement_timeout = '10ms'")

@@ -10,10 +10,10 @@ import pytest
 
 import que
 from que.aio import AsyncClient
-from que.dialects.que0 import callers as _callers
+from que.dialects import QUE_0
 from tests.conftest import rows
 
-SIZES = [3, _callers.COPY_FROM + 3]
+SIZES = [3, QUE_0.copy_from + 3]
 AT = datetime(2031, 3, 4, 5, 6, 7, 891011, tzinfo=timezone(timedelta(hours=-3, minutes=-30)))
 
 

@@ -162,7 +162,7 @@ def test_short_jobs_grow_the_buffer_up_to_four_times_and_no_further(
     client.enqueue_many([que.NewJob("Quick", [n]) for n in range(600)])
     pool = que.WorkerPool(client, {"Quick": lambda n: depths.append(ledger.depth)}, count=1, buffer=2)
     assert pool.locker is not None
-    ledger = pool.locker.ledger
+    ledger = pool.locker.books
     pool.start()
     try:
         wait_until(lambda: len(depths) == 600, 30, "the drain")

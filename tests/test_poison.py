@@ -138,11 +138,11 @@ def test_wake_interval_must_be_a_sensible_number_of_seconds(client: que.Client, 
 
 def test_a_pool_larger_than_the_server_allows_is_refused(client: que.Client) -> None:
     """Workers with sessions of their own need one connection each; a locker pool needs one
-    in all, but no more threads than que.pool.MAX_THREADS."""
+    in all, but no more threads than que.shells.common.MAX_THREADS."""
     with pytest.raises(ValueError, match="max_connections"):
         que.WorkerPool(client, {}, count=100_000, locker=False).start()
     with pytest.raises(ValueError, match="at most"):
-        que.WorkerPool(client, {}, count=que.pool.MAX_THREADS + 1)
+        que.WorkerPool(client, {}, count=que.shells.common.MAX_THREADS + 1)
 
 
 def test_a_hung_handler_does_not_keep_the_process_alive(database_url: str, conn: psycopg.Connection[Any]) -> None:

@@ -11,8 +11,9 @@ from harness.lab import advisory_locks
 from harness.lab import wait_until as wait_for
 from que.dialects.que0 import protocol as _protocol
 from que.dialects.que0.protocol import Finish, Locked
+from que.dialects.que0.protocol import catalog as que0_catalog
 from que.drivers.connecting import connection_options
-from que.drivers.waiting import wait
+from que.drivers.threads import run as wait
 from que.engine.session import Session, statement
 from tests.conftest import rows
 
@@ -22,7 +23,7 @@ class Engine:
 
     def __init__(self, url: str) -> None:
         self.conn = psycopg.connect(url, **connection_options("que test"))
-        self.session = Session(self.conn.pgconn)
+        self.session = Session(self.conn.pgconn, que0_catalog())
 
     def _run(self, gen: Any) -> Any:
         return wait(gen, self.conn.pgconn.socket)

@@ -74,10 +74,10 @@ def table(url: str) -> list[dict[str, Any]]:
 def test_version_7_and_back_leaves_the_same_catalogue(que2_url: str) -> None:
     with que.Client(que2_url) as client:
         client.migrate(7)
-        assert client.db_version() == 7 and client.dialect() == "2"
+        assert client.db_version() == 7 and client.dialect().name == "2"
         first = dump(que2_url)
         client.migrate(3)
-        assert client.dialect() == "0.14"
+        assert client.dialect().name == "0.14"
         client.migrate(0)
         client.migrate(7)
         assert dump(que2_url) == first
@@ -168,7 +168,7 @@ def test_a_version_newer_than_que_knows_is_refused(que2_url: str) -> None:
         client.migrate(7)
         with psycopg.connect(que2_url, autocommit=True) as conn:
             conn.execute("COMMENT ON TABLE que_jobs IS '8'")
-        assert client.refresh_dialect() == "2", "version 8 (Que's master) is read as the Que 2 dialect"
+        assert client.refresh_dialect().name == "2", "version 8 (Que's master) is read as the Que 2 dialect"
         with pytest.raises(ValueError, match="newer than this library migrates"):
             client.migrate(3)
         with psycopg.connect(que2_url, autocommit=True) as conn:

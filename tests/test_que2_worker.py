@@ -222,7 +222,7 @@ def test_the_poll_fills_the_thresholds_as_rubys_lock_and_update_priorities_does(
             "thresholds": keys,
             "counts": [thresholds[k] for k in keys],
         }
-        got = [row[0] for row in conn.execute(sql2.POLL_JOBS, params)]
+        got = [row[0] for row in conn.execute(sql2.POLL_JOBS, params) if row[0] is not None]
         conn.execute("SELECT pg_advisory_unlock_all()")
         other.execute("SELECT pg_advisory_unlock_all()")
     assert got == expected

@@ -1,4 +1,4 @@
-"""que.drivers.waiting.Channel against a real PostgreSQL: a worker's socket stays registered with
+"""que.drivers.aio.Channel against a real PostgreSQL: a worker's socket stays registered with
 the event loop between statements, so it must let go of it the moment the connection
 ends, or the loop ends up watching a file number the system has given to another socket."""
 
@@ -8,15 +8,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from que.drivers.waiting import Channel
+from que.dialects.que0.protocol import catalog as que0_catalog
+from que.drivers.aio import Channel
 from que.engine import setup as _setup
 from que.engine.session import Session, execute, statement
 
 
 async def _channel(url: str) -> tuple[psycopg.AsyncConnection[Any], Session, Channel]:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    session = Session(conn.pgconn)
-    channel = Channel(asyncio.get_running_loop(), conn.pgconn.socket)
+    session = Session(conn.pgconn, que0_catalog())
+    channel = Channel(conn.pgconn.socket)
     channel.attach(conn.pgconn.consume_input)
     return conn, session, channel
 

@@ -31,14 +31,19 @@ def test_handler_gets_positional_args_and_job_is_deleted(client: que.Client, con
     assert rows(conn) == [] and advisory_locks(conn) == []
 
 
-def test_non_array_args_arrive_as_one_argument(client: que.Client, conn: psycopg.Connection[Any]) -> None:
+def test_non_array_args_are_splatted_as_rubys_run_splats_them(
+    client: que.Client, conn: psycopg.Connection[Any]
+) -> None:
+    """Ruby calls run(*args): an object gives one [key, value] pair per member (Hash#to_a),
+    null no argument, a scalar one (what Ruby 3.1 prints for each, by hand: [["Name",
+    "bgentry"]], [5], [], ["s"], [])."""
     seen: list[Any] = []
-    for text in ['{"Name":"bgentry"}', "5", "null", '"s"']:
+    for text in ['{"Name":"bgentry"}', "5", "null", '"s"', "{}"]:
         conn.execute("INSERT INTO que_jobs (job_class, args) VALUES ('Go', %s)", [text])
     worker = make_worker(client, {"Go": lambda *a: seen.append(a)})
     while worker.work_one():
         pass
-    assert seen == [({"Name": "bgentry"},), (5,), (None,), ("s",)]
+    assert seen == [(["Name", "bgentry"],), (5,), (), ("s",), ()]
 
 
 def failing(message: str) -> None:

@@ -15,6 +15,7 @@ import que.core.errors
 import que.core.validate
 import que.dialects.que0.inserts
 import que.dialects.que0.protocol
+import que.dialects.que0.validate
 import que.engine.wire
 
 protocol: Any = que.dialects.que0.protocol
@@ -143,7 +144,7 @@ def _local_wall_time() -> None:
             return None
         return value.replace(tzinfo=UTC)
 
-    que.core.validate.run_at = wall_time
+    que.dialects.que0.validate.run_at = wall_time  # where the 0.x job check reads it
 
 
 def _job_id_key() -> None:

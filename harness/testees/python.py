@@ -38,7 +38,8 @@ from harness.testees.common import (
     work_plan,
 )
 from que.dialects.que0.protocol import Locked
-from que.drivers.waiting import wait
+from que.dialects.que0.protocol import catalog as que0_catalog
+from que.drivers.threads import run as wait
 from que.engine.session import Session
 
 
@@ -184,7 +185,7 @@ class Testee:
         to hold a batch across calls, so this drives que's engine on a connection of its own)."""
         assert self.client is not None
         conn = self.client.connect("que batch testee")
-        session = Session(conn.pgconn)
+        session = Session(conn.pgconn, que0_catalog())
         wait(que.engine.setup.set_up(session), conn.pgconn.socket)
         locked = wait(que.dialects.que0.protocol.claim(session, queue, count), conn.pgconn.socket)
         for job in locked:

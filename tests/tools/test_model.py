@@ -1,0 +1,112 @@
+"""The suite's model of Ruby Que (conformance/model.py) against the real Ruby, and que
+against the model.
+
+The model is the judge's: it imports nothing from que. Here it is checked twice: against
+the real Ruby's JSON.generate and Float#to_s (Debian's ruby, which make test installs), and
+then que is checked against it, so that a bug in que's JSON, backoff or last_error shows as
+a failure here (and as a red python row in the suite), never as a model that agrees with it.
+"""
+
+import json
+import math
+import shutil
+import subprocess
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance import model
+from que.core import encoding, errors, retry
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+# Floats at every boundary of Float#to_s's notations, and a spread of magnitudes.
+BOUNDARY_FLOATS = [
+    0.0,
+    -0.0,
+    0.5,
+    1.0,
+    100.0,
+    1e15,
+    1e16,
+    9999999999999998.0,
+    1234567890123456.7,
+    123456789012345.67,
+    999999999999999.9,
+    1e-4,
+    1e-5,
+    0.00012345,
+    1.5e300,
+    2.5e-310,
+    5e-324,
+    1.7976931348623157e308,
+    *[float(f"{m}e{e}") for m in (1, 1.5, 9.87654321) for e in range(-8, 20)],
+]
+
+RUBY = shutil.which("ruby")
+
+
+def ruby_dump(values: list[object]) -> list[str]:
+    """JSON.generate of each value, by the real Ruby (each read from JSON first)."""
+    if RUBY is None:
+        pytest.fail("ruby is not installed: make test installs Debian's ruby (harness/bootstrap.sh --test)")
+    script = "require 'json'; $stdin.each_line { |l| puts JSON.generate(JSON.parse(l, quirks_mode: true)) }"
+    lines = "".join(json.dumps(v) + "\n" for v in values)
+    done = subprocess.run([RUBY, "-e", script], input=lines, capture_output=True, text=True, check=True)
+    return done.stdout.split("\n")[:-1]  # not splitlines(): U+0085 and U+2028 are text here
+
+
+def test_the_model_writes_floats_as_rubys_float_to_s() -> None:
+    assert [model.ruby_float(v) for v in BOUNDARY_FLOATS] == ruby_dump(BOUNDARY_FLOATS)
+
+
+@given(st.lists(json_values, min_size=1, max_size=30))
+def test_the_model_dumps_json_as_ruby_does(values: list[object]) -> None:
+    assert [model.ruby_json_dump(v) for v in values] == ruby_dump(values)
+
+
+def test_the_model_refuses_what_ruby_cannot_write() -> None:
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="GeneratorError"):
+            model.ruby_float(value)
+
+
+@given(json_values)
+def test_que_writes_what_the_model_says_ruby_writes(value: object) -> None:
+    assert encoding.dumps(value) == model.ruby_json_dump(value)
+
+
+@pytest.mark.parametrize("value", BOUNDARY_FLOATS)
+def test_que_writes_floats_as_the_model_does(value: float) -> None:
+    assert encoding.dumps([value]) == f"[{model.ruby_float(value)}]"
+
+
+# The most failures whose delay still fits the bigint Ruby's set_error casts it to; past it
+# Ruby's statement fails, and que caps the delay instead (its own choice, checked in tests/).
+BIGINT_COUNT = 55108
+
+
+@given(st.integers(min_value=0, max_value=BIGINT_COUNT))
+def test_que_backs_off_as_the_model_does(error_count: int) -> None:
+    assert retry.retry_delay(error_count) == model.retry_delay(error_count)
+
+
+@given(st.text(max_size=700))
+def test_ques_last_error_is_the_models(message: str) -> None:
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as error:
+        written = errors.last_error_text(error)
+        frames = written.split("\n")[len(model.last_error_head("RuntimeError", message).split("\n")) :]
+    assert frames, "a backtrace line per frame"
+    assert written == errors.storable(model.last_error("RuntimeError", message, frames))
+    assert all(":in '" in frame for frame in frames), frames
