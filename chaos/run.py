@@ -36,7 +36,7 @@ from chaos.scenarios import (
     soak,
     terminated,
 )
-from harness import implementations, signals
+from harness import gobuild, implementations, signals
 from harness.postgres import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     signals.unwind_on_signals()
     names = [n for n in options.impl.split(",") if n]
     if "go" in names:
-        reason = implementations.build_go()
+        reason = gobuild.build()
         if reason:
             log(f"go: unavailable: {reason}")
     rows: list[Row] = []

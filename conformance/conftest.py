@@ -5,7 +5,7 @@ conformance/` behave the same:
   QUE_CONFORMANCE_IMPLS     built-ins to run (default: every one in harness.implementations.BUILTINS)
   QUE_CONFORMANCE_TESTEES   JSON list of outside testee command lines (testee1, testee2 ...)
   QUE_CONFORMANCE_RESULTS   folder for results.json and matrix.md (default results/conformance)
-  QUE_CONFORMANCE_NO_BUILD  set to skip `go build` (use the existing go/bin/que-testee)
+  QUE_CONFORMANCE_NO_BUILD  set to skip `go build` (use the Go testees already in testees/go/bin)
   QUE_PG_BACKEND            auto | local | url | docker;  QUE_DATABASE_URL for url
   QUE_CONFORMANCE_DIALECT   0.14 (the default: the cells of this folder) or 2 (Ruby Que 2.x's
                             protocol on a v7 table: the cells of conformance/que2/)

@@ -5,10 +5,10 @@
 #   with --test also chromium (the HTML report's rendering test), and with --docker (or
 #   --test) the container path's engine and base image tools: Debian's docker.io,
 #   iptables and debootstrap, when no Docker engine is installed;
-# - the Go toolchain that go/go.mod names, when `go` is missing or older: Debian's golang
+# - the Go toolchain that testees/go/go.mod names, when `go` is missing or older: Debian's golang
 #   is too old for it, so the toolchain comes from the Go module proxy (golang.org/toolchain,
 #   the module the go command itself downloads) into ~/.cache/que-interop/go;
-# - Ruby Que 0.14.3 (ruby/Gemfile), with `gem install`, when it is not installed, QUE_RUBY_LIB
+# - Ruby Que 0.14.3 (testees/ruby/Gemfile), with `gem install`, when it is not installed, QUE_RUBY_LIB
 #   is not set and RubyGems answers within a few seconds.
 # As non-root or off Debian it installs no packages and only reports what is missing.
 set -euo pipefail
@@ -69,7 +69,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # -- Go: the version go.mod asks for -----------------------------------------------------
-want_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$here/testees/go/go.mod")"
+want_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$here/../testees/go/go.mod")"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/que-interop"
 go_version_of() { "$1" env GOVERSION 2>/dev/null | sed 's/^go//'; }
 newer_or_equal() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
@@ -103,7 +103,7 @@ fi
 # -- Ruby Que 0.14.3 ----------------------------------------------------------------------
 if command -v ruby >/dev/null 2>&1 && [ -z "${QUE_RUBY_LIB:-}" ] && ! ruby -e 'gem "que", "~> 0.14.3"; require "que"' >/dev/null 2>&1; then
   if command -v gem >/dev/null 2>&1 && curl -fsS --max-time 5 -o /dev/null https://rubygems.org/api/v1/versions/que.json 2>/dev/null; then
-    echo "bootstrap: gem install que -v 0.14.3 (ruby/Gemfile)" >&2
+    echo "bootstrap: gem install que -v 0.14.3 (testees/ruby/Gemfile)" >&2
     gem install --no-document que -v 0.14.3 >/dev/null || echo "bootstrap: gem install que failed" >&2
   else
     echo "bootstrap: Ruby Que 0.14.3 is not installed and RubyGems is not reachable: set QUE_RUBY_LIB to the" \
@@ -114,7 +114,7 @@ fi
 # -- Ruby Que 2.4.1 (the Que 2 dialect; installed beside 0.14.3, each testee activates its own)
 if command -v ruby >/dev/null 2>&1 && [ -z "${QUE2_RUBY_LIB:-}" ] && ! ruby -e 'gem "que", "~> 2.4.1"; require "que"' >/dev/null 2>&1; then
   if command -v gem >/dev/null 2>&1 && curl -fsS --max-time 5 -o /dev/null https://rubygems.org/api/v1/versions/que.json 2>/dev/null; then
-    echo "bootstrap: gem install que -v 2.4.1 (ruby2/Gemfile)" >&2
+    echo "bootstrap: gem install que -v 2.4.1 (testees/ruby2/Gemfile)" >&2
     gem install --no-document que -v 2.4.1 >/dev/null || echo "bootstrap: gem install que 2.4.1 failed" >&2
   else
     echo "bootstrap: Ruby Que 2.4.1 is not installed and RubyGems is not reachable: set QUE2_RUBY_LIB to the" \

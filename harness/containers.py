@@ -2,7 +2,8 @@
 
 PostgreSQL runs as testcontainers' PostgresContainer on a network of its own; each testee
 row runs as `docker run -i` on that network, so the harness speaks the same stdin/stdout
-protocol to a container as to a local process. The images come from harness.image_build.
+protocol to a container as to a local process. The images come from harness.image_build;
+PostgreSQL's container is harness.postgres's.
 
 Every container and network carries the label que-interop.run=<run id>, and
 remove_leftovers() removes those of the run: testcontainers' Ryuk reaper is not needed,
@@ -12,10 +13,6 @@ and is switched off where its image cannot be pulled.
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-from harness.image_build import Bases, choose_bases
 
 DB_ALIAS = "que-postgres"
 RUN_LABEL = "que-interop.run"
@@ -91,50 +88,3 @@ def remove_leftovers() -> list[str]:
             network.remove()
             removed.append(f"network {network.name}")
     return removed
-
-
-@dataclass
-class ContainerDatabase:
-    host_url: str
-    container_url: str
-    network: str
-    bases: Bases
-
-
-@contextlib.contextmanager
-def postgres_network() -> Iterator[ContainerDatabase]:
-    """PostgreSQL in a container on a fresh network; both removed afterwards."""
-    import docker
-
-    try:
-        from testcontainers.community.postgres import PostgresContainer
-    except ImportError:  # testcontainers before 4.13 (the module moved, the class did not)
-        from testcontainers.postgres import PostgresContainer
-
-    from harness.postgres import SERVER_SETTINGS
-
-    client = docker.from_env()
-    bases = choose_bases(client)
-    network = client.networks.create(f"que-interop-{uuid.uuid4().hex[:8]}", labels=labels())
-    container = PostgresContainer(bases.postgres, username="que", password="que", dbname="que", driver=None)
-    settings = [f"-c {name}={value}" for name, value in SERVER_SETTINGS.items()]
-    container.with_command(" ".join(settings)).with_kwargs(network=network.name, labels=labels(), shm_size="512m")
-    try:
-        with container:
-            network.disconnect(container.get_wrapped_container())
-            network.connect(container.get_wrapped_container(), aliases=[DB_ALIAS])
-            yield ContainerDatabase(
-                host_url=container.get_connection_url(),
-                container_url=container_url("que", "que", "que"),
-                network=network.name,
-                bases=bases,
-            )
-    finally:
-        remove_leftovers()
-
-
-@contextlib.contextmanager
-def postgres_container() -> Iterator[str]:
-    """Just the host URL of a containerized PostgreSQL (for harness.postgres)."""
-    with postgres_network() as db:
-        yield db.host_url

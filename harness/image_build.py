@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import paths
-from harness.paths import GO_DIR, HARNESS, RUBY_DIR
+from harness import gobuild, manifests, paths
+from harness.paths import HARNESS
 
 OFFICIAL_BASE = "debian:bookworm-slim"
 OFFICIAL_POSTGRES = "postgres:15"
@@ -213,22 +213,9 @@ def _wheel(destination: Path) -> None:
 
 def _go_static(program: str) -> Callable[[Path], None]:
     def produce(destination: Path) -> None:
-        from harness.implementations import GO_PROGRAMS, find_go
-
-        go = find_go()
-        if go is None:
-            raise RuntimeError("the Go toolchain (go) is not installed")
-        package = next(package for binary, package in GO_PROGRAMS.values() if binary == program)
-        done = subprocess.run(
-            [go, "build", "-trimpath", "-o", str(destination), package],
-            cwd=GO_DIR,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "CGO_ENABLED": "0"},
-            timeout=600,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"go build failed: {done.stderr[-2000:]}")
+        failed = gobuild.build(static=True, only=program, into=destination)
+        if failed:
+            raise RuntimeError(failed)
 
     return produce
 
@@ -271,33 +258,42 @@ def _ruby_note() -> str:
     return f"Que from QUE_RUBY_LIB={os.environ['QUE_RUBY_LIB']}, copied into the image"
 
 
-_PYTHON = (("wheel", _wheel), ("local-ca", _local_ca))
-_GO = (("que-go-testee", _go_static("que-go-testee")), ("gue-testee", _go_static("gue-testee")))
-_RUBY = (
-    ("testee.rb", _copy(RUBY_DIR / "testee.rb")),
-    ("serve.rb", _copy(RUBY_DIR / "serve.rb")),
-    ("Gemfile", _copy(RUBY_DIR / "Gemfile")),
-    ("Gemfile.lock", _copy(RUBY_DIR / "Gemfile.lock")),
-    ("que-lib", _que_lib),
-    ("local-ca", _local_ca),
-)
 POSTGRES = ImageSpec(
     "postgres", IMAGES_DIR / "postgres", (("entrypoint.sh", _copy(IMAGES_DIR / "postgres" / "entrypoint.sh")),)
 )
-_PY = ("python", "-m")
-IMAGES: Mapping[str, ImageSpec] = {
-    "python": ImageSpec("python", IMAGES_DIR / "python", _PYTHON, (*_PY, "harness.testees.python")),
-    "python-sessions": ImageSpec(
-        "python", IMAGES_DIR / "python", _PYTHON, (*_PY, "harness.testees.python", "--sessions")
-    ),
-    "python-async": ImageSpec("python", IMAGES_DIR / "python", _PYTHON, (*_PY, "harness.testees.python_async")),
-    "python-batch": ImageSpec(
-        "python", IMAGES_DIR / "python", _PYTHON, (*_PY, "harness.testees.python", "--batch", "10")
-    ),
-    "go": ImageSpec("go", GO_DIR, _GO, ("/usr/local/bin/que-go-testee",)),
-    "gue": ImageSpec("go", GO_DIR, _GO, ("/usr/local/bin/gue-testee",)),
-    "ruby": ImageSpec("ruby", RUBY_DIR, _RUBY, target=ruby_target, note=_ruby_note),
-}
+
+# What produces each input of an image's build context, by the kind its manifest names:
+# "wheel", "local-ca", "que-lib", "go:<program>" (built static) or "file:<path in the folder>".
+_PRODUCERS: Mapping[str, Callable[[Path], None]] = {"wheel": _wheel, "local-ca": _local_ca, "que-lib": _que_lib}
+# Build targets and report notes an image's rows may ask for (manifest: image.target).
+_TARGETS: Mapping[str, tuple[Callable[[], str | None], Callable[[], str]]] = {"ruby": (ruby_target, _ruby_note)}
+
+
+def _producer(folder: Path, kind: str) -> Callable[[Path], None]:
+    if kind.startswith("go:"):
+        return _go_static(kind.removeprefix("go:"))
+    if kind.startswith("file:"):
+        return _copy(folder / kind.removeprefix("file:"))
+    if kind not in _PRODUCERS:
+        raise manifests.ManifestError(f"{folder}/manifest.json: no input kind {kind!r}")
+    return _PRODUCERS[kind]
+
+
+def _images() -> dict[str, ImageSpec]:
+    """The image of every row that has one, from the testees' manifests."""
+    found: dict[str, ImageSpec] = {}
+    for manifest in manifests.manifests():
+        for row in manifest.rows:
+            if row.image is None:
+                continue
+            inputs = manifest.images.get(row.image, {}).get("inputs", {})
+            produced = tuple((path, _producer(manifest.folder, kind)) for path, kind in inputs.items())
+            target, note = _TARGETS.get(row.target or "", (lambda: None, lambda: ""))
+            found[row.name] = ImageSpec(row.image, manifest.folder, produced, row.program, target, note)
+    return found
+
+
+IMAGES: Mapping[str, ImageSpec] = _images()
 
 
 def digest(folder: Path, *extra: str) -> str:

@@ -1,28 +1,22 @@
 """The implementations a run can use, and how to make each one runnable.
 
-Built in: python (over que/, WorkerPool with its locker), python-sessions (a session per
-worker), python-async (over que.aio), python-batch (que's batched claim), go (real que-go)
-and gue (real gue v1.0.2), both built
-with `go build`, and ruby (real Que 0.14 from the gem or QUE_RUBY_LIB). Any other port
-joins with `--testee 'CMD ...'`. Availability is decided by trying: a build that fails
-or a `start` that answers Unavailable makes the implementation's cells *unavailable*,
-with the reason.
+The built-in rows come from the testees' manifests (testees/<folder>/manifest.json, read by
+harness.manifests): python, python-sessions, python-async and python-batch over que; go and
+gue (the real que-go and gue, built with `go build`); ruby (the real Ruby Que 0.14.3) and
+ruby-2.4.1 (the real Ruby Que 2.4.1). Any other port joins with `--testee 'CMD ...'`.
+Availability is decided by trying: a build that fails, a program that is missing or a
+`start` that answers Unavailable makes the row's cells *unavailable*, with the reason.
 """
 
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import containers, image_build, paths
-from harness.paths import GO_DIR, RUBY2_DIR, RUBY_DIR
-
-# The Go testees: program name -> the package (under go/) it is built from.
-GO_PROGRAMS = {"go": ("que-go-testee", "./cmd/que-go"), "gue": ("gue-testee", "./cmd/gue")}
+from harness import containers, gobuild, image_build, manifests, paths
 
 
 @dataclass
@@ -42,6 +36,9 @@ class Implementation:
     image_note: str = ""
     # Called after the testee process ends or is killed (a container outlives `docker run`).
     on_exit: Callable[[], None] | None = None
+    # The dialects the row speaks ("0.14", "1", "2"), from its manifest; () for a port that
+    # joins with --testee, which says at `start` what it speaks.
+    dialects: tuple[str, ...] = ()
 
     @property
     def backend(self) -> str:
@@ -51,116 +48,75 @@ class Implementation:
         return shlex.join(self.command)
 
 
-def go_binary(name: str) -> Path:
-    return paths.go_bin_dir() / GO_PROGRAMS[name][0]
+def _command(row: manifests.Row) -> list[str]:
+    values = {"python": sys.executable, "dir": str(row.folder), "bin": str(paths.go_bin_dir())}
+    values["ruby"] = shutil.which("ruby") or "ruby"
+    return [part.format(**values) for part in row.command]
 
 
-def find_go() -> str | None:
-    """The go command: on PATH, the usual /usr/local/go, or the toolchain the bootstrap
-    fetched into the cache. A go of 1.21 or newer older than go.mod's fetches that one itself."""
-    for candidate in (shutil.which("go"), "/usr/local/go/bin/go", str(paths.cache_dir() / "go" / "bin" / "go")):
-        if candidate and Path(candidate).is_file():
-            return candidate
+def builtin(name: str, build: bool = True) -> Implementation:
+    """The row `name` of the manifests, built first when `build` (Go programs)."""
+    row = manifests.rows()[name]
+    command = _command(row)
+    impl = Implementation(name, command, dialects=row.dialects)
+    impl.env = {variable: os.environ[variable] for variable in row.env if os.environ.get(variable)}
+    missing = [tool for tool in row.needs if shutil.which(tool) is None]
+    if missing:
+        impl.unavailable = f"{', '.join(missing)} is not installed"
+    elif manifests.manifest_of(row).build:
+        binary = Path(command[0])
+        impl.unavailable = _build(row) if build else (None if binary.exists() else f"{binary} is not built")
+    return impl
+
+
+# The tools a manifest's `build` may name, and how each builds its folder's programs.
+BUILDERS: dict[str, Callable[[], str | None]] = {"go": gobuild.build}
+
+
+def builds(name: str) -> bool:
+    """Whether the built-in row `name` is built before it runs (its manifest has a build)."""
+    row = manifests.rows().get(name)
+    return row is not None and bool(manifests.manifest_of(row).build)
+
+
+def build(names: Sequence[str]) -> str | None:
+    """Build the folders of the rows `names`, each once; None, or the first reason one failed."""
+    folders = {manifests.rows()[name].folder: manifests.rows()[name] for name in names if builds(name)}
+    for row in folders.values():
+        failed = _build(row)
+        if failed:
+            return failed
     return None
 
 
-def build_go() -> str | None:
-    """`go build` every Go testee; None on success, else the reason it failed."""
-    go = find_go()
-    if go is None:
-        return "the Go toolchain (go) is not installed (harness/bootstrap.sh installs Debian's golang as root)"
-    for name, (_, package) in GO_PROGRAMS.items():
-        result = subprocess.run(
-            [go, "build", "-o", str(go_binary(name)), package],
-            cwd=GO_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if result.returncode != 0:
-            return f"go build failed: {result.stderr.strip()[-2000:]}"
+def _build(row: manifests.Row) -> str | None:
+    """Build the programs of the row's folder; None, or why it failed."""
+    for tool in manifests.manifest_of(row).build:
+        builder = BUILDERS.get(tool)
+        if builder is None:
+            return f"{row.folder}/manifest.json builds with {tool!r}, which the harness does not know"
+        failed = builder()
+        if failed:
+            return failed
     return None
 
 
-def python_impl(build: bool = True) -> Implementation:
-    return Implementation("python", [sys.executable, "-m", "harness.testees.python"])
+def speaking(dialect: str) -> dict[str, Callable[[bool], Implementation]]:
+    """The built-in rows that speak `dialect`, in run order: name -> how to make it."""
+    return {
+        name: (lambda build, name=name: builtin(name, build))  # type: ignore[misc]
+        for name, row in manifests.rows().items()
+        if dialect in row.dialects
+    }
 
 
-# The batch size of the python-batch row (WorkerPool(batch=...)).
-PYTHON_BATCH = 10
-
-
-def python_batch_impl(build: bool = True) -> Implementation:
-    return Implementation(
-        "python-batch", [sys.executable, "-m", "harness.testees.python", "--batch", str(PYTHON_BATCH)]
-    )
-
-
-def python_sessions_impl(build: bool = True) -> Implementation:
-    return Implementation("python-sessions", [sys.executable, "-m", "harness.testees.python", "--sessions"])
-
-
-def python_async_impl(build: bool = True) -> Implementation:
-    return Implementation("python-async", [sys.executable, "-m", "harness.testees.python_async"])
-
-
-def _go_impl(name: str, build: bool) -> Implementation:
-    binary = go_binary(name)
-    reason = build_go() if build else (None if binary.exists() else f"{binary} is not built")
-    return Implementation(name, [str(binary)], unavailable=reason)
-
-
-def go_impl(build: bool = True) -> Implementation:
-    return _go_impl("go", build)
-
-
-def gue_impl(build: bool = True) -> Implementation:
-    return _go_impl("gue", build)
-
-
-def ruby_impl(build: bool = True) -> Implementation:
-    ruby = shutil.which("ruby")
-    if ruby is None:
-        return Implementation("ruby", ["ruby", str(RUBY_DIR / "testee.rb")], unavailable="ruby is not installed")
-    env = {}
-    if os.environ.get("QUE_RUBY_LIB"):
-        env["QUE_RUBY_LIB"] = os.environ["QUE_RUBY_LIB"]
-    return Implementation("ruby", [ruby, str(RUBY_DIR / "testee.rb")], env=env)
-
-
-def ruby2_impl(build: bool = True) -> Implementation:
-    """The real Ruby Que 2.4 (the Que 2 dialect), from the gem or QUE2_RUBY_LIB."""
-    command = ["ruby", str(RUBY2_DIR / "testee.rb")]
-    ruby = shutil.which("ruby")
-    if ruby is None:
-        return Implementation("ruby-2.4.1", command, unavailable="ruby is not installed")
-    env = {}
-    if os.environ.get("QUE2_RUBY_LIB"):
-        env["QUE2_RUBY_LIB"] = os.environ["QUE2_RUBY_LIB"]
-    return Implementation("ruby-2.4.1", [ruby, *command[1:]], env=env)
-
-
-# Every built-in implementation, in the order of a run's rows.
-BUILTINS: dict[str, Callable[[bool], Implementation]] = {
-    "python": python_impl,
-    "python-sessions": python_sessions_impl,
-    "python-async": python_async_impl,
-    "python-batch": python_batch_impl,
-    "go": go_impl,
-    "gue": gue_impl,
-    "ruby": ruby_impl,
+# The built-in rows of each dialect, in run order; and every built-in row.
+BUILTINS: dict[str, Callable[[bool], Implementation]] = speaking("0.14")
+BUILTINS2: dict[str, Callable[[bool], Implementation]] = speaking("2")
+ALL_BUILTINS: dict[str, Callable[[bool], Implementation]] = {
+    name: (lambda build, name=name: builtin(name, build))  # type: ignore[misc]
+    for name in manifests.rows()
 }
-
-
-# The rows of the Que 2 dialect (Ruby Que 2.x's protocol on a v7 table), in run order.
-BUILTINS2: dict[str, Callable[[bool], Implementation]] = {
-    "python": python_impl,
-    "python-async": python_async_impl,
-    "ruby-2.4.1": ruby2_impl,
-}
-# Every built-in row of either dialect.
-ALL_BUILTINS: dict[str, Callable[[bool], Implementation]] = {**BUILTINS, **BUILTINS2}
-
 
 # The environment a container row is given from the harness's (the rest is the image's).
 CONTAINER_ENV = ("TZ",)
@@ -186,6 +142,7 @@ def container_impl(name: str, network: str) -> Implementation:
         image=tag,
         image_note=note,
         on_exit=lambda: containers.remove_container(container),
+        dialects=manifests.rows()[name].dialects,
     )
 
 
@@ -204,17 +161,17 @@ def resolve(
     names: Sequence[str], outside: Sequence[str] = (), build: bool = True, network: str | None = None
 ) -> list[Implementation]:
     """The implementations of a run, in order: built-ins by name, then outside testees.
-    The Go toolchain runs at most once however many Go testees there are."""
+    A folder's programs are built at most once however many of its rows run."""
     if unknown(names):
         raise ValueError(f"unknown implementation(s) {unknown(names)}: built-ins are {', '.join(ALL_BUILTINS)}")
     found: list[Implementation] = []
-    built = False
+    built: set[Path] = set()
     for name in names:
         if network is not None and name in image_build.IMAGES:
             found.append(container_impl(name, network))
             continue
-        needs_build = build and name in GO_PROGRAMS and not built
-        found.append(ALL_BUILTINS[name](needs_build))
-        built = built or needs_build
+        folder = manifests.rows()[name].folder
+        found.append(builtin(name, build and folder not in built))
+        built.add(folder)
     found += [outside_impl(command, i + 1) for i, command in enumerate(outside)]
     return found

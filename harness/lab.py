@@ -2,16 +2,17 @@
 held, waiting on a condition, a started testee. Used by the conformance suite, chaos, bench
 and the tests, so each fact about the test database is written once."""
 
+import itertools
+import os
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 
-from harness import results
+from harness import implementations, results
 from harness.implementations import Implementation
 from harness.testee import Testee
-from que.dialects import schema
 
 T = TypeVar("T")
 POLL_SECONDS = 0.01  # how often wait_until re-checks its condition
@@ -29,14 +30,55 @@ def drop_que(conn: psycopg.Connection[Any]) -> None:
 # The schema version each dialect's cells start from.
 VERSIONS = {"0.14": 3, "2": 7}
 
+# Who builds the tables the cells start from: a testee row, asked to `migrate` (the harness
+# runs programs; it knows no library's migrations). QUE_SCHEMA_FROM names the row; python
+# (que's migrations) by default, which the schema cells hold to Ruby's own catalogues
+# (fixtures/schema_v3.json, fixtures/schema_v7.json).
+SCHEMA_FROM_VARIABLE = "QUE_SCHEMA_FROM"
+
+
+def db_version(conn: psycopg.Connection[Any]) -> int:
+    """The schema version as Ruby Que reads it: no que_jobs gives 0, no comment 1, else the
+    comment's leading integer."""
+    row = conn.execute(
+        "SELECT description FROM pg_class LEFT JOIN pg_description ON objoid = pg_class.oid WHERE relname = 'que_jobs'"
+    ).fetchone()
+    if row is None:
+        return 0
+    if row[0] is None:
+        return 1
+    digits = "".join(itertools.takewhile(str.isdigit, str(row[0]).strip()))
+    return int(digits or 0)
+
+
+def conninfo(conn: psycopg.Connection[Any]) -> str:
+    """The connection string of `conn`, password included (for a testee to connect with)."""
+    options = {o.keyword.decode(): o.val.decode() for o in conn.pgconn.info if o.val is not None and o.val != b""}
+    wanted = ("host", "hostaddr", "port", "dbname", "user", "password", "sslmode")
+    return psycopg.conninfo.make_conninfo(**{key: options[key] for key in wanted if key in options})
+
+
+def migrate(conn: psycopg.Connection[Any], version: int) -> None:
+    """que_jobs at `version`, built by the testee QUE_SCHEMA_FROM names (python by default)."""
+
+    impl = implementations.builtin(os.environ.get(SCHEMA_FROM_VARIABLE) or "python", build=False)
+    if impl.unavailable:
+        raise RuntimeError(f"{impl.name} cannot build the schema: {impl.unavailable}")
+    results.create(conn)
+    testee = start_testee(impl, conninfo(conn), label=f"{impl.name} (the schema)")
+    try:
+        testee.request("migrate", timeout=120, version=version)
+    finally:
+        testee.stop()
+
 
 def reset(conn: psycopg.Connection[Any], dialect: str = "0.14") -> None:
     """An empty que_jobs at the dialect's version (3, or 7 for Que 2), job ids from 1, no
     registered locker, and an empty results table."""
     version = VERSIONS[dialect]
-    if schema.db_version(conn) != version:
+    if db_version(conn) != version:
         drop_que(conn)
-        schema.migrate(conn, version)
+        migrate(conn, version)
     conn.execute("DELETE FROM que_jobs")  # not TRUNCATE: it would wait behind any open reader
     if dialect == "2":
         conn.execute("DELETE FROM que_lockers")

@@ -1,9 +1,9 @@
 """Where the suite's files are, whether it runs from a checkout or an installed wheel.
 
-The Go and Ruby testee sources travel inside the `harness` package (in a checkout,
-harness/testees/go and harness/testees/ruby are links to go/ and ruby/), so one set of
-paths serves both. Only what a run writes differs: a checkout builds Go testees into go/bin,
-an installed suite into a user cache directory, because site-packages is not ours to write.
+The testees (testees/<folder>: their sources and manifests) travel beside the `harness`
+package, in a checkout and in a wheel alike, so one set of paths serves both. Only what a
+run writes differs: a checkout builds Go testees into testees/go/bin, an installed suite into
+a user cache directory, because site-packages is not ours to write.
 """
 
 import hashlib
@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parent
-GO_DIR = HARNESS / "testees" / "go"
-RUBY_DIR = HARNESS / "testees" / "ruby"
-RUBY2_DIR = HARNESS / "testees" / "ruby2"
+TESTEES = HARNESS.parent / "testees"
+GO_DIR = TESTEES / "go"
+RUBY_DIR = TESTEES / "ruby"
+RUBY2_DIR = TESTEES / "ruby2"
 BOOTSTRAP = HARNESS / "bootstrap.sh"
 CONFORMANCE = HARNESS.parent / "conformance"
 # A checkout has the project file beside the packages; a wheel does not.
@@ -26,7 +27,7 @@ def cache_dir() -> Path:
 
 
 def go_bin_dir() -> Path:
-    """go/bin in a checkout; else a cache folder keyed by the shipped sources, so an
+    """testees/go/bin in a checkout; else a cache folder keyed by the shipped sources, so an
     upgraded suite never runs testees built from older sources."""
     if CHECKOUT is not None:
         return GO_DIR / "bin"

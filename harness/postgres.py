@@ -21,9 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness import containers, image_build
 
 BACKENDS = ("auto", "local", "url", "docker")
 # The settings of every server the harness starts (a local cluster or a container): room for
@@ -323,12 +326,10 @@ def database(backend: str = "auto", url: str | None = None, bindir: str | None =
                 _stop=[cluster],
             )
     else:
-        from harness import containers
-
         reason = containers.docker_unavailable_reason()
         if reason:
             raise PostgresUnavailable(f"backend 'docker': {reason}")
-        with containers.postgres_network() as db:
+        with postgres_network() as db:
             yield Database(
                 url=db.host_url,
                 backend="docker",
@@ -338,3 +339,43 @@ def database(backend: str = "auto", url: str | None = None, bindir: str | None =
                 image=db.bases.postgres,
                 images_from=db.bases.source,
             )
+
+
+@dataclass
+class ContainerDatabase:
+    host_url: str
+    container_url: str
+    network: str
+    bases: image_build.Bases
+
+
+@contextlib.contextmanager
+def postgres_network() -> Iterator[ContainerDatabase]:
+    """PostgreSQL in a container on a fresh network; both removed afterwards."""
+    import docker
+
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before 4.13 (the module moved, the class did not)
+        from testcontainers.postgres import PostgresContainer
+
+    client = docker.from_env()
+    bases = image_build.choose_bases(client)
+    network = client.networks.create(f"que-interop-{uuid.uuid4().hex[:8]}", labels=containers.labels())
+    container = PostgresContainer(bases.postgres, username="que", password="que", dbname="que", driver=None)
+    settings = [f"-c {name}={value}" for name, value in SERVER_SETTINGS.items()]
+    container.with_command(" ".join(settings)).with_kwargs(
+        network=network.name, labels=containers.labels(), shm_size="512m"
+    )
+    try:
+        with container:
+            network.disconnect(container.get_wrapped_container())
+            network.connect(container.get_wrapped_container(), aliases=[containers.DB_ALIAS])
+            yield ContainerDatabase(
+                host_url=container.get_connection_url(),
+                container_url=containers.container_url("que", "que", "que"),
+                network=network.name,
+                bases=bases,
+            )
+    finally:
+        containers.remove_leftovers()

@@ -22,19 +22,19 @@ from tools.layers import QUE_LAYERS, SUITE_LAYERS, graph, layer_of  # noqa: E402
 QUE_BOXES = {
     "que.core": ((0.5, 0), "core: jobs, errors, JSON, backoff, handlers"),
     "que.engine": ((0.5, 1), "engine: sans-I/O sessions, wire, a locker's books"),
-    "que.dialects": ((0, 2), "dialects: Que 0.x, 1.x, 2.x (the protocol seam)"),
-    "que.drivers": ((1, 2), "drivers: threads | asyncio (the I/O seam)"),
+    "que.dialects": ((0, 2), "dialects: the protocol seam (0.x, 1.x, 2.x)"),
+    "que.drivers": ((1, 2), "drivers: the I/O seam (threads, asyncio)"),
     "que.shells": ((0.5, 3), "shells: asyncio source -> generated sync"),
-    "que": ((0.5, 4), "que, que.aio, que.errors, que.cli, que.contrib"),
+    "que": ((0.5, 4), "que, que.aio, que.cli, que.contrib"),
 }
 FACADES = ("que", "que.aio", "que.errors", "que.cli", "que.contrib")
 SUITE_BOXES = {
-    "harness": ((2.4, 1), "harness: PostgreSQL, testee processes and containers"),
-    "testees": ((3.4, 1), "testees/<name>: one folder per implementation"),
-    "conformance": ((2.9, 2), "conformance: the cells (the judge) and its model"),
-    "mutation": ((2.4, 3), "mutation: mutants of que and of ports"),
-    "bench": ((3.0, 3), "bench"),
-    "chaos": ((3.5, 3), "chaos"),
+    "harness": ((2.2, 1), "harness: PostgreSQL, testee processes"),
+    "testees": ((3.35, 1), "testees/<folder>: one per implementation"),
+    "conformance": ((2.75, 2), "conformance: the judge and its model"),
+    "mutation": ((2.2, 3), "mutation: mutants, judged by the cells"),
+    "bench": ((3.35, 3), "bench: make bench"),
+    "chaos": ((3.35, 4), "chaos: make chaos"),
 }
 
 
@@ -73,15 +73,18 @@ def main(argv: list[str] | None = None) -> int:
 
     boxes = {**QUE_BOXES, **SUITE_BOXES}
     fig, ax = plt.subplots(figsize=(16, 9))
-    width, height = 0.9, 0.62
+    width, height = 1.0, 0.62
     centre: dict[str, tuple[float, float]] = {}
     for name, ((column, row), caption) in boxes.items():
-        x, y = column * 1.05, row * 0.95
+        x, y = column * 1.1 if column < 2 else column, row * 0.95
         centre[name] = (x + width / 2, y + height / 2)
         colour = "#dbe8f5" if name in QUE_BOXES else "#f5e6d3"
         ax.add_patch(FancyBboxPatch((x, y), width, height, boxstyle="round,pad=0.02", fc=colour, ec="#555"))
-        ax.text(x + 0.03, y + height - 0.07, caption, fontsize=8.5, weight="bold", va="top")
+        ax.text(x + 0.03, y + height - 0.07, caption, fontsize=7.8, weight="bold", va="top")
         names = sorted({m.removeprefix(name + ".") for m in members.get(name, [])} - {name})
+        names = [n for n in names if not n.split(".")[-1].startswith("test_")]
+        if len(names) > 24:
+            names = [*names[:23], f"... {len(names) - 23} more"]
         listing = ", ".join(names)
         lines, line = [], ""
         for word in listing.split(", "):
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 connectionstyle="arc3,rad=0.05",
             )
         )
-    ax.set_xlim(-0.1, 4.4)
+    ax.set_xlim(-0.1, 4.45)
     ax.set_ylim(-0.15, 4.75)
     ax.axis("off")
     ax.set_title(

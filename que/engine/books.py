@@ -270,7 +270,13 @@ class Books:
         if self.growth > 1:
             self.depth = min(self.growth * self.buffer, max(self.buffer, 2 * len(planned.finished)))
         planned.abandoned, self.abandoned = self.abandoned, []
-        planned.orphans = [o for o in self.orphans if o.held.job_id not in self.owned]
+        # An orphan whose lock this session took again meanwhile (a relock of a running job
+        # that ended before the relock was booked) is written as a plain outcome.
+        for orphan in self.orphans:
+            if orphan.held.job_id in self.owned:
+                planned.finished.append(orphan)
+            else:
+                planned.orphans.append(orphan)
         self.orphans = []
         planned.relock = [held for held in self.running.values() if held.job_id not in self.owned]
         if stopping:
@@ -294,7 +300,13 @@ class Books:
                 planned.wanted[top] -= 1
                 if planned.wanted[top] == 0:
                     del planned.wanted[top]
-        planned.skip = self.owned | set(self.running) | set(planned.announced)
+        planned.skip = (
+            self.owned
+            | set(self.running)
+            | set(planned.announced)
+            | {o.held.job_id for o in planned.orphans}
+            | {h.job_id for h in planned.relock}
+        )
         return planned
 
     def settle(self, planned: Round, settled: Settled, stopping: bool) -> bool:

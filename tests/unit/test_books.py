@@ -180,3 +180,32 @@ def test_a_0x_buffer_grows_while_jobs_end_faster_than_round_trips() -> None:
 def test_books_need_a_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         Books([], buffer=1)
+
+
+def test_a_job_that_ends_while_its_lock_is_taken_again_is_written_not_forgotten() -> None:
+    """A lost session; the next round trip takes the running job's lock again, and the job
+    ends before that round trip is booked: its outcome is an orphan of a job the session
+    owns again, and is written by the next round trip (it was dropped before, leaving the
+    row and its lock behind)."""
+    books = Books([None], buffer=0)
+    locked(books, held(1))
+    taken = books.take(None, NOW)
+    assert taken is not None
+    books.session_lost()
+    relocking = books.plan(NOW + 1, stopping=False, due=False)
+    assert [h.job_id for h in relocking.relock] == [1]
+    books.done(taken, None, Outcome(Outcome.DESTROY))  # ends while the relock is in flight
+    books.settle(relocking, Settled(relocked={1}), stopping=False)
+    planned = books.plan(NOW + 2, stopping=False, due=False)
+    assert [f.held.job_id for f in planned.finished] == [1]
+
+
+def test_orphans_and_relocked_jobs_are_skipped_by_the_claim_beside_them() -> None:
+    books = Books([None, None], buffer=0)
+    locked(books, held(1), held(2))
+    first, second = books.take(None, NOW), books.take(None, NOW)
+    assert first is not None and second is not None
+    books.session_lost()
+    books.done(first, None, Outcome(Outcome.DESTROY))
+    planned = books.plan(NOW + 1, stopping=False, due=True)
+    assert {1, 2} <= planned.skip, "a job taken again first must not be claimed (and locked twice) beside it"
