@@ -277,6 +277,10 @@ def _say(message: str) -> None:
     print(printable(redact(message)), file=sys.stderr)
 
 
+# 128 + SIGPIPE, as a program the signal ended.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(argv)
     for url in (options.database_url, os.environ.get("QUE_DATABASE_URL"), os.environ.get("DATABASE_URL")):
@@ -304,3 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped early (`que stats | head`): no traceback, and nothing more to
+        # write; the status a program killed by SIGPIPE has.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

@@ -119,8 +119,8 @@ def parser() -> argparse.ArgumentParser:
         "--max-retries",
         type=int,
         metavar="N",
-        help="set a job aside (run_at 9999-12-31, see `que dead`) when it fails after N retries "
-        "(default: retry forever, as Ruby Que does)",
+        help="past N retries, a failed job is set aside (Que 0.x: run_at 9999-12-31) or expired (Que 1.x/2.x); "
+        "see `que dead` (default: as the table's Ruby Que does: retry forever on Que 0.x, 15 on Que 1.x/2.x)",
     )
     work.add_argument(
         "--batch",

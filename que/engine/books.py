@@ -365,6 +365,14 @@ class Books:
         self.finished = []
         self.owned = set()
 
+    def give_up(self) -> list[int]:
+        """Forget every outcome not written and every job still running (a stop while the
+        server cannot be reached); their ids."""
+        lost = [f.held.job_id for f in (*self.finished, *self.orphans)] + list(self.running)
+        self.finished, self.orphans, self.abandoned, self.ready = [], [], [], []
+        self.running.clear()
+        return lost
+
     def settled(self, stopping: bool) -> bool:
         """Stopping, with nothing running and nothing left to write or release."""
         return stopping and not (self.running or self.finished or self.abandoned or self.orphans)

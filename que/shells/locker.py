@@ -263,10 +263,24 @@ class Locker:
                 raise
             except Exception as error:
                 self._drop_connection()
+                lost: list[int] | None = None
                 with self._gate:
                     self.books.session_lost()
                     self._rounds += 1
+                    if self.stopping:
+                        # Asked to stop while the server cannot be reached: the outcomes not
+                        # written yet are given up (their locks died with the session; the
+                        # jobs run again later), so a stop never waits for the server.
+                        lost = self.books.give_up()
                 self._gate.ring()
+                if lost is not None:
+                    log.warning(
+                        "outcomes_not_written job_ids=%s error=%s",
+                        lost,
+                        error,
+                        extra={"event": "outcomes_not_written", "job_ids": lost},
+                    )
+                    return
                 failures += 1
                 waker.sleep(backoff(failures, self.reconnect_max, error))
         if self._session is not None and self._channel is not None:

@@ -27,7 +27,7 @@ from que.dialects import Dialect
 from que.drivers import aio as io
 from que.shells.client_async import AsyncClient
 from que.shells.common import MAX_THREADS, check_pool_size, check_wake_interval
-from que.shells.locker_async import AsyncLocker, AsyncRunner
+from que.shells.locker_async import FRESH_FOR, AsyncLocker, AsyncRunner
 from que.shells.worker_async import AsyncWorker
 
 if True:  # ASYNC
@@ -70,6 +70,7 @@ class AsyncWorkerPool:
         buffer: int | None = None,
         batch: int = 1,
         priorities: Sequence[int | None] | None = None,
+        recheck_after: float = FRESH_FOR,
     ) -> None:
         """With the locker (the default), one session locks the jobs of all `count` workers,
         `buffer` more than there are idle workers (Que 0.x: up to 4 times `buffer` while jobs
@@ -81,7 +82,13 @@ class AsyncWorkerPool:
         retries) or 15 (then the job is expired). `priorities` (Que 1.x/2.x) gives each worker
         the highest job priority it takes (None: any), as Que 2's worker_priorities.
         `locker=False` (Que 0.x) gives each worker a session of its own (an AsyncWorker),
-        and `batch=K` then makes each claim up to K jobs at once."""
+        and `batch=K` then makes each claim up to K jobs at once.
+
+        A job that waited in the locker's buffer more than `recheck_after` seconds is checked
+        again (still there, unchanged) before a worker starts it, as Ruby's worker checks
+        each job; one deleted or rescheduled meanwhile is released, not run."""
+        if isinstance(recheck_after, bool) or not isinstance(recheck_after, int | float) or recheck_after < 0:
+            raise ValueError(f"recheck_after must be 0 or more seconds, got {recheck_after!r}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive int, got {count!r}")
         if locker and count > MAX_THREADS:
@@ -103,6 +110,7 @@ class AsyncWorkerPool:
         self.buffer = buffer
         self.batch = batch
         self.priorities = priorities
+        self.recheck_after = float(recheck_after)
         self.dialect: Dialect | None = None
         self.locker: AsyncLocker | None = None
         self.workers: list[AsyncWorker | AsyncRunner] = []
@@ -144,6 +152,7 @@ class AsyncWorkerPool:
                 wake_interval=self.wake_interval,
                 listen=self.listen,
                 max_retries=self.max_retries,
+                fresh_for=self.recheck_after,
             )
             shared = io.Handlers(self.handlers)
             self.workers = [AsyncRunner(self.locker, shared, priority, self.max_retries) for priority in chosen]

@@ -1,11 +1,15 @@
 """The `que` command under bad input and troubled jobs: exit codes a supervisor can act on."""
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import psycopg
 import pytest
 
+import que
 from harness import pgbouncer
 from tests.conftest import rows
 from tests.integration.test_cli import que_cmd
@@ -93,3 +97,32 @@ def test_stats_table_keeps_one_line_per_row(database_url: str, conn: psycopg.Con
     assert "Two\\nLines" in table.stdout
     stats = json.loads(que_cmd(database_url, "stats", "--json").stdout)
     assert {s["job_class"] for s in stats} == {"Two\nLines", "Plain"}
+
+
+@pytest.mark.parametrize("command", [["stats"], ["stats", "--json"], ["dead", "--json"]])
+def test_a_reader_that_stops_early_gets_no_traceback(client: que.Client, database_url: str, command: list[str]) -> None:
+    """Fault 13 (issue 29): `que stats | head` printed a BrokenPipeError traceback and exited
+    1. The reader here reads nothing and closes the pipe before que writes."""
+    client.enqueue_many([que.NewJob(f"Class{n}", [n]) for n in range(2000)])
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before que writes
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "que.cli", "--database-url", database_url, *command],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 141
+
+
+def test_work_help_says_each_dialects_retry_default() -> None:
+    """Fault 14: --help said the default retries forever; on a Que 2 table it expires a job
+    after 15 retries."""
+    done = subprocess.run([sys.executable, "-m", "que.cli", "work", "--help"], capture_output=True, text=True)
+    text = " ".join(done.stdout.split())
+    assert "retry forever on Que 0.x, 15 on Que 1.x/2.x" in text
