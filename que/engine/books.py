@@ -287,8 +287,16 @@ class Books:
         if stale and (self.stale_wanted or planned.finished or due):
             planned.recheck = stale
             self.stale_wanted = False
+        # The jobs this session holds: never claimed again (an advisory lock is re-entrant
+        # within a session, so a poll or a notification naming one would take it twice).
+        holding = (
+            self.owned
+            | set(self.running)
+            | {o.held.job_id for o in planned.orphans}
+            | {h.job_id for h in planned.relock}
+        )
         if self.announced:
-            planned.announced = self._accept(self.announced)
+            planned.announced = self._accept([a for a in self.announced if a.job_id not in holding])
             self.announced = []
         if due or planned.finished or planned.orphans or planned.recheck:
             planned.wanted = self.wanted(stopping)
@@ -300,13 +308,7 @@ class Books:
                 planned.wanted[top] -= 1
                 if planned.wanted[top] == 0:
                     del planned.wanted[top]
-        planned.skip = (
-            self.owned
-            | set(self.running)
-            | set(planned.announced)
-            | {o.held.job_id for o in planned.orphans}
-            | {h.job_id for h in planned.relock}
-        )
+        planned.skip = holding | set(planned.announced)
         return planned
 
     def settle(self, planned: Round, settled: Settled, stopping: bool) -> bool:

@@ -416,3 +416,50 @@ def test_pools_started_and_shut_down_leave_no_file_descriptor(client: que.Client
         once()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("table", [5, 7])
+def test_a_notification_naming_a_running_job_does_not_start_it_again(database_url: str, kind: str, table: int) -> None:
+    """Found by the Que 1.x cells (test_a_running_job_is_not_taken_again): a job_available
+    message naming a job this locker runs took its advisory lock a second time (the lock is
+    re-entrant in one session) and started it beside the first run. The locker must skip
+    the jobs it holds, as Ruby's lock_jobs does. A second job, enqueued after the message,
+    shows the message was read: it runs on the other worker while the first is held."""
+    url = fresh_database(database_url, "locker_faults_notified")
+    with que.Client(url) as client:
+        client.migrate(table)
+    runs: list[int] = []
+    started = threading.Event()
+    gate = threading.Event()
+
+    def job(name: str) -> None:
+        runs.append(que.current_job().job_id)
+        if name == "first":
+            started.set()
+            gate.wait(20)
+
+    def body(pool: Any) -> None:
+        with que.Client(url) as client:
+            first = client.enqueue("J", "first").job_id
+            assert started.wait(20)
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT queue, priority, id, to_char(run_at AT TIME ZONE 'UTC', "
+                    """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM que_jobs WHERE id = %s""",
+                    [first],
+                ).fetchone()
+                assert row is not None
+                message = (
+                    f'{{"message_type":"job_available","queue":"{row[0]}","priority":{row[1]},'
+                    f'"id":{row[2]},"run_at":"{row[3]}"}}'
+                )
+                conn.execute("SELECT pg_notify(%s, %s)", [f"que_listener_{pool.locker.backend_pid}", message])
+            second = client.enqueue("J", "second").job_id
+            wait_until(lambda: second in runs, 20, "the second job")
+            gate.set()
+            wait_until(lambda: count(url) == 0, 20, "the drain")
+
+    run_pool(kind, url, {"J": job}, body, count=2, wake_interval=30)
+    assert sorted(runs) == sorted(set(runs)), f"a job ran twice: {runs}"
+    assert len(runs) == 2

@@ -209,3 +209,16 @@ def test_orphans_and_relocked_jobs_are_skipped_by_the_claim_beside_them() -> Non
     books.done(first, None, Outcome(Outcome.DESTROY))
     planned = books.plan(NOW + 1, stopping=False, due=True)
     assert {1, 2} <= planned.skip, "a job taken again first must not be claimed (and locked twice) beside it"
+
+
+def test_a_notification_naming_a_job_this_session_holds_claims_nothing() -> None:
+    """An advisory lock is re-entrant within a session: a job named again while it runs or
+    waits in the buffer must not be locked (and started) a second time."""
+    books = Books([None, None], buffer=2)
+    locked(books, held(1), held(2))
+    running = books.take(None, NOW)
+    assert running is not None and running.job_id == 1
+    books.announce([Announced(100, 1, 1), Announced(100, 2, 2), Announced(100, 3, 3)])
+    planned = books.plan(NOW, stopping=False, due=False)
+    assert planned.announced == [3]
+    assert planned.skip == {1, 2, 3}
