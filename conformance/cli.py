@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="que-conformance",
         description="Check that Que implementations agree on the protocol, against PostgreSQL: Que 0.x's "
-        "(Ruby Que 0.14, que-go; the default) or Que 2.x's (Ruby Que 2.4).",
+        "(Ruby Que 0.14, que-go; the default), Que 1.x's (Ruby Que 1.4) or Que 2.x's (Ruby Que 2.4).",
         epilog="Arguments after -- go to pytest (e.g. -- -k ordering -x). The protocol a testee speaks: "
         f"{paths.CONFORMANCE / 'PROTOCOL.md'}",
     )
@@ -42,10 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dialect",
-        choices=["0.14", "2", "all"],
+        choices=["0.14", "1", "2", "all"],
         default="0.14",
-        help="the protocol checked: 0.14 (Que 0.x: Ruby Que 0.14.3, que-go, gue), 2 (Que 1.x/2.x: Ruby Que 2.4.1 "
-        "on a v7 table; its results go to RESULTS/que2) or all (both, each on its own server) (default: 0.14)",
+        help="the protocol checked: 0.14 (Que 0.x: Ruby Que 0.14.3, que-go, gue), 2 (Que 2.x: Ruby Que 2.4.1 on a "
+        "v7 table; its results go to RESULTS/que2), 1 (Que 1.x: Ruby Que 1.4.1 on a v5 table, the Que 2 cells; "
+        "RESULTS/que1) or all (each, on its own server) (default: 0.14)",
     )
     parser.add_argument(
         "--testee",
@@ -133,7 +134,7 @@ def _pytest(
     options: argparse.Namespace, names: list[str], results: Path, extra: list[str], bindir: str | None, dialect: str
 ) -> int:
     results.mkdir(parents=True, exist_ok=True)
-    known = implementations.BUILTINS2 if dialect == "2" else implementations.BUILTINS
+    known = implementations.speaking(dialect)
     env = {
         "QUE_CONFORMANCE_DIALECT": dialect,
         "QUE_CONFORMANCE_IMPLS": ",".join(n for n in names if n in known),
@@ -245,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt as stop:
                 print(f"que-conformance: {stop}", file=sys.stderr)
                 return 130
-        dialects = ["0.14", "2"] if options.dialect == "all" else [options.dialect]
+        dialects = ["0.14", "1", "2"] if options.dialect == "all" else [options.dialect]
         for dialect, version in [(d, v) for d in dialects for v in versions]:
             if version == pgversions.SYSTEM:
                 out, bindir = results, None
@@ -258,15 +259,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     problems.append(f"PostgreSQL {version}: {error}")
                     status = 1
                     continue
-            if dialect == "2":
-                out = out / "que2"
-                print(f"\n=== the Que 2 dialect (Ruby Que 2.x's protocol), results in {out} ===", flush=True)
+            if dialect != "0.14":
+                out = out / f"que{dialect}"
+                print(
+                    f"\n=== the Que {dialect} dialect (Ruby Que {dialect}.x's protocol), results in {out} ===",
+                    flush=True,
+                )
             code = _pytest(options, names, out, extra, bindir, dialect)
             runs.append(out / "results.json")
             code, found = verdict(code, out / "results.json")
             status = status or code
             label = " ".join(
-                [*([f"PostgreSQL {version}"] if len(versions) > 1 else []), *(["Que 2"] if len(dialects) > 1 else [])]
+                [
+                    *([f"PostgreSQL {version}"] if len(versions) > 1 else []),
+                    *([f"dialect {dialect}"] if len(dialects) > 1 else []),
+                ]
             )
             problems += [f"{label}: {p}" if label else p for p in found]
             if len(dialects) > 1 and (out / "results.json").is_file():

@@ -7,8 +7,9 @@ conformance/` behave the same:
   QUE_CONFORMANCE_RESULTS   folder for results.json and matrix.md (default results/conformance)
   QUE_CONFORMANCE_NO_BUILD  set to skip `go build` (use the Go testees already in testees/go/bin)
   QUE_PG_BACKEND            auto | local | url | docker;  QUE_DATABASE_URL for url
-  QUE_CONFORMANCE_DIALECT   0.14 (the default: the cells of this folder) or 2 (Ruby Que 2.x's
-                            protocol on a v7 table: the cells of conformance/que2/)
+  QUE_CONFORMANCE_DIALECT   0.14 (the default: the cells of this folder), 2 (Ruby Que 2.x's
+                            protocol on a v7 table: the cells of conformance/que2/) or 1
+                            (Ruby Que 1.x's on a v5 table: the same cells)
 """
 
 import os
@@ -71,10 +72,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """A run checks one dialect: the Que 2 cells live in que2/, the 0.14 ones beside it."""
+    """A run checks one dialect: the cells of Que 1.x and 2.x live in que2/, the 0.14 ones
+    beside it."""
     in_que2 = "que2" in collection_path.relative_to(Path(__file__).parent).parts[:1]
     if collection_path.is_file() and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
-        return in_que2 != (DIALECT == "2")
+        return in_que2 != (DIALECT in ("1", "2"))
     return None
 
 

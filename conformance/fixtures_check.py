@@ -24,6 +24,7 @@ SCHEMAS = {
     "schema_v1.json": "schema.schema.json",
     "schema_v2.json": "schema.schema.json",
     "schema_v3.json": "schema.schema.json",
+    "schema_v5.json": "pg-catalogue.schema.json",
     "schema_v7.json": "pg-catalogue.schema.json",
     "retry.json": "retry.schema.json",
     "last_error.json": "last-error.schema.json",
@@ -184,11 +185,12 @@ def check_catalogue2(data: Any) -> list[str]:
 def check_pg_catalogue(data: Any) -> list[str]:
     """A catalogue dump names the table of its schema version and its trigger functions."""
     tables = {row[0] for row in data["catalogue"].get("tables", [])}
-    problems = [] if "que_jobs" in tables else ["schema_v7.json: no que_jobs among its tables"]
+    name = f"schema_v{data.get('schema_version')}.json"
+    problems = [] if "que_jobs" in tables else [f"{name}: no que_jobs among its tables"]
     functions = {row[0] for row in data["catalogue"].get("functions", [])}
     for needed in ("que_job_notify", "que_state_notify", "que_determine_job_state"):
         if needed not in functions:
-            problems.append(f"schema_v7.json: no function {needed}")
+            problems.append(f"{name}: no function {needed}")
     return problems
 
 
@@ -203,6 +205,7 @@ SEMANTIC = {
     "rules.json": check_rules,
     "catalogue.json": check_catalogue,
     "catalogue2.json": check_catalogue2,
+    "schema_v5.json": check_pg_catalogue,
     "schema_v7.json": check_pg_catalogue,
 }
 

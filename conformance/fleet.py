@@ -24,7 +24,7 @@ TESTEE_TZ = "Asia/Kathmandu"
 
 # The Que dialect of this run: "0.14" (the default) or "2" (Ruby Que 2.x's protocol).
 DIALECT = os.environ.get("QUE_CONFORMANCE_DIALECT", "0.14")
-BUILTINS = tuple(implementations.BUILTINS2 if DIALECT == "2" else implementations.BUILTINS)
+BUILTINS = tuple(implementations.speaking(DIALECT))
 
 
 def configured_names() -> list[str]:

@@ -28,7 +28,7 @@ def drop_que(conn: psycopg.Connection[Any]) -> None:
 
 
 # The schema version each dialect's cells start from.
-VERSIONS = {"0.14": 3, "2": 7}
+VERSIONS = {"0.14": 3, "1": 5, "2": 7}
 
 # Who builds the tables the cells start from: a testee row, asked to `migrate` (the harness
 # runs programs; it knows no library's migrations). QUE_SCHEMA_FROM names the row; python
@@ -73,14 +73,14 @@ def migrate(conn: psycopg.Connection[Any], version: int) -> None:
 
 
 def reset(conn: psycopg.Connection[Any], dialect: str = "0.14") -> None:
-    """An empty que_jobs at the dialect's version (3, or 7 for Que 2), job ids from 1, no
+    """An empty que_jobs at the dialect's version (3; Que 1: 5; Que 2: 7), job ids from 1, no
     registered locker, and an empty results table."""
     version = VERSIONS[dialect]
     if db_version(conn) != version:
         drop_que(conn)
         migrate(conn, version)
     conn.execute("DELETE FROM que_jobs")  # not TRUNCATE: it would wait behind any open reader
-    if dialect == "2":
+    if version >= 4:  # Que 1.x/2.x
         conn.execute("DELETE FROM que_lockers")
         conn.execute("ALTER SEQUENCE que_jobs_id_seq RESTART WITH 1")
     else:

@@ -8,7 +8,7 @@ import pytest
 
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet
-from conformance.que2.witness import QUEUE, jobs, lockers, working
+from conformance.que2.witness import QUEUE, VERSION, jobs, lockers, working
 from conformance.support import ECHO, advisory_locks, executions
 
 JOBS = 300
@@ -28,8 +28,8 @@ def test_every_row_together_works_each_job_once(fleet: Fleet, db: psycopg.Connec
         pytest.skip("unavailable: no row can work a pool here")
     db.execute(
         "INSERT INTO que_jobs (job_class, args, job_schema_version) "
-        "SELECT %s, jsonb_build_array(i), 2 FROM generate_series(1, %s) AS i",
-        [ECHO, JOBS],
+        "SELECT %s, jsonb_build_array(i), %s FROM generate_series(1, %s) AS i",
+        [ECHO, VERSION, JOBS],
     )
     ids = [r["id"] for r in jobs(db)]
     request = {"queue": QUEUE, "workers": 2, "deadline_ms": 60_000, "wake_interval_ms": 10}

@@ -1,10 +1,10 @@
 """Area 2.x poll: which jobs a Que 2 locker takes and in what order, read from Ruby Que
 2.4.1's poll_jobs (lib/que/poller.rb) and its Locker (lib/que/locker.rb): due jobs
 (`run_at <= now()`, the server's now), neither finished nor expired, of its queue (the
-same text), of job_schema_version 2, not held already, in (priority, run_at, id) order;
-no more at once than its workers and its buffer (Que's default: 8) have room for; a job
-named by a notification is locked only if it is not held already and kept only if it is
-still unfinished and unexpired."""
+same text), of its dialect's job_schema_version (2; 1 for Ruby Que 1.x), not held
+already, in (priority, run_at, id) order; no more at once than its workers and its buffer
+(Que's default: 8) have room for; a job named by a notification is locked only if it is
+not held already and kept only if it is still unfinished and unexpired."""
 
 from typing import Any
 
@@ -14,7 +14,17 @@ import pytest
 from conformance.checks import check, check_equal, within
 from conformance.conftest import FROZEN_AT
 from conformance.fleet import Fleet, require
-from conformance.que2.witness import QUEUE, announce, job_available, jobs, lockers, registered, working
+from conformance.que2.witness import (
+    OTHER_VERSION,
+    QUEUE,
+    VERSION,
+    announce,
+    job_available,
+    jobs,
+    lockers,
+    registered,
+    working,
+)
 from conformance.support import ECHO, FAIL, SLEEP, advisory_locks, executions
 
 # (id, priority, seconds before now) in the order they are written: ids, priorities and
@@ -35,7 +45,7 @@ ORDERED = [
 ]
 # Jobs no poll of queue 'default' may take, each at priority 1 and long due: (id, why, columns).
 NEVER: list[tuple[int, str, dict[str, Any]]] = [
-    (101, "job_schema_version 1", {"job_schema_version": 1}),
+    (101, f"job_schema_version {OTHER_VERSION}", {"job_schema_version": OTHER_VERSION}),
     (102, "queue 'DEFAULT'", {"queue": "DEFAULT"}),
     (103, "queue ' default'", {"queue": " default"}),
     (104, "queue 'other'", {"queue": "other"}),
@@ -50,9 +60,9 @@ _SQL_COLUMNS = ("run_at", "finished_at", "expired_at")
 
 
 def _write(db: psycopg.Connection[Any], job_id: int, priority: int, columns: dict[str, Any]) -> None:
-    """A v7 row with this id and priority, due 20 s ago, of `queue` 'default' and version 2
-    unless `columns` say otherwise."""
-    values: dict[str, Any] = {"queue": QUEUE, "job_class": ECHO, "args": f"[{job_id}]", "job_schema_version": 2}
+    """A row with this id and priority, due 20 s ago, of `queue` 'default' and this dialect's
+    job_schema_version unless `columns` say otherwise."""
+    values: dict[str, Any] = {"queue": QUEUE, "job_class": ECHO, "args": f"[{job_id}]", "job_schema_version": VERSION}
     values.update((name, value) for name, value in columns.items() if name not in _SQL_COLUMNS)
     times = {"run_at": "now() - interval '20 seconds'"}
     times.update((name, value) for name, value in columns.items() if name in _SQL_COLUMNS)
@@ -240,8 +250,8 @@ def test_a_crashed_lockers_row_is_removed_by_the_next_locker(
     assert dead is not None
     db.execute(
         "INSERT INTO que_lockers (pid, worker_count, worker_priorities, ruby_pid, ruby_hostname, listening, queues, "
-        "job_schema_version) VALUES (%s, 1, '{NULL}', 1, 'gone', true, %s, 2)",
-        [dead[0], [QUEUE]],
+        "job_schema_version) VALUES (%s, 1, '{NULL}', 1, 'gone', true, %s, %s)",
+        [dead[0], [QUEUE], VERSION],
     )
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 20_000, "min_duration_ms": 500, "wake_interval_ms": 50}
     with working(fleet.get(impl), **request) as box:

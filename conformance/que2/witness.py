@@ -1,5 +1,9 @@
-"""What the Que 2 cells read from the database: v7 rows, registered lockers, the catalogue,
-and a `work` request run beside the cell; and the job_available messages they send."""
+"""What the Que 1.x/2.x cells read from the database: que_jobs rows, registered lockers, the
+catalogue, and a `work` request run beside the cell; and the job_available messages they send.
+
+The cells serve two dialects that differ in three facts, kept here: Ruby Que 1.x works a v5
+table and writes and polls job_schema_version 1; Ruby Que 2.x works a v7 table (with its
+kwargs column) and writes and polls job_schema_version 2."""
 
 import json
 import threading
@@ -12,16 +16,25 @@ import psycopg
 from psycopg.rows import dict_row
 
 from conformance.checks import check, within
+from conformance.fleet import DIALECT
 from harness.testee import WORK_GRACE, Testee
 
 QUEUE = "default"
+# The job_schema_version this run's dialect writes and polls, and one its lockers must skip.
+VERSION = 1 if DIALECT == "1" else 2
+OTHER_VERSION = 2 if VERSION == 1 else 1
+# The table version its migrations build, and whether rows have a kwargs column (Que 2 only).
+TABLE_VERSION = 5 if DIALECT == "1" else 7
+HAS_KWARGS = TABLE_VERSION >= 7
 
 
 def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, Any]]:
-    """que_jobs rows of a v7 table, args/kwargs/data as jsonb writes them, run_at in UTC."""
+    """que_jobs rows, args/kwargs/data as jsonb writes them (kwargs None on a v5 table), run_at
+    in UTC."""
+    kwargs = "kwargs::text" if HAS_KWARGS else "NULL::text"
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT id, queue, priority, run_at, job_class, args::text AS args, kwargs::text AS kwargs, "
+            f"SELECT id, queue, priority, run_at, job_class, args::text AS args, {kwargs} AS kwargs, "
             "data::text AS data, error_count, last_error_message, last_error_backtrace, finished_at, expired_at, "
             "job_schema_version, extract(epoch FROM run_at - now())::float8 AS due_in_s "
             f"FROM que_jobs WHERE {where} ORDER BY id"
@@ -33,13 +46,25 @@ def jobs(conn: psycopg.Connection[Any], where: str = "true") -> list[dict[str, A
 
 
 def insert(conn: psycopg.Connection[Any], job_class: str, args: str = "[]", **columns: Any) -> int:
-    """A v7 job written straight with SQL (job_schema_version 2 unless given)."""
-    values = {"job_class": job_class, "args": args, "job_schema_version": 2, **columns}
+    """A job written straight with SQL (of this dialect's job_schema_version unless given)."""
+    values = {"job_class": job_class, "args": args, "job_schema_version": VERSION, **columns}
     names = ", ".join(values)
     marks = ", ".join(f"%({name})s" for name in values)
     row = conn.execute(f"INSERT INTO que_jobs ({names}) VALUES ({marks}) RETURNING id", values).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def quiet_insert(conn: psycopg.Connection[Any], job_class: str, args: str = "[]", **columns: Any) -> int:
+    """As insert, without the NOTIFY of the table's trigger: Que 2's trigger honours
+    que.skip_notify; Que 1.x's (v5) has no such setting, so its triggers are kept from
+    firing for the transaction (session_replication_role, which needs a superuser)."""
+    with conn.transaction():
+        if HAS_KWARGS:
+            conn.execute("SET LOCAL que.skip_notify TO true")
+        else:
+            conn.execute("SET LOCAL session_replication_role TO replica")
+        return insert(conn, job_class, args, **columns)
 
 
 def lockers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:

@@ -67,7 +67,7 @@ class WorkerPool:
         trigger notifies); `max_retries` None (retried forever; with N, set aside after N
         retries) or 15 (then the job is expired). `priorities` (Que 1.x/2.x) gives each worker
         the highest job priority it takes (None: any), as Que 2's worker_priorities.
-        `locker=False` (Que 0.x) gives each worker a session of its own (an Worker),
+        `locker=False` (Que 0.x) gives each worker a session of its own, as each Worker has,
         and `batch=K` then makes each claim up to K jobs at once.
 
         A job that waited in the locker's buffer more than `recheck_after` seconds is checked

@@ -18,11 +18,10 @@ import que
 from que.aio import LOOPS, AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool, loop_factory, loop_name
 from testees.python import broken
 from testees.python.common import (
-    DRAINED,
-    DRAINED_QUE2,
     RECORD,
     dialect_of,
     drained_by,
+    drained_query,
     enqueue_call,
     held,
     record_params,
@@ -61,7 +60,7 @@ class AsyncTestee:
             await self.results_conn.execute(RECORD.format(table=self.results_table), params)
 
     async def echo(self, *args: Any, **kwargs: Any) -> None:
-        if self.dialect == "2":  # what a Que 2 handler receives: both halves
+        if self.dialect in ("1", "2"):  # what a Que 1.x/2.x handler receives: both halves
             await self.record(json.dumps({"args": list(args), "kwargs": kwargs}, ensure_ascii=False))
         else:
             await self.record(json.dumps(list(args), ensure_ascii=False))
@@ -97,8 +96,8 @@ class AsyncTestee:
         self.client = await AsyncClient(req["database_url"], max_connections=60).open()
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
-        if self.dialect == "2":
-            return started2(NAME)
+        if self.dialect in ("1", "2"):
+            return started2(NAME, self.dialect)
         return started(NAME, on=self.loop)
 
     async def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +135,7 @@ class AsyncTestee:
         pool = await AsyncWorkerPool(self.client, self.handlers, **plan.pool).start()
         # The drained check runs in a thread of its own, as in the thread testee, so that
         # its polling does not take the event loop's time from the pool being measured.
-        query = DRAINED_QUE2 if self.dialect == "2" else DRAINED
+        query = drained_query(self.dialect)
         drained, elapsed = await asyncio.to_thread(
             drained_by, self.client.conninfo, plan.queue, plan.deadline, plan.minimum, query
         )

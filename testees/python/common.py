@@ -16,11 +16,19 @@ import que
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
-# On a Que 2 table, finished and expired rows stay, and version-1 rows are nobody's.
-DRAINED_QUE2 = (
-    "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now() "
-    "AND finished_at IS NULL AND expired_at IS NULL AND job_schema_version = 2)"
-)
+# On a Que 1.x/2.x table, finished and expired rows stay, and rows of another job schema
+# version are nobody's (1: Que 1.x's, 2: Que 2.x's).
+JOB_SCHEMA_VERSIONS = {"1": 1, "2": 2}
+
+
+def drained_query(dialect: str) -> str:
+    """When the `work` op's queue counts as drained, on a table of `dialect`."""
+    if dialect not in JOB_SCHEMA_VERSIONS:
+        return DRAINED
+    return (
+        "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now() "
+        f"AND finished_at IS NULL AND expired_at IS NULL AND job_schema_version = {JOB_SCHEMA_VERSIONS[dialect]})"
+    )
 
 
 class Unavailable(Exception):
@@ -29,17 +37,17 @@ class Unavailable(Exception):
 
 def dialect_of(req: dict[str, Any]) -> str:
     dialect = str(req.get("dialect", "0.14"))
-    if dialect not in ("0.14", "2"):
-        raise Unavailable(f"no Que dialect {dialect!r} here: 0.14 and 2 are known")
+    if dialect not in ("0.14", "1", "2"):
+        raise Unavailable(f"no Que dialect {dialect!r} here: 0.14, 1 and 2 are known")
     return dialect
 
 
-def started2(name: str) -> dict[str, Any]:
-    """The start result of a Python testee on a Que 2 table: Que 2.x has no work_one and
-    no lock API, so neither has que on that dialect."""
+def started2(name: str, dialect: str = "2") -> dict[str, Any]:
+    """The start result of a Python testee on a Que 1.x/2.x table: Ruby Que 1.x/2.x have
+    no work_one and no lock API, so neither has que on those dialects."""
     return {
         **{k: v for k, v in started(name).items() if k != "capabilities"},
-        "dialect": "2",
+        "dialect": dialect,
         "capabilities": {"enqueue_returns_job_id": True, "enqueue_run_at": True, "migrate": True, "work_pool": True},
     }
 

@@ -23,12 +23,11 @@ from que.drivers.threads import run as wait
 from que.engine.session import Session
 from testees.python import broken
 from testees.python.common import (
-    DRAINED,
-    DRAINED_QUE2,
     RECORD,
     Unavailable,
     dialect_of,
     drained_by,
+    drained_query,
     enqueue_call,
     held,
     record_params,
@@ -72,7 +71,7 @@ class Testee:
             self.results_conn.execute(RECORD.format(table=self.results_table), record_params(self.name, received))
 
     def echo(self, *args: Any, **kwargs: Any) -> None:
-        if self.dialect == "2":  # what a Que 2 handler receives: both halves
+        if self.dialect in ("1", "2"):  # what a Que 1.x/2.x handler receives: both halves
             self.record(json.dumps({"args": list(args), "kwargs": kwargs}, ensure_ascii=False))
         else:
             self.record(json.dumps(list(args), ensure_ascii=False))
@@ -108,13 +107,13 @@ class Testee:
 
     def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
         self.dialect = dialect_of(req)
-        if self.dialect == "2" and self.name != "python":
+        if self.dialect in ("1", "2") and self.name != "python":
             raise Unavailable(f"{self.name} is a Que 0.x mode (a session per worker); Que 2 works through its locker")
         self.client = que.Client(req["database_url"], max_connections=60)
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
-        if self.dialect == "2":
-            return started2(self.name)
+        if self.dialect in ("1", "2"):
+            return started2(self.name, self.dialect)
         info = started(self.name)
         if self.batch > 1:
             info["capabilities"]["lock_batch"] = True
@@ -155,7 +154,7 @@ class Testee:
         assert self.client is not None
         plan = work_plan(req, self.broken_rule)
         pool = que.WorkerPool(self.client, self.handlers, locker=self.locker, batch=self.batch, **plan.pool).start()
-        query = DRAINED_QUE2 if self.dialect == "2" else DRAINED
+        query = drained_query(self.dialect)
         drained, elapsed = drained_by(self.client.conninfo, plan.queue, plan.deadline, plan.minimum, query)
         elapsed -= plan.started
         pool.shutdown()

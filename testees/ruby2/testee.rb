@@ -1,12 +1,13 @@
 # frozen_string_literal: true
 
-# The Que 2 dialect's Ruby testee: conformance/PROTOCOL.md over the real Que 2.4 gem.
+# The Ruby testee of the Que 1.x/2.x dialects: conformance/PROTOCOL.md over the real Que 2.4
+# gem, or (`testee.rb 1`) the real Que 1.4 gem.
 #
-# Que is loaded from QUE2_RUBY_LIB (the lib/ of a que v2.4.1 source tree) when set, else
-# from the installed gem. When it cannot be loaded, `start` answers "Unavailable" with the
-# reason. Que 2.x has no public way to work one job: `work` runs its Locker (one locker
-# connection, one worker thread per requested worker, each with a connection of its own)
-# until the queue holds no job that is due.
+# Que is loaded from QUE2_RUBY_LIB (QUE1_RUBY_LIB), the lib/ of a que v2.4.1 (v1.4.1) source
+# tree, when set, else from the installed gem. When it cannot be loaded, `start` answers
+# "Unavailable" with the reason. Que 1.x and 2.x have no public way to work one job: `work`
+# runs their Locker (one locker connection, one worker thread per requested worker, each with
+# a connection of its own) until the queue holds no job that is due.
 
 require 'json'
 require 'time'
@@ -18,26 +19,49 @@ PROTOCOL_OUT.sync = true
 $stdout = $stderr
 
 PROTOCOL_VERSION = 1
-NAME = 'ruby-2.4.1'
+# The Que of this process: 2 (2.4.1, the default) or 1 (1.4.1), and its dialect's facts.
+MAJOR = ARGV.first == '1' ? '1' : '2'
+QUE_VERSION = MAJOR == '1' ? '1.4' : '2.4'
+NAME = MAJOR == '1' ? 'ruby-1.4.1' : 'ruby-2.4.1'
+LIB_VARIABLE = MAJOR == '1' ? 'QUE1_RUBY_LIB' : 'QUE2_RUBY_LIB'
+JOB_SCHEMA_VERSION = MAJOR == '1' ? 1 : 2
 
 LOAD_ERROR =
   begin
-    if ENV['QUE2_RUBY_LIB'] && !ENV['QUE2_RUBY_LIB'].empty?
-      $LOAD_PATH.unshift(ENV['QUE2_RUBY_LIB'])
+    if ENV[LIB_VARIABLE] && !ENV[LIB_VARIABLE].empty?
+      $LOAD_PATH.unshift(ENV[LIB_VARIABLE])
     else
-      gem 'que', '~> 2.4.1' # the installed gem of this dialect, even where both are installed
+      gem 'que', "~> #{QUE_VERSION}.1" # the installed gem of this dialect, even where several are installed
     end
     require 'pg'
     require 'que'
-    raise LoadError, "Que #{Que::VERSION} was loaded, but this testee needs Que 2.4.x" unless Que::VERSION.start_with?('2.4.')
+    unless Que::VERSION.start_with?("#{QUE_VERSION}.")
+      raise LoadError, "Que #{Que::VERSION} was loaded, but this testee needs Que #{QUE_VERSION}.x"
+    end
 
     nil
   rescue LoadError => e
-    where = ENV['QUE2_RUBY_LIB'] ? "QUE2_RUBY_LIB=#{ENV['QUE2_RUBY_LIB']}" : 'the installed gems (QUE2_RUBY_LIB is not set)'
-    "cannot load Que 2.4 from #{where}: #{e.message.lines.first.to_s.strip}. Install the gem (gem install que -v 2.4.1, or bundle " \
-      'install with testees/ruby2/Gemfile; the bootstrap does this where RubyGems is reachable), or set QUE2_RUBY_LIB ' \
-      'to the lib/ folder of a que v2.4.1 source tree'
+    where = ENV[LIB_VARIABLE] ? "#{LIB_VARIABLE}=#{ENV[LIB_VARIABLE]}" : "the installed gems (#{LIB_VARIABLE} is not set)"
+    "cannot load Que #{QUE_VERSION} from #{where}: #{e.message.lines.first.to_s.strip}. Install the gem (gem install que -v " \
+      "#{QUE_VERSION}.1; the bootstrap does this where RubyGems is reachable), or set #{LIB_VARIABLE} to the lib/ " \
+      "folder of a que v#{QUE_VERSION}.1 source tree"
   end
+
+# Que 1.x was written for Ruby 2, where a hash passed last to a method that takes only
+# keywords becomes its keywords. Its Worker#work_job calls Que.log(log_message) so, and on
+# Ruby 3 that raises ArgumentError after every job (which Que then books as a second
+# failure of the job). This restores Ruby 2's reading for that one method; nothing else of
+# Que 1.4.1 is touched, and a handler's arguments keep Ruby 3's rules (a last hash stays
+# positional). The start result names the shim.
+RUBY2_LOG_SHIM = MAJOR == '1' && !LOAD_ERROR && RUBY_VERSION >= '3'
+if RUBY2_LOG_SHIM
+  module QueConformanceRuby2Log
+    def log(hash = nil, **keywords)
+      hash ? super(**hash, **keywords) : super(**keywords)
+    end
+  end
+  Que.singleton_class.prepend(QueConformanceRuby2Log)
+end
 
 module QueConformance
   class << self
@@ -109,10 +133,10 @@ class Testee
     Que.logger = Logger.new($stderr, level: Logger::WARN)
     {
       name: NAME,
-      version: "que #{Que::VERSION}, pg #{PG::VERSION}",
+      version: "que #{Que::VERSION}, pg #{PG::VERSION}#{RUBY2_LOG_SHIM ? ' (with a Ruby 2 reading of Que.log\'s keywords)' : ''}",
       language: "Ruby #{RUBY_VERSION}",
       protocol: PROTOCOL_VERSION,
-      dialect: '2',
+      dialect: MAJOR,
       capabilities: { enqueue_returns_job_id: true, enqueue_run_at: true, migrate: true, work_pool: true }
     }
   end
@@ -142,7 +166,7 @@ class Testee
   def drained?(queue)
     rows = Que.execute(
       'SELECT NOT EXISTS (SELECT 1 FROM public.que_jobs WHERE queue = $1 AND run_at <= now() ' \
-      'AND finished_at IS NULL AND expired_at IS NULL AND job_schema_version = 2) AS drained',
+      "AND finished_at IS NULL AND expired_at IS NULL AND job_schema_version = #{JOB_SCHEMA_VERSION}) AS drained",
       [queue]
     )
     rows.first[:drained] == true

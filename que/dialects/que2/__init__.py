@@ -92,21 +92,10 @@ class Que2(Dialect):
         priority: object,
         run_at: object,
     ) -> validate.Checked2:
-        if kwargs is not None and not self.kwargs:
-            raise self.refuse(
-                "kwargs column",
-                f"kwargs={kwargs!r:.60} needs a Que 2.x table (schema version 6 or later); pass keyword "
-                "arguments as a last positional dict, as Ruby Que 1.x jobs receive them",
-            )
         return validate.job(job_class, args, kwargs, tags, queue, priority, run_at)
 
     def check_many(self, jobs: Iterable[Any]) -> list[Any]:
-        checked = validate.many(jobs)
-        if not self.kwargs:
-            for index, job in enumerate(checked):
-                if job.kwargs != "{}":
-                    raise self.refuse("kwargs column", f"jobs[{index}] has kwargs, which need a Que 2.x table")
-        return checked
+        return validate.many(jobs)
 
     def insert(self, session: Session, job: validate.Checked2, notify: bool) -> PQGen[Job]:
         _representable([job], session.server_codec, session.server_encoding)
@@ -192,6 +181,32 @@ class Que1(Que2):
     name = "1"
     kwargs = False
     default_max_retries = protocol.MAX_RETRIES
+
+    def check(
+        self,
+        job_class: object,
+        args: object,
+        kwargs: object,
+        tags: object,
+        queue: object,
+        priority: object,
+        run_at: object,
+    ) -> validate.Checked2:
+        """As Ruby Que 1.x's enqueue(*args, **kwargs): keyword arguments become a last
+        positional hash (its table has no kwargs column), which the handler receives."""
+        if kwargs:
+            if not isinstance(args, tuple | list):
+                raise TypeError(f"args must be a list or tuple of positional arguments, got {args!r}")
+            args = (*args, kwargs)
+        return validate.job(job_class, args, None, tags, queue, priority, run_at)
+
+    def check_many(self, jobs: Iterable[Any]) -> list[Any]:
+        return [self._keywords_last(job) for job in validate.many(jobs)]
+
+    def _keywords_last(self, job: validate.Checked2) -> validate.Checked2:
+        if job.kwargs == "{}":
+            return job
+        return job._replace(args=f"{job.args[:-1]}{',' if job.args != '[]' else ''}{job.kwargs}]", kwargs="{}")
 
     def __init__(self, table_version: int) -> None:
         self.table_version = table_version
