@@ -15,6 +15,7 @@ KINDS = ("threads", "async")
 
 class Pool(Protocol):
     workers: list[Any]
+    locker: Any
 
     def shutdown(self, timeout: float | None = None) -> bool: ...
 
@@ -27,6 +28,8 @@ class AsyncPoolThread:
         self._ready = threading.Event()
         self._url, self._handlers, self._count, self._options = url, handlers, count, options
         self.workers: list[Any] = []
+        self.locker: Any = None
+        self.client: Any = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
@@ -36,6 +39,8 @@ class AsyncPoolThread:
         self._client = await AsyncClient(self._url).open()
         self._pool = await AsyncWorkerPool(self._client, self._handlers, count=self._count, **self._options).start()
         self.workers = self._pool.workers
+        self.locker = self._pool.locker
+        self.client = self._client
 
     def shutdown(self, timeout: float | None = None) -> bool:
         async def stop() -> bool:

@@ -29,6 +29,7 @@ from chaos.scenarios import (
     hygiene,
     killed,
     listen_restart,
+    locker_faults,
     poison,
     pooling,
     que2,
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", default=",".join(implementations.BUILTINS))
     parser.add_argument("--soak-jobs", type=int, default=20_000)
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument(
+        "--only", default="", help="run only the scenarios whose label contains one of these comma-separated texts"
+    )
     options = parser.parse_args(argv)
     # A timeout's SIGTERM unwinds like Ctrl-C, so the throwaway cluster is always removed.
     signals.unwind_on_signals()
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             ("hygiene", lambda: hygiene.run(lab, available)),
             ("pooling", lambda: pooling.run(lab)),
         ]
+        scenarios += locker_faults.scenarios(cluster)
         que2_lab = que2.Que2Lab(cluster)
         que2_rows = que2_lab.available()
         log(f"Que 2 dialect: available: {que2_rows}; unavailable: {que2_lab.unavailable}")
@@ -124,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 (f"Que 2: killed {name}", lambda n=name: que2.killed(que2_lab, n, "python")) for name in que2_rows
             ]
             scenarios.append(("Que 2: restart", lambda: que2.restart(que2_lab, que2_rows)))
+        wanted = [text for text in options.only.split(",") if text] or [""]
+        scenarios = [(label, run) for label, run in scenarios if any(text in label for text in wanted)]
         for label, scenario in scenarios:
             log(f"scenario: {label} ...")
             try:

@@ -40,7 +40,7 @@ def test_registers_is_notified_and_holds_the_lock_while_the_job_runs(
     require(fleet.info(impl), "work_pool")
     testee = fleet.get(impl)
     # A poll every 30 s: within the cell, only the trigger's NOTIFY brings the job in.
-    request = {"queue": QUEUE, "workers": 2, "deadline_ms": 20_000, "min_duration_ms": 4000, "wake_interval_ms": 30_000}
+    request = {"queue": QUEUE, "workers": 2, "deadline_ms": 20_000, "min_duration_ms": 5000, "wake_interval_ms": 30_000}
     with working(testee, **request) as box:
         check(within(15, lambda: lockers(db)), "que2-locker-registration", impl=impl, detail="no locker registered")
         [row] = lockers(db)
@@ -54,7 +54,7 @@ def test_registers_is_notified_and_holds_the_lock_while_the_job_runs(
         check_equal(seen, (2, [None, None], [QUEUE], True, VERSION), "que2-locker-registration", impl=impl)
         pid = row["pid"]
         db.execute(f'LISTEN "que_listener_{pid}"')
-        job_id = insert(db, SLEEP, "[1500]")
+        job_id = insert(db, SLEEP, "[3000]")  # long enough to be seen locked on a loaded machine
         [notice] = list(db.notifies(timeout=5, stop_after=1))
         [job] = jobs(db)
         run_at = run_at_text(job)
@@ -62,8 +62,14 @@ def test_registers_is_notified_and_holds_the_lock_while_the_job_runs(
             f'{{"message_type":"job_available","queue":"{QUEUE}","priority":100,"id":{job_id},"run_at":"{run_at}"}}'
         )
         check_equal(notice.payload, expected, "que2-notify", impl=impl)
-        held = lambda: [(lock.pid, lock.key) for lock in advisory_locks(db)] == [(pid, job_id)]  # noqa: E731
-        check(within(10, held), "que2-lock", impl=impl, detail=f"job {job_id} locked by the locker's session {pid}")
+        seen: list[tuple[int, int]] = []
+
+        def held() -> bool:
+            seen[:] = [(lock.pid, lock.key) for lock in advisory_locks(db)]
+            return seen == [(pid, job_id)]
+
+        detail = f"job {job_id} locked by the locker's session {pid}"
+        check(within(10, held), "que2-lock", impl=impl, detail=detail, seen=seen)
         check(within(10, lambda: jobs(db) == []), "que2-destroy", impl=impl, detail="the job was not destroyed")
         db.execute("UNLISTEN *")
     check("error" not in box, "que2-locker-registration", impl=impl, detail=f"work failed: {box.get('error')}")

@@ -1,5 +1,6 @@
-"""Handlers for the outage test: a job that waits for a file to appear, then ends (the test
-stops the server while it waits, so its outcome cannot be written)."""
+"""Handlers for the outage test and chaos row: a job that writes `started` beside the marker
+file, waits for the marker to appear, then writes `ended` (the server is made unreachable
+while it waits, so its outcome cannot be written)."""
 
 import os
 import time
@@ -11,6 +12,7 @@ def waits() -> None:
     (marker.parent / "started").touch()
     while not marker.exists():
         time.sleep(0.02)
+    (marker.parent / "ended").touch()
 
 
 handlers = {"Waits": waits}

@@ -53,6 +53,7 @@ def test_sigterm_during_an_outage_exits(cluster: LocalCluster, tmp_path: Path, t
         wait_until(lambda: (tmp_path / "started").exists(), 20, "the job to start")
         cluster.stop()
         marker.touch()  # the job ends while the server is down: its outcome cannot be written
+        wait_until(lambda: (tmp_path / "ended").exists(), 20, "the job to end")
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(20)
