@@ -2,8 +2,8 @@
 
 The table of RECIPES says how to call each method and what it must give; the first test
 fails when either client has a public method without a recipe, so a new method cannot
-miss a cell. Each cell calls the method on a real table (schema version 3: Que 0.x; 7:
-Que 2) with a job or two in it, and the method either works (its result is checked) or
+miss a cell. Each cell calls the method on a real table (schema version 3: Que 0.x; 5:
+Que 1.x; 7: Que 2) with a job or two in it, and the method either works (its result is checked) or
 raises que.UnsupportedByDialect, whose message names the dialect.
 """
 
@@ -31,11 +31,13 @@ class Recipe:
 
 
 UNSUPPORTED = "unsupported"
-BOTH = ("0.14", "2")
+DIALECTS = ("0.14", "1", "2")
+# The table each dialect's cells run on.
+VERSIONS = {"0.14": 3, "1": 5, "2": 7}
 
 
 def same(check: Callable[[Any], bool]) -> dict[str, Callable[[Any], bool] | str]:
-    return dict.fromkeys(BOTH, check)
+    return dict.fromkeys(DIALECTS, check)
 
 
 def is_none(value: Any) -> bool:
@@ -47,17 +49,18 @@ RECIPES: dict[str, Recipe] = {
     "connect": Recipe(lambda c, v: c.connect(), same(lambda conn: not conn.closed)),
     "connection": Recipe(lambda c, v: c.connection(), same(lambda cm: cm is not None)),
     "migrate": Recipe(lambda c, v: c.migrate(v), same(is_none)),
-    "db_version": Recipe(lambda c, v: c.db_version(), {"0.14": lambda v: v == 3, "2": lambda v: v == 7}),
-    "dialect": Recipe(lambda c, v: c.dialect(), {"0.14": lambda d: str(d) == "0.14", "2": lambda d: str(d) == "2"}),
+    "db_version": Recipe(lambda c, v: c.db_version(), {d: lambda found, v=v: found == v for d, v in VERSIONS.items()}),
+    "dialect": Recipe(lambda c, v: c.dialect(), {d: lambda found, d=d: str(found) == d for d in DIALECTS}),
     "refresh_dialect": Recipe(
-        lambda c, v: c.refresh_dialect(), {"0.14": lambda d: str(d) == "0.14", "2": lambda d: str(d) == "2"}
+        lambda c, v: c.refresh_dialect(), {d: lambda found, d=d: str(found) == d for d in DIALECTS}
     ),
     "enqueue": Recipe(lambda c, v: c.enqueue("Parity", 1, queue="parity"), same(lambda job: job.job_class == "Parity")),
     "enqueue_many": Recipe(
         lambda c, v: c.enqueue_many([que.NewJob("Parity", [2], queue="parity")]), same(lambda jobs: len(jobs) == 1)
     ),
     "lock_job": Recipe(
-        lambda c, v: c.lock_job("parity"), {"0.14": lambda locked: locked is not None, "2": UNSUPPORTED}
+        lambda c, v: c.lock_job("parity"),
+        {"0.14": lambda locked: locked is not None, "1": UNSUPPORTED, "2": UNSUPPORTED},
     ),
     "job_stats": Recipe(lambda c, v: c.job_stats(), same(lambda rows: [r["job_class"] for r in rows] == ["Parity"])),
     "job_states": Recipe(
@@ -67,7 +70,7 @@ RECIPES: dict[str, Recipe] = {
     "worker_states": Recipe(lambda c, v: c.worker_states(), same(lambda rows: rows == [])),
     "dead_jobs": Recipe(lambda c, v: c.dead_jobs("parity"), same(lambda jobs: jobs == [])),
     "retry_dead": Recipe(lambda c, v: c.retry_dead(queue="parity"), same(lambda n: n == 0)),
-    "repair_dead": Recipe(lambda c, v: c.repair_dead(), {"0.14": lambda n: n == 0, "2": UNSUPPORTED}),
+    "repair_dead": Recipe(lambda c, v: c.repair_dead(), {"0.14": lambda n: n == 0, "1": UNSUPPORTED, "2": UNSUPPORTED}),
     "clear": Recipe(lambda c, v: c.clear(), same(is_none)),
     "connection_limit": Recipe(lambda c, v: c.connection_limit(), same(lambda n: n > 0)),
 }
@@ -88,7 +91,7 @@ def test_every_public_method_has_a_recipe(cls: type) -> None:
     )
 
 
-@pytest.fixture(params=[3, 7], ids=["v3", "v7"])
+@pytest.fixture(params=[3, 5, 7], ids=["v3", "v5", "v7"])
 def table(request: pytest.FixtureRequest, database_url: str) -> Iterator[tuple[str, int]]:
     url = fresh_database(database_url, f"parity_v{request.param}")
     with que.Client(url) as client:
@@ -96,8 +99,12 @@ def table(request: pytest.FixtureRequest, database_url: str) -> Iterator[tuple[s
     yield url, request.param
 
 
+def dialect_of(version: int) -> str:
+    return next(d for d, v in VERSIONS.items() if v == version)
+
+
 def expected(version: int, name: str) -> Callable[[Any], bool] | str:
-    return RECIPES[name].check["2" if version >= 4 else "0.14"]
+    return RECIPES[name].check[dialect_of(version)]
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -131,7 +138,7 @@ def test_an_async_method_works_or_says_the_dialect_has_none(name: str, table: tu
                 result = await call()
             except que.UnsupportedByDialect as refused:
                 assert check == UNSUPPORTED, f"{name} refused on v{version}: {refused}"
-                assert f"dialect {'2' if version >= 4 else '0.14'}" in str(refused), str(refused)
+                assert f"dialect {dialect_of(version)} (" in str(refused), str(refused)
                 return
             assert check != UNSUPPORTED, f"{name} worked on v{version}, expected a refusal: {result!r}"
             assert callable(check)
@@ -150,7 +157,7 @@ def outcome(call: Callable[[], Any], check: Callable[[Any], bool] | str, version
                 result = conn
     except que.UnsupportedByDialect as refused:
         assert check == UNSUPPORTED, f"refused on v{version}: {refused}"
-        assert f"dialect {'2' if version >= 4 else '0.14'}" in str(refused), str(refused)
+        assert f"dialect {dialect_of(version)} (" in str(refused), str(refused)
         return
     assert check != UNSUPPORTED, f"worked on v{version}, expected a refusal: {result!r}"
     assert callable(check)
