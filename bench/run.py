@@ -21,7 +21,7 @@ working the trivial job class QueConformance::Noop with its own library's worker
 - memory: peak RSS and server sessions per worker of each pool at 8, 32 and 128 workers,
   every worker busy (bench/memory.py).
 - kills: jobs run twice per lost session, from the latest `make chaos`.
-- targets: issue 23's ratios, checked on this run's figures (bench/targets.py).
+- targets: issues 23's and 28's ratios, checked on this run's figures (bench/targets.py).
 
 Results: results/bench/latest.{json,md,png}; `make publish` copies them to bench/results/.
 """

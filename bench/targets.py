@@ -1,4 +1,4 @@
-"""Issue 23's targets, checked on one bench run's figures."""
+"""Issues 23's and 28's targets, checked on one bench run's figures."""
 
 from typing import Any
 
@@ -53,6 +53,7 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         if ours and peer:
             figures += f", {ours / peer:.2f}x PgQueuer"
         found.append((f"default pool at {workers} workers: >= 1.5x que-go and ahead of PgQueuer", figures, met))
+    found += que2_targets(report)
     kills = (report.get("kills") or {}).get("rows", {})
     if kills:
         met = all(row["ok"] for row in kills.values())
@@ -60,11 +61,41 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return found
 
 
+def que2_targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Issue 28's: each Que 2 pool (the que2 part's python and python-async rows) at 1, 4
+    and 8 workers drains at least 0.7x as fast as the same pool on a Que 0.x table (the drain
+    part's row of that name), and at least 20x as fast as Ruby Que 2.4.1's locker."""
+    rows = (report.get("que2") or {}).get("rows", {})
+    found: list[tuple[str, str, bool | None]] = []
+    ruby = rows.get("ruby-2.4.1", {}).get("drain_jobs_per_s", {})
+    for name in ("python", "python-async"):
+        ours_by = rows.get(name, {}).get("drain_jobs_per_s", {})
+        for workers in ("1", "4", "8"):
+            ours = median(ours_by.get(workers))
+            zero = _at(report, name, "drain_jobs_per_s", workers)
+            theirs = median(ruby.get(workers))
+            vs_zero = None if not (ours and zero) else ours / zero
+            vs_ruby = None if not (ours and theirs) else ours / theirs
+            figures = ", ".join(
+                part
+                for part in (
+                    None if vs_zero is None else f"{vs_zero:.2f}x Que 0.x",
+                    None if vs_ruby is None else f"{vs_ruby:.1f}x ruby-2.4.1",
+                )
+                if part
+            )
+            met = None if vs_zero is None else vs_zero >= 0.7 and (vs_ruby is None or vs_ruby >= 20)
+            found.append(
+                (f"Que 2 {name} at {workers} workers: >= 0.7x Que 0.x, >= 20x Ruby Que 2.4.1", figures or "-", met)
+            )
+    return found
+
+
 def table(report: dict[str, Any]) -> list[str]:
     rows = targets(report)
     if not any(met is not None for _, _, met in rows):
         return []
-    lines = ["", "### Targets (issue 23), from this run", "", "| target | figures | met |", "|---|---|---|"]
+    lines = ["", "### Targets (issues 23 and 28), from this run", "", "| target | figures | met |", "|---|---|---|"]
     for what, figures, met in rows:
         lines.append(f"| {what} | {figures} | {'-' if met is None else 'yes' if met else '**no**'} |")
     return lines

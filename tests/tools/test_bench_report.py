@@ -50,3 +50,27 @@ def test_a_drain_only_run_shows_the_drain_table_alone() -> None:
     assert "| python | 2,000 (1,900-2,100) |" in text
     assert "### Enqueue" not in text
     assert "### Pickup latency" not in text
+
+
+def test_issue_28s_targets_compare_each_que_2_pool_with_its_que_0x_self_and_ruby() -> None:
+    def cell(value: float) -> dict[str, Any]:
+        return {"median": value, "min": value, "max": value, "runs": 3, "spread": 0.0}
+
+    data = report()
+    data["implementations"]["python"]["drain_jobs_per_s"] = {w: cell(10_000.0) for w in ("1", "4", "8")}
+    data["que2"] = {
+        "jobs_per_drain": 10_000,
+        "rows": {
+            "python": {"drain_jobs_per_s": {"1": cell(8_000.0), "4": cell(6_000.0), "8": cell(7_500.0)}},
+            "ruby-2.4.1": {"drain_jobs_per_s": {w: cell(300.0) for w in ("1", "4", "8")}},
+        },
+    }
+    text = charts.markdown(data)
+    assert (
+        "| Que 2 python at 1 workers: >= 0.7x Que 0.x, >= 20x Ruby Que 2.4.1 | 0.80x Que 0.x, 26.7x ruby-2.4.1 | yes |"
+        in text
+    )
+    assert (
+        "| Que 2 python at 4 workers: >= 0.7x Que 0.x, >= 20x Ruby Que 2.4.1 | 0.60x Que 0.x, 20.0x ruby-2.4.1 "
+        "| **no** |" in text
+    )
