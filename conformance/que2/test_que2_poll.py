@@ -266,3 +266,29 @@ def test_a_crashed_lockers_row_is_removed_by_the_next_locker(
         pids = [row["pid"] for row in lockers(db)]
     check("error" not in box, "que2-locker-registration", impl=impl, detail=f"work failed: {box.get('error')}")
     check(dead[0] not in pids, "que2-locker-registration", impl=impl, detail="the dead locker's row", seen=pids)
+
+
+@pytest.mark.covers("que2.unlock_jobs.key")
+def test_a_locker_stopped_with_a_full_buffer_unlocks_every_job_it_did_not_start(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """One worker, twenty jobs of 400 ms and a deadline of 1.5 s: when the locker stops its
+    buffer is full. It gives back each job it did not start (Ruby's unlock_jobs), so no lock
+    is left, and those rows are as they were."""
+    require(fleet.info(impl), "work_pool")
+    for job_id in range(1, 21):
+        _write(db, job_id, 10, {"job_class": SLEEP, "args": "[400]"})
+    before = _stored(db)
+    result = fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=1500, wake_interval_ms=50)
+    check_equal(result.get("drained"), False, "que2-lock", impl=impl, detail="the work request ended at its deadline")
+    check_equal(advisory_locks(db), [], "que2-lock", impl=impl, detail="locks left after the stop")
+    ran = {r["job_id"] for r in executions(db)}
+    after = _stored(db)
+    untouched = {job_id: row for job_id, row in before.items() if job_id not in ran}
+    check_equal(
+        {job_id: after.get(job_id) for job_id in untouched},
+        untouched,
+        "que2-lock",
+        impl=impl,
+        detail="the jobs it did not start",
+    )
