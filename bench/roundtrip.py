@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from que import aio
-from que.dialects.que0.protocol import catalog as que0_catalog
+from que.dialects.que0.statements import catalog as que0_catalog
 from que.drivers.aio import Channel
 from que.drivers.threads import run as wait
 from que.engine.session import Session, Statement, execute

@@ -1,7 +1,7 @@
 """Mutants of the Python testee: broken ports made by changing one term of que at a time.
 
 Each term of Ruby Que 0.14.3 that fixtures/catalogue.json lists lives somewhere in que: in a
-statement of que.dialects.que0.protocol (as its sql module writes it), in an admin query of
+statement of que.dialects.que0.statements (as its sql module writes it), in an admin query of
 que.dialects.que0.sql, in a migration of que.dialects.schema, or in a function that computes
 a value (the backoff, last_error, the JSON text). SITES says where; the operators below change
 that one place the way a port author could get it wrong, and each change is a mutant:
@@ -198,15 +198,15 @@ def find(mutant_id: str) -> Mutant:
 
 
 def _statement_home(name: str) -> Any:
-    """The module whose prepared statement NAME is: que.dialects.que0.protocol (the worker's) or
-    que.dialects.que0.inserts (the enqueue's)."""
+    """The module whose prepared statement NAME is: que.dialects.que0.statements (the worker's)
+    or que.dialects.que0.inserts (the enqueue's)."""
     import que.dialects.que0.inserts
-    import que.dialects.que0.protocol
+    import que.dialects.que0.statements
 
-    for module in (que.dialects.que0.protocol, que.dialects.que0.inserts):
+    for module in (que.dialects.que0.statements, que.dialects.que0.inserts):
         if hasattr(module, name):
             return module
-    raise KeyError(f"no prepared statement {name} in que.dialects.que0.protocol or que.dialects.que0.inserts")
+    raise KeyError(f"no prepared statement {name} in que.dialects.que0.statements or que.dialects.que0.inserts")
 
 
 def _sql_module(kind: str) -> Any:

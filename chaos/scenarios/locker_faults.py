@@ -41,6 +41,7 @@ from chaos.lab import Row
 from harness.lab import advisory_locks, wait_until
 from harness.postgres import LocalCluster
 from que.shells.locker import FRESH_FOR
+from tests.apps import outage
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "que_chaos_faults"
@@ -332,7 +333,8 @@ def sigterm_outage(faults: Faults, version: int, mode: list[str]) -> Row:
     with que.Client(faults.url) as client:
         job = client.enqueue("Waits").job_id
     folder = Path(tempfile.mkdtemp(prefix="que-chaos-outage-"))
-    marker = folder / "go"  # tests/apps/outage.py: its job writes folder/started, then waits for this
+    marker = folder / "go"  # tests/apps/outage.py: its job writes folder/started, then waits on this FIFO
+    os.mkfifo(marker)
     env = {**os.environ, "QUE_DATABASE_URL": faults.url, "OUTAGE_MARKER": str(marker), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "que.cli", "work", "--app", "tests.apps.outage", "--wake-interval", "0.1", *mode]
     worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -342,7 +344,7 @@ def sigterm_outage(faults: Faults, version: int, mode: list[str]) -> Row:
         with psycopg.connect(faults.admin, autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
             conn.execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = %s", [DATABASE])
-        marker.touch()
+        outage.go(marker)
         wait_until(lambda: (folder / "ended").exists(), 20, "the job to end during the outage")
         stopped = time.monotonic()
         worker.send_signal(signal.SIGTERM)

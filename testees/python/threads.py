@@ -18,7 +18,7 @@ import que
 import que.dialects.que0.protocol
 import que.engine.setup
 from que.dialects.que0.protocol import Locked
-from que.dialects.que0.protocol import catalog as que0_catalog
+from que.dialects.que0.statements import catalog as que0_catalog
 from que.drivers.threads import run as wait
 from que.engine.session import Session
 from testees.python import broken

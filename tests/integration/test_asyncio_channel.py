@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from que.dialects.que0.protocol import catalog as que0_catalog
+from que.dialects.que0.statements import catalog as que0_catalog
 from que.drivers.aio import Channel
 from que.engine import setup as _setup
 from que.engine.session import Session, execute, statement

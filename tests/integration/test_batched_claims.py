@@ -12,7 +12,7 @@ import que
 from harness import implementations, lab, results
 from harness.lab import advisory_locks, wait_until
 from que.dialects.que0 import protocol as _protocol
-from que.dialects.que0.protocol import catalog as que0_catalog
+from que.dialects.que0.statements import catalog as que0_catalog
 from que.drivers.connecting import connection_options
 from que.drivers.threads import run as wait
 from que.engine import setup as _setup

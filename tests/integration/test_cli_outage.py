@@ -15,6 +15,7 @@ import pytest
 import que
 from harness.lab import wait_until
 from harness.postgres import LocalCluster, find_bindir
+from tests.apps import outage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +42,7 @@ def test_sigterm_during_an_outage_exits(cluster: LocalCluster, tmp_path: Path, t
         client.migrate(table)
         client.enqueue("Waits")
     marker = tmp_path / "go"
+    os.mkfifo(marker)
     env = {**os.environ, "QUE_DATABASE_URL": cluster.url, "OUTAGE_MARKER": str(marker), "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen(
         [sys.executable, "-m", "que.cli", "work", "--app", "tests.apps.outage", "--wake-interval", "0.1", *mode],
@@ -52,7 +54,7 @@ def test_sigterm_during_an_outage_exits(cluster: LocalCluster, tmp_path: Path, t
     try:
         wait_until(lambda: (tmp_path / "started").exists(), 20, "the job to start")
         cluster.stop()
-        marker.touch()  # the job ends while the server is down: its outcome cannot be written
+        outage.go(marker)  # the job ends while the server is down: its outcome cannot be written
         wait_until(lambda: (tmp_path / "ended").exists(), 20, "the job to end")
         worker.send_signal(signal.SIGTERM)
         try:

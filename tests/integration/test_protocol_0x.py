@@ -11,7 +11,7 @@ from harness.lab import advisory_locks
 from harness.lab import wait_until as wait_for
 from que.dialects.que0 import protocol as _protocol
 from que.dialects.que0.protocol import Finish, Locked
-from que.dialects.que0.protocol import catalog as que0_catalog
+from que.dialects.que0.statements import catalog as que0_catalog
 from que.drivers.connecting import connection_options
 from que.drivers.threads import run as wait
 from que.engine.session import Session, statement

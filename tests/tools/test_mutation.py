@@ -50,7 +50,7 @@ def test_every_equivalent_listed_is_the_mutant_it_was_judged_as_with_a_reason() 
 def test_a_statement_mutant_changes_the_statement_que_sends() -> None:
     code = (
         "from mutation import mutants; mutants.apply('lock_job.due:CLAIM_JOBS:flip-le-to-lt'); "
-        "import que.dialects.que0.protocol as p; text = p.CLAIM_JOBS.text; "
+        "import que.dialects.que0.statements as p; text = p.CLAIM_JOBS.text; "
         "print(b'run_at < now()' in text, b'run_at <= now()' in text)"
     )
     assert run(code) == "True False"

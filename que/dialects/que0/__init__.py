@@ -16,7 +16,7 @@ from que.core.errors import last_error_text
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.dialects.base import Copy, Dialect, Query
-from que.dialects.que0 import inserts, listening, locking, protocol, rows, sql, validate
+from que.dialects.que0 import inserts, listening, locking, protocol, rows, sql, statements, validate
 from que.engine import wire
 from que.engine.books import Round, Settled
 from que.engine.session import PQGen, Session, Statement
@@ -64,7 +64,7 @@ class Que0(Dialect):
     default_buffer = 8
 
     def catalog(self) -> Sequence[Statement]:
-        return [*protocol.catalog(), *inserts.catalog()]
+        return [*statements.catalog(), *inserts.catalog()]
 
     # -- enqueue --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ unlock, by the whole key (protocol.claim):
 
 from collections.abc import Sequence
 
-from que.dialects.que0 import protocol
+from que.dialects.que0 import protocol, statements
 from que.engine import wire
 from que.engine.books import Held, Round, Settled
 from que.engine.session import PQGen, Session, execute
@@ -19,7 +19,7 @@ from que.engine.session import PQGen, Session, execute
 
 def _retake(session: Session, ids: Sequence[int]) -> PQGen[set[int]]:
     """Lock again the jobs whose locks died with an earlier session; those now held."""
-    result = yield from execute(session, (protocol.RETAKE_JOBS, (wire.int8_array(ids),)))
+    result = yield from execute(session, (statements.RETAKE_JOBS, (wire.int8_array(ids),)))
     return {wire.read_int(result.get_value(row, 0) or b"") for row in range(result.ntuples)}
 
 

@@ -1,4 +1,5 @@
-"""The one engine of the Que 0.x protocol: its statements, in its order, on one session.
+"""The one engine of the Que 0.x protocol: its statements (que.dialects.que0.statements) in its
+order, on one session.
 
 Everything that locks, checks, finishes or releases a job goes through this module (the
 inserts on a connection que owns are in que.dialects.que0.inserts, on the same session I/O).
@@ -37,62 +38,24 @@ from que.core.outcome import Outcome
 from que.core.retry import retry_delay
 from que.dialects.que0 import rows as job_rows
 from que.dialects.que0 import sql
+from que.dialects.que0 import statements as st
 from que.dialects.que0.listening import listen, notified
 
 # The one-at-a-time worker's wake-up, beside its statements (que.dialects.que0.listening).
 __all__ = ["listen", "notified"]
 from que.engine import wire as _wire
 from que.engine.books import Finished, Held
-from que.engine.session import OK, Call, PQGen, Session, Statement, collect, error, execute, pipeline, send, statement
-from que.engine.wire import BOOL, INT2, INT4, INT8, TEXT, TIMESTAMPTZ
+from que.engine.session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send
+from que.engine.wire import INT8
 
 log = logging.getLogger("que")
 
 _DATA_EXCEPTION: Final = "22"  # the row's own data makes the statement fail (e.g. integer overflow)
 
-_KEY = (("queue", TEXT), ("priority", INT2), ("run_at", TIMESTAMPTZ), ("job_id", INT8))
-_ARRAYS = [("queues", 1009), ("priorities", 1005), ("run_ats", 1185), ("job_ids", 1016)]
-_CLAIM_PARAMS = [*_ARRAYS, ("queue", TEXT), ("count", INT4), ("skip", 1016)]
-CLAIM_JOBS: Final = statement("que_interop_claim_jobs", sql.CLAIM_JOBS, _CLAIM_PARAMS)
-CLAIM_JOBS_AVOIDING: Final = statement("que_interop_claim_jobs_avoiding", sql.CLAIM_JOBS_AVOIDING, _CLAIM_PARAMS)
-
 # A claim that walked past this many jobs other sessions hold switches the session to
 # CLAIM_JOBS_AVOIDING, which skips them without trying their locks; it switches back when
 # pg_locks shows fewer than half as many held elsewhere (reading pg_locks has a cost too).
 AVOID_AFTER: Final = 16
-CHECK_CLAIMED: Final = statement("que_interop_check_claimed", sql.CHECK_CLAIMED, [])
-RELEASE_JOBS: Final = statement("que_interop_release_jobs", sql.RELEASE_JOBS, _ARRAYS)
-CHECK_JOB: Final = statement("que_check_job", sql.CHECK_JOB, _KEY)
-DESTROY_JOB: Final = statement("que_destroy_job", sql.DESTROY_JOB, _KEY)
-SET_ERROR: Final = statement("que_set_error", sql.SET_ERROR, [("delay", INT8), ("message", TEXT), *_KEY])
-SET_ERROR_DEAD: Final = statement("que_interop_set_error_dead", sql.SET_ERROR_DEAD, [("message", TEXT), *_KEY])
-SET_ERROR_UNCOUNTED: Final = statement(
-    "que_interop_set_error_uncounted", sql.SET_ERROR_UNCOUNTED, [("dead", BOOL), ("message", TEXT), *_KEY]
-)
-UNLOCK_JOB: Final = statement("que_unlock_job", sql.UNLOCK_JOB, [("job_id", INT8)])
-UNLOCK_JOBS: Final = statement("que_interop_unlock_jobs", sql.UNLOCK_JOBS, [("job_ids", 1016)])
-RETAKE_JOBS: Final = statement("que_interop_retake_jobs", sql.RETAKE_JOBS, [("job_ids", 1016)])
-CHECK_HELD: Final = statement("que_interop_check_held", sql.CHECK_HELD, _ARRAYS)
-
-
-def catalog() -> list[Statement]:
-    """The named statements of this module as they are now (a mutant replaces one), which a
-    session prepares together in one round trip."""
-    return [
-        CLAIM_JOBS,
-        CLAIM_JOBS_AVOIDING,
-        CHECK_CLAIMED,
-        RELEASE_JOBS,
-        CHECK_JOB,
-        DESTROY_JOB,
-        SET_ERROR,
-        SET_ERROR_DEAD,
-        SET_ERROR_UNCOUNTED,
-        UNLOCK_JOB,
-        UNLOCK_JOBS,
-        RETAKE_JOBS,
-        CHECK_HELD,
-    ]
 
 
 # -- the protocol -----------------------------------------------------------------------
@@ -144,11 +107,11 @@ def _finish_call(session: Session, finish: Finish) -> Call:
     """The statement that finishes a job: destroy_job, set_error, or the retry limit's."""
     locked = finish.locked
     if finish.message is None:
-        return (DESTROY_JOB, locked.key)
+        return (st.DESTROY_JOB, locked.key)
     message = session.message(finish.message)
     if finish.dead:
-        return (SET_ERROR_DEAD, (message, *locked.key))
-    return (SET_ERROR, (_wire.int8(finish.delay), message, *locked.key))
+        return (st.SET_ERROR_DEAD, (message, *locked.key))
+    return (st.SET_ERROR, (_wire.int8(finish.delay), message, *locked.key))
 
 
 def _keys(jobs: Sequence[Locked]) -> tuple[bytes, bytes, bytes, bytes]:
@@ -193,7 +156,7 @@ def claim(
     segments: list[list[Call]] = [[_finish_call(session, finish)] for finish in done]
     unlocking = [_wire.int8(locked.job.job_id) for locked in untouched]
     if unlocking:
-        segments.append([(UNLOCK_JOBS, (_wire.array(INT8, unlocking),))])
+        segments.append([(st.UNLOCK_JOBS, (_wire.array(INT8, unlocking),))])
     while True:
         params = (
             *_keys(releasing),
@@ -201,9 +164,12 @@ def claim(
             _wire.int4(count),
             _wire.array(INT8, [_wire.int8(job_id) for job_id in skipped]),
         )
-        last: list[Call] = [(CLAIM_JOBS_AVOIDING if session.avoiding else CLAIM_JOBS, params), (CHECK_CLAIMED, ())]
+        last: list[Call] = [
+            (st.CLAIM_JOBS_AVOIDING if session.avoiding else st.CLAIM_JOBS, params),
+            (st.CHECK_CLAIMED, ()),
+        ]
         if recheck:
-            last.append((CHECK_HELD, _keys(recheck)))
+            last.append((st.CHECK_HELD, _keys(recheck)))
         segments.append(last)
         results = yield from pipeline(session, segments)
         if recheck:
@@ -229,7 +195,7 @@ def claim(
         _choose_walk(session, found, len(rows), len(skipped))
         yield from _settle(session, finishing, outcomes, claimed=[row.key[3] for row in rows])
         if checked.status != pq.ExecStatus.TUPLES_OK and rows:
-            yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, [row.key[3] for row in rows]),)))
+            yield from execute(session, (st.UNLOCK_JOBS, (_wire.array(INT8, [row.key[3] for row in rows]),)))
             raise error(session, checked, "check_job")
         present = {checked.get_value(row, 0) for row in range(checked.ntuples)}
         held, gone = [], []
@@ -246,7 +212,7 @@ def claim(
             else:
                 held.append(locked)
         if gone:
-            yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, gone),)))
+            yield from execute(session, (st.UNLOCK_JOBS, (_wire.array(INT8, gone),)))
         if held or not gone:
             return held
         # Every job claimed was lost to a race (finished by another worker after the claim's
@@ -307,7 +273,7 @@ def _settle(
             yield from _unlock(session, locked.key[3])
         except BaseException:
             if claimed and session.usable():
-                yield from execute(session, (UNLOCK_JOBS, (_wire.array(INT8, list(claimed)),)))
+                yield from execute(session, (st.UNLOCK_JOBS, (_wire.array(INT8, list(claimed)),)))
             raise
     return failed
 
@@ -346,9 +312,9 @@ def release(session: Session, sent: Sequence[Finish] = (), untouched: Sequence[L
     outcomes = yield from _sent_outcomes(session, sent)
     calls: list[Call] = []
     if sent:
-        calls.append((RELEASE_JOBS, _keys([finish.locked for finish in sent])))
+        calls.append((st.RELEASE_JOBS, _keys([finish.locked for finish in sent])))
     if untouched:
-        calls.append((UNLOCK_JOBS, (_wire.array(INT8, [locked.key[3] for locked in untouched]),)))
+        calls.append((st.UNLOCK_JOBS, (_wire.array(INT8, [locked.key[3] for locked in untouched]),)))
     if calls:
         results = yield from pipeline(session, [calls])
         failed = [r for r in results if r.status not in OK]
@@ -364,7 +330,7 @@ def retake(session: Session, lost: Sequence[Finish]) -> PQGen[list[Finish]]:
     if not lost:
         return []
     ids = [_wire.int8(finish.locked.job.job_id) for finish in lost]
-    result = yield from execute(session, (RETAKE_JOBS, (_wire.array(INT8, ids),)))
+    result = yield from execute(session, (st.RETAKE_JOBS, (_wire.array(INT8, ids),)))
     taken = {_wire.read_int(result.get_value(row, 0) or b"") for row in range(result.ntuples)}
     return [finish for finish in lost if finish.locked.job.job_id in taken]
 
@@ -381,7 +347,7 @@ def lock(session: Session, queue: str) -> PQGen[Locked | None]:
 
 
 def _unlock(session: Session, job_id: bytes | None) -> PQGen[bool]:
-    result = yield from execute(session, (UNLOCK_JOB, (job_id,)))
+    result = yield from execute(session, (st.UNLOCK_JOB, (job_id,)))
     value = result.get_value(0, 0)
     return value == b"\x01"
 
@@ -392,7 +358,7 @@ def unlock(session: Session, locked: Locked) -> PQGen[bool]:
 
 
 def delete(session: Session, locked: Locked) -> PQGen[None]:
-    yield from execute(session, (DESTROY_JOB, locked.key))
+    yield from execute(session, (st.DESTROY_JOB, locked.key))
 
 
 def record(session: Session, finish: Finish) -> PQGen[None]:
@@ -414,14 +380,16 @@ def _record_uncounted(session: Session, finish: Finish) -> PQGen[None]:
     assert finish.message is not None
     locked, message = finish.locked, session.message(finish.message)
     dead = b"\x01" if finish.dead else b"\x00"
-    yield from execute(session, (SET_ERROR_UNCOUNTED, (dead, message, *locked.key)))
+    yield from execute(session, (st.SET_ERROR_UNCOUNTED, (dead, message, *locked.key)))
 
 
 def finish(session: Session, finish: Finish) -> PQGen[None]:
     """Finish a job and release it: `finish | SYNC | release | SYNC`, so the delete or error
     commits before the unlock, which runs only once the job's key is gone. A failed delete
     is recorded as the job's failure, then the job released (see claim)."""
-    results = yield from pipeline(session, [[_finish_call(session, finish)], [(RELEASE_JOBS, _keys([finish.locked]))]])
+    results = yield from pipeline(
+        session, [[_finish_call(session, finish)], [(st.RELEASE_JOBS, _keys([finish.locked]))]]
+    )
     released = results[1]
     if released.status not in OK and results[0].status in OK:
         raise error(session, released, "release")

@@ -18,7 +18,7 @@ from typing import Any
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.dialects.base import Dialect, Query
-from que.dialects.que2 import protocol, rows, sql, validate
+from que.dialects.que2 import inserts, protocol, rows, sql, statements, validate
 from que.engine import wire
 from que.engine.books import Round, Settled
 from que.engine.session import PQGen, Session, Statement
@@ -70,9 +70,9 @@ class Que2(Dialect):
     kwargs = True
 
     @cached_property
-    def statements(self) -> protocol.Statements:
+    def statements(self) -> statements.Statements:
         """The statements on the engine, made from que.dialects.que2.sql when first needed."""
-        return protocol.Statements("que2", self.job_schema_version, self.kwargs, self._texts)
+        return statements.Statements("que2", self.job_schema_version, self.kwargs, self._texts)
 
     def _texts(self) -> Any:
         return sql
@@ -99,11 +99,11 @@ class Que2(Dialect):
 
     def insert(self, session: Session, job: validate.Checked2, notify: bool) -> PQGen[Job]:
         _representable([job], session.server_codec, session.server_encoding)
-        return (yield from protocol.insert(session, self.statements, job))
+        return (yield from inserts.insert(session, self.statements, job))
 
     def insert_many(self, session: Session, jobs: Sequence[validate.Checked2], notify: bool) -> PQGen[list[Job]]:
         _representable(jobs, session.server_codec, session.server_encoding)
-        return (yield from protocol.insert_many(session, self.statements, jobs, notify))
+        return (yield from inserts.insert_many(session, self.statements, jobs, notify))
 
     def caller_insert(
         self, codec: str, encoding: str, jobs: Sequence[validate.Checked2], notify: bool, many: bool
@@ -112,7 +112,7 @@ class Que2(Dialect):
         texts = self._texts()
         read = rows.jobs
         if many:
-            batch = {"jobs": protocol.batch_text(jobs, self.kwargs)}
+            batch = {"jobs": inserts.batch_text(jobs, self.kwargs)}
             return Query(texts.INSERT_JOBS, batch, read_result=read, prelude=() if notify else (texts.SKIP_NOTIFY,))
         [job] = jobs
         params: dict[str, Any] = {
@@ -215,8 +215,8 @@ class Que1(Que2):
         self.title = f"Ruby Que 1.x, schema version {table_version}"
 
     @cached_property
-    def statements(self) -> protocol.Statements:
-        return protocol.Statements(f"que1v{self.table_version}", self.job_schema_version, False, self._texts)
+    def statements(self) -> statements.Statements:
+        return statements.Statements(f"que1v{self.table_version}", self.job_schema_version, False, self._texts)
 
     def _texts(self) -> Any:
         """Que 2's statements, but where Ruby Que 1.x's differ: no kwargs, its version."""

@@ -26,9 +26,8 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any, Final
 
 from psycopg import pq
@@ -38,9 +37,10 @@ from que.core.job import Job
 from que.core.outcome import Outcome
 from que.core.retry import retry_delay
 from que.dialects.que2 import rows, sql
+from que.dialects.que2.statements import Statements
 from que.engine import wire
 from que.engine.books import ANY_PRIORITY, Announced, Finished, Held, Round, Settled
-from que.engine.session import OK, Call, PQGen, Session, Statement, error, execute, pipeline, statement
+from que.engine.session import OK, Call, PQGen, Session, error, execute, pipeline, statement
 from que.engine.setup import set_up
 
 log = logging.getLogger("que")
@@ -126,129 +126,6 @@ def outcome(job: Job, failure: BaseException | None, max_retries: int, asked: st
         float(retry_delay(count)),
         after=handling if asked else None,
     )
-
-
-# -- statements ----------------------------------------------------------------------------
-
-_INT8: Final = wire.INT8
-_ID = [("id", _INT8)]
-_IDS = [("ids", wire.INT8_ARRAY)]
-
-
-class Statements:
-    """One table variant's statements on the engine, built once from their SQL text (read
-    when first needed, so a mutant of que.dialects.que2.sql made before that is what runs).
-
-    `job_schema_version` is the version its rows carry and its poll asks for (None: a v4
-    table, which has no such column); `kwargs` whether the table has the kwargs column."""
-
-    def __init__(self, prefix: str, job_schema_version: int | None, kwargs: bool, texts: Callable[[], Any]) -> None:
-        self.prefix = prefix
-        self.job_schema_version = job_schema_version
-        self.kwargs = kwargs
-        self._texts = texts
-
-    def _named(self, name: str, text: str, params: Sequence[tuple[str, int]]) -> Statement:
-        return statement(f"{self.prefix}_{name}", text, params)
-
-    @cached_property
-    def made(self) -> dict[str, Statement]:
-        t = self._texts()
-        insert = [("queue", wire.TEXT), ("priority", wire.INT2), ("run_at", wire.TIMESTAMPTZ)]
-        insert += [("job_class", wire.TEXT), ("args", wire.TEXT)]
-        insert += [("kwargs", wire.TEXT)] if self.kwargs else []
-        insert += [("data", wire.TEXT)]
-        register = [("worker_count", wire.INT4), ("worker_priorities", wire.INT4_ARRAY), ("process_id", wire.INT4)]
-        register += [("hostname", wire.TEXT), ("listening", wire.BOOL), ("queues", wire.TEXT_ARRAY)]
-        register += [("job_schema_version", wire.INT4)] if self.job_schema_version is not None else []
-        poll = [("queue", wire.TEXT), ("held", wire.INT8_ARRAY), ("ceiling", wire.INT4)]
-        poll += [("thresholds", wire.INT4_ARRAY), ("counts", wire.INT4_ARRAY)]
-        error = [("delay", wire.FLOAT8), ("message", wire.TEXT), ("backtrace", wire.TEXT), *_ID]
-        return {
-            "insert_job": self._named("insert_job", t.INSERT_JOB, insert),
-            "insert_jobs": self._named("insert_jobs", t.INSERT_JOBS, [("jobs", wire.TEXT)]),
-            "skip_notify": statement("", t.SKIP_NOTIFY, []),
-            "clean_lockers": statement("", t.CLEAN_LOCKERS, []),
-            "register_locker": statement("", t.REGISTER_LOCKER, register),
-            "poll_jobs": self._named("poll_jobs", t.POLL_JOBS, poll),
-            "lock_notified": self._named("lock_jobs", t.LOCK_NOTIFIED, [*_IDS, ("held", wire.INT8_ARRAY)]),
-            "verify_jobs": self._named("verify_jobs", t.VERIFY_JOBS, []),
-            "check_job": self._named("check_job", t.CHECK_JOB, _IDS),
-            "unlock_jobs": self._named("unlock_jobs", t.UNLOCK_JOBS, _IDS),
-            "release_jobs": self._named("release_jobs", t.RELEASE_JOBS, [*_IDS, ("error_counts", wire.INT4_ARRAY)]),
-            "destroy_job": self._named("destroy_job", t.DESTROY_JOB, _ID),
-            "finish_job": self._named("finish_job", t.FINISH_JOB, _ID),
-            "expire_job": self._named("expire_job", t.EXPIRE_JOB, _ID),
-            "set_error": self._named("set_error", t.SET_ERROR, error),
-            "set_error_uncounted": self._named("set_error_uncounted", t.SET_ERROR_UNCOUNTED, error[1:]),
-            "retake_jobs": self._named("retake_jobs", RETAKE_JOBS, _IDS),
-        }
-
-    def catalog(self) -> list[Statement]:
-        return [made for made in self.made.values() if made.name]
-
-    def __getitem__(self, name: str) -> Statement:
-        return self.made[name]
-
-
-# A locker whose session died lost its jobs' locks with it: it takes them again first, before
-# writing any of their outcomes (else another locker has the job, and its run writes it).
-RETAKE_JOBS: Final = "SELECT t.id FROM unnest(%(ids)s::bigint[]) AS t(id) WHERE pg_try_advisory_lock(t.id)"
-
-
-# -- enqueue ---------------------------------------------------------------------------------
-
-
-def insert_params(job: Any, kwargs: bool) -> tuple[bytes | None, ...]:
-    values = [
-        wire.text(job.queue),
-        wire.int2(job.priority),
-        None if job.run_at is None else wire.int8(wire.timestamp_us(job.run_at)),
-        wire.text(job.job_class),
-        wire.text(job.args),
-    ]
-    if kwargs:
-        values.append(wire.text(job.kwargs))
-    values.append(wire.text(job.data))
-    return tuple(values)
-
-
-def insert(session: Session, st: Statements, job: Any) -> PQGen[Job]:
-    """Ruby's insert_job: one job; the table's trigger wakes a listening locker."""
-    result = yield from execute(session, (st["insert_job"], insert_params(job, st.kwargs)))
-    made = rows.job(result, 0, session.codec)
-    assert made is not None, "INSERT ... RETURNING gave no row"
-    return made
-
-
-def batch_text(jobs: Sequence[Any], kwargs: bool) -> str:
-    """INSERT_JOBS's parameter: the jobs as one JSON array (args, kwargs and data are JSON
-    text already, embedded as they are)."""
-    items = []
-    for job in jobs:
-        run_at = "null" if job.run_at is None else json.dumps(job.run_at.isoformat())
-        head = (
-            f'{{"queue":{json.dumps(job.queue, ensure_ascii=False)},"priority":{job.priority},'
-            f'"run_at":{run_at},"job_class":{json.dumps(job.job_class, ensure_ascii=False)}'
-        )
-        items.append(
-            f'{head},"args":{job.args}' + (f',"kwargs":{job.kwargs}' if kwargs else "") + f',"data":{job.data}}}'
-        )
-    return "[" + ",".join(items) + "]"
-
-
-def insert_many(session: Session, st: Statements, jobs: Sequence[Any], notify: bool) -> PQGen[list[Job]]:
-    """Every job in one statement, all or none, in the given order. Like Ruby's bulk enqueue,
-    the transaction sets que.skip_notify unless `notify`, so no locker is woken per job."""
-    call: Call = (st["insert_jobs"], (wire.text(batch_text(jobs, st.kwargs)),))
-    if notify:
-        result = yield from execute(session, call)
-    else:
-        # One segment is one transaction: SET LOCAL holds for the insert, and goes with it.
-        _, result = yield from pipeline(session, [[(st["skip_notify"], ()), call]])
-        if result.status not in OK:
-            raise error(session, result, "insert_jobs")
-    return rows.jobs(result, session.codec)
 
 
 # -- the locker ----------------------------------------------------------------------------------

@@ -308,3 +308,7 @@ UPDATE public.que_jobs SET expired_at = NULL, run_at = now()
 WHERE expired_at IS NOT NULL
   AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s::bigint)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""
+
+# A locker whose session died lost its jobs' locks with it: it takes them again first, before
+# writing any of their outcomes (else another locker has the job, and its run writes it).
+RETAKE_JOBS: Final = "SELECT t.id FROM unnest(%(ids)s::bigint[]) AS t(id) WHERE pg_try_advisory_lock(t.id)"
