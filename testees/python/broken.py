@@ -15,10 +15,12 @@ import que.core.errors
 import que.core.validate
 import que.dialects.que0.inserts
 import que.dialects.que0.protocol
+import que.dialects.que0.statements
 import que.dialects.que0.validate
 import que.engine.wire
 
-protocol: Any = que.dialects.que0.protocol
+protocol: Any = que.dialects.que0.protocol  # the round trips
+statements: Any = que.dialects.que0.statements  # the prepared statements they read
 inserts: Any = que.dialects.que0.inserts
 
 
@@ -42,12 +44,12 @@ UNLOCKS = {
 
 def _rewrite_unlocks(change: Callable[[str], str]) -> None:
     for name, call in UNLOCKS.items():
-        setattr(protocol, name, _rewritten(getattr(protocol, name), call, change(call)))
+        setattr(statements, name, _rewritten(getattr(statements, name), call, change(call)))
 
 
 def _rewrite_walks(old: str, new: str) -> None:
     for name in WALKS:
-        setattr(protocol, name, _rewritten(getattr(protocol, name), old, new))
+        setattr(statements, name, _rewritten(getattr(statements, name), old, new))
 
 
 def _backoff() -> None:
@@ -111,7 +113,7 @@ def _unlock_elsewhere() -> None:
         yield from unlock(session, done.locked.key[3])
 
     protocol._unlock = unlock
-    protocol.RELEASE_JOBS = _rewritten(protocol.RELEASE_JOBS, "pg_advisory_unlock(k.job_id)", "k.job_id")
+    statements.RELEASE_JOBS = _rewritten(statements.RELEASE_JOBS, "pg_advisory_unlock(k.job_id)", "k.job_id")
     _finishing_apart(finish)
 
 
@@ -132,7 +134,7 @@ def _client_clock() -> None:
     """Computes due-ness, the default run_at and retry times from its own clock."""
     mine = f"'{datetime.now(UTC).isoformat()}'::timestamptz"
     _rewrite_walks("now()", mine)
-    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "now()", mine)
+    statements.SET_ERROR = _rewritten(statements.SET_ERROR, "now()", mine)
     inserts.INSERT_JOB = _rewritten(inserts.INSERT_JOB, "now()", mine)
 
 
@@ -156,8 +158,8 @@ def _job_id_key() -> None:
         whole += f"AND   job_id   = {j}::bigint"
         return whole, f"WHERE job_id = {j}::bigint AND {q}::text || {p}::smallint || {r}::timestamptz IS NOT NULL"
 
-    protocol.DESTROY_JOB = _rewritten(protocol.DESTROY_JOB, *loose(1))
-    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, *loose(3))
+    statements.DESTROY_JOB = _rewritten(statements.DESTROY_JOB, *loose(1))
+    statements.SET_ERROR = _rewritten(statements.SET_ERROR, *loose(3))
 
 
 def _last_error() -> None:
@@ -183,12 +185,14 @@ def _rewrite_args_on_error() -> None:
     """Writes the arguments back when it records a failure, re-encoded by PostgreSQL's jsonb
     (keys sorted, spaces added, numbers normalised), as a port that round-trips the whole
     row through its own model would."""
-    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "SET error_count", "SET args = args::jsonb::json, error_count")
+    statements.SET_ERROR = _rewritten(
+        statements.SET_ERROR, "SET error_count", "SET args = args::jsonb::json, error_count"
+    )
 
 
 def _retry_from_run_at() -> None:
     """Computes the retry time from the job's stored run_at instead of now()."""
-    protocol.SET_ERROR = _rewritten(protocol.SET_ERROR, "run_at      = now() +", "run_at      = run_at +")
+    statements.SET_ERROR = _rewritten(statements.SET_ERROR, "run_at      = now() +", "run_at      = run_at +")
 
 
 # The file whose absence makes the hang-once break hang (it creates it first).

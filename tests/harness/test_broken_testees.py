@@ -136,6 +136,21 @@ CASES = {
 }
 
 
+def test_every_break_applies_to_todays_engine() -> None:
+    """Each break patches a statement or function by name; when que moves one, the break must
+    say so at once (a testee that cannot start only shows up as unavailable cells)."""
+    from testees.python import broken
+
+    script = "import sys; from testees.python import broken; broken.apply(sys.argv[1])"
+    env = {**os.environ, broken.HANG_ONCE_FILE: "/nonexistent/marker"}
+    failed = {}
+    for rule in broken.BREAKS:
+        done = subprocess.run([sys.executable, "-c", script, rule], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            failed[rule] = done.stderr.strip().splitlines()[-1:]
+    assert failed == {}
+
+
 @pytest.mark.parametrize("rule", list(CASES))
 def test_a_broken_rule_fails_its_cells_naming_it(rule: str, database_url: str, tmp_path: Path) -> None:
     select, must_fail, rule_id = CASES[rule]
