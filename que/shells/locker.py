@@ -240,6 +240,10 @@ class Locker:
                 session = self._open()
                 next_poll = self._round(session, next_poll)
                 failures = 0
+                # A notification the server sent during the round trip was read, and queued
+                # by libpq, with its results: the socket will not announce it again.
+                if self._take_notified(session):
+                    continue
                 with self._gate:
                     if self.books.settled(self.stopping):
                         break
@@ -253,12 +257,7 @@ class Locker:
                 arrived = self._channel.idle(waker, timeout, watch=True)
                 waker.clear()
                 if arrived:
-                    poll, announced = self.dialect.notified(session, self.queue)
-                    if session.pgconn.status != psycopg.pq.ConnStatus.OK:
-                        raise psycopg.OperationalError("the locker's session ended")
-                    with self._gate:
-                        self.books.announce(announced)
-                        self._poll_now = self._poll_now or poll
+                    self._take_notified(session)
             except TransactionPoolingError:
                 raise
             except Exception as error:
@@ -286,6 +285,17 @@ class Locker:
         if self._session is not None and self._channel is not None:
             with contextlib.suppress(psycopg.Error):
                 self._channel.run(self.dialect.stop_locker(self._session))
+
+    def _take_notified(self, session: Session) -> bool:
+        """Book what the session's notifications ask for (a poll, announced jobs); whether
+        any did. Raises when reading them found the session ended."""
+        poll, announced = self.dialect.notified(session, self.queue)
+        if session.pgconn.status != psycopg.pq.ConnStatus.OK:
+            raise psycopg.OperationalError("the locker's session ended")
+        with self._gate:
+            self.books.announce(announced)
+            self._poll_now = self._poll_now or poll
+        return poll or bool(announced)
 
     def _round(self, session: Session, next_poll: float) -> float:
         """One round trip, if there is anything to do; when the next poll is due."""

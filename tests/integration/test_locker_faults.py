@@ -463,3 +463,42 @@ def test_a_notification_naming_a_running_job_does_not_start_it_again(database_ur
     run_pool(kind, url, {"J": job}, body, count=2, wake_interval=30)
     assert sorted(runs) == sorted(set(runs)), f"a job ran twice: {runs}"
     assert len(runs) == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_announced_during_a_round_trip_is_taken_at_once(v7: str, kind: str) -> None:
+    """Found by CI (the Que 1.x cell test_registers_is_notified_and_holds_the_lock_while_the_job_runs):
+    a notification the server sends while the locker's round trip runs is read by libpq with
+    the round trip's results and queued there. The locker then waited on the socket, which
+    had nothing more to say, so the job waited for the next poll (wake_interval). Here the
+    round trip is held on a table lock while the job is enqueued, so the job's notification
+    always arrives inside it."""
+    ran = threading.Event()
+
+    def body(pool: Any) -> None:
+        wait_until(lambda: pool.locker.backend_pid is not None, 10, "the locker to connect")
+        pid = pool.locker.backend_pid
+        with psycopg.connect(v7, autocommit=True) as watcher, psycopg.connect(v7) as holder:
+
+            def state() -> tuple[Any, ...]:
+                row = watcher.execute(
+                    "SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
+                ).fetchone()
+                return tuple(row or ())
+
+            wait_until(lambda: state() == ("idle", "Client"), 10, "the locker's first round trip to end")
+            holder.execute("LOCK TABLE que_jobs IN ACCESS EXCLUSIVE MODE")
+            # A message for a job that is not there wakes the locker: its round trip locks
+            # the announced job, and waits for the table.
+            message = (
+                '{"message_type":"job_available","queue":"default","priority":1,"id":424242,'
+                '"run_at":"2020-01-01T00:00:00.000000Z"}'
+            )
+            watcher.execute("SELECT pg_notify(%s, %s)", [f"que_listener_{pid}", message])
+            wait_until(lambda: state() == ("active", "Lock"), 10, "the locker's round trip to wait for the table")
+            with que.Client(v7) as client:
+                client.enqueue("J", conn=holder)
+            holder.commit()  # the job's notification reaches the locker inside its round trip
+            assert ran.wait(15), "the job announced during the round trip ran before the next poll"
+
+    run_pool(kind, v7, {"J": lambda: ran.set()}, body, count=1, wake_interval=600)
