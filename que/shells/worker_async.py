@@ -378,9 +378,15 @@ class AsyncWorker:
     async def _idle(self, session: Session) -> None:
         """Wait until the wake interval ends, wake() or request_stop(), or (listening) a
         notification for this worker's queue. A notification that arrived while the worker was
-        busy wakes it once more: one spare lock attempt, never a lost job."""
+        busy wakes it once more: one spare lock attempt, never a lost job. One that libpq read
+        with the last claim's result is queued there, and the socket will not announce it:
+        it is looked at first."""
         waker = self._wake_up()
         channel = self._channel
+        if channel is not None and self.listen:
+            poll, _ = self._dialect.notified(session, self.queue)  # type: ignore[union-attr]
+            if poll:
+                return
         deadline = time.monotonic() + self.wake_interval
         while not waker.is_set() and (left := deadline - time.monotonic()) > 0:
             if channel is None or not self.listen:

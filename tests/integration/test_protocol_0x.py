@@ -1,5 +1,6 @@
 """The protocol engine (que.dialects.que0.protocol): the protocol's guarantees with fewer round trips."""
 
+import asyncio
 import threading
 from typing import Any
 
@@ -7,6 +8,7 @@ import psycopg
 import pytest
 
 import que
+import que.aio
 from harness.lab import advisory_locks
 from harness.lab import wait_until as wait_for
 from que.dialects.que0 import protocol as _protocol
@@ -16,6 +18,7 @@ from que.drivers.connecting import connection_options
 from que.drivers.threads import run as wait
 from que.engine.session import Session, statement
 from tests.conftest import rows
+from tests.relay import Relay
 
 
 class Engine:
@@ -163,6 +166,63 @@ def test_listen_notify_wakes_an_idle_worker(client: que.Client, database_url: st
             assert done.wait(10), "a notification must wake the worker long before its 60 s poll"
         finally:
             assert worker.shutdown(10)
+
+
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
+def test_a_notification_read_with_a_claim_wakes_the_worker(client: que.Client, database_url: str, kind: str) -> None:
+    """A notification that reaches the worker together with its claim's result is parsed and
+    queued by libpq while the result is read: the socket does not announce it again, and a
+    worker that then waited on the socket slept through it until its next poll. A relay
+    holds the server's replies so that the claim's result (no job: the claim ran before the
+    enqueue) and the enqueue's notification arrive in one read."""
+    done = threading.Event()
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    with Relay(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)) as relay:
+        relayed = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=relay.port)
+
+        def body(worker: Any) -> None:
+            wait_for(lambda: worker.backend_pid is not None, what="the worker to connect")
+            pid = worker.backend_pid
+            with psycopg.connect(database_url, autocommit=True) as watcher:
+
+                def state() -> tuple[Any, ...]:
+                    query = (
+                        "SELECT state, state_change, query LIKE '%%que_interop.claimed%%'"
+                        " FROM pg_stat_activity WHERE pid = %s"
+                    )
+                    return tuple(watcher.execute(query, [pid]).fetchone() or ())
+
+                # Its first claim must be over: a wake() during it would bring a second claim,
+                # after the enqueue.
+                wait_for(lambda: state()[::2] == ("idle", True), what="the worker's first claim to end")
+                before = state()[1]
+                relay.hold()
+                worker.wake()  # a claim now: it finds nothing, and its result is kept
+                wait_for(lambda: state()[0] == "idle" and state()[1] > before, what="the held claim to end")
+                with que.Client(database_url, notify=True) as notifying:
+                    notifying.enqueue("J")
+                wait_for(lambda: b"que_interop_jobs" in relay.kept(), what="the notification to be kept")
+                relay.release()
+                assert done.wait(15), "the job notified with the claim's result ran long before the 600 s poll"
+
+        if kind == "threads":
+            with que.Client(relayed) as relayed_client:
+                worker = que.Worker(relayed_client, {"J": lambda: done.set()}, wake_interval=600, listen=True).start()
+                try:
+                    body(worker)
+                finally:
+                    assert worker.shutdown(10)
+            return
+
+        async def main() -> None:
+            async with que.aio.AsyncClient(relayed) as aclient:
+                worker = que.aio.AsyncWorker(aclient, {"J": lambda: done.set()}, wake_interval=600, listen=True).start()
+                try:
+                    await asyncio.to_thread(body, worker)
+                finally:
+                    assert await worker.shutdown(10)
+
+        asyncio.run(main())
 
 
 def advisory_locks_free(url: str) -> bool:
