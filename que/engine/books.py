@@ -379,5 +379,10 @@ class Books:
         """Stopping, with nothing running and nothing left to write or release."""
         return stopping and not (self.running or self.finished or self.abandoned or self.orphans)
 
+    def pending(self) -> bool:
+        """Whether the next round trip has work that must not wait for a poll: outcomes to
+        write, jobs to release (ones a push left beyond the buffer, say), announced jobs."""
+        return bool(self.finished or self.abandoned or self.orphans or self.announced)
+
     def busy(self) -> bool:
         return bool(self.ready or self.running or self.finished or self.abandoned or self.orphans)

@@ -281,8 +281,9 @@ class AsyncLocker:
                         break
                     # Polls are due only while there are places to fill.
                     room = bool(self.books.wanted(self.stopping))
-                    stale = self.books.stale_wanted
-                timeout = 0.0 if stale else (max(0.0, next_poll - io.now()) if room else None)
+                    # Work the round trip left (jobs its push released) is done at once.
+                    at_once = self.books.stale_wanted or self.books.pending()
+                timeout = 0.0 if at_once else (max(0.0, next_poll - io.now()) if room else None)
                 assert self._channel is not None
                 # The socket is watched even when not listening: a session the server ended
                 # is noticed at once, before a worker takes a job whose lock died with it.

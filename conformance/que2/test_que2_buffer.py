@@ -1,0 +1,162 @@
+"""Area 2.x poll, the job buffer: how many jobs a Que 2 locker holds and which, read from
+Ruby Que 2.4.1's JobBuffer (lib/que/job_buffer.rb). A locker holds the jobs its workers run
+and up to its buffer (Que's default: 8) more, refilled as jobs end (available_priorities:
+the waiting workers' places, the buffer's space added to the least demanding one). A job a
+notification names enters a full buffer only if it is more important than the buffer's
+least important job, which it pushes out, one for one (accept?, push): the cells look at
+the locks once they settle, when every worker is busy on a long job."""
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from conformance.checks import check, check_equal, within
+from conformance.fleet import Fleet, require
+from conformance.que2.witness import QUEUE, VERSION, announce, job_available, jobs, quiet_insert, registered, working
+from conformance.support import SLEEP, advisory_locks
+from harness.results import TABLE
+
+
+def _job(db: psycopg.Connection[Any], job_id: int, priority: int, milliseconds: int) -> None:
+    """A Sleep job with this id and priority, due 20 s ago (ids give the order within a
+    priority), written before any locker runs."""
+    db.execute(
+        "INSERT INTO que_jobs (id, priority, queue, job_class, args, job_schema_version, run_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, now() - interval '20 seconds')",
+        [job_id, priority, QUEUE, SLEEP, f"[{milliseconds}]", VERSION],
+    )
+
+
+def _locked(db: psycopg.Connection[Any]) -> set[int]:
+    return {lock.key for lock in advisory_locks(db)}
+
+
+@pytest.mark.covers("que2.job_buffer.available", "que2.poll_jobs.room")
+def test_the_buffer_is_refilled_as_each_job_ends(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """One worker and twelve jobs of 1.2 s: the locker holds 1 + 8 jobs from its first poll,
+    and again while each of the second and third jobs runs, once it has refilled the one
+    place the job before left (a place of one is filled like any other)."""
+    require(fleet.info(impl), "work_pool")
+    for job_id in range(1, 13):
+        _job(db, job_id, 10, 1200)
+    seen: dict[int, int] = {}  # jobs ended -> most locks held meanwhile
+    request = {"queue": QUEUE, "workers": 1, "deadline_ms": 4500, "wake_interval_ms": 50}
+    with working(fleet.get(impl), **request) as box:
+
+        def third_started() -> bool:
+            ended = db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+            held = len(advisory_locks(db))
+            count = int(ended[0]) if ended else 0
+            seen[count] = max(seen.get(count, 0), held)
+            return count >= 3
+
+        within(15, third_started)
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+    most = {ended: seen.get(ended) for ended in (0, 1, 2)}
+    check_equal(most, {0: 9, 1: 9, 2: 9}, "que2-buffer", impl=impl, detail="most locks held while job n + 1 ran")
+
+
+@pytest.mark.covers("que2.job_buffer.available", "que2.job_buffer.take", "que2.poll_jobs.slot")
+def test_workers_of_two_priorities_share_the_first_poll(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Workers of priority 10 and of any priority; jobs of priority 5 and 10 and twelve of
+    50, each of 2.5 s. The first poll takes the 5 and the 10 (one place of each threshold)
+    and eight of the 50s for the buffer: ten locks, which stay while the workers are busy.
+    The priority-10 worker runs the first job it may take, so the 5 and the 10 run at once."""
+    require(fleet.info(impl), "work_pool")
+    _job(db, 1, 5, 2500)
+    _job(db, 2, 10, 2500)
+    for job_id in range(3, 15):
+        _job(db, job_id, 50, 2500)
+    expected = {1, 2, *range(3, 11)}
+    most = 0
+    request = {"queue": QUEUE, "workers": 2, "priorities": [10, None], "deadline_ms": 2000, "wake_interval_ms": 50}
+    with working(fleet.get(impl), **request) as box:
+
+        def settled() -> bool:
+            nonlocal most
+            locked = _locked(db)
+            most = max(most, len(locked))
+            return locked == expected
+
+        reached = within(10, settled)
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+    check(reached, "que2-buffer", impl=impl, detail="the locks once both workers were busy", seen=sorted(_locked(db)))
+    check(most <= 10, "que2-buffer", impl=impl, detail="most locks held at once", seen=most)
+    ran = {row[0]: row[1] for row in db.execute(f"SELECT job_id, at FROM {TABLE}")}
+    check(1 in ran and 2 in ran, "que2-thresholds", impl=impl, detail="jobs run", seen=sorted(ran))
+    apart = abs((ran[1] - ran[2]).total_seconds())
+    check(apart < 1.5, "que2-thresholds", impl=impl, detail="the 5 and the 10 ended apart by (s)", seen=apart)
+
+
+def _full_buffer(db: psycopg.Connection[Any], impl: str, fleet: Fleet, request: dict[str, Any]) -> None:
+    """A job of priority 1 that runs 8 s (id 1), seven of priority 50 (ids 2-8) and one of
+    60 (id 9) behind it: the one worker runs the first, the buffer holds the other eight."""
+    _job(db, 1, 1, 8000)
+    for job_id in range(2, 9):
+        _job(db, job_id, 50, 100)
+    _job(db, 9, 60, 100)
+    db.execute("SELECT setval(pg_get_serial_sequence('que_jobs', 'id'), 100)")  # the named jobs: 101 on
+    request.update(queue=QUEUE, workers=1, deadline_ms=6000, wake_interval_ms=50)
+
+
+@pytest.mark.covers("que2.job_buffer.available")
+def test_a_notified_job_enters_a_full_buffer_only_past_its_least_important_job(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """A full buffer (eight jobs of priority 50 and 60). Two jobs of priority 55 are named in
+    one transaction's notifications: the first pushes out the 60 (released), the second is
+    not more important than the 50 it would push out, and stays unlocked. Then a job of
+    priority 70 is named alone: it is not more important than any, and stays unlocked."""
+    require(fleet.info(impl), "work_pool")
+    request: dict[str, Any] = {}
+    _full_buffer(db, impl, fleet, request)
+    first_poll = set(range(1, 10))
+    with working(fleet.get(impl), **request) as box:
+        pid = registered(db, impl)
+        full = within(10, lambda: _locked(db) == first_poll)
+        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(_locked(db)))
+        near = [quiet_insert(db, SLEEP, "[100]", priority=55) for _ in range(2)]
+        rows = {row["id"]: row for row in jobs(db, f"id IN ({near[0]}, {near[1]})")}
+        with db.transaction():
+            for job_id in near:
+                announce(db, pid, job_available(rows[job_id]))
+        pushed = (first_poll - {9}) | {near[0]}
+        entered = within(10, lambda: _locked(db) == pushed)
+        check(entered, "que2-buffer", impl=impl, detail=f"the locks after naming {near}", seen=sorted(_locked(db)))
+        late = quiet_insert(db, SLEEP, "[100]", priority=70)
+        [row] = jobs(db, f"id = {late}")
+        announce(db, pid, job_available(row))
+        # A job of priority 40 named after it is more important than the buffer's last: once
+        # it is locked, the message naming the 70 was read too.
+        witness = quiet_insert(db, SLEEP, "[100]", priority=40)
+        [row] = jobs(db, f"id = {witness}")
+        announce(db, pid, job_available(row))
+        decided = within(10, lambda: witness in _locked(db))
+        check(decided, "que2-buffer", impl=impl, detail="a job of priority 40 named after the 70 was not locked")
+        check(late not in _locked(db), "que2-buffer", impl=impl, detail="a job of priority 70 entered a full buffer")
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+
+
+@pytest.mark.covers("que2.job_buffer.available")
+def test_named_jobs_push_out_the_whole_buffer_and_no_more(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """A full buffer of eight; nine jobs of priority 40 are named in one transaction. Each of
+    the first eight is more important than the job it would push out, down to the buffer's
+    first; the ninth has none left to push out. The buffer then holds the first eight named."""
+    require(fleet.info(impl), "work_pool")
+    request: dict[str, Any] = {}
+    _full_buffer(db, impl, fleet, request)
+    first_poll = set(range(1, 10))
+    with working(fleet.get(impl), **request) as box:
+        pid = registered(db, impl)
+        full = within(10, lambda: _locked(db) == first_poll)
+        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(_locked(db)))
+        named = [quiet_insert(db, SLEEP, "[100]", priority=40) for _ in range(9)]
+        rows = {row["id"]: row for row in jobs(db, f"id >= {named[0]}")}
+        with db.transaction():
+            for job_id in named:
+                announce(db, pid, job_available(rows[job_id]))
+        expected = {1, *named[:8]}
+        pushed = within(10, lambda: _locked(db) == expected)
+        check(pushed, "que2-buffer", impl=impl, detail=f"the locks after naming {named}", seen=sorted(_locked(db)))
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
