@@ -135,8 +135,9 @@ def test_a_notification_of_another_shape_is_ignored(impl: str, fleet: Fleet, db:
     """Que 2's listener reads a job_available message only with exactly its keys and types.
     A locker of one worker that polls every 30 s starts on one long job, which its first
     poll locks; once that lock is seen, the poll is over, and a job written without its
-    NOTIFY (witness.quiet_insert) can come only by a message. Three malformed messages name
-    it (an extra key, the id as a string, another message_type): it stays unlocked. A
+    NOTIFY (witness.quiet_insert) can come only by a message. Four malformed messages name
+    it (an extra key, the id as a string, another message_type) or none (an id past bigint):
+    it stays unlocked. A
     well-formed one follows: the locker locks it, and it runs after the long job."""
     require(fleet.info(impl), "work_pool")
     first = insert(db, SLEEP, "[3000]")
@@ -148,7 +149,13 @@ def test_a_notification_of_another_shape_is_ignored(impl: str, fleet: Fleet, db:
         job_id = quiet_insert(db, ECHO, '["quiet"]')
         [row] = jobs(db, f"id = {job_id}")
         good = job_available(row)
-        for bad in ({**good, "extra": 1}, {**good, "id": str(job_id)}, {**good, "message_type": "job_done"}):
+        malformed = (
+            {**good, "extra": 1},
+            {**good, "id": str(job_id)},
+            {**good, "message_type": "job_done"},
+            {**good, "id": 2**63},  # past bigint: names no job
+        )
+        for bad in malformed:
             announce(db, pid, bad)
         check(not within(1, lambda: job_id in keys()), "que2-notify", impl=impl, detail="a malformed message locked it")
         sent = server_now(db)

@@ -145,8 +145,8 @@ def start_locker(
         wire.boolean(params["listening"]),
         wire.text_array(params["queues"]),
     ]
-    if st.job_schema_version is not None:
-        values.append(wire.int4(st.job_schema_version))
+    if params["job_schema_version"] is not None:  # Que 1.x's que_lockers has no such column
+        values.append(wire.int4(params["job_schema_version"]))
     channel = sql.LISTEN_CHANNEL.format(pid=session.pgconn.backend_pid)
     calls: list[Call] = [(st["clean_lockers"], ()), (st["register_locker"], tuple(values))]
     if listen:
