@@ -291,10 +291,24 @@ def apply(mutant_id: str) -> Mutant:
     return mutant
 
 
-def equivalents() -> dict[str, str]:
-    """mutant id -> why no observer can tell it from que (mutation/equivalent_mutants.json)."""
+@dataclass(frozen=True)
+class Listed:
+    """A mutant mutation/equivalent_mutants.json lists, and why it survives. `kind` is
+    "equivalent" (no observer can tell it from que) or "transient" (it differs from que only
+    for a moment the next round trip ends, such as a lock held one round trip: a cell could
+    see it only by racing the locker, so it is not killed, and the run reports it apart)."""
+
+    kind: str
+    reason: str
+
+
+KINDS = ("equivalent", "transient")
+
+
+def equivalents() -> dict[str, Listed]:
+    """mutant id -> its listing (mutation/equivalent_mutants.json)."""
     data = json.loads(EQUIVALENT_FILE.read_text(encoding="utf-8"))
-    return {entry["mutant"]: entry["reason"] for entry in data["equivalent"]}
+    return {entry["mutant"]: Listed(entry.get("kind", "equivalent"), entry["reason"]) for entry in data["equivalent"]}
 
 
 def equivalent_problems() -> list[str]:
@@ -305,7 +319,9 @@ def equivalent_problems() -> list[str]:
     problems = []
     for entry in data["equivalent"]:
         mutant_id = entry["mutant"]
-        if mutant_id not in made:
+        if entry.get("kind", "equivalent") not in KINDS:
+            problems.append(f"mutation/equivalent_mutants.json: {mutant_id} has kind {entry['kind']!r}, not {KINDS}")
+        elif mutant_id not in made:
             problems.append(f"mutation/equivalent_mutants.json lists {mutant_id}, which is no mutant")
         elif made[mutant_id] != entry.get("change"):
             problems.append(

@@ -106,7 +106,9 @@ def run_suite(mutant_id: str | None, url: str, select: str | None, dialect: str 
         return done.returncode, cell, message
 
 
-def judge(mutant: mutation.Mutant, url: str, covering: dict[str, list[str]], equivalent: dict[str, str]) -> Outcome:
+def judge(
+    mutant: mutation.Mutant, url: str, covering: dict[str, list[str]], equivalent: dict[str, mutation.Listed]
+) -> Outcome:
     started = time.monotonic()
     cells = covering.get(mutant.term, [])
     stages = [("covering cells", _selection(cells))] if cells else []
@@ -123,11 +125,12 @@ def judge(mutant: mutation.Mutant, url: str, covering: dict[str, list[str]], equ
             outcome.outcome, outcome.message = "error", f"pytest exited with status {status}: {message}"
             break
     if mutant.id in equivalent:
+        listed = equivalent[mutant.id]
         if outcome.outcome == "killed":
             outcome.outcome = "wrongly-equivalent"
-            outcome.message = f"listed as equivalent ({equivalent[mutant.id]}) but killed: {outcome.message}"
+            outcome.message = f"listed as {listed.kind} ({listed.reason}) but killed: {outcome.message}"
         elif outcome.outcome == "survived":
-            outcome.outcome, outcome.message = "equivalent", equivalent[mutant.id]
+            outcome.outcome, outcome.message = listed.kind, listed.reason
     return outcome
 
 
@@ -137,9 +140,11 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         f"# Mutation testing {meta['date']}",
         "",
         f"{meta['mutants']} mutants of que (mutation/mutants.py), PostgreSQL {meta['postgres']}: "
-        f"{counts['killed']} killed, {counts['equivalent']} equivalent, {counts['survived']} survived, "
-        f"{counts['wrongly-equivalent']} listed as equivalent but killed, {counts['error']} errors. "
-        f"Score {meta['score']:.1%} (killed / not equivalent). Time to kill: median {meta['median_kill_s']} s, "
+        f"{counts['killed']} killed, {counts['equivalent']} equivalent, {counts['transient']} transient (listed: "
+        f"different from que only until the next round trip), {counts['survived']} survived, "
+        f"{counts['wrongly-equivalent']} listed but killed, {counts['error']} errors. "
+        f"Score {meta['score']:.1%} (killed / not equivalent; a transient one counts as not killed). "
+        f"Time to kill: median {meta['median_kill_s']} s, "
         f"slowest {meta['slowest_kill_s']} s (limit {KILL_LIMIT_S:.0f} s). Wall time {meta['wall_s']:.0f} s.",
         "",
         "| mutant | term | change | outcome | killed by | seconds |",
@@ -161,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-equivalent",
         action="store_true",
-        help="leave out the mutants listed in mutation/equivalent_mutants.json (each goes through the whole "
-        "suite, about 25 s; a run without this option checks that no cell kills them)",
+        help="leave out the mutants listed in mutation/equivalent_mutants.json, equivalent or transient (each "
+        "goes through the whole suite, about 25 s; a run without this option checks that no cell kills them)",
     )
     options = parser.parse_args(argv)
     listed = mutation.equivalents() if options.skip_equivalent else {}
@@ -244,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     for problem in unknown:
         log(f"PROBLEM {problem}")
     log(
-        f"{counts['killed']} killed, {counts['equivalent']} equivalent, {counts['survived']} survived, "
-        f"{counts['wrongly-equivalent']} wrongly listed, {counts['error']} errors; score {meta['score']:.1%}; "
+        f"{counts['killed']} killed, {counts['equivalent']} equivalent, {counts['transient']} transient, "
+        f"{counts['survived']} survived, {counts['wrongly-equivalent']} wrongly listed, {counts['error']} errors; "
+        f"score {meta['score']:.1%}; "
         f"wrote {out}/latest.json and latest.md"
     )
     return 1 if problems or unknown else 0

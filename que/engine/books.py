@@ -255,9 +255,11 @@ class Books:
             return {}
         wanted, waiting = self._waiting()
         top = max(threshold(p) for p in self.priorities)
-        space = self.depth - len(waiting)
-        if space > 0:
-            wanted[top] = wanted.get(top, 0) + space
+        # As Ruby's, a threshold is asked for only with a count above zero. (A buffer that
+        # shrank below what it holds, Que 0.x's, has no space rather than less than none.)
+        count = wanted.get(top, 0) + max(0, self.depth - len(waiting))
+        if count > 0:
+            wanted[top] = count
         return wanted
 
     def plan(self, now: float, stopping: bool, due: bool) -> Round:

@@ -43,8 +43,9 @@ def test_a_que_2_statement_mutant_changes_the_statement_the_locker_sends() -> No
 
 def test_every_equivalent_listed_is_the_mutant_it_was_judged_as_with_a_reason() -> None:
     assert mutation.equivalent_problems() == []
-    for mutant_id, reason in mutation.equivalents().items():
-        assert len(reason.split()) >= 5, f"{mutant_id}: the reason must say why no observer can tell it apart"
+    for mutant_id, listed in mutation.equivalents().items():
+        assert listed.kind in mutation.KINDS, mutant_id
+        assert len(listed.reason.split()) >= 5, f"{mutant_id}: the reason must say why no cell can tell it apart"
 
 
 def test_a_statement_mutant_changes_the_statement_que_sends() -> None:
