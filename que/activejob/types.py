@@ -55,12 +55,19 @@ class RubyTime(datetime):
 
     def __new__(
         cls,
-        value: datetime,
-        ruby_class: str = "Time",
-        nanosecond: int | None = None,
-        zone_name: str | None = None,
-        utc_text: bool | None = None,
+        value: datetime | int,
+        ruby_class: Any = "Time",
+        nanosecond: Any = None,
+        zone_name: Any = None,
+        utc_text: Any = None,
+        *rest: Any,
+        **fields: Any,
     ) -> Self:
+        if isinstance(value, int):
+            # datetime's own methods (astimezone, replace, + timedelta) build their result
+            # with datetime's arguments: a plain Ruby Time of that instant.
+            plain = datetime(value, ruby_class, nanosecond, zone_name, utc_text, *rest, **fields)
+            return cls(plain)
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"a Ruby time needs a zone: {value!r} is naive")
         if ruby_class not in TIME_CLASSES:

@@ -51,19 +51,21 @@ def test_the_row_is_the_one_rails_writes(url: str) -> None:
     [envelope] = json.loads(args)
     # jsonb (a Que 2 table) keeps its own key order; json (Que 0.x) keeps the writer's.
     order = list if keeps_key_order(url) else sorted
-    assert order(envelope) == order([
-        "job_class",
-        "job_id",
-        "provider_job_id",
-        "queue_name",
-        "priority",
-        "arguments",
-        "executions",
-        "exception_executions",
-        "locale",
-        "timezone",
-        "enqueued_at",
-    ])
+    assert order(envelope) == order(
+        [
+            "job_class",
+            "job_id",
+            "provider_job_id",
+            "queue_name",
+            "priority",
+            "arguments",
+            "executions",
+            "exception_executions",
+            "locale",
+            "timezone",
+            "enqueued_at",
+        ]
+    )
     assert envelope["job_class"] == "SendEmailJob" and uuid.UUID(envelope["job_id"]).version == 4
     assert (envelope["provider_job_id"], envelope["queue_name"], envelope["priority"]) == (None, "mail", 10)
     assert (envelope["executions"], envelope["exception_executions"]) == (0, {})
@@ -273,3 +275,14 @@ def keeps_key_order(url: str) -> bool:
 def _columns(conn: psycopg.Connection[Any]) -> set[str]:
     rows = conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'que_jobs'")
     return {row[0] for row in rows}
+
+
+def test_a_ruby_time_does_datetime_arithmetic() -> None:
+    """datetime's own methods build their result with the subclass's constructor and
+    datetime's arguments: astimezone, replace and adding a timedelta must work, and give
+    plain Ruby Times of the new instant."""
+    moment = RubyTime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "ActiveSupport::TimeWithZone", 5_000_123)
+    moved = moment.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert moved == moment and moved.utcoffset() == timedelta(hours=9)
+    assert (moment + timedelta(seconds=1)) - moment == timedelta(seconds=1)
+    assert moment.replace(year=2027).year == 2027
