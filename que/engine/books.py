@@ -177,6 +177,14 @@ class Books:
         limit = threshold(priority)
         if not self.ready or self.ready[0].job.priority > limit:
             return None
+        # A lost session makes run again the jobs running and those whose outcomes are not
+        # written yet. With a fixed buffer (Que 1.x/2.x) a worker takes no job while as many
+        # outcomes as there are workers wait to be sent, so at most two jobs per worker are
+        # at risk (one running, one being written; Ruby's worker destroys its job before it
+        # takes another). A buffer that grows (Que 0.x) grows from workers that run ahead.
+        unsent = len(self.finished) + len(self.orphans)
+        if self.growth == 1 and unsent >= len(self.priorities):
+            return None
         held = self.ready[0]
         if held.checked < asked - self.fresh_for:
             self.stale_wanted = True

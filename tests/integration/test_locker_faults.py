@@ -502,3 +502,45 @@ def test_a_job_announced_during_a_round_trip_is_taken_at_once(v7: str, kind: str
             assert ran.wait(15), "the job announced during the round trip ran before the next poll"
 
     run_pool(kind, v7, {"J": lambda: ran.set()}, body, count=1, wake_interval=600)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_workers_run_no_further_ahead_of_the_outcomes_than_one_job_each(database_url: str, kind: str) -> None:
+    """Found by CI's chaos row (Que 2: server restart during a mixed drain: 10 jobs ran twice,
+    more than the 2 per worker the docs allow): a worker took job after job from the buffer
+    while the locker's round trip that writes their outcomes was stalled, so a lost session
+    could make every one of them run again. Here the outcome write waits on a table lock:
+    the one worker may run its job and one more, no further, until the write commits. (A
+    Que 0.x pool's buffer grows from workers running ahead, and its bound says so.)"""
+    url = fresh_database(database_url, "locker_faults_ahead")
+    with que.Client(url) as client:
+        client.migrate(7)
+        for n in range(10):
+            client.enqueue("J", n)
+    runs: list[int] = []
+    first = threading.Event()
+    gate = threading.Event()
+
+    def job(n: int) -> None:
+        runs.append(n)
+        if n == 0:
+            first.set()
+            gate.wait(20)
+
+    def body(pool: Any) -> None:
+        assert first.wait(15)
+        wait_until(lambda: len(pool.locker.books.ready) == 8, 10, "a full buffer")
+        with psycopg.connect(url) as holder:
+            holder.execute("LOCK TABLE que_jobs IN SHARE MODE")  # reads go on; the outcome's write waits
+            gate.set()
+            with psycopg.connect(url, autocommit=True) as watcher:
+                pid = pool.locker.backend_pid
+                waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+                wait_until(lambda: watcher.execute(waiting, [pid]).fetchone() == ("Lock",), 10, "the write to wait")
+            ran_meanwhile = len(runs)
+            holder.rollback()
+        assert ran_meanwhile <= 2, f"{ran_meanwhile} jobs ran while the first one's outcome waited"
+        wait_until(lambda: len(runs) == 10, 15, "the rest")
+
+    run_pool(kind, url, {"J": job}, body, count=1, wake_interval=60, recheck_after=60)
+    assert sorted(runs) == list(range(10))
