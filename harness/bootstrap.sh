@@ -39,8 +39,11 @@ ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(faketime)
 ruby -e "require \"connection_pool\"" >/dev/null 2>&1 || missing+=(ruby-connection-pool)
 if command -v ruby >/dev/null 2>&1; then
   ruby -e 'require "pg"' >/dev/null 2>&1 || missing+=(ruby-pg)
+  # The Rails side of the ActiveJob checks (testees/rails/probe.rb): Rails 6.1's ActiveJob.
+  ruby -e 'require "active_job"' >/dev/null 2>&1 || missing+=(ruby-activejob)
+  ruby -e 'require "global_id"' >/dev/null 2>&1 || missing+=(ruby-globalid)
 else
-  missing+=(ruby-pg)
+  missing+=(ruby-pg ruby-activejob ruby-globalid)
 fi
 
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
