@@ -160,3 +160,29 @@ def test_named_jobs_push_out_the_whole_buffer_and_no_more(impl: str, fleet: Flee
         pushed = within(10, lambda: _locked(db) == expected)
         check(pushed, "que2-buffer", impl=impl, detail=f"the locks after naming {named}", seen=sorted(_locked(db)))
     check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+
+
+@pytest.mark.covers("que2.job_buffer.take")
+def test_a_worker_runs_no_further_ahead_of_its_jobs_destroy_than_one_job(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """Ruby's worker destroys its job before it takes another, so a lost session can make
+    at most the job running and the one being destroyed run again. One worker drains jobs
+    of 5 ms; then a lock on que_jobs holds every destroy back (reads go on): at most two more
+    jobs end meanwhile, not the ones its buffer holds."""
+    require(fleet.info(impl), "work_pool")
+    for job_id in range(1, 401):
+        _job(db, job_id, 10, 5)
+    request = {"queue": QUEUE, "workers": 1, "deadline_ms": 15_000, "wake_interval_ms": 50}
+    ended = f"SELECT count(*) FROM {TABLE}"
+    count = lambda: int((db.execute(ended).fetchone() or [0])[0])  # noqa: E731
+    with working(fleet.get(impl), **request) as box, psycopg.connect(db.info.dsn) as holder:
+        check(within(20, lambda: count() >= 30), "que2-buffer", impl=impl, detail="30 jobs ended")
+        holder.execute("LOCK TABLE que_jobs IN SHARE MODE")
+        before = count()
+        # Three seconds: the buffer's jobs of 5 ms would all end, were they run.
+        ahead = within(3, lambda: count() - before > 2)
+        ran = count() - before
+        holder.rollback()
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+    check(not ahead, "que2-buffer", impl=impl, detail="jobs that ended while their destroys were held back", seen=ran)

@@ -1,7 +1,7 @@
 """The README's Python examples run as written: only the server's URL is swapped in.
 
-Blocks in order: the quickstart, asyncio, Django, SQLAlchemy (the `conn` fixture gives each
-an empty que_jobs). The Django block is a
+Blocks in order: the quickstart, asyncio, Django, SQLAlchemy, enqueue for Rails, work Rails'
+jobs (the `conn` fixture gives each an empty que_jobs). The Django block is a
 function an app would call, so the test calls it (in a committed and in a rolled-back
 atomic block) after configuring Django the way an app's settings would.
 """
@@ -48,8 +48,8 @@ def emails(conn: psycopg.Connection[Any]) -> list[str]:
     return [r[0] for r in conn.execute("SELECT email FROM accounts ORDER BY email").fetchall()]
 
 
-def test_there_are_five_examples() -> None:
-    assert len(blocks()) == 5
+def test_there_are_seven_examples() -> None:
+    assert len(blocks()) == 7
 
 
 def test_quickstart_runs(database_url: str, conn: psycopg.Connection[Any]) -> None:
@@ -110,3 +110,18 @@ def test_sqlalchemy_example_enqueues_with_the_session(accounts: psycopg.Connecti
     assert result.returncode == 0, result.stderr[-3000:]
     assert emails(accounts) == ["cyd@example.com"]
     assert [(r["job_class"], r["args_text"]) for r in rows(accounts)] == [("SendWelcome", '["cyd@example.com"]')]
+
+
+def test_enqueue_for_rails_writes_the_activejob_row(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    result = run(blocks()[5], database_url)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["ActiveJob::QueueAdapters::QueAdapter::JobWrapper", "mail", "SendEmailJob"]
+    [row] = rows(conn)
+    assert (row["queue"], row["priority"]) == ("mail", 10)
+
+
+def test_work_rails_jobs_runs_them(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    result = run(blocks()[6], database_url)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sending welcome to bob@example.com at None" in result.stdout
+    assert rows(conn) == []
