@@ -6,6 +6,8 @@ notification names enters a full buffer only if it is more important than the bu
 least important job, which it pushes out, one for one (accept?, push): the cells look at
 the locks once they settle, when every worker is busy on a long job."""
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -89,15 +91,37 @@ def test_workers_of_two_priorities_share_the_first_poll(impl: str, fleet: Fleet,
     check(apart < 1.5, "que2-thresholds", impl=impl, detail="the 5 and the 10 ended apart by (s)", seen=apart)
 
 
-def _full_buffer(db: psycopg.Connection[Any], impl: str, fleet: Fleet, request: dict[str, Any]) -> None:
+@contextlib.contextmanager
+def _full_buffer(db: psycopg.Connection[Any], impl: str, fleet: Fleet) -> Iterator[int]:
     """A job of priority 1 that runs 8 s (id 1), seven of priority 50 (ids 2-8) and one of
-    60 (id 9) behind it: the one worker runs the first, the buffer holds the other eight."""
+    60 (id 9) behind it: the one worker runs the first, the buffer holds the other eight
+    once the first poll is in. Yields the locker's backend pid."""
     _job(db, 1, 1, 8000)
     for job_id in range(2, 9):
         _job(db, job_id, 50, 100)
     _job(db, 9, 60, 100)
     db.execute("SELECT setval(pg_get_serial_sequence('que_jobs', 'id'), 100)")  # the named jobs: 101 on
-    request.update(queue=QUEUE, workers=1, deadline_ms=6000, wake_interval_ms=50)
+    request = {"queue": QUEUE, "workers": 1, "deadline_ms": 6000, "wake_interval_ms": 50}
+    with working(fleet.get(impl), **request) as box:
+        pid = registered(db, impl)
+        full = within(10, lambda: _locked(db) == FIRST_POLL)
+        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(_locked(db)))
+        yield pid
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+
+
+FIRST_POLL = set(range(1, 10))
+
+
+def _name(db: psycopg.Connection[Any], pid: int, priorities: list[int]) -> list[int]:
+    """Jobs of these priorities written without their NOTIFY, then named to the locker by
+    job_available messages sent in one transaction (so it reads them together)."""
+    named = [quiet_insert(db, SLEEP, "[100]", priority=priority) for priority in priorities]
+    rows = {row["id"]: row for row in jobs(db, f"id IN ({', '.join(map(str, named))})")}
+    with db.transaction():
+        for job_id in named:
+            announce(db, pid, job_available(rows[job_id]))
+    return named
 
 
 @pytest.mark.covers("que2.job_buffer.available")
@@ -109,33 +133,18 @@ def test_a_notified_job_enters_a_full_buffer_only_past_its_least_important_job(
     not more important than the 50 it would push out, and stays unlocked. Then a job of
     priority 70 is named alone: it is not more important than any, and stays unlocked."""
     require(fleet.info(impl), "work_pool")
-    request: dict[str, Any] = {}
-    _full_buffer(db, impl, fleet, request)
-    first_poll = set(range(1, 10))
-    with working(fleet.get(impl), **request) as box:
-        pid = registered(db, impl)
-        full = within(10, lambda: _locked(db) == first_poll)
-        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(_locked(db)))
-        near = [quiet_insert(db, SLEEP, "[100]", priority=55) for _ in range(2)]
-        rows = {row["id"]: row for row in jobs(db, f"id IN ({near[0]}, {near[1]})")}
-        with db.transaction():
-            for job_id in near:
-                announce(db, pid, job_available(rows[job_id]))
-        pushed = (first_poll - {9}) | {near[0]}
+    with _full_buffer(db, impl, fleet) as pid:
+        near = _name(db, pid, [55, 55])
+        pushed = (FIRST_POLL - {9}) | {near[0]}
         entered = within(10, lambda: _locked(db) == pushed)
         check(entered, "que2-buffer", impl=impl, detail=f"the locks after naming {near}", seen=sorted(_locked(db)))
-        late = quiet_insert(db, SLEEP, "[100]", priority=70)
-        [row] = jobs(db, f"id = {late}")
-        announce(db, pid, job_available(row))
+        [late] = _name(db, pid, [70])
         # A job of priority 40 named after it is more important than the buffer's last: once
         # it is locked, the message naming the 70 was read too.
-        witness = quiet_insert(db, SLEEP, "[100]", priority=40)
-        [row] = jobs(db, f"id = {witness}")
-        announce(db, pid, job_available(row))
+        [witness] = _name(db, pid, [40])
         decided = within(10, lambda: witness in _locked(db))
         check(decided, "que2-buffer", impl=impl, detail="a job of priority 40 named after the 70 was not locked")
         check(late not in _locked(db), "que2-buffer", impl=impl, detail="a job of priority 70 entered a full buffer")
-    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
 
 
 @pytest.mark.covers("que2.job_buffer.available")
@@ -144,22 +153,11 @@ def test_named_jobs_push_out_the_whole_buffer_and_no_more(impl: str, fleet: Flee
     the first eight is more important than the job it would push out, down to the buffer's
     first; the ninth has none left to push out. The buffer then holds the first eight named."""
     require(fleet.info(impl), "work_pool")
-    request: dict[str, Any] = {}
-    _full_buffer(db, impl, fleet, request)
-    first_poll = set(range(1, 10))
-    with working(fleet.get(impl), **request) as box:
-        pid = registered(db, impl)
-        full = within(10, lambda: _locked(db) == first_poll)
-        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(_locked(db)))
-        named = [quiet_insert(db, SLEEP, "[100]", priority=40) for _ in range(9)]
-        rows = {row["id"]: row for row in jobs(db, f"id >= {named[0]}")}
-        with db.transaction():
-            for job_id in named:
-                announce(db, pid, job_available(rows[job_id]))
+    with _full_buffer(db, impl, fleet) as pid:
+        named = _name(db, pid, [40] * 9)
         expected = {1, *named[:8]}
         pushed = within(10, lambda: _locked(db) == expected)
         check(pushed, "que2-buffer", impl=impl, detail=f"the locks after naming {named}", seen=sorted(_locked(db)))
-    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
 
 
 @pytest.mark.covers("que2.job_buffer.take")
