@@ -126,7 +126,11 @@ def judge(
             break
     if mutant.id in equivalent:
         listed = equivalent[mutant.id]
-        if outcome.outcome == "killed":
+        if outcome.outcome == "killed" and listed.kind == "transient":
+            # A cell may catch a transient mutant by winning a race with the locker; that
+            # is welcome, not relied on: the run neither fails on it nor counts it killed.
+            outcome.outcome, outcome.message = "transient", f"{listed.reason} (this run caught it: {outcome.cell})"
+        elif outcome.outcome == "killed":
             outcome.outcome = "wrongly-equivalent"
             outcome.message = f"listed as {listed.kind} ({listed.reason}) but killed: {outcome.message}"
         elif outcome.outcome == "survived":
