@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from que.core.errors import redacted, remember_secrets
@@ -38,11 +37,12 @@ from que.core.job import Job
 from que.core.validate import NewJob
 from que.core.validate import max_retries as check_max_retries
 from que.core.validate import queue as check_queue
-from que.dialects import Dialect, Query, of_version, schema
+from que.dialects import Dialect, of_version, schema
 from que.drivers import aio as io
 from que.drivers.connecting import connection_options, database_url, idle_and_quiet, never_ran
 from que.engine import loaders, setup
 from que.engine.session import PQGen, Session
+from que.shells.admin_async import AsyncAdmin
 from que.shells.lock_async import AsyncLockedJob
 
 if True:  # ASYNC
@@ -53,7 +53,7 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     loaders.register(conn)
 
 
-class AsyncClient:
+class AsyncClient(AsyncAdmin):
     """The entry point for enqueueing, locking and inspecting jobs:
     `async with AsyncClient("postgresql://...") as client: ...`, or AsyncClient() to read
     QUE_DATABASE_URL / DATABASE_URL. (asyncio: the client belongs to the event loop it was
@@ -377,61 +377,6 @@ class AsyncClient:
             await self._checkin(conn, session)
             return None
         return AsyncLockedJob(solo, locked, conn, session, self._checkin, max_retries)
-
-    # -- introspection and repairs ---------------------------------------------------------
-
-    async def _query(self, query: Query) -> Any:
-        async with self._borrow() as (conn, _), conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query.text, query.params, binary=True)
-            if query.rowcount:
-                return cur.rowcount
-            found = await cur.fetchall()
-            return found if query.read_rows is None else query.read_rows(found)
-
-    async def job_stats(self) -> list[dict[str, Any]]:
-        """Ruby Que's job_stats. Que 0.x: per (queue, job_class), count, count_working,
-        count_errored, highest_error_count and oldest_run_at, busiest first. Que 1.x/2.x: the
-        same per job_class, over the jobs neither finished nor expired."""
-        return await self._query((await self.dialect()).job_stats())  # type: ignore[no-any-return]
-
-    async def job_states(self) -> list[dict[str, Any]]:
-        """How many jobs each queue has in each state: ready, scheduled, errored, and dead
-        (Que 0.x: set aside by a retry limit) or finished and expired (Que 1.x/2.x)."""
-        return await self._query((await self.dialect()).job_states())  # type: ignore[no-any-return]
-
-    async def worker_states(self) -> list[dict[str, Any]]:
-        """Each locked job, as Ruby Que reports it: with the state of the backend holding its
-        lock (Que 0.x's worker_states), or with the locker's host and process (Que 2's
-        job_states)."""
-        return await self._query((await self.dialect()).worker_states())  # type: ignore[no-any-return]
-
-    async def dead_jobs(self, queue: str | None = None) -> list[Job]:
-        """Jobs past their retry limit, oldest first: on Que 0.x set aside (run_at
-        9999-12-31, or 'infinity' from que-interop 0.2); on Que 1.x/2.x expired."""
-        if queue is not None:
-            check_queue(queue)
-        return await self._query((await self.dialect()).dead_jobs(queue))  # type: ignore[no-any-return]
-
-    async def retry_dead(self, job_id: int | None = None, *, queue: str | None = None) -> int:
-        """Make jobs past their retry limit due again now, keeping their error_count and last
-        error: one job by id, or every one (of `queue`). Returns how many."""
-        from que.core.validate import job_id as check_job_id
-
-        if job_id is not None:
-            check_job_id(job_id)
-        if queue is not None:
-            check_queue(queue)
-        return await self._query((await self.dialect()).retry_dead(job_id, queue))  # type: ignore[no-any-return]
-
-    async def repair_dead(self) -> int:
-        """Give jobs set aside by que-interop 0.2 (run_at 'infinity', which Ruby Que's
-        job_stats and worker_states cannot parse) today's marker; how many were changed.
-        Que 0.x only."""
-        return await self._query((await self.dialect()).repair_dead())  # type: ignore[no-any-return]
-
-    async def clear(self) -> None:
-        """Delete every job (Ruby's `Que.clear!`)."""
-        await self._query((await self.dialect()).clear())
 
     async def connection_limit(self) -> int:
         """How many connections the server gives ordinary users at most."""

@@ -1,8 +1,6 @@
-"""AsyncLocker and AsyncRunner: one session that locks jobs for a pool's workers and holds
-their locks, in every dialect, and the tasks that run those jobs.
-
-This asyncio form is the source: que.shells.locker (Locker, Runner: threads) is generated
-from it.
+"""AsyncLocker: one session that locks jobs for a pool's workers and holds their locks, in
+every dialect; the tasks that run those jobs are que.shells.runner_async's AsyncRunner.
+This asyncio form is the source: que.shells.locker (Locker, threads) is generated from it.
 
 Ruby Que 1.x and 2.x work this way (one locker per process, registered in que_lockers); Que
 0.14 and que-go give every worker a session of its own, so a pool of 64 workers is 64 server
@@ -11,21 +9,19 @@ plan into one pipelined round trip of its dialect's statements (que.dialects): o
 written, then their jobs released, then places filled and waiting jobs checked again:
 
     plan -> the dialect's round trip (one exchange with the server) -> settle
-
 Ruby and Go workers on the same table see what they always see: the same statements, locks
 and order. Handlers hold no connection: the locker's session writes each outcome, while it
-still holds the job's lock, before it releases the job.
-
-Cut short (its task cancelled while plain handlers still run in their threads), the locker
+still holds the job's lock, before it releases the job. Cut short (its task cancelled
+while plain handlers still run in their threads), the locker
 hands its connection to a daemon thread that waits for those handlers, writes their outcomes
 and the ones already known, releases every other job untouched and closes the session, so
 no job a handler still runs loses its lock. If the process exits first, the session ends
 with it and those jobs run again later.
 """
-# sync-doc: Locker and Runner: one session that locks jobs for a pool's workers and holds their
-# sync-doc: locks, in every dialect, and the threads that run those jobs.
+# sync-doc: Locker: one session that locks jobs for a pool's workers and holds their locks, in
+# sync-doc: every dialect; the threads that run those jobs are que.shells.runner's Runner.
 # sync-doc:
-# sync-doc: Generated from que.shells.locker_async (AsyncLocker, AsyncRunner).
+# sync-doc: Generated from que.shells.locker_async (AsyncLocker).
 # sync-doc:
 # sync-doc: Ruby Que 1.x and 2.x work this way (one locker per process, registered in que_lockers); Que
 # sync-doc: 0.14 and que-go give every worker a session of its own, so a pool of 64 workers is 64 server
@@ -41,7 +37,6 @@ with it and those jobs run again later.
 
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -51,7 +46,7 @@ import psycopg
 
 from que.core import handlers as _handlers
 from que.core.errors import TransactionPoolingError
-from que.core.handlers import INTERRUPTS, Run
+from que.core.handlers import INTERRUPTS
 from que.core.outcome import Outcome
 from que.dialects import Dialect
 from que.drivers import aio as io
@@ -403,93 +398,3 @@ class AsyncLocker:
                     conn.pgconn.finish()
 
             threading.Thread(target=finish_in_thread, name="que-locker-handover", daemon=True).start()
-
-
-class AsyncRunner:
-    """One worker of a locker pool: runs the jobs its locker hands it, one at a time, and
-    reports each outcome to the locker, which writes it. Its `priority` is the highest job
-    priority it takes (None: any), as Que 2's worker_priorities."""
-
-    def __init__(
-        self,
-        locker: AsyncLocker,
-        handlers: io.Handlers,
-        priority: int | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        self.locker = locker
-        self.handlers = handlers
-        self.priority = priority
-        self.max_retries = locker.max_retries if max_retries is None else max_retries
-        self.fatal: BaseException | None = None
-        self.jobs_worked = 0
-        self.jobs_errored = 0
-        self._handle: io.Handle | None = None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} of {self.locker!r}>"
-
-    def is_alive(self) -> bool:
-        return self._handle is not None and self._handle.is_alive()
-
-    @property
-    def backend_pid(self) -> int | None:
-        """The server process whose session holds this worker's jobs: the locker's."""
-        return self.locker.backend_pid
-
-    def start(self) -> Self:
-        if self.is_alive():
-            raise RuntimeError("runner already started")
-        self.fatal = None
-        self._handle = io.spawn(self._main, f"que-runner-{id(self):x}")
-        return self
-
-    async def _main(self) -> None:
-        try:
-            await self._work()
-        except BaseException as error:
-            if True:  # ASYNC
-                if isinstance(error, asyncio.CancelledError):
-                    raise
-            if self.fatal is None:
-                self.fatal = error
-                log.exception("runner_died", extra={"event": "runner_died"})
-
-    async def _work(self) -> None:
-        locker = self.locker
-        dialect = locker.dialect
-        while True:
-            held = await locker.take(self.priority)
-            if held is None:
-                if locker.stopping or not locker.is_alive():
-                    return
-                continue
-            job = held.job
-            started = time.monotonic()
-            run = Run(job, dialect.keeps_rows)
-            cut_short = functools.partial(locker.still_running, held, self.priority)
-            try:
-                failure = await self.handlers.call(run, cut_short)
-            except INTERRUPTS as stop:
-                locker.interrupted(held, self.priority)  # the row is left as Ruby leaves it
-                self.fatal = stop
-                return
-            _handlers.log_finished(job, failure, time.monotonic() - started)
-            if failure is None:
-                self.jobs_worked += 1
-            else:
-                self.jobs_errored += 1
-            locker.done(held, self.priority, dialect.outcome(job, failure, run.asked, self.max_retries))
-
-    def request_stop(self) -> None:
-        self.locker.request_stop()
-
-    async def shutdown(self, timeout: float | None = None) -> bool:
-        self.request_stop()
-        if self._handle is None:
-            return True
-        return await self._handle.join(timeout)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()

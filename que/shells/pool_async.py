@@ -27,7 +27,8 @@ from que.dialects import Dialect
 from que.drivers import aio as io
 from que.shells.client_async import AsyncClient
 from que.shells.common import MAX_THREADS, check_pool_size, check_wake_interval
-from que.shells.locker_async import FRESH_FOR, AsyncLocker, AsyncRunner
+from que.shells.locker_async import FRESH_FOR, AsyncLocker
+from que.shells.runner_async import AsyncRunner
 from que.shells.worker_async import AsyncWorker
 
 if True:  # ASYNC

@@ -1,0 +1,84 @@
+"""AsyncAdmin: what an AsyncClient reads and repairs in a queue (Ruby Que's job_stats and
+worker_states, the states, dead jobs and their retry), on every dialect: each statement is
+the dialect's (que.dialects), run on one of the client's pooled connections."""
+# sync-doc: Admin: what a Client reads and repairs in a queue (Ruby Que's job_stats and
+# sync-doc: worker_states, the states, dead jobs and their retry), on every dialect: each statement
+# sync-doc: is the dialect's (que.dialects), run on one of the client's pooled connections.
+# sync-doc:
+# sync-doc: Generated from que.shells.admin_async (AsyncAdmin).
+
+import contextlib
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from que.core.job import Job
+from que.core.validate import queue as check_queue
+from que.dialects import Dialect, Query
+from que.engine.session import Session
+
+
+class AsyncAdmin:
+    """The client's reads and repairs; AsyncClient gives the connections and the dialect."""
+
+    async def dialect(self) -> Dialect:
+        raise NotImplementedError
+
+    def _borrow(self) -> contextlib.AbstractAsyncContextManager[tuple[psycopg.AsyncConnection[Any], Session]]:
+        raise NotImplementedError
+
+    # -- introspection and repairs ---------------------------------------------------------
+
+    async def _query(self, query: Query) -> Any:
+        async with self._borrow() as (conn, _), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query.text, query.params, binary=True)
+            if query.rowcount:
+                return cur.rowcount
+            found = await cur.fetchall()
+            return found if query.read_rows is None else query.read_rows(found)
+
+    async def job_stats(self) -> list[dict[str, Any]]:
+        """Ruby Que's job_stats. Que 0.x: per (queue, job_class), count, count_working,
+        count_errored, highest_error_count and oldest_run_at, busiest first. Que 1.x/2.x: the
+        same per job_class, over the jobs neither finished nor expired."""
+        return await self._query((await self.dialect()).job_stats())  # type: ignore[no-any-return]
+
+    async def job_states(self) -> list[dict[str, Any]]:
+        """How many jobs each queue has in each state: ready, scheduled, errored, and dead
+        (Que 0.x: set aside by a retry limit) or finished and expired (Que 1.x/2.x)."""
+        return await self._query((await self.dialect()).job_states())  # type: ignore[no-any-return]
+
+    async def worker_states(self) -> list[dict[str, Any]]:
+        """Each locked job, as Ruby Que reports it: with the state of the backend holding its
+        lock (Que 0.x's worker_states), or with the locker's host and process (Que 2's
+        job_states)."""
+        return await self._query((await self.dialect()).worker_states())  # type: ignore[no-any-return]
+
+    async def dead_jobs(self, queue: str | None = None) -> list[Job]:
+        """Jobs past their retry limit, oldest first: on Que 0.x set aside (run_at
+        9999-12-31, or 'infinity' from que-interop 0.2); on Que 1.x/2.x expired."""
+        if queue is not None:
+            check_queue(queue)
+        return await self._query((await self.dialect()).dead_jobs(queue))  # type: ignore[no-any-return]
+
+    async def retry_dead(self, job_id: int | None = None, *, queue: str | None = None) -> int:
+        """Make jobs past their retry limit due again now, keeping their error_count and last
+        error: one job by id, or every one (of `queue`). Returns how many."""
+        from que.core.validate import job_id as check_job_id
+
+        if job_id is not None:
+            check_job_id(job_id)
+        if queue is not None:
+            check_queue(queue)
+        return await self._query((await self.dialect()).retry_dead(job_id, queue))  # type: ignore[no-any-return]
+
+    async def repair_dead(self) -> int:
+        """Give jobs set aside by que-interop 0.2 (run_at 'infinity', which Ruby Que's
+        job_stats and worker_states cannot parse) today's marker; how many were changed.
+        Que 0.x only."""
+        return await self._query((await self.dialect()).repair_dead())  # type: ignore[no-any-return]
+
+    async def clear(self) -> None:
+        """Delete every job (Ruby's `Que.clear!`)."""
+        await self._query((await self.dialect()).clear())
