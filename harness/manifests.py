@@ -38,6 +38,9 @@ class Row:
     image: str | None = None
     program: tuple[str, ...] = ()
     target: str | None = None
+    # The cell folders of conformance/ the row takes part in (`only`); () for every cell. The
+    # Rails row is an application, not a port of Que: it joins the ActiveJob cells only.
+    only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def _load(path: Path) -> Manifest:
                 image=image.get("name"),
                 program=tuple(image.get("program", ())),
                 target=image.get("target"),
+                only=tuple(spec.get("only", ())),
             )
         )
     description, build, images = data.get("description", ""), data.get("build", {}), data.get("images", {})

@@ -51,7 +51,8 @@ _CURRENT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 
 
 def current() -> dict[str, Any] | None:
-    """The envelope of the ActiveJob job this handler runs (job_id, executions, locale ...)."""
+    """The envelope of the ActiveJob job this handler runs (job_id, executions, locale ...),
+    with `executions` counting this run, as a Rails job's `executions` does."""
     return _CURRENT.get()
 
 
@@ -161,4 +162,7 @@ def _prepare(
     if fn is None:
         raise UnknownJobClass(data["job_class"])
     args, kwargs = deserialize(data["arguments"])
-    return fn, args, kwargs, _CURRENT.set(data)
+    # The job as its perform sees it: ActiveJob's perform_now counts this run in executions
+    # (execution.rb). The row keeps the envelope as written, as Rails' own worker leaves it.
+    running = {**data, "executions": (data.get("executions") or 0) + 1}
+    return fn, args, kwargs, _CURRENT.set(running)

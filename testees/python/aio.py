@@ -15,10 +15,13 @@ from typing import Any
 import psycopg
 
 import que
+from que import activejob
 from que.aio import LOOPS, AsyncClient, AsyncLockedJob, AsyncWorker, AsyncWorkerPool, loop_factory, loop_name
 from testees.python import broken
 from testees.python.common import (
     RECORD,
+    aj_enqueue_call,
+    aj_received,
     dialect_of,
     drained_by,
     drained_query,
@@ -89,6 +92,13 @@ class AsyncTestee:
             raise RuntimeError(f"flaky failure {count + 1} of {failures}")
         await self.record(json.dumps([count]))
 
+    async def aj_echo(self, *args: Any, **kwargs: Any) -> None:
+        """QueConformance::AjEcho, an ActiveJob job: records what it received as SPECs."""
+        await self.record(aj_received(args, kwargs))
+
+    async def aj_fail(self, message: str = "failed", *rest: Any) -> None:
+        raise RuntimeError(message)
+
     # -- ops ----------------------------------------------------------------------------
 
     async def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +119,11 @@ class AsyncTestee:
         assert self.client is not None
         args, options = enqueue_call(req, self.broken_rule)
         return {"job_id": (await self.client.enqueue(*args, **options)).job_id}
+
+    async def op_aj_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        args, options = aj_enqueue_call(req)
+        return {"job_id": (await activejob.aenqueue(self.client, *args, **options)).args[0]["job_id"]}
 
     async def op_bench_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None

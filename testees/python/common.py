@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import psycopg
 
 import que
+from que import activejob
+from testees.python.activejob_spec import build_call, describe_call
 
 PROTOCOL_VERSION = 1
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
@@ -48,7 +50,13 @@ def started2(name: str, dialect: str = "2") -> dict[str, Any]:
     return {
         **{k: v for k, v in started(name).items() if k != "capabilities"},
         "dialect": dialect,
-        "capabilities": {"enqueue_returns_job_id": True, "enqueue_run_at": True, "migrate": True, "work_pool": True},
+        "capabilities": {
+            "enqueue_returns_job_id": True,
+            "enqueue_run_at": True,
+            "migrate": True,
+            "work_pool": True,
+            "active_job": ACTIVE_JOB,
+        },
     }
 
 
@@ -100,6 +108,7 @@ def started(name: str, on: str | None = None) -> dict[str, Any]:
             "listen": True,
             "stats": True,
             "default_wake_interval_ms": 5000,
+            "active_job": ACTIVE_JOB,
         },
     }
 
@@ -117,14 +126,48 @@ JOB_CLASSES = {
 }
 
 
+# The ActiveJob envelope the Python testees write and read (capability active_job), and the
+# ActiveJob job classes every testee that declares it registers.
+ACTIVE_JOB = "6.1"
+ACTIVE_JOB_CLASSES = {"QueConformance::AjEcho": "aj_echo", "QueConformance::AjFail": "aj_fail"}
+
+
 def registry(testee: object) -> que.Registry:
-    """The testee's handlers, sync or async, under the shared job class names."""
-    return que.Registry({name: getattr(testee, method) for name, method in JOB_CLASSES.items()})
+    """The testee's handlers, sync or async, under the shared job class names, and the
+    ActiveJob wrapper dispatching to its ActiveJob job classes."""
+    handlers = {name: getattr(testee, method) for name, method in JOB_CLASSES.items()}
+    handlers.update(activejob.handlers({name: getattr(testee, m) for name, m in ACTIVE_JOB_CLASSES.items()}))
+    return que.Registry(handlers)
+
+
+def aj_enqueue_call(req: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """(positional, keyword) arguments of que.activejob.enqueue for an `aj_enqueue` request,
+    the client first left to the caller."""
+    args, kwargs = build_call(req["arguments"])
+    options: dict[str, Any] = {"rails": ACTIVE_JOB, "job_kwargs": kwargs}
+    options.update({key: req[key] for key in ("queue", "priority") if key in req})
+    if "wait_s" in req:
+        options["wait"] = req["wait_s"]
+    return [req["job_class"], *args], options
+
+
+def aj_received(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """What QueConformance::AjEcho records: its arguments as SPECs and the ActiveJob
+    attributes it ran with."""
+    data = activejob.current()
+    assert data is not None, "an ActiveJob handler runs with its envelope"
+    keep = ("job_id", "executions", "exception_executions", "queue_name", "priority", "locale")
+    return json.dumps(
+        {"arguments": describe_call(list(args), kwargs), **{key: data.get(key) for key in keep}}, ensure_ascii=False
+    )
 
 
 def record_params(impl: str, received: str | None) -> list[Any]:
+    """A results row: an ActiveJob job records its own class, not the wrapper's."""
     job = que.current_job()
-    return [impl, os.getpid(), job.job_id, job.job_class, received, job.args_json]
+    running = activejob.current()
+    job_class = running["job_class"] if running is not None else job.job_class
+    return [impl, os.getpid(), job.job_id, job_class, received, job.args_json]
 
 
 def enqueue_call(req: dict[str, Any], broken_rule: str | None) -> tuple[list[Any], dict[str, Any]]:

@@ -17,6 +17,7 @@ import psycopg
 import que
 import que.dialects.que0.protocol
 import que.engine.setup
+from que import activejob
 from que.dialects.que0.protocol import Locked
 from que.dialects.que0.statements import catalog as que0_catalog
 from que.drivers.threads import run as wait
@@ -25,6 +26,8 @@ from testees.python import broken
 from testees.python.common import (
     RECORD,
     Unavailable,
+    aj_enqueue_call,
+    aj_received,
     dialect_of,
     drained_by,
     drained_query,
@@ -103,6 +106,13 @@ class Testee:
             raise RuntimeError(f"flaky failure {count + 1} of {failures}")
         self.record(json.dumps([count]))
 
+    def aj_echo(self, *args: Any, **kwargs: Any) -> None:
+        """QueConformance::AjEcho, an ActiveJob job: records what it received as SPECs."""
+        self.record(aj_received(args, kwargs))
+
+    def aj_fail(self, message: str = "failed", *rest: Any) -> None:
+        raise RuntimeError(message)
+
     # -- ops ----------------------------------------------------------------------------
 
     def op_start(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +138,11 @@ class Testee:
         assert self.client is not None
         args, options = enqueue_call(req, self.broken_rule)
         return {"job_id": self.client.enqueue(*args, **options).job_id}
+
+    def op_aj_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.client is not None
+        args, options = aj_enqueue_call(req)
+        return {"job_id": activejob.enqueue(self.client, *args, **options).args[0]["job_id"]}
 
     def op_bench_enqueue(self, req: dict[str, Any]) -> dict[str, Any]:
         """Enqueue `count` jobs one at a time (or in one batch) and time it."""
