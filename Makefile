@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all test lint generate conformance bench chaos publish fixtures-check rules mutate system-deps venv clean
+.PHONY: all test lint generate conformance bench chaos publish fixtures-check fixtures-activejob rules mutate system-deps venv clean
 
 all: lint test
 
@@ -43,6 +43,10 @@ conformance: system-deps venv
 
 fixtures-check: venv
 	$(PY) -m conformance.fixtures_check
+
+# fixtures/activejob_6_1.json from the real ActiveJob (Debian's ruby-activejob) on a Ruby Que.
+fixtures-activejob: venv
+	$(PY) tools/record_activejob_fixtures.py
 
 # Every term of Ruby Que 0.14.3's statements (fixtures/catalogue.json) with the cells that
 # check it; fails on a term without one.

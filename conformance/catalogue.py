@@ -29,12 +29,18 @@ MUTATION_RESULTS = Path("results") / "mutation" / "latest.json"
 
 
 def terms() -> list[dict[str, Any]]:
-    return [*fixture("catalogue.json")["terms"], *fixture("catalogue2.json")["terms"]]
+    return [
+        *fixture("catalogue.json")["terms"],
+        *fixture("catalogue2.json")["terms"],
+        *fixture("catalogue_activejob.json")["terms"],
+    ]
 
 
 def test_modules() -> list[str]:
-    """Dotted module names under conformance/: the 0.14 dialect's and the Que 2 dialect's."""
-    found = [path.relative_to(HERE).with_suffix("") for path in [*HERE.glob("test_*.py"), *HERE.glob("que2/test_*.py")]]
+    """Dotted module names under conformance/: the 0.14 dialect's, the Que 2 dialect's and
+    the ActiveJob cells (every dialect's)."""
+    paths = [*HERE.glob("test_*.py"), *HERE.glob("que2/test_*.py"), *HERE.glob("activejob/test_*.py")]
+    found = [path.relative_to(HERE).with_suffix("") for path in paths]
     return sorted(".".join(path.parts) for path in found)
 
 

@@ -26,7 +26,7 @@ from conformance import checks, expectations
 from conformance.checks import RuleBroken, message
 from conformance.fleet import DIALECT, Fleet, configured_names
 from conformance.report import AREAS, Cell, Run, tally
-from harness import implementations, signals
+from harness import implementations, manifests, signals
 from harness.lab import reset
 from harness.postgres import Database, LocalCluster, PostgresUnavailable, database
 from harness.testee import NotApplicable
@@ -74,14 +74,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """A run checks one dialect: the cells of Que 1.x and 2.x live in que2/, the 0.14 ones
     beside it."""
-    in_que2 = "que2" in collection_path.relative_to(Path(__file__).parent).parts[:1]
+    folder = collection_path.relative_to(Path(__file__).parent).parts[:1]
+    if "activejob" in folder:  # the ActiveJob cells run in every dialect
+        return None
+    in_que2 = "que2" in folder
     if collection_path.is_file() and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
         return in_que2 != (DIALECT in ("1", "2"))
     return None
 
 
+def _rows_for(metafunc: pytest.Metafunc) -> list[str]:
+    """The rows of the run that take part in this cell's folder: a row whose manifest names
+    the folders it joins (`only`, as the Rails row) is left out of every other folder."""
+    folder = Path(metafunc.definition.path).parent.name
+    restricted = {name: row.only for name, row in manifests.rows().items() if row.only}
+    return [name for name in configured_names() if folder in restricted.get(name, (folder,))]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    names = configured_names()
+    names = _rows_for(metafunc)
     if "impl" in metafunc.fixturenames:
         metafunc.parametrize("impl", names)
     if "enqueuer" in metafunc.fixturenames and "worker" in metafunc.fixturenames:

@@ -38,6 +38,8 @@ AREAS = {
     "test_que2_poll": "2.x poll",
     "test_que2_retries": "2.x retries",
     "test_que2_exactly_once": "2.x exactly-once",
+    # Every dialect: a Rails app on the queue (conformance/activejob/).
+    "test_activejob": "activejob",
 }
 OUTCOMES = ("passed", "failed", "unavailable", "not_applicable", "expected", "stale")
 

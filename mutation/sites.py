@@ -175,6 +175,25 @@ SITES: tuple[Site, ...] = (
         replacements=("json.encoder.encode_basestring_ascii",),
     ),
     Site("args.time", "function:que.engine.wire.timestamp_us", operators=("ast",)),
+    # que.activejob: the Rails 6.1 envelope's writer and reader (fixtures/catalogue_activejob.json),
+    # judged by the ActiveJob cells (conformance/activejob/). The Rails 7.1 format's own code
+    # (_decimal's serializer text, _zone_name) no 6.1 cell reaches: the unit tests check it.
+    Site("activejob.envelope.keys", "function:que.activejob.envelope.build", operators=("ast",)),
+    Site("activejob.envelope.enqueued_at", "function:que.activejob.envelope._stamp", operators=("ast",)),
+    Site("activejob.row.priority", "function:que.activejob._row", operators=("ast",)),
+    Site("activejob.perform.executions", "function:que.activejob._prepare", operators=("ast",)),
+    Site("activejob.perform.arguments", "function:que.activejob.envelope.read", operators=("ast",)),
+    Site("activejob.arguments.kwargs", "function:que.activejob.arguments.serialize", operators=("ast",)),
+    Site("activejob.arguments.kwargs", "function:que.activejob.arguments.deserialize", operators=("ast",)),
+    Site("activejob.arguments.scalars", "function:que.activejob.arguments._value", operators=("ast",)),
+    Site("activejob.arguments.scalars", "function:que.activejob.arguments._ruby_decimal_text", operators=("ast",)),
+    Site("activejob.arguments.symbol_keys", "function:que.activejob.arguments._hash", operators=("ast",)),
+    Site("activejob.serializers.symbol", "function:que.activejob.arguments._object", operators=("ast",)),
+    Site("activejob.serializers.time", "function:que.activejob.arguments._time", operators=("ast",)),
+    Site("activejob.serializers.duration", "function:que.activejob.arguments._duration", operators=("ast",)),
+    Site("activejob.perform.arguments", "function:que.activejob.arguments._read", operators=("ast",)),
+    Site("activejob.perform.arguments", "function:que.activejob.arguments._read_object", operators=("ast",)),
+    Site("activejob.serializers.time", "function:que.activejob.arguments._read_time", operators=("ast",)),
     # job_stats and worker_states
     Site(
         "job_stats.counts",

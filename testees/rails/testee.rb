@@ -304,6 +304,16 @@ class Testee
     { drained: drained, elapsed_ms: (elapsed * 1000).round(1) }
   end
 
+  # Not a protocol op: tools/record_activejob_fixtures.py asks it what this Rails writes for
+  # each SPEC (ActiveJob::Arguments.serialize) and what a job of it receives back.
+  def op_aj_serialize(req)
+    req.fetch('specs').map do |spec|
+      written = ActiveJob::Arguments.serialize(QueConformance::Spec.build(spec))
+      read = ActiveJob::Arguments.deserialize(JSON.parse(JSON.generate(written)))
+      { arguments: spec, written: written, received: QueConformance::Spec.describe(read) }
+    end.then { |cases| { cases: cases } }
+  end
+
   def op_stop(_req)
     {}
   end

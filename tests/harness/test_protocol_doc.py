@@ -14,7 +14,8 @@ import jsonschema
 
 from harness import protocol
 from testees.python.aio import AsyncTestee
-from testees.python.common import JOB_CLASSES
+from que.activejob import WRAPPER
+from testees.python.common import ACTIVE_JOB_CLASSES, JOB_CLASSES
 from testees.python.threads import Testee as PythonTestee
 from tests.harness.test_broken_testees import outcomes, run_suite
 
@@ -45,7 +46,7 @@ def test_every_testee_registers_exactly_the_documented_job_classes() -> None:
     assert que2_only == {"QueConformance::Finish", "QueConformance::Expire"}
     assert set(JOB_CLASSES) == documented, f"the Python testees register {sorted(JOB_CLASSES)}"
     for testee in (PythonTestee(), AsyncTestee()):
-        assert sorted(testee.handlers) == sorted(documented)
+        assert sorted(testee.handlers) == sorted({*documented, WRAPPER})  # ActiveJob's jobs come through one wrapper
     go = set(re.findall(r'"(QueConformance::\w+)"', (ROOT / "testees" / "go" / "testee" / "testee.go").read_text()))
     assert go == documented - que2_only, f"go registers {sorted(go)}"
     classes = r"^\s+class (\w+) < Que::Job"
@@ -53,6 +54,14 @@ def test_every_testee_registers_exactly_the_documented_job_classes() -> None:
     assert {f"QueConformance::{n}" for n in ruby} == documented - que2_only, f"ruby registers {sorted(ruby)}"
     ruby2 = set(re.findall(classes, (ROOT / "testees" / "ruby2" / "testee.rb").read_text(), flags=re.M))
     assert que2_only <= {f"QueConformance::{n}" for n in ruby2}, f"ruby2 registers {sorted(ruby2)}"
+
+
+def test_the_activejob_job_classes_are_the_documented_ones() -> None:
+    rows = re.findall(r"^\| `(QueConformance::\w+)` \|", section("ActiveJob"), flags=re.M)
+    assert set(rows) == set(ACTIVE_JOB_CLASSES), rows
+    rails = (ROOT / "testees" / "rails" / "testee.rb").read_text()
+    defined = set(re.findall(r"const_set\(:(Aj\w+), Class.new\(ActiveJob::Base\)", rails))
+    assert {f"QueConformance::{name}" for name in defined} == set(rows), defined
 
 
 def test_every_declared_capability_of_the_builtin_testees_is_in_the_schema() -> None:

@@ -1,6 +1,7 @@
 """que.activejob against a real PostgreSQL, on Que 0.x (v3) and Que 2 (v7) tables: the row
 Rails' Que adapter writes, the value mapping both ways, the refusals (nothing written), and
-Python running the jobs. The same checks against a real Rails are in test_activejob_rails.py."""
+Python running the jobs. The same checks against a real Rails are the ActiveJob cells of the conformance suite
+(conformance/activejob/, the `rails` row)."""
 
 import asyncio
 import json
