@@ -18,7 +18,8 @@ from que.core.errors import (
     install_log_filter,
     last_error_text,
 )
-from que.core.handlers import Registry, current_job, expire, finish
+from que.core.handlers import JobType, Registry, current_job, expire, finish
+from que.core.hooks import Hook, JobEnd, add_hook, hooked, remove_hook
 from que.core.job import Job
 from que.core.retry import retry_delay
 from que.core.validate import NewJob
@@ -42,8 +43,11 @@ __all__ = [
     "CURRENT_VERSION",
     "ArgumentEncodingError",
     "Client",
+    "Hook",
     "Job",
+    "JobEnd",
     "JobFinishedError",
+    "JobType",
     "LockedJob",
     "NewJob",
     "QueError",
@@ -53,6 +57,7 @@ __all__ = [
     "UnsupportedByDialect",
     "Worker",
     "WorkerPool",
+    "add_hook",
     "current_job",
     "database_url",
     "db_version",
@@ -61,8 +66,10 @@ __all__ = [
     "errors",
     "expire",
     "finish",
+    "hooked",
     "last_error_text",
     "loads",
     "migrate",
+    "remove_hook",
     "retry_delay",
 ]

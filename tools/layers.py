@@ -24,6 +24,7 @@ QUE_LAYERS = [
     ("que.shells", 3),
     ("que.cli", 4),
     ("que.contrib", 4),
+    ("que.ops", 4),
     ("que.aio", 4),
     ("que.activejob", 4),
     ("que.errors", 4),

@@ -6,17 +6,20 @@ and the rule; for `que work`, also an app module that cannot be imported or a ha
 is not callable), 130 interrupted. `que work` exits 0 when every job it was running
 finished after SIGTERM or SIGINT, and 128 + that signal's number (143 for SIGTERM, 130 for
 SIGINT) when jobs were cut short by a second signal or --shutdown-timeout, whatever the
-pool; a handler's SystemExit(code) ends it with that code. Errors are one line on
+pool; a handler's SystemExit(code) ends it with that code. `que health` exits 0 when every
+check passes and 1 when one fails. Errors are one line on
 stderr, never a traceback, and no message shows a password from the connection string.
 """
 
 import argparse
+import contextlib
+import functools
 import importlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +29,8 @@ from que import aio
 from que.cli.parser import EXIT_USAGE, parser
 from que.core import encoding
 from que.core.errors import QueError, printable, redact, remember_secrets
+from que.core.hooks import remove_hook
+from que.ops import health, http
 from que.shells.client import Client
 from que.shells.common import check_batch, check_buffer, check_wake_interval
 from que.shells.pool import WorkerPool
@@ -144,10 +149,16 @@ def _run(options: argparse.Namespace) -> int:
             raise UsageError(f"--buffer: {error}") from None
         if options.loop is not None and not options.use_async:
             raise UsageError("--loop is for the asyncio pool: add --async")
+        if options.metrics_port is not None and not 0 <= options.metrics_port <= 65535:
+            raise UsageError(f"--metrics-port must be a TCP port (0-65535), got {options.metrics_port}")
+        if options.health_max_age is not None and not options.health_max_age > 0:
+            raise UsageError(f"--health-max-age must be above 0 seconds, got {options.health_max_age}")
         handlers = _load_handlers(options.app)
         if options.use_async:
             return _work_async(options, handlers)
 
+    if options.command == "health":
+        return _health(options)
     try:
         client = Client(options.database_url, notify=getattr(options, "notify", False))
     except ValueError as error:
@@ -199,9 +210,75 @@ def _run(options: argparse.Namespace) -> int:
             return _retry(client, options.job_id, options.queue)
         elif options.command == "work":
             pool = WorkerPool(client, handlers, batch=options.batch, **_pool_options(options))
-            if not pool.run(shutdown_timeout=options.shutdown_timeout):
-                return _cut_short(pool.stop_signal)
+            with _endpoint(options, pool.is_alive):
+                if not pool.run(shutdown_timeout=options.shutdown_timeout):
+                    return _cut_short(pool.stop_signal)
     return 0
+
+
+def _health(options: argparse.Namespace) -> int:
+    """`que health`: every check, printed; a database that cannot be reached is a failed
+    check (exit 1), not an error."""
+    try:
+        with Client(options.database_url) as client:
+            checks = health.run(client, schema_version=options.schema_version, max_age=options.max_age)
+    except (psycopg.Error, OSError) as error:
+        checks = [health.Check("database", False, f"no answer: {redact(str(error)).strip().splitlines()[0]}")]
+    ok = health.healthy(checks)
+    if options.json:
+        print(json.dumps({"healthy": ok, "checks": [check.as_dict() for check in checks]}))
+    else:
+        for check in checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+    return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _endpoint(options: argparse.Namespace, pool_alive: Callable[[], bool]) -> Iterator[None]:
+    """`que work --metrics-port`: /metrics and /health while the pool works, on a client of
+    their own (a scrape never waits for a worker's connection)."""
+    if options.metrics_port is None:
+        yield
+        return
+    with Client(options.database_url, max_connections=2) as client:
+        metrics = None
+        try:
+            import prometheus_client
+
+            from que.contrib import prometheus
+
+            registry = prometheus_client.CollectorRegistry()
+            hook = prometheus.instrument(client, registry)
+            metrics = functools.partial(prometheus_client.generate_latest, registry)
+        except ImportError:
+            hook = None
+            logging.getLogger("que").warning(
+                "serving /health only: /metrics needs pip install 'que-interop[metrics]'",
+                extra={"event": "metrics_unavailable"},
+            )
+        try:
+            endpoint = http.Endpoint(
+                client,
+                options.metrics_port,
+                options.metrics_host,
+                metrics=metrics,
+                pool_alive=pool_alive,
+                max_age=options.health_max_age,
+            )
+        except OSError as error:
+            raise UsageError(f"--metrics-port {options.metrics_port}: {error}") from None
+        logging.getLogger("que").info(
+            "serving /metrics and /health on %s:%s",
+            options.metrics_host,
+            endpoint.port,
+            extra={"event": "endpoint_started", "port": endpoint.port},
+        )
+        try:
+            yield
+        finally:
+            endpoint.close()
+            if hook is not None:
+                remove_hook(hook)
 
 
 def _cut_short(signum: int | None) -> int:
@@ -236,7 +313,8 @@ def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int
         async with aio.AsyncClient(options.database_url) as client:
             pool = aio.AsyncWorkerPool(client, handlers, **_pool_options(options))
             try:
-                return await pool.run(shutdown_timeout=options.shutdown_timeout)
+                with _endpoint(options, pool.is_alive):
+                    return await pool.run(shutdown_timeout=options.shutdown_timeout)
             finally:
                 stopped_by.append(pool.stop_signal)
 

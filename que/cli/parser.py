@@ -157,6 +157,34 @@ def parser() -> argparse.ArgumentParser:
         "'que-interop[uvloop]'), else asyncio's own (default: auto)",
     )
 
+    work.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve /metrics (Prometheus; needs que-interop[metrics]) and /health (JSON; 200 healthy, 503 not) on "
+        "port N of --metrics-host while working",
+    )
+    work.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="the address to serve on (default: 127.0.0.1)"
+    )
+    work.add_argument(
+        "--health-max-age",
+        type=float,
+        metavar="S",
+        help="/health fails while a queue's oldest due job has waited S seconds or more (default: no bound)",
+    )
+
+    health = commands.add_parser(
+        "health",
+        help="check the queue for a probe: exit 0 when healthy, 1 when not",
+        description="Checks that the database answers, que_jobs is at a version que works (or --schema-version), "
+        "and, with --max-age, that no queue's oldest due job has waited that long. Prints one line per check "
+        "(--json: an object).",
+    )
+    health.add_argument("--schema-version", type=int, metavar="V", help="the table must be at version V")
+    health.add_argument("--max-age", type=float, metavar="S", help="fail when a due job has waited S seconds or more")
+    health.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
     stats = commands.add_parser(
         "stats", help="job counts per queue and job class (Que 2: per job class, and the jobs in each state)"
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from que.core import validate as _validate
-from que.core.errors import UnknownJobClass, short_message
+from que.core.errors import UnknownJobClass
 from que.core.job import Job
 
 log = logging.getLogger("que")
@@ -110,11 +110,16 @@ class Registry(Mapping[str, Handler]):
         self._handlers[job_class] = fn
         return fn
 
-    def handler(self, job_class: str | None = None) -> Callable[[Handler], Handler]:
-        """Register the decorated function, under its __name__ if no name is given."""
+    def handler(self, job_class: str | None = None) -> Callable[[Handler], "JobType"]:
+        """Register the decorated function, under its __name__ if no name is given. What
+        the decoration gives back still calls the function, and enqueues its jobs under the
+        same name (`send_email.enqueue(client, "ann@example.com")`), so the name a job is
+        enqueued under and the name it is handled under cannot drift apart."""
 
-        def decorate(fn: Handler) -> Handler:
-            return self.register(job_class or fn.__name__, fn)
+        def decorate(fn: Handler) -> JobType:
+            name = job_class or fn.__name__
+            self.register(name, fn)
+            return JobType(name, fn)
 
         return decorate
 
@@ -126,6 +131,37 @@ class Registry(Mapping[str, Handler]):
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+
+class JobType:
+    """A registered handler and its job class: call it as the function, or enqueue a job
+    of it with any client (`enqueue` on a que.Client, `aenqueue` on a que.aio.AsyncClient,
+    the client's options as keywords: queue, priority, run_at, kwargs, tags, conn)."""
+
+    def __init__(self, job_class: str, fn: Handler) -> None:
+        self.job_class = job_class
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", job_class)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<que job {self.job_class} handled by {self.fn!r}>"
+
+    def enqueue(self, client: Any, *args: Any, **options: Any) -> Job:
+        job: Job = client.enqueue(self.job_class, *args, **options)
+        return job
+
+    async def aenqueue(self, client: Any, *args: Any, **options: Any) -> Job:
+        job: Job = await client.enqueue(self.job_class, *args, **options)
+        return job
+
+    def new(self, *args: Any, **options: Any) -> Any:
+        """A que.NewJob of this class, for enqueue_many."""
+        return _validate.NewJob(self.job_class, args, **options)
 
 
 def find(handlers: Mapping[str, Handler], job: Job) -> Handler:
@@ -175,33 +211,3 @@ def call(handlers: Mapping[str, Handler], run: Run) -> BaseException | None:
         except BaseException as failure:
             return failure
     return None
-
-
-def log_finished(job: Job, failure: BaseException | None, elapsed: float) -> None:
-    if failure is None:
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "job_worked job_id=%s job_class=%s elapsed=%.5f",
-                job.job_id,
-                job.job_class,
-                elapsed,
-                extra={"event": "job_worked", "job_id": job.job_id, "job_class": job.job_class, "elapsed": elapsed},
-            )
-        return
-    message = short_message(failure)
-    log.info(
-        "job_errored job_id=%s job_class=%s error=%s: %s elapsed=%.5f",
-        job.job_id,
-        job.job_class,
-        type(failure).__name__,
-        message,
-        elapsed,
-        extra={
-            "event": "job_errored",
-            "job_id": job.job_id,
-            "job_class": job.job_class,
-            "error_class": type(failure).__name__,
-            "error_message": message,
-            "elapsed": round(elapsed, 5),
-        },
-    )

@@ -178,6 +178,11 @@ class Dialect(abc.ABC):
     def job_states(self) -> Query: ...
 
     @abc.abstractmethod
+    def overview(self) -> Query:
+        """Per queue: ready, scheduled, working, failing, dead (Que 0.x's set aside, Que
+        1.x/2.x's expired), finished, and oldest_due_age (seconds, or None)."""
+
+    @abc.abstractmethod
     def worker_states(self) -> Query: ...
 
     @abc.abstractmethod

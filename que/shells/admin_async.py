@@ -49,6 +49,14 @@ class AsyncAdmin:
         (Que 0.x: set aside by a retry limit) or finished and expired (Que 1.x/2.x)."""
         return await self._query((await self.dialect()).job_states())  # type: ignore[no-any-return]
 
+    async def overview(self) -> list[dict[str, Any]]:
+        """Each queue at a glance: ready, scheduled, working (locked by a session), failing
+        (errored, due again later or now), dead (Que 0.x: set aside by a retry limit; Que
+        1.x/2.x: expired), finished (Que 1.x/2.x), and oldest_due_age: seconds the oldest
+        due, unlocked job has waited (None when none is due). For dashboards, metrics and
+        health probes."""
+        return await self._query((await self.dialect()).overview())  # type: ignore[no-any-return]
+
     async def worker_states(self) -> list[dict[str, Any]]:
         """Each locked job, as Ruby Que reports it: with the state of the backend holding its
         lock (Que 0.x's worker_states), or with the locker's host and process (Que 2's

@@ -44,7 +44,7 @@ from typing import Any, Self
 
 import psycopg
 
-from que.core import handlers as _handlers
+from que.core import hooks as _hooks
 from que.core.errors import TransactionPoolingError
 from que.core.handlers import INTERRUPTS
 from que.core.outcome import Outcome
@@ -386,7 +386,7 @@ class AsyncLocker:
                             continue
                         ended = dialect.outcome(held.job, failure, None, max_retries)
                         outcomes.append(Finished(held, ended))
-                        _handlers.log_finished(held.job, failure, 0.0)
+                        _hooks.ended(held.job, ended, 0.0, failure)
                     planned = books.plan(time.monotonic(), True, False)
                     planned.finished, planned.abandoned = outcomes, untouched
                     planned.relock, planned.recheck, planned.wanted = [], [], {}

@@ -237,6 +237,12 @@ class AsyncWorkerPool:
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
+    def is_alive(self) -> bool:
+        """Whether the pool runs: started, not stopped, and every member (the locker, each
+        worker) alive. What `que work`'s /health reports."""
+        members = self._members()
+        return bool(members) and not self._stop_requested and all(member.is_alive() for member in members)
+
     def _members(self) -> list[Any]:
         return [self.locker, *self.workers] if self.locker is not None else list(self.workers)
 

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Self
 
-from que.core import handlers as _handlers
+from que.core import hooks as _hooks
 from que.core.handlers import INTERRUPTS, Run
 from que.drivers import aio as io
 from que.shells.locker_async import AsyncLocker
@@ -81,6 +81,7 @@ class AsyncRunner:
                     return
                 continue
             job = held.job
+            _hooks.started(job)
             started = time.monotonic()
             run = Run(job, dialect.keeps_rows)
             cut_short = functools.partial(locker.still_running, held, self.priority)
@@ -90,12 +91,13 @@ class AsyncRunner:
                 locker.interrupted(held, self.priority)  # the row is left as Ruby leaves it
                 self.fatal = stop
                 return
-            _handlers.log_finished(job, failure, time.monotonic() - started)
+            outcome = dialect.outcome(job, failure, run.asked, self.max_retries)
+            _hooks.ended(job, outcome, time.monotonic() - started, failure)
             if failure is None:
                 self.jobs_worked += 1
             else:
                 self.jobs_errored += 1
-            locker.done(held, self.priority, dialect.outcome(job, failure, run.asked, self.max_retries))
+            locker.done(held, self.priority, outcome)
 
     def request_stop(self) -> None:
         self.locker.request_stop()

@@ -27,7 +27,7 @@ from typing import Any, Self
 import psycopg
 from psycopg import pq
 
-from que.core import handlers as _handlers
+from que.core import hooks as _hooks
 from que.core.errors import TransactionPoolingError, last_error_text
 from que.core.handlers import INTERRUPTS, Handler, Run
 from que.core.validate import max_retries as check_max_retries
@@ -212,6 +212,7 @@ class Worker:
         held with it, and goes on."""
         protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
         job = held.job
+        _hooks.started(job)
         started = time.monotonic()
         self._current = held
 
@@ -229,7 +230,8 @@ class Worker:
             raise
         finally:
             self._current = None
-        _handlers.log_finished(job, failure, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        _hooks.ended(job, self._dialect.outcome(job, failure, None, self.max_retries), elapsed, failure)  # type: ignore[union-attr]
         if failure is None:
             self.jobs_worked += 1
             return protocol.Finish(held, max_retries=self.max_retries)

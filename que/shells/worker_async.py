@@ -47,7 +47,7 @@ from typing import Any, Self
 import psycopg
 from psycopg import pq
 
-from que.core import handlers as _handlers
+from que.core import hooks as _hooks
 from que.core.errors import TransactionPoolingError, last_error_text
 from que.core.handlers import INTERRUPTS, Handler, Run
 from que.core.validate import max_retries as check_max_retries
@@ -239,7 +239,8 @@ class AsyncWorker:
                         if failure is None
                         else protocol.Finish.failure(held, last_error_text(failure), self.max_retries)
                     )
-                    _handlers.log_finished(held.job, failure, 0.0)
+                    outcome = self._dialect.outcome(held.job, failure, None, self.max_retries)  # type: ignore[union-attr]
+                    _hooks.ended(held.job, outcome, 0.0, failure)
                     run_in_thread(protocol.finish(session, finish), conn.pgconn.socket)
             except Exception:
                 log.exception("orphan_not_finished job_id=%s", held.job.job_id, extra={"event": "orphan_not_finished"})
@@ -280,6 +281,7 @@ class AsyncWorker:
         held with it, and goes on."""
         protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
         job = held.job
+        _hooks.started(job)
         started = time.monotonic()
         self._current = held
 
@@ -297,7 +299,8 @@ class AsyncWorker:
             raise
         finally:
             self._current = None
-        _handlers.log_finished(job, failure, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        _hooks.ended(job, self._dialect.outcome(job, failure, None, self.max_retries), elapsed, failure)  # type: ignore[union-attr]
         if failure is None:
             self.jobs_worked += 1
             return protocol.Finish(held, max_retries=self.max_retries)

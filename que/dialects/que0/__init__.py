@@ -158,6 +158,9 @@ class Que0(Dialect):
     def job_states(self) -> Query:
         return Query(sql.JOB_STATES, read_rows=list)
 
+    def overview(self) -> Query:
+        return Query(sql.OVERVIEW, read_rows=list)
+
     def worker_states(self) -> Query:
         return Query(sql.WORKER_STATES, read_rows=list)
 

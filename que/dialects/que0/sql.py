@@ -351,6 +351,26 @@ FROM que_jobs
 GROUP BY 1, 2
 ORDER BY 1, 2"""
 
+# Each queue at a glance, for dashboards, metrics and health probes: its jobs by state (a
+# job whose lock a session holds is working, whatever else it is), and how long its oldest
+# due job has waited (seconds, NULL when none is due). Que 0.x keeps no finished rows.
+OVERVIEW: Final = f"""\
+SELECT j.queue,
+       count(*) FILTER (WHERE held.id IS NULL AND NOT ({_DEAD}) AND error_count = 0 AND run_at <= now()) AS ready,
+       count(*) FILTER (WHERE held.id IS NULL AND NOT ({_DEAD}) AND error_count = 0 AND run_at > now()) AS scheduled,
+       count(*) FILTER (WHERE held.id IS NOT NULL) AS working,
+       count(*) FILTER (WHERE held.id IS NULL AND NOT ({_DEAD}) AND error_count > 0) AS failing,
+       count(*) FILTER (WHERE held.id IS NULL AND {_DEAD}) AS dead,
+       0::bigint AS finished,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now() AND held.id IS NULL))::float8
+         AS oldest_due_age
+FROM que_jobs AS j
+LEFT JOIN (
+  SELECT DISTINCT (classid::bigint << 32) + objid::bigint AS id FROM pg_locks WHERE locktype = 'advisory'
+) AS held ON held.id = j.job_id
+GROUP BY j.queue
+ORDER BY j.queue"""
+
 # The PostgreSQL >= 9.6 form (Ruby's worker_states_96).
 WORKER_STATES: Final = """\
 SELECT que_jobs.*,

@@ -285,6 +285,26 @@ FROM public.que_jobs AS j
 GROUP BY 1, 2
 ORDER BY 1, 2"""
 
+# Each queue at a glance (as que.dialects.que0.sql.OVERVIEW): expired jobs are the dead
+# ones, and finished rows are counted too.
+OVERVIEW: Final = """\
+SELECT j.queue,
+       count(*) FILTER (WHERE held.id IS NULL AND public.que_determine_job_state(j) = 'ready') AS ready,
+       count(*) FILTER (WHERE held.id IS NULL AND public.que_determine_job_state(j) = 'scheduled') AS scheduled,
+       count(*) FILTER (WHERE held.id IS NOT NULL) AS working,
+       count(*) FILTER (WHERE held.id IS NULL AND public.que_determine_job_state(j) = 'errored') AS failing,
+       count(*) FILTER (WHERE j.expired_at IS NOT NULL) AS dead,
+       count(*) FILTER (WHERE j.finished_at IS NOT NULL AND j.expired_at IS NULL) AS finished,
+       extract(epoch FROM now() - min(j.run_at) FILTER (
+         WHERE j.run_at <= now() AND j.finished_at IS NULL AND j.expired_at IS NULL AND held.id IS NULL
+       ))::float8 AS oldest_due_age
+FROM public.que_jobs AS j
+LEFT JOIN (
+  SELECT DISTINCT (classid::bigint << 32) + objid::bigint AS id FROM pg_locks WHERE locktype = 'advisory'
+) AS held ON held.id = j.id
+GROUP BY j.queue
+ORDER BY j.queue"""
+
 # Ruby Que 2's job_states: each job a locker holds, with the locker's host and process.
 WORKER_STATES: Final = """\
 SELECT que_jobs.*, pg.ruby_hostname, pg.ruby_pid
