@@ -11,7 +11,7 @@ import psycopg
 
 from conformance.checks import check_equal
 from conformance.fleet import Fleet, require
-from conformance.que2.witness import HAS_KWARGS, QUEUE, jobs
+from conformance.que2.witness import HAS_KWARGS, QUEUE, insert, jobs
 from conformance.support import ECHO, executions
 
 ARGS = [1, "two", {"three": 3}, [True, None], -4.5, "é✓ \u2028", 12345678901234567890]
@@ -33,3 +33,16 @@ def test_enqueued_by_x_worked_by_y(enqueuer: str, worker: str, fleet: Fleet, db:
     check_equal([r["job_id"] for r in runs], [row["id"]], "que2-arguments", detail="worked once", **case)
     check_equal(json.loads(runs[0]["received"]), {"args": args, "kwargs": kwargs or {}}, "que2-arguments", **case)
     check_equal(jobs(db), [], "que2-destroy", detail="the job is destroyed after it ran", **case)
+
+
+def test_a_job_whose_data_holds_more_than_tags_is_worked(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Ruby Que reads only `tags` from a job's data and keeps the rest: a writer may carry
+    its own keys there (que's tracing puts the enqueuer's trace context under `trace`), and
+    every worker works such a job as any other."""
+    require(fleet.info(impl), "work_pool")
+    data = {"tags": ["signup"], "trace": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
+    job_id = insert(db, ECHO, json.dumps([1]), data=json.dumps(data))
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=20_000)
+    runs = executions(db)
+    check_equal([r["job_id"] for r in runs], [job_id], "que2-arguments", detail="worked once", impl=impl)
+    check_equal(jobs(db), [], "que2-destroy", detail="the job is destroyed after it ran", impl=impl)

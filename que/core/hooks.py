@@ -18,10 +18,10 @@ workers of a process share its metrics registry and tracer.
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from que.core.errors import short_message
 from que.core.job import Job
@@ -73,6 +73,12 @@ class Hook:
 
     def job_expired(self, job: Job, end: JobEnd) -> None:
         """The job is set aside for good: expired, or dead past the retry limit."""
+
+    def job_data(self, job_class: str, queue: str) -> Mapping[str, Any] | None:
+        """Keys to add to the `data` of a job being enqueued (Que 1.x/2.x tables; Ruby Que
+        reads only `tags` there and keeps the rest). Called in the enqueuing thread or task,
+        so it sees the caller's context: a trace context to carry, say. Not `tags`."""
+        return None
 
 
 class LogHook(Hook):
@@ -149,6 +155,22 @@ def _each(method: str, *args: object) -> None:
             getattr(hook, method)(*args)
         except Exception:
             log.exception("hook_failed %s.%s", type(hook).__name__, method, extra={"event": "hook_failed"})
+
+
+def enqueue_data(job_class: str, queue: str) -> dict[str, Any]:
+    """What every hook adds to a new Que 1.x/2.x job's data (a hook that raises adds nothing)."""
+    found: dict[str, Any] = {}
+    for hook in _hooks:
+        try:
+            extra = hook.job_data(job_class, queue)
+        except Exception:
+            log.exception("hook_failed %s.job_data", type(hook).__name__, extra={"event": "hook_failed"})
+            continue
+        if extra:
+            if "tags" in extra:
+                raise ValueError(f"{type(hook).__name__}.job_data may not set 'tags': a job's tags are enqueue's")
+            found.update(extra)
+    return found
 
 
 def started(job: Job) -> None:

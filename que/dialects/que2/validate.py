@@ -9,9 +9,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from que.core import encoding
+from que.core import encoding, hooks
 from que.core import validate as _validate
 
 QUEUE_MAX_CHARS: Final = 100
@@ -79,15 +79,16 @@ def _tag(value: object) -> str:
     return tag
 
 
-def tags(value: object) -> str:
+def tags(value: object, extra: Mapping[str, Any] | None = None) -> str:
+    """The job's data: its tags, and what hooks add (que.Hook.job_data)."""
     if value is None:
-        return "{}"
+        return "{}" if not extra else _no_nul(encoding.dumps(dict(extra), "data"), "data")
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise TypeError(f"tags must be a list of str, got {value!r}")
     if len(value) > TAGS_MAX:
         raise ValueError(f"a job has at most {TAGS_MAX} tags (que_jobs' valid_data constraint), got {len(value)}")
     checked = [_tag(tag) for tag in value]
-    return _no_nul(encoding.dumps({"tags": checked}, "tags"), "tags")
+    return _no_nul(encoding.dumps({"tags": checked, **(extra or {})}, "tags"), "tags")
 
 
 def job(
@@ -103,7 +104,7 @@ def job(
         job_class=_limited("job_class", job_class, JOB_CLASS_MAX_CHARS, allow_empty=False),
         args=_no_nul(_validate.args(job_args), "args"),
         kwargs=kwargs(job_kwargs),
-        data=tags(job_tags),
+        data=tags(job_tags, hooks.enqueue_data(str(job_class), DEFAULT_QUEUE if queue is None else str(queue))),
         queue=DEFAULT_QUEUE if queue is None else _limited("queue", queue, QUEUE_MAX_CHARS, allow_empty=True),
         priority=_validate.priority(priority),
         run_at=_validate.run_at(run_at),
