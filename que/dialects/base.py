@@ -186,6 +186,10 @@ class Dialect(abc.ABC):
     def worker_states(self) -> Query: ...
 
     @abc.abstractmethod
+    def jobs(self, job_class: str | None) -> Query:
+        """Every job (of `job_class`), oldest first."""
+
+    @abc.abstractmethod
     def dead_jobs(self, queue: str | None) -> Query: ...
 
     @abc.abstractmethod

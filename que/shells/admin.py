@@ -63,6 +63,10 @@ class Admin:
         job_states)."""
         return self._query((self.dialect()).worker_states())  # type: ignore[no-any-return]
 
+    def jobs(self, job_class: str | None = None) -> list[Job]:
+        """Every job in que_jobs (of `job_class`), oldest first, whatever its state."""
+        return self._query((self.dialect()).jobs(job_class))  # type: ignore[no-any-return]
+
     def dead_jobs(self, queue: str | None = None) -> list[Job]:
         """Jobs past their retry limit, oldest first: on Que 0.x set aside (run_at
         9999-12-31, or 'infinity' from que-interop 0.2); on Que 1.x/2.x expired."""

@@ -16,7 +16,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import que
 from que.contrib import otel
-from tests.integration.test_hooks import QUEUE, drain, url as url  # noqa: F401 - the fixture
+from tests.integration.test_hooks import QUEUE, drain
+from tests.integration.test_hooks import url as url
 
 
 @pytest.fixture
@@ -56,7 +57,9 @@ def test_a_job_runs_in_the_trace_it_was_enqueued_in(
     for data in datas:
         assert set(data) == {"trace"} and data["trace"]["traceparent"].startswith("00-")
     drain(url, {"Ok": ok, "Boom": boom}, kind, 1)
-    spans = {span.name + ":" + str(span.attributes.get("que.job_class")): span for span in exporter.get_finished_spans()}
+    spans = {
+        span.name + ":" + str(span.attributes.get("que.job_class")): span for span in exporter.get_finished_spans()
+    }
     job = spans[f"process {QUEUE}:Ok"]
     failed = spans[f"process {QUEUE}:Boom"]
     assert job.kind == SpanKind.CONSUMER

@@ -164,6 +164,9 @@ class Que0(Dialect):
     def worker_states(self) -> Query:
         return Query(sql.WORKER_STATES, read_rows=list)
 
+    def jobs(self, job_class: str | None) -> Query:
+        return Query(sql.ALL_JOBS, {"job_class": job_class}, read_rows=lambda found: [job_of(row) for row in found])
+
     def dead_jobs(self, queue: str | None) -> Query:
         return Query(sql.DEAD_JOBS, {"queue": queue}, read_rows=lambda found: [job_of(row) for row in found])
 

@@ -397,6 +397,12 @@ WHERE relname = 'que_jobs'"""
 
 CLEAR: Final = "DELETE FROM que_jobs"
 
+# Every job (of a job_class), oldest id first: what a test helper or a dashboard lists.
+ALL_JOBS: Final = """\
+SELECT * FROM que_jobs
+WHERE %(job_class)s::text IS NULL OR job_class = %(job_class)s::text
+ORDER BY job_id"""
+
 # The jobs set aside by the retry limit, and making them due again (error_count kept).
 DEAD_JOBS: Final = f"""\
 SELECT * FROM que_jobs

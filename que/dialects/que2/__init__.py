@@ -162,6 +162,10 @@ class Que2(Dialect):
     def worker_states(self) -> Query:
         return Query(sql.WORKER_STATES, read_rows=list)
 
+    def jobs(self, job_class: str | None) -> Query:
+        text = sql.ALL_JOBS.replace(sql.JOB_COLUMNS, self._columns())
+        return Query(text, {"job_class": job_class}, read_rows=lambda found: [job_of(row) for row in found])
+
     def dead_jobs(self, queue: str | None) -> Query:
         text = sql.EXPIRED_JOBS.replace(sql.JOB_COLUMNS, self._columns())
         return Query(text, {"queue": queue}, read_rows=lambda found: [job_of(row) for row in found])

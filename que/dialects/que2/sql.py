@@ -305,6 +305,12 @@ LEFT JOIN (
 GROUP BY j.queue
 ORDER BY j.queue"""
 
+# Every job (of a job_class), oldest id first: what a test helper or a dashboard lists.
+ALL_JOBS: Final = f"""\
+SELECT {JOB_COLUMNS} FROM public.que_jobs
+WHERE %(job_class)s::text IS NULL OR job_class = %(job_class)s::text
+ORDER BY id"""
+
 # Ruby Que 2's job_states: each job a locker holds, with the locker's host and process.
 WORKER_STATES: Final = """\
 SELECT que_jobs.*, pg.ruby_hostname, pg.ruby_pid
