@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from que.core.errors import short_message
 from que.core.job import Job
@@ -115,6 +115,7 @@ class LogHook(Hook):
         )
 
 
+H = TypeVar("H", bound=Hook)
 _lock = threading.Lock()
 _hooks: tuple[Hook, ...] = (LogHook(),)
 
@@ -140,7 +141,7 @@ def remove_hook(hook: Hook) -> None:
 
 
 @contextmanager
-def hooked(hook: Hook) -> Iterator[Hook]:
+def hooked(hook: H) -> Iterator[H]:
     """add_hook for the length of a with block (tests, a request)."""
     add_hook(hook)
     try:
