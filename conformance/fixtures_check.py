@@ -32,6 +32,8 @@ SCHEMAS = {
     "rules.json": "rules.schema.json",
     "catalogue.json": "catalogue.schema.json",
     "catalogue2.json": "catalogue.schema.json",
+    "catalogue_activejob.json": "catalogue.schema.json",
+    "activejob_6_1.json": "activejob.schema.json",
 }
 
 
@@ -182,6 +184,35 @@ def check_catalogue2(data: Any) -> list[str]:
     ]
 
 
+def check_catalogue_activejob(data: Any) -> list[str]:
+    """As check_catalogue, for ActiveJob's terms: each an activejob- rule, no id shared."""
+    others = {t["id"] for name in ("catalogue.json", "catalogue2.json") for t in load(name)["terms"]}
+    name = "catalogue_activejob.json"
+    return (
+        check_catalogue(data, name)
+        + [f"{name}: {t['id']} is a term of another catalogue too" for t in data["terms"] if t["id"] in others]
+        + [
+            f"{name}: {t['id']} names {t['rule']}, not an activejob- rule"
+            for t in data["terms"]
+            if not t["rule"].startswith("activejob-")
+        ]
+    )
+
+
+def check_activejob_cases(data: Any) -> list[str]:
+    """Every case's arguments are one array SPEC, and what Rails wrote is one item per argument."""
+    problems = []
+    for index, case in enumerate(data["cases"]):
+        arguments = case["arguments"]
+        if arguments[0] != "array" or len(arguments) != 2:
+            problems.append(f"activejob_6_1.json: case {index}: arguments are not an array SPEC")
+        elif len(arguments[1]) != len(case["written"]):
+            problems.append(
+                f"activejob_6_1.json: case {index}: {len(arguments[1])} arguments, {len(case['written'])} written"
+            )
+    return problems
+
+
 def check_pg_catalogue(data: Any) -> list[str]:
     """A catalogue dump names the table of its schema version and its trigger functions."""
     tables = {row[0] for row in data["catalogue"].get("tables", [])}
@@ -205,6 +236,8 @@ SEMANTIC = {
     "rules.json": check_rules,
     "catalogue.json": check_catalogue,
     "catalogue2.json": check_catalogue2,
+    "catalogue_activejob.json": check_catalogue_activejob,
+    "activejob_6_1.json": check_activejob_cases,
     "schema_v5.json": check_pg_catalogue,
     "schema_v7.json": check_pg_catalogue,
 }

@@ -36,6 +36,7 @@ CASES: list[list[Any]] = [
         "array",
         [["decimal", "1.5"], ["decimal", "0"], ["decimal", "-0.001"], ["decimal", "123000"], ["decimal", "3.14159"]],
     ],
+    ["array", [["decimal", "10"], ["decimal", "2.0"], ["decimal", "-7.50"]]],
     ["array", [["array", [["array", []], ["int", "1"], ["array", [["str", "x"]]]]]]],
     ["array", [h("plain", ("str", "a", ["int", "1"]), ("str", "b", ["str", "two"]))]],
     ["array", [h("plain", ("sym", "a", ["int", "1"]), ("str", "b", ["int", "2"]), ("sym", "c", h("plain")))]],
@@ -50,6 +51,8 @@ CASES: list[list[Any]] = [
             t("Time", "2026-01-02T03:04:05.123456789Z", 19800, None),
             t("Time", "1970-01-02T00:00:00.000001000Z", -28800, None),
             t("Time", "2026-01-02T03:04:05.500000000Z", 0, None),
+            t("Time", "2026-01-02T03:04:05.250000000Z", 36000, None),
+            t("Time", "2026-01-02T03:04:05.750000000Z", -36000, None),
         ],
     ],
     [
@@ -58,6 +61,7 @@ CASES: list[list[Any]] = [
             t("ActiveSupport::TimeWithZone", "2026-01-02T03:04:05.123456789Z", 0, "Etc/UTC"),
             t("ActiveSupport::TimeWithZone", "2026-07-02T03:04:05.000000001Z", 7200, "Europe/Berlin"),
             t("ActiveSupport::TimeWithZone", "2026-01-02T03:04:05.000000000Z", 32400, "Asia/Tokyo"),
+            t("ActiveSupport::TimeWithZone", "2026-01-02T03:04:05.000000000Z", 46800, "Pacific/Auckland"),
         ],
     ],
     [
@@ -65,6 +69,7 @@ CASES: list[list[Any]] = [
         [
             t("DateTime", "2026-01-02T03:04:05.000000000Z", 0, None),
             t("DateTime", "2026-01-02T03:04:05.123456789Z", 19800, None),
+            t("DateTime", "2026-01-02T03:04:05.000000000Z", -39600, None),
         ],
     ],
     ["array", [["date", "2026-01-02"], ["date", "0001-01-01"], ["date", "9999-12-31"]]],

@@ -175,8 +175,19 @@ def test_rails_envelopes_are_received_as_rails_receives_them(
     ids = [str(uuid.uuid4()) for _ in recorded]
     for job_id, case in zip(ids, recorded, strict=True):
         _insert_envelope(db, _envelope(AJ_ECHO, case["written"], job_id))
+    # A job Rails' retry_on enqueued again: its envelope counts the runs before this one.
+    again = {**_envelope(AJ_ECHO, [1]), "executions": 2, "exception_executions": {"[ArgumentError]": 2}}
+    _insert_envelope(db, again)
     drain(testee, fleet.info(impl))
     got = _received(db)
+    seen = got.get(again["job_id"], {})
+    check_equal(
+        (seen.get("executions"), seen.get("exception_executions")),
+        (3, {"[ArgumentError]": 2}),
+        "activejob-attributes",
+        impl=impl,
+        detail="a job enqueued again by retry_on after two runs",
+    )
     for job_id, case in zip(ids, recorded, strict=True):
         case_ = {"impl": impl, "detail": f"Rails wrote {json.dumps(case['written'])[:200]}"}
         check(job_id in got, "activejob-received", **case_, seen=sorted(got))

@@ -22,7 +22,9 @@ def _time(ruby_class: str, utc_text: str, offset: int, zone: str | None) -> Ruby
     if ruby_class == "ActiveSupport::TimeWithZone":
         return RubyTime(moment.astimezone(ZoneInfo(zone or "UTC")), ruby_class, nanosecond, zone or "UTC")
     local = moment.astimezone(timezone(timedelta(seconds=offset)))
-    return RubyTime(local, ruby_class, nanosecond, utc_text=ruby_class == "Time" and zone == "UTC" and offset == 0)
+    if ruby_class == "Time":  # a Ruby Time says itself whether it is UTC ("Z") or +00:00
+        return RubyTime(local, ruby_class, nanosecond, utc_text=zone == "UTC" and offset == 0)
+    return RubyTime(local, ruby_class, nanosecond)  # a DateTime as a user makes one
 
 
 def build(spec: list[Any]) -> Any:
@@ -50,8 +52,10 @@ def build(spec: list[Any]) -> Any:
     if kind == "date":
         return date.fromisoformat(rest[0])
     if kind == "duration":
-        parts = {str(name): number for name, number in build(rest[1]).items()}
-        return Duration(build(rest[0]), parts)
+        value, parts = build(rest[0]), {str(name): number for name, number in build(rest[1]).items()}
+        if parts == {"seconds": value} and isinstance(value, int):
+            return timedelta(seconds=value)  # what a Python user passes for 300.seconds
+        return Duration(value, parts)
     if kind == "gid":
         return GlobalID(rest[0])
     if kind == "module":
