@@ -26,6 +26,7 @@ QUE_LAYERS = [
     ("que.contrib", 4),
     ("que.ops", 4),
     ("que.testing", 4),
+    ("que.web", 4),
     ("que.aio", 4),
     ("que.activejob", 4),
     ("que.errors", 4),

@@ -18,7 +18,9 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -159,6 +161,8 @@ def _run(options: argparse.Namespace) -> int:
 
     if options.command == "health":
         return _health(options)
+    if options.command == "web":
+        return _web(options)
     try:
         client = Client(options.database_url, notify=getattr(options, "notify", False))
     except ValueError as error:
@@ -213,6 +217,45 @@ def _run(options: argparse.Namespace) -> int:
             with _endpoint(options, pool.is_alive):
                 if not pool.run(shutdown_timeout=options.shutdown_timeout):
                     return _cut_short(pool.stop_signal)
+    return 0
+
+
+def _web(options: argparse.Namespace) -> int:
+    """`que web`: the dashboard on a threaded server, until SIGINT or SIGTERM."""
+    from que import web
+
+    basic = None
+    if options.basic_auth:
+        user, colon, password = options.basic_auth.partition(":")
+        if not (user and colon and password):
+            raise UsageError("--basic-auth must be USER:PASSWORD")
+        basic = (user, password)
+        remember_secrets(password)
+    if options.token:
+        remember_secrets(options.token)
+    if not 1 <= options.refresh <= 3600:
+        raise UsageError(f"--refresh must be 1 to 3600 seconds, got {options.refresh}")
+    with Client(options.database_url) as client:
+        dashboard = web.Dashboard(
+            client, token=options.token, basic=basic, read_only=options.read_only, refresh=options.refresh
+        )
+        try:
+            server = web.serve(dashboard, options.host, options.port)
+        except ValueError as refused:
+            raise UsageError(str(refused)) from None
+        except OSError as error:
+            raise UsageError(f"--port {options.port}: {error}") from None
+        logging.getLogger("que").info(
+            "dashboard on http://%s:%s/", options.host, server.server_port, extra={"event": "dashboard_started"}
+        )
+        previous = signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            server.server_close()
     return 0
 
 

@@ -2,6 +2,7 @@
 README.md and docs quote. que.cli runs what it parses."""
 
 import argparse
+import os
 from typing import NoReturn
 
 from que import __version__, aio
@@ -173,6 +174,23 @@ def parser() -> argparse.ArgumentParser:
         metavar="S",
         help="/health fails while a queue's oldest due job has waited S seconds or more (default: no bound)",
     )
+
+    web = commands.add_parser(
+        "web",
+        help="serve the web dashboard until SIGINT",
+        description="The dashboard: queues by state, failing jobs, retry/delete/expire, the lockers. Beyond "
+        "localhost it needs --token or --basic-auth; every change is a POST with a CSRF token.",
+    )
+    web.add_argument("--host", default="127.0.0.1", help="the address to serve on (default: 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8080, help="the port (default: 8080)")
+    web.add_argument(
+        "--token",
+        default=os.environ.get("QUE_WEB_TOKEN"),
+        help="require this token (open /login?token=... once; or Authorization: Bearer) (default: $QUE_WEB_TOKEN)",
+    )
+    web.add_argument("--basic-auth", metavar="USER:PASSWORD", help="require HTTP basic auth with these credentials")
+    web.add_argument("--read-only", action="store_true", help="show the queue; change nothing")
+    web.add_argument("--refresh", type=int, default=5, metavar="S", help="the overview reloads every S seconds")
 
     health = commands.add_parser(
         "health",

@@ -190,6 +190,19 @@ class Dialect(abc.ABC):
         """Every job (of `job_class`), oldest first."""
 
     @abc.abstractmethod
+    def lockers(self) -> Query:
+        """Who works jobs: Que 1.x/2.x's que_lockers rows; Que 0.x's sessions holding locks."""
+
+    @abc.abstractmethod
+    def job_page(self, filters: dict[str, Any]) -> Query:
+        """A page of jobs, newest first: filters state (ready, scheduled, failing, dead or
+        None), queue, job_class, text (in the last error), before (a job id), limit."""
+
+    @abc.abstractmethod
+    def job_action(self, action: str, job_id: int) -> Query:
+        """retry (due now), delete, or expire (Que 1.x/2.x) one job no session holds."""
+
+    @abc.abstractmethod
     def dead_jobs(self, queue: str | None) -> Query: ...
 
     @abc.abstractmethod

@@ -67,6 +67,43 @@ class AsyncAdmin:
         """Every job in que_jobs (of `job_class`), oldest first, whatever its state."""
         return await self._query((await self.dialect()).jobs(job_class))  # type: ignore[no-any-return]
 
+    async def lockers(self) -> list[dict[str, Any]]:
+        """Who works jobs now: on Que 1.x/2.x the lockers in que_lockers (host, process,
+        workers, queues) with the jobs each holds; on Que 0.x, which keeps no registry, each
+        session holding job locks (pid, application_name, client address, jobs)."""
+        return await self._query((await self.dialect()).lockers())  # type: ignore[no-any-return]
+
+    async def job_page(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        job_class: str | None = None,
+        text: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """A page of jobs, newest first, for a dashboard: of a state (ready, scheduled,
+        failing, dead; None: any), a queue, a job_class, whose last error holds `text`, and
+        older than job id `before` (the last id of the previous page)."""
+        if state not in (None, "ready", "scheduled", "failing", "dead", "finished"):
+            raise ValueError(f"state {state!r}: one of ready, scheduled, failing, dead, finished, or None")
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit {limit}: 1 to 1000 jobs a page")
+        filters = {"state": state, "queue": queue, "job_class": job_class, "text": text or None}
+        query = (await self.dialect()).job_page({**filters, "before": before, "limit": limit})
+        return await self._query(query)  # type: ignore[no-any-return]
+
+    async def job_action(self, action: str, job_id: int) -> bool:
+        """Do `action` to one job: retry (due now; an expired one too), delete, or expire (Que
+        1.x/2.x). False when no such job, or a worker holds it now (it is left alone)."""
+        from que.core.validate import job_id as check_job_id
+
+        check_job_id(job_id)
+        if action not in ("retry", "delete", "expire"):
+            raise ValueError(f"action {action!r}: retry, delete or expire")
+        return bool(await self._query((await self.dialect()).job_action(action, job_id)))
+
     async def dead_jobs(self, queue: str | None = None) -> list[Job]:
         """Jobs past their retry limit, oldest first: on Que 0.x set aside (run_at
         9999-12-31, or 'infinity' from que-interop 0.2); on Que 1.x/2.x expired."""

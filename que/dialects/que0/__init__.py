@@ -167,6 +167,18 @@ class Que0(Dialect):
     def jobs(self, job_class: str | None) -> Query:
         return Query(sql.ALL_JOBS, {"job_class": job_class}, read_rows=lambda found: [job_of(row) for row in found])
 
+    def lockers(self) -> Query:
+        return Query(sql.LOCKERS, read_rows=list)
+
+    def job_page(self, filters: dict[str, Any]) -> Query:
+        return Query(sql.JOB_PAGE, filters, read_rows=lambda found: [job_of(row) for row in found])
+
+    def job_action(self, action: str, job_id: int) -> Query:
+        statements = {"retry": sql.RETRY_NOW, "delete": sql.DELETE_JOB}
+        if action not in statements:
+            raise self.refuse("expired jobs", "delete the job, or let it fail past max_retries")
+        return Query(statements[action], {"job_id": job_id}, rowcount=True)
+
     def dead_jobs(self, queue: str | None) -> Query:
         return Query(sql.DEAD_JOBS, {"queue": queue}, read_rows=lambda found: [job_of(row) for row in found])
 

@@ -403,6 +403,42 @@ SELECT * FROM que_jobs
 WHERE %(job_class)s::text IS NULL OR job_class = %(job_class)s::text
 ORDER BY job_id"""
 
+# A page of jobs for the dashboard: filtered by state, queue, job_class and error text,
+# newest first, after the job_id the previous page ended at (keyset pagination: each page
+# costs the same however deep; a Que 0.x table's only index leads with queue, so the walk
+# is cheap with a queue filter and a scan of the rows before the page without one).
+_STATE: Final = f"""CASE %(state)s::text
+  WHEN 'ready' THEN error_count = 0 AND run_at <= now()
+  WHEN 'scheduled' THEN error_count = 0 AND run_at > now()
+  WHEN 'failing' THEN error_count > 0 AND NOT ({_DEAD})
+  WHEN 'dead' THEN {_DEAD}
+  ELSE true END"""
+JOB_PAGE: Final = f"""\
+SELECT * FROM que_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+AND   (%(job_class)s::text IS NULL OR job_class = %(job_class)s::text)
+AND   (%(text)s::text IS NULL OR strpos(lower(last_error), lower(%(text)s::text)) > 0)
+AND   (%(before)s::bigint IS NULL OR job_id < %(before)s::bigint)
+AND   {_STATE}
+ORDER BY job_id DESC
+LIMIT %(limit)s::int"""
+
+# The sessions working jobs: Que 0.x has no registry of workers, so each session holding a
+# job's advisory lock, with how many and what it is.
+LOCKERS: Final = """\
+SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start, a.state,
+       count(*) AS jobs
+FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
+WHERE l.locktype = 'advisory'
+GROUP BY a.pid, a.application_name, a.client_addr, a.backend_start, a.state
+ORDER BY a.pid"""
+
+# The dashboard's actions on one job, never on a job a session holds (a worker runs it).
+_NOT_HELD: Final = """NOT EXISTS (
+  SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND (classid::bigint << 32) + objid::bigint = que_jobs.job_id)"""
+RETRY_NOW: Final = f"UPDATE que_jobs SET run_at = now() WHERE job_id = %(job_id)s::bigint AND {_NOT_HELD}"
+DELETE_JOB: Final = f"DELETE FROM que_jobs WHERE job_id = %(job_id)s::bigint AND {_NOT_HELD}"
+
 # The jobs set aside by the retry limit, and making them due again (error_count kept).
 DEAD_JOBS: Final = f"""\
 SELECT * FROM que_jobs

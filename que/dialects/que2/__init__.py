@@ -166,6 +166,17 @@ class Que2(Dialect):
         text = sql.ALL_JOBS.replace(sql.JOB_COLUMNS, self._columns())
         return Query(text, {"job_class": job_class}, read_rows=lambda found: [job_of(row) for row in found])
 
+    def lockers(self) -> Query:
+        return Query(sql.LOCKERS, read_rows=list)
+
+    def job_page(self, filters: dict[str, Any]) -> Query:
+        text = sql.JOB_PAGE.replace(sql.JOB_COLUMNS, self._columns())
+        return Query(text, filters, read_rows=lambda found: [job_of(row) for row in found])
+
+    def job_action(self, action: str, job_id: int) -> Query:
+        statements = {"retry": sql.RETRY_NOW, "delete": sql.DELETE_JOB, "expire": sql.EXPIRE_NOW}
+        return Query(statements[action], {"job_id": job_id}, rowcount=True)
+
     def dead_jobs(self, queue: str | None) -> Query:
         text = sql.EXPIRED_JOBS.replace(sql.JOB_COLUMNS, self._columns())
         return Query(text, {"queue": queue}, read_rows=lambda found: [job_of(row) for row in found])

@@ -311,6 +311,39 @@ SELECT {JOB_COLUMNS} FROM public.que_jobs
 WHERE %(job_class)s::text IS NULL OR job_class = %(job_class)s::text
 ORDER BY id"""
 
+# A page of jobs for the dashboard (as que.dialects.que0.sql.JOB_PAGE), newest id first,
+# walking the primary key on id.
+JOB_PAGE: Final = f"""\
+SELECT {JOB_COLUMNS} FROM public.que_jobs AS j
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+AND   (%(job_class)s::text IS NULL OR job_class = %(job_class)s::text)
+AND   (%(text)s::text IS NULL OR strpos(lower(coalesce(last_error_message, '') || ' ' ||
+                                             coalesce(last_error_backtrace, '')), lower(%(text)s::text)) > 0)
+AND   (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+AND   (%(state)s::text IS NULL OR public.que_determine_job_state(j) = replace(replace(%(state)s::text,
+         'failing', 'errored'), 'dead', 'expired'))
+ORDER BY id DESC
+LIMIT %(limit)s::int"""
+
+# The registered lockers, each with the jobs its session holds now.
+LOCKERS: Final = """\
+SELECT l.pid, l.ruby_hostname, l.ruby_pid, l.worker_count, l.worker_priorities, l.queues, l.listening,
+       l.job_schema_version,
+       (SELECT count(*) FROM pg_locks AS p WHERE p.pid = l.pid AND p.locktype = 'advisory') AS jobs
+FROM public.que_lockers AS l
+ORDER BY l.pid"""
+
+# The dashboard's actions on one job, never on a job a locker holds (a worker runs it).
+_NOT_HELD: Final = """NOT EXISTS (
+  SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND (classid::bigint << 32) + objid::bigint = que_jobs.id)"""
+RETRY_NOW: Final = f"""\
+UPDATE public.que_jobs SET run_at = now(), expired_at = NULL
+WHERE id = %(job_id)s::bigint AND finished_at IS NULL AND {_NOT_HELD}"""
+DELETE_JOB: Final = f"DELETE FROM public.que_jobs WHERE id = %(job_id)s::bigint AND {_NOT_HELD}"
+EXPIRE_NOW: Final = f"""\
+UPDATE public.que_jobs SET expired_at = now()
+WHERE id = %(job_id)s::bigint AND finished_at IS NULL AND expired_at IS NULL AND {_NOT_HELD}"""
+
 # Ruby Que 2's job_states: each job a locker holds, with the locker's host and process.
 WORKER_STATES: Final = """\
 SELECT que_jobs.*, pg.ruby_hostname, pg.ruby_pid
