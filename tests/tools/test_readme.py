@@ -1,7 +1,7 @@
 """The README's Python examples run as written: only the server's URL is swapped in.
 
 Blocks in order: the quickstart, asyncio, Django, SQLAlchemy, enqueue for Rails, work Rails'
-jobs (the `conn` fixture gives each an empty que_jobs). The Django block is a
+jobs, operating a queue (the `conn` fixture gives each an empty que_jobs). The Django block is a
 function an app would call, so the test calls it (in a committed and in a rolled-back
 atomic block) after configuring Django the way an app's settings would.
 """
@@ -48,8 +48,17 @@ def emails(conn: psycopg.Connection[Any]) -> list[str]:
     return [r[0] for r in conn.execute("SELECT email FROM accounts ORDER BY email").fetchall()]
 
 
-def test_there_are_seven_examples() -> None:
-    assert len(blocks()) == 7
+def test_there_are_eight_examples() -> None:
+    assert len(blocks()) == 8
+
+
+def test_operating_example_runs(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    result = run(blocks()[7], database_url)
+    assert result.returncode == 0, result.stderr
+    assert "sending to ann@example.com" in result.stdout
+    assert "SendEmail worked in" in result.stdout
+    assert 'que_jobs_worked_total{job_class="SendEmail",queue=""} 1.0' in result.stdout
+    assert rows(conn) == []
 
 
 def test_quickstart_runs(database_url: str, conn: psycopg.Connection[Any]) -> None:
