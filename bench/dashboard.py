@@ -21,14 +21,16 @@ OUT = Path(__file__).resolve().parent / "results"
 
 FILL = {
     3: """INSERT INTO que_jobs (queue, priority, run_at, job_class, args, error_count, last_error)
-SELECT 'q' || (n %% 10), n %% 200, now() - (n %% 1000) * interval '1 second' + CASE WHEN n %% 4 = 0 THEN interval '1 day' ELSE interval '0' END,
+SELECT 'q' || (n %% 10), n %% 200,
+       now() - (n %% 1000) * interval '1 second' + CASE WHEN n %% 4 = 0 THEN interval '1 day' ELSE interval '0' END,
        'Job' || (n %% 50), json_build_array(n, 'x'),
        CASE WHEN n %% 100 = 0 THEN 3 ELSE 0 END,
        CASE WHEN n %% 100 = 0 THEN 'RuntimeError: failure ' || n ELSE NULL END
 FROM generate_series(1, %(rows)s) AS n""",
     7: """INSERT INTO que_jobs (queue, priority, run_at, job_class, args, error_count, last_error_message,
                           expired_at, job_schema_version)
-SELECT 'q' || (n %% 10), n %% 200, now() - (n %% 1000) * interval '1 second' + CASE WHEN n %% 4 = 0 THEN interval '1 day' ELSE interval '0' END,
+SELECT 'q' || (n %% 10), n %% 200,
+       now() - (n %% 1000) * interval '1 second' + CASE WHEN n %% 4 = 0 THEN interval '1 day' ELSE interval '0' END,
        'Job' || (n %% 50), jsonb_build_array(n, 'x'),
        CASE WHEN n %% 100 = 0 THEN 3 ELSE 0 END,
        CASE WHEN n %% 100 = 0 THEN 'RuntimeError: failure ' || n ELSE NULL END,
