@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 
 from harness import protocol
-from testees.python.aio import AsyncTestee
 from que.activejob import WRAPPER
+from testees.python.aio import AsyncTestee
 from testees.python.common import ACTIVE_JOB_CLASSES, JOB_CLASSES
 from testees.python.threads import Testee as PythonTestee
 from tests.harness.test_broken_testees import outcomes, run_suite
