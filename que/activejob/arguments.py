@@ -191,7 +191,7 @@ def _duration(value: timedelta, rails: str, where: str) -> dict[str, Any]:
         seconds, parts = value.value, value.parts
     else:
         total = value.total_seconds()
-        seconds = int(total) if total == int(total) and not value.microseconds else total
+        seconds = int(total) if total == int(total) else total
         parts = {"seconds": seconds}
     # Rails passes the parts hash to Arguments.serialize, which maps over it: an array of
     # [key, value] pairs, each key a Symbol.
