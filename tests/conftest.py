@@ -74,3 +74,13 @@ def fresh_database(url: str, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     return re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", url, count=1)
+
+
+@pytest.fixture(params=[3, 7], ids=["que0", "que2"])
+def table_url(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
+    """A database of its own with que_jobs at version 3 (Que 0.x) and then 7 (Que 2.x): each
+    test that takes it runs on both tables."""
+    made = fresh_database(database_url, f"{request.node.module.__name__.rsplit('.', 1)[-1]}_v{request.param}")
+    with que.Client(made) as client:
+        client.migrate(request.param)
+    yield made

@@ -287,21 +287,11 @@ class Testee
 
     queue = req.fetch('queue')
     started = Time.now
-    deadline = started + req.fetch('deadline_ms', 60_000) / 1000.0
-    minimum = started + req.fetch('min_duration_ms', 0) / 1000.0
     workers = Integer(req.fetch('workers', 1))
     locker = Que::Locker.new(queues: [queue], poll_interval: 0.05, worker_priorities: [nil] * workers)
-    drained = false
-    while Time.now < deadline
-      if !due?(queue) && Time.now >= minimum
-        drained = true
-        break
-      end
-      sleep 0.02
-    end
-    elapsed = Time.now - started
+    result = wait_drained(req, started) { !due?(queue) }
     locker.stop!
-    { drained: drained, elapsed_ms: (elapsed * 1000).round(1) }
+    result
   end
 
   # Not a protocol op: tools/record_activejob_fixtures.py asks it what this Rails writes for

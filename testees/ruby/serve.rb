@@ -7,6 +7,22 @@ require 'json'
 
 class UnavailableError < StandardError; end
 
+# The `work` op's wait: until the block says the queue is drained (and min_duration_ms has
+# passed) or deadline_ms passes; its result. For the testees whose `work` runs a Que Locker.
+def wait_drained(req, started = Time.now)
+  deadline = started + req.fetch('deadline_ms', 60_000) / 1000.0
+  minimum = started + req.fetch('min_duration_ms', 0) / 1000.0
+  drained = false
+  while Time.now < deadline
+    if yield && Time.now >= minimum
+      drained = true
+      break
+    end
+    sleep 0.005
+  end
+  { drained: drained, elapsed_ms: ((Time.now - started) * 1000).round(1) }
+end
+
 def serve(testee, out)
   $stdin.each_line do |line|
     next if line.strip.empty?

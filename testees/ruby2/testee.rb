@@ -174,9 +174,7 @@ class Testee
 
   def op_work(req)
     queue = req.fetch('queue', Que.default_queue)
-    deadline = Time.now + req.fetch('deadline_ms', 60_000) / 1000.0
     started = Time.now
-    minimum = started + req.fetch('min_duration_ms', 0) / 1000.0
     locker = Que::Locker.new(
       queues: [queue],
       connection_url: @url,
@@ -184,17 +182,9 @@ class Testee
       poll_interval: req.fetch('wake_interval_ms', 10) / 1000.0,
       worker_priorities: req.fetch('priorities') { [nil] * Integer(req.fetch('workers', 1)) }
     )
-    drained = false
-    while Time.now < deadline
-      if drained?(queue) && Time.now >= minimum
-        drained = true
-        break
-      end
-      sleep 0.005
-    end
-    elapsed = Time.now - started
+    result = wait_drained(req, started) { drained?(queue) }
     locker.stop!
-    { drained: drained, elapsed_ms: (elapsed * 1000).round(1) }
+    result
   end
 
   def op_stop(_req)

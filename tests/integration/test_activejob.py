@@ -7,7 +7,6 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -21,17 +20,13 @@ from harness.lab import wait_until
 from que import activejob
 from que.activejob import Duration, GlobalID, IndifferentDict, RubyModule, RubyTime, Symbol
 from que.aio import AsyncClient, AsyncWorkerPool
-from tests.conftest import fresh_database
 
 WRAPPER = "ActiveJob::QueueAdapters::QueAdapter::JobWrapper"
 
 
-@pytest.fixture(params=[3, 7], ids=["que0", "que2"])
-def url(request: Any, database_url: str) -> Iterator[str]:
-    made = fresh_database(database_url, f"activejob_v{request.param}")
-    with que.Client(made) as client:
-        client.migrate(request.param)
-    yield made
+@pytest.fixture
+def url(table_url: str) -> str:
+    return table_url
 
 
 def stored(url: str) -> list[tuple[Any, ...]]:

@@ -7,7 +7,6 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -16,18 +15,14 @@ import pytest
 import que
 from harness.lab import wait_until
 from que.aio import AsyncClient, AsyncWorkerPool
-from tests.conftest import fresh_database
 
 QUEUE = "hooks"
 SEEN: contextvars.ContextVar[int | None] = contextvars.ContextVar("seen", default=None)
 
 
-@pytest.fixture(params=[3, 7], ids=["que0", "que2"])
-def url(request: Any, database_url: str) -> Iterator[str]:
-    made = fresh_database(database_url, f"hooks_v{request.param}")
-    with que.Client(made) as client:
-        client.migrate(request.param)
-    yield made
+@pytest.fixture
+def url(table_url: str) -> str:
+    return table_url
 
 
 class Recorder(que.Hook):
