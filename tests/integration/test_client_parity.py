@@ -44,6 +44,10 @@ def is_none(value: Any) -> bool:
     return value is None
 
 
+def is_true(value: Any) -> bool:
+    return value is True
+
+
 RECIPES: dict[str, Recipe] = {
     "close": Recipe(lambda c, v: c.close(), same(is_none)),
     "connect": Recipe(lambda c, v: c.connect(), same(lambda conn: not conn.closed)),
@@ -71,6 +75,18 @@ RECIPES: dict[str, Recipe] = {
     "dead_jobs": Recipe(lambda c, v: c.dead_jobs("parity"), same(lambda jobs: jobs == [])),
     "retry_dead": Recipe(lambda c, v: c.retry_dead(queue="parity"), same(lambda n: n == 0)),
     "repair_dead": Recipe(lambda c, v: c.repair_dead(), {"0.14": lambda n: n == 0, "1": UNSUPPORTED, "2": UNSUPPORTED}),
+    "overview": Recipe(
+        lambda c, v: c.overview(),
+        same(lambda rows: [(r["queue"], r["ready"], r["working"]) for r in rows] == [("parity", 1, 0)]),
+    ),
+    "jobs": Recipe(lambda c, v: c.jobs("Parity"), same(lambda jobs: [j.args for j in jobs] == [[0]])),
+    "job_page": Recipe(
+        lambda c, v: c.job_page(queue="parity", state="ready"), same(lambda jobs: [j.args for j in jobs] == [[0]])
+    ),
+    "job_action": Recipe(
+        lambda c, v: c.job_action("expire", 1), {"0.14": UNSUPPORTED, "1": is_true, "2": is_true}
+    ),
+    "lockers": Recipe(lambda c, v: c.lockers(), same(lambda rows: rows == [])),
     "clear": Recipe(lambda c, v: c.clear(), same(is_none)),
     "connection_limit": Recipe(lambda c, v: c.connection_limit(), same(lambda n: n > 0)),
 }
