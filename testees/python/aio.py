@@ -22,6 +22,7 @@ from testees.python.common import (
     RECORD,
     aj_enqueue_call,
     aj_received,
+    carries_active_job,
     dialect_of,
     drained_by,
     drained_query,
@@ -107,8 +108,8 @@ class AsyncTestee:
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
         if self.dialect in ("1", "2"):
-            return started2(NAME, self.dialect)
-        return started(NAME, on=self.loop)
+            return carries_active_job(started2(NAME, self.dialect), NAME, self.broken_rule)
+        return carries_active_job(started(NAME, on=self.loop), NAME, self.broken_rule)
 
     async def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None

@@ -132,6 +132,16 @@ ACTIVE_JOB = "6.1"
 ACTIVE_JOB_CLASSES = {"QueConformance::AjEcho": "aj_echo", "QueConformance::AjFail": "aj_fail"}
 
 
+def carries_active_job(info: dict[str, Any], name: str, broken_rule: str | None) -> dict[str, Any]:
+    """The start result, with active_job declared by the rows that carry it: python and
+    python-async (threads' and asyncio's handlers). python-sessions and python-batch run
+    the same envelope code as python, and a port broken on purpose breaks a Que rule; the
+    ActiveJob cells would only run them again."""
+    if name not in ("python", "python-async") or broken_rule is not None:
+        info["capabilities"].pop("active_job", None)
+    return info
+
+
 def registry(testee: object) -> que.Registry:
     """The testee's handlers, sync or async, under the shared job class names, and the
     ActiveJob wrapper dispatching to its ActiveJob job classes."""

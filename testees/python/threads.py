@@ -28,6 +28,7 @@ from testees.python.common import (
     Unavailable,
     aj_enqueue_call,
     aj_received,
+    carries_active_job,
     dialect_of,
     drained_by,
     drained_query,
@@ -123,11 +124,11 @@ class Testee:
         broken.DATABASE_URL[:] = [req["database_url"]]
         self.results_table = req.get("results_table", self.results_table)
         if self.dialect in ("1", "2"):
-            return started2(self.name, self.dialect)
+            return carries_active_job(started2(self.name, self.dialect), self.name, self.broken_rule)
         info = started(self.name)
         if self.batch > 1:
             info["capabilities"]["lock_batch"] = True
-        return info
+        return carries_active_job(info, self.name, self.broken_rule)
 
     def op_migrate(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
