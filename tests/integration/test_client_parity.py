@@ -83,9 +83,7 @@ RECIPES: dict[str, Recipe] = {
     "job_page": Recipe(
         lambda c, v: c.job_page(queue="parity", state="ready"), same(lambda jobs: [j.args for j in jobs] == [[0]])
     ),
-    "job_action": Recipe(
-        lambda c, v: c.job_action("expire", 1), {"0.14": UNSUPPORTED, "1": is_true, "2": is_true}
-    ),
+    "job_action": Recipe(lambda c, v: c.job_action("expire", 1), {"0.14": UNSUPPORTED, "1": is_true, "2": is_true}),
     "lockers": Recipe(lambda c, v: c.lockers(), same(lambda rows: rows == [])),
     "clear": Recipe(lambda c, v: c.clear(), same(is_none)),
     "connection_limit": Recipe(lambda c, v: c.connection_limit(), same(lambda n: n > 0)),
