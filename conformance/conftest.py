@@ -24,9 +24,9 @@ from psycopg import sql
 
 from conformance import checks, expectations
 from conformance.checks import RuleBroken, message
-from conformance.fleet import DIALECT, Fleet, configured_names
+from conformance.fleet import DIALECT, Fleet, configured_names, joins
 from conformance.report import AREAS, Cell, Run, tally
-from harness import implementations, manifests, signals
+from harness import implementations, signals
 from harness.lab import reset
 from harness.postgres import Database, LocalCluster, PostgresUnavailable, database
 from harness.testee import NotApplicable
@@ -87,8 +87,7 @@ def _rows_for(metafunc: pytest.Metafunc) -> list[str]:
     """The rows of the run that take part in this cell's folder: a row whose manifest names
     the folders it joins (`only`, as the Rails row) is left out of every other folder."""
     folder = Path(metafunc.definition.path).parent.name
-    restricted = {name: row.only for name, row in manifests.rows().items() if row.only}
-    return [name for name in configured_names() if folder in restricted.get(name, (folder,))]
+    return [name for name in configured_names() if joins(name, folder)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

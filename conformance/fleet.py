@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from harness import implementations, lab, owners, results
+from harness import implementations, lab, manifests, owners, results
 from harness.implementations import Implementation
 from harness.postgres import Database
 from harness.testee import Info, Testee, Unavailable
@@ -65,8 +65,9 @@ class Fleet:
         found = implementations.resolve(builtins, outside_commands(), build=build, network=network)
         self.members = {impl.name: Member(impl, unavailable=impl.unavailable) for impl in found}
 
-    def names(self) -> list[str]:
-        return list(self.members)
+    def names(self, folder: str | None = None) -> list[str]:
+        """The rows of the run; with `folder`, those that take part in its cells."""
+        return [name for name in self.members if folder is None or joins(name, folder)]
 
     def _start(self, member: Member) -> None:
         impl = member.impl
@@ -180,6 +181,14 @@ class Fleet:
         lab.wait_until(lambda: not lab.advisory_locks(conn), 30, "the leftover locks to end with their sessions")
         lab.reset(conn)
         return problems
+
+
+def joins(name: str, folder: str) -> bool:
+    """Whether row `name` takes part in the cells of conformance/<folder>/ ("conformance" for
+    the 0.14 cells): every row does but one whose manifest names its folders (`only`, as the
+    Rails row, an application and not a port, which joins the ActiveJob cells only)."""
+    row = manifests.rows().get(name)
+    return row is None or not row.only or folder in row.only
 
 
 def require_worker(info: Info) -> None:

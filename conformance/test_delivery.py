@@ -29,7 +29,7 @@ LONG_MS = 10_500  # longer than the 5 s and 10 s idle timeouts of common connect
 
 def _finisher(fleet: Fleet, impl: str) -> str:
     """A worker other than `impl` to finish its jobs: python, else the first other row."""
-    names = [name for name in fleet.names() if name != impl]
+    names = [name for name in fleet.names("conformance") if name != impl]
     return REFERENCE if REFERENCE in names else names[0] if names else impl
 
 

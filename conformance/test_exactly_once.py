@@ -39,7 +39,7 @@ def test_each_implementation_drains_alone(impl: str, fleet: Fleet, db: psycopg.C
 
 def test_all_implementations_drain_together(fleet: Fleet, db: psycopg.Connection[Any], request: Any) -> None:
     available = []
-    for name in fleet.names():
+    for name in fleet.names("conformance"):
         try:
             if fleet.info(name).can("work_pool"):
                 available.append((name, fleet.get(name)))

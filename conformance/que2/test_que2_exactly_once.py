@@ -17,7 +17,7 @@ JOBS = 300
 @pytest.mark.covers("que2.check_job.row")
 def test_every_row_together_works_each_job_once(fleet: Fleet, db: psycopg.Connection[Any], request: Any) -> None:
     rows = []
-    for name in fleet.names():
+    for name in fleet.names("que2"):
         try:
             if fleet.info(name).can("work_pool"):
                 rows.append(name)

@@ -94,3 +94,15 @@ def test_gue_testee_builds_and_runs_real_gue(prepared: str) -> None:
         assert info.version.startswith("gue v1.0.2, pgx v3.6.2")
     finally:
         testee.stop()
+
+
+def test_the_rails_row_joins_the_activejob_cells_only() -> None:
+    """A row whose manifest names its folders (`only`) takes no part in any other folder's
+    cells, including the ones that gather every row of the run (exactly-once, delivery):
+    the Rails row is an application with ActiveJob's job classes, not Que's."""
+    from conformance.fleet import joins
+
+    assert joins("rails", "activejob")
+    assert not joins("rails", "que2") and not joins("rails", "conformance")
+    assert joins("python", "que2") and joins("python", "activejob")
+    assert joins("testee1", "que2"), "an outside testee takes part everywhere"
