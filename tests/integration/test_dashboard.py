@@ -237,3 +237,42 @@ def test_changes_need_the_csrf_token_credentials_and_a_writable_dashboard(
 def test_beyond_localhost_the_server_needs_credentials(url: str) -> None:
     with que.Client(url) as client, pytest.raises(ValueError, match="--token or --basic-auth"):
         web.serve(web.Dashboard(client), "0.0.0.0", 0)
+
+
+def test_the_asgi_app_mounted_in_starlette_under_uvicorn(browser: Any, url: str) -> None:
+    """The ASGI form as a Starlette (FastAPI) app mounts it, at /que, in a real ASGI server
+    (uvicorn): links and actions stay under the mount point."""
+    import socket
+    import time
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with que.Client(url) as client:
+        job_id = fill(client, url)["failing"]
+        app = Starlette(routes=[Mount("/que", app=web.asgi_app(web.Dashboard(client, token=TOKEN)))])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.started, "uvicorn did not start"
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/que/login?token={TOKEN}")
+            assert page.url.endswith("/que/")
+            page.locator('tr[data-queue="billing"] td[data-state="failing"] a').click()
+            assert "/que/jobs?" in page.url
+            page.click(f'tr[data-job="{job_id}"] button[name="retry"]')
+            assert page.inner_text("#note") == "retry: 1 of 1 job" and "/que/jobs" in page.url
+            found = row(url, job_id)
+            assert found is not None and found["due"]
+            page.close()
+        finally:
+            server.should_exit = True
+            thread.join(10)
