@@ -19,7 +19,13 @@ from tests.conftest import fresh_database
 
 SETTINGS = """
 SECRET_KEY = "test"
-INSTALLED_APPS = ["django.contrib.contenttypes", "que.contrib.django", "shop"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
+                  "que.contrib.django", "shop"]
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware", "django.middleware.csrf.CsrfViewMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware"]
+ROOT_URLCONF = "site_urls"
+LOGIN_URL = "/login/"
+ALLOWED_HOSTS = ["testserver"]
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.postgresql", "NAME": {name!r}, "USER": {user!r},
                           "HOST": {host!r}, "PORT": {port!r}}}}}
 QUE = {{"APP": "shop.jobs"}}
@@ -37,8 +43,46 @@ handlers = {"Shop::Greet": greet}
 """
 
 
+URLS = """
+from django.urls import include, path
+
+urlpatterns = [path("ops/que/", include("que.contrib.django.urls"))]
+"""
+
+# Run inside the project (manage.py shell): Django's own test client, users and sessions.
+STAFF_CHECK = """
+import json, re
+from django.contrib.auth.models import User
+from django.test import Client
+import que
+
+from que.contrib.django import client as que_client
+
+que_client().migrate()
+job = que_client().enqueue("Shop::Greet", "<script>alert(1)</script>", queue="mail")
+User.objects.create_user("clerk", password="pw")
+User.objects.create_user("boss", password="pw", is_staff=True)
+found = {}
+browser = Client()
+found["anonymous"] = [browser.get("/ops/que/").status_code, browser.get("/ops/que/")["Location"]]
+browser.login(username="clerk", password="pw")
+found["not staff"] = browser.get("/ops/que/").status_code
+browser.login(username="boss", password="pw")
+page = browser.get(f"/ops/que/jobs/{job.job_id}")
+html = page.content.decode()
+found["staff"] = [page.status_code, "&lt;script&gt;" in html, "<script>" in html, "/ops/que/jobs/" in html]
+token = re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+form = {"action": "delete", "job_id": str(job.job_id), "next": "/jobs"}
+found["forged"] = browser.post("/ops/que/jobs/action", {**form, "csrf": "nope"}).status_code
+done = browser.post("/ops/que/jobs/action", {**form, "csrf": token})
+found["delete"] = [done.status_code, done["Location"], que_client().jobs()]
+print(json.dumps(found))
+"""
+
+
 def project(folder: Path, url: str) -> Path:
     parts = conninfo_to_dict(url)
+    (folder / "site_urls.py").write_text(textwrap.dedent(URLS))
     (folder / "shop").mkdir()
     (folder / "shop" / "__init__.py").write_text("")
     (folder / "shop" / "jobs.py").write_text(textwrap.dedent(JOBS))
@@ -103,3 +147,20 @@ def test_a_project_without_postgresql_is_told_so(tmp_path: Path, database_url: s
     settings.write_text(settings.read_text().replace("django.db.backends.postgresql", "django.db.backends.sqlite3"))
     done = manage(script, "que", "stats")
     assert done.returncode != 0 and "que needs PostgreSQL" in done.stderr, done.stderr[-2000:]
+
+
+def test_the_dashboard_in_urls_py_is_for_staff(tmp_path: Path, database_url: str) -> None:
+    """Mounted with include("que.contrib.django.urls"): Django's login decides who sees it,
+    its own CSRF token guards changes, and what it shows is escaped."""
+    url = fresh_database(database_url, "django_staff")
+    script = project(tmp_path, url)
+    migrated = manage(script, "migrate", "-v", "0")
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    done = manage(script, "shell", "-c", STAFF_CHECK)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["anonymous"] == [302, "/login/?next=/ops/que/"]
+    assert found["not staff"] == 403
+    assert found["staff"] == [200, True, False, True], "escaped, no script, links under the mount"
+    assert found["forged"] == 403
+    assert found["delete"] == [303, "/ops/que/jobs?note=delete%3A%201%20of%201%20job", []]

@@ -2,7 +2,8 @@
 
     python manage.py que migrate                  # que_jobs in the project's database
     python manage.py que work                     # the handlers of settings.QUE["APP"]
-    python manage.py que stats | dead | retry | enqueue | health
+    python manage.py que stats | dead | retry | enqueue | health | web
+    path("que/", include("que.contrib.django.urls"))      # urls.py: the dashboard, for staff
 
 Every `que` command runs with the connection settings of `settings.DATABASES` (the alias
 `settings.QUE["DATABASE"]`, default "default"; PostgreSQL only), so nothing is configured
