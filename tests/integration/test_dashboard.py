@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 import que
+from harness.lab import wait_until
 from que import web
 from tests.integration.test_hooks import url as url
 
@@ -84,6 +85,35 @@ def fill(client: que.Client, url: str) -> dict[str, int]:
     return ids
 
 
+def enqueued_by_other_languages(url: str, v7: bool) -> tuple[dict[str, int], list[str]]:
+    """Jobs the real que-go and Ruby Que enqueue on this table (Go speaks Que 0.x only): row
+    name -> job id, and why a row could not take part."""
+    from harness import implementations, results
+    from harness.testee import Testee, Unavailable
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        results.create(conn)
+    found, missing = {}, []
+    for name in ["ruby-2.4.1"] if v7 else ["go", "ruby"]:
+        impl = implementations.builtin(name, build=True)
+        if impl.unavailable is not None:
+            missing.append(f"{name}: {impl.unavailable}")
+            continue
+        testee = Testee(impl.command, cwd=impl.cwd, env=impl.env)
+        try:
+            testee.start(url, results.TABLE, dialect="2" if v7 else "0.14")
+            job_class = f"From::{name.split('-')[0].capitalize()}"
+            testee.enqueue(job_class, json.dumps([f"enqueued by {name}"]))  # que-go does not say the id
+            with que.Client(url) as client:
+                [job] = client.jobs(job_class)
+            found[name] = job.job_id
+        except Unavailable as why:
+            missing.append(f"{name}: {why}")
+        finally:
+            testee.stop()
+    return found, missing
+
+
 def _later(url: str) -> Any:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT now() + interval '1 day'").fetchone()
@@ -141,6 +171,15 @@ def test_every_view_and_action_in_a_browser(browser: Any, site: tuple[que.Client
     assert page.evaluate("typeof window.pwned") == "undefined" and dialogs == []
     assert page.locator("script").count() == 0
 
+    # Jobs the real Go and Ruby enqueued (where they can run here) list and show as Python's.
+    others, missing = enqueued_by_other_languages(url, v7)
+    if not v7:
+        assert "go" in others, f"que-go must run here: {missing}"
+    for name, job_id in others.items():
+        page.goto(served.base + f"/jobs/{job_id}")
+        assert json.loads(page.inner_text("#args")) == [f"enqueued by {name}"]
+    print(f"jobs enqueued by {sorted(others)}; not here: {missing}")
+
     # Filter by error text.
     page.goto(served.base + "/jobs")
     page.fill('input[name="q"]', "card declined")
@@ -180,7 +219,10 @@ def test_every_view_and_action_in_a_browser(browser: Any, site: tuple[que.Client
         pool = que.WorkerPool(other, {}, queue="empty", count=1).start() if v7 else None
         try:
             with psycopg.connect(url, autocommit=True) as holder:
-                if not v7:
+                if v7:  # the pool's locker registers once its session is up
+                    registered = "SELECT count(*) FROM que_lockers"
+                    wait_until(lambda: holder.execute(registered).fetchone() == (1,), 20, "the locker's row")
+                else:
                     holder.execute("SELECT pg_advisory_lock(%s)", [ids["failing"]])
                 page.goto(served.base + "/lockers")
                 shot(page, f"lockers-{tag}")
