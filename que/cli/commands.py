@@ -12,37 +12,29 @@ stderr, never a traceback, and no message shows a password from the connection s
 """
 
 import argparse
-import contextlib
-import functools
 import importlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from que import aio
+from que.cli import operations
+from que.cli.errors import UsageError
 from que.cli.parser import EXIT_USAGE, parser
 from que.core import encoding
 from que.core.errors import QueError, printable, redact, remember_secrets
-from que.core.hooks import remove_hook
-from que.ops import health, http
 from que.shells.client import Client
 from que.shells.common import check_batch, check_buffer, check_wake_interval
 from que.shells.pool import WorkerPool
 
 EXIT_RUNTIME = 1
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad input from the command line."""
 
 
 def _parse_kwargs_json(text: str) -> dict[str, Any]:
@@ -160,9 +152,9 @@ def _run(options: argparse.Namespace) -> int:
             return _work_async(options, handlers)
 
     if options.command == "health":
-        return _health(options)
+        return operations.health_command(options)
     if options.command == "web":
-        return _web(options)
+        return operations.web_command(options)
     try:
         client = Client(options.database_url, notify=getattr(options, "notify", False))
     except ValueError as error:
@@ -214,114 +206,10 @@ def _run(options: argparse.Namespace) -> int:
             return _retry(client, options.job_id, options.queue)
         elif options.command == "work":
             pool = WorkerPool(client, handlers, batch=options.batch, **_pool_options(options))
-            with _endpoint(options, pool.is_alive):
+            with operations.endpoint(options, pool.is_alive):
                 if not pool.run(shutdown_timeout=options.shutdown_timeout):
                     return _cut_short(pool.stop_signal)
     return 0
-
-
-def _web(options: argparse.Namespace) -> int:
-    """`que web`: the dashboard on a threaded server, until SIGINT or SIGTERM."""
-    from que import web
-
-    basic = None
-    if options.basic_auth:
-        user, colon, password = options.basic_auth.partition(":")
-        if not (user and colon and password):
-            raise UsageError("--basic-auth must be USER:PASSWORD")
-        basic = (user, password)
-        remember_secrets(password)
-    if options.token:
-        remember_secrets(options.token)
-    if not 1 <= options.refresh <= 3600:
-        raise UsageError(f"--refresh must be 1 to 3600 seconds, got {options.refresh}")
-    with Client(options.database_url) as client:
-        dashboard = web.Dashboard(
-            client, token=options.token, basic=basic, read_only=options.read_only, refresh=options.refresh
-        )
-        try:
-            server = web.serve(dashboard, options.host, options.port)
-        except ValueError as refused:
-            raise UsageError(str(refused)) from None
-        except OSError as error:
-            raise UsageError(f"--port {options.port}: {error}") from None
-        logging.getLogger("que").info(
-            "dashboard on http://%s:%s/", options.host, server.server_port, extra={"event": "dashboard_started"}
-        )
-        previous = signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            server.server_close()
-    return 0
-
-
-def _health(options: argparse.Namespace) -> int:
-    """`que health`: every check, printed; a database that cannot be reached is a failed
-    check (exit 1), not an error."""
-    try:
-        with Client(options.database_url) as client:
-            checks = health.run(client, schema_version=options.schema_version, max_age=options.max_age)
-    except (psycopg.Error, OSError) as error:
-        checks = [health.Check("database", False, f"no answer: {redact(str(error)).strip().splitlines()[0]}")]
-    ok = health.healthy(checks)
-    if options.json:
-        print(json.dumps({"healthy": ok, "checks": [check.as_dict() for check in checks]}))
-    else:
-        for check in checks:
-            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
-    return 0 if ok else 1
-
-
-@contextlib.contextmanager
-def _endpoint(options: argparse.Namespace, pool_alive: Callable[[], bool]) -> Iterator[None]:
-    """`que work --metrics-port`: /metrics and /health while the pool works, on a client of
-    their own (a scrape never waits for a worker's connection)."""
-    if options.metrics_port is None:
-        yield
-        return
-    with Client(options.database_url, max_connections=2) as client:
-        metrics = None
-        try:
-            import prometheus_client
-
-            from que.contrib import prometheus
-
-            registry = prometheus_client.CollectorRegistry()
-            hook = prometheus.instrument(client, registry)
-            metrics = functools.partial(prometheus_client.generate_latest, registry)
-        except ImportError:
-            hook = None
-            logging.getLogger("que").warning(
-                "serving /health only: /metrics needs pip install 'que-interop[metrics]'",
-                extra={"event": "metrics_unavailable"},
-            )
-        try:
-            endpoint = http.Endpoint(
-                client,
-                options.metrics_port,
-                options.metrics_host,
-                metrics=metrics,
-                pool_alive=pool_alive,
-                max_age=options.health_max_age,
-            )
-        except OSError as error:
-            raise UsageError(f"--metrics-port {options.metrics_port}: {error}") from None
-        logging.getLogger("que").info(
-            "serving /metrics and /health on %s:%s",
-            options.metrics_host,
-            endpoint.port,
-            extra={"event": "endpoint_started", "port": endpoint.port},
-        )
-        try:
-            yield
-        finally:
-            endpoint.close()
-            if hook is not None:
-                remove_hook(hook)
 
 
 def _cut_short(signum: int | None) -> int:
@@ -356,7 +244,7 @@ def _work_async(options: argparse.Namespace, handlers: Mapping[str, Any]) -> int
         async with aio.AsyncClient(options.database_url) as client:
             pool = aio.AsyncWorkerPool(client, handlers, **_pool_options(options))
             try:
-                with _endpoint(options, pool.is_alive):
+                with operations.endpoint(options, pool.is_alive):
                     return await pool.run(shutdown_timeout=options.shutdown_timeout)
             finally:
                 stopped_by.append(pool.stop_signal)

@@ -62,9 +62,10 @@ from que.shells.common import backoff, check_batch, check_wake_interval
 
 if True:  # ASYNC
     import asyncio
+    import functools
     import sys
 
-    from que.drivers.threads import run as run_in_thread
+    from que.shells.orphan import finish_orphan
 
 log = logging.getLogger("que")
 
@@ -212,40 +213,13 @@ class AsyncWorker:
             orphan, self._orphan = self._orphan, None
             if orphan is not None and conn is not None and not conn.closed and session is not None and session.usable():
                 future, held = orphan
-                future.add_done_callback(lambda done: self._finish_orphan(conn, session, held, done))
+                finish = functools.partial(finish_orphan, self._dialect, self.max_retries, conn, session, held)
+                future.add_done_callback(finish)
                 return
         if conn is not None and not conn.closed:
             conn.pgconn.finish()
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
-
-    if True:  # ASYNC
-
-        def _finish_orphan(
-            self,
-            conn: psycopg.AsyncConnection[Any],
-            session: Session,
-            held: Held,
-            done: concurrent.futures.Future[BaseException | None],
-        ) -> None:
-            """In the handler's thread, once a plain handler cut short has ended: finish its
-            job on its own connection, without the loop (which may be gone), and close it."""
-            protocol = self._dialect.one_at_a_time if self._dialect is not None else None
-            try:
-                failure = done.exception() or done.result()
-                if protocol is not None and not isinstance(failure, INTERRUPTS):
-                    finish = (
-                        protocol.Finish(held, max_retries=self.max_retries)
-                        if failure is None
-                        else protocol.Finish.failure(held, last_error_text(failure), self.max_retries)
-                    )
-                    outcome = self._dialect.outcome(held.job, failure, None, self.max_retries)  # type: ignore[union-attr]
-                    _hooks.ended(held.job, outcome, 0.0, failure)
-                    run_in_thread(protocol.finish(session, finish), conn.pgconn.socket)
-            except Exception:
-                log.exception("orphan_not_finished job_id=%s", held.job.job_id, extra={"event": "orphan_not_finished"})
-            finally:
-                conn.pgconn.finish()  # ends the session, and with it the job's lock if still held
 
     async def _run(self, gen: PQGen[Any]) -> Any:
         """The statements of `gen` on this worker's connection."""

@@ -285,7 +285,6 @@ def test_the_asgi_app_mounted_in_starlette_under_uvicorn(browser: Any, url: str)
     """The ASGI form as a Starlette (FastAPI) app mounts it, at /que, in a real ASGI server
     (uvicorn): links and actions stay under the mount point."""
     import socket
-    import time
 
     import uvicorn
     from starlette.applications import Starlette
@@ -301,10 +300,7 @@ def test_the_asgi_app_mounted_in_starlette_under_uvicorn(browser: Any, url: str)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         try:
-            deadline = time.monotonic() + 20
-            while not server.started and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert server.started, "uvicorn did not start"
+            wait_until(lambda: server.started, 20, "uvicorn to start")
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/que/login?token={TOKEN}")
             assert page.url.endswith("/que/")

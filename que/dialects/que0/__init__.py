@@ -16,7 +16,7 @@ from que.core.errors import last_error_text
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.dialects.base import Copy, Dialect, Query
-from que.dialects.que0 import inserts, listening, locking, protocol, rows, sql, statements, validate
+from que.dialects.que0 import inserts, listening, locking, protocol, rows, sql, statements, validate, views
 from que.engine import wire
 from que.engine.books import Round, Settled
 from que.engine.session import PQGen, Session, Statement
@@ -159,22 +159,22 @@ class Que0(Dialect):
         return Query(sql.JOB_STATES, read_rows=list)
 
     def overview(self) -> Query:
-        return Query(sql.OVERVIEW, read_rows=list)
+        return Query(views.OVERVIEW, read_rows=list)
 
     def worker_states(self) -> Query:
         return Query(sql.WORKER_STATES, read_rows=list)
 
     def jobs(self, job_class: str | None) -> Query:
-        return Query(sql.ALL_JOBS, {"job_class": job_class}, read_rows=lambda found: [job_of(row) for row in found])
+        return Query(views.ALL_JOBS, {"job_class": job_class}, read_rows=lambda found: [job_of(row) for row in found])
 
     def lockers(self) -> Query:
-        return Query(sql.LOCKERS, read_rows=list)
+        return Query(views.LOCKERS, read_rows=list)
 
     def job_page(self, filters: dict[str, Any]) -> Query:
-        return Query(sql.JOB_PAGE, filters, read_rows=lambda found: [job_of(row) for row in found])
+        return Query(views.JOB_PAGE, filters, read_rows=lambda found: [job_of(row) for row in found])
 
     def job_action(self, action: str, job_id: int) -> Query:
-        statements = {"retry": sql.RETRY_NOW, "delete": sql.DELETE_JOB}
+        statements = {"retry": views.RETRY_NOW, "delete": views.DELETE_JOB}
         if action not in statements:
             raise self.refuse("expired jobs", "delete the job, or let it fail past max_retries")
         return Query(statements[action], {"job_id": job_id}, rowcount=True)

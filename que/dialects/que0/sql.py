@@ -215,7 +215,8 @@ AND   job_id   = %(job_id)s::bigint"""
 # 9999 is in year 9999 in every time zone (offsets stay under 16 hours), so no reader
 # meets a five-digit year. Every run_at from here on counts as set aside.
 DEAD_RUN_AT: Final = "9999-12-31 00:00:00+00"
-_DEAD: Final = f"run_at >= '{DEAD_RUN_AT}'::timestamptz"
+# A job set aside by the retry limit (run_at at the marker, or past it: que-interop 0.2's infinity).
+IS_DEAD: Final = f"run_at >= '{DEAD_RUN_AT}'::timestamptz"
 
 SET_ERROR_DEAD: Final = f"""\
 UPDATE que_jobs
@@ -342,7 +343,7 @@ ORDER BY count(*) DESC"""
 # 2's que_determine_job_state, for a table that keeps no finished or expired rows.
 JOB_STATES: Final = f"""\
 SELECT queue,
-       CASE WHEN {_DEAD} THEN 'dead'
+       CASE WHEN {IS_DEAD} THEN 'dead'
             WHEN error_count > 0 THEN 'errored'
             WHEN run_at > now() THEN 'scheduled'
             ELSE 'ready' END AS state,
@@ -350,26 +351,6 @@ SELECT queue,
 FROM que_jobs
 GROUP BY 1, 2
 ORDER BY 1, 2"""
-
-# Each queue at a glance, for dashboards, metrics and health probes: its jobs by state (a
-# job whose lock a session holds is working, whatever else it is), and how long its oldest
-# due job has waited (seconds, NULL when none is due). Que 0.x keeps no finished rows.
-OVERVIEW: Final = f"""\
-SELECT j.queue,
-       count(*) FILTER (WHERE held.id IS NULL AND NOT ({_DEAD}) AND error_count = 0 AND run_at <= now()) AS ready,
-       count(*) FILTER (WHERE held.id IS NULL AND NOT ({_DEAD}) AND error_count = 0 AND run_at > now()) AS scheduled,
-       count(*) FILTER (WHERE held.id IS NOT NULL) AS working,
-       count(*) FILTER (WHERE held.id IS NULL AND NOT ({_DEAD}) AND error_count > 0) AS failing,
-       count(*) FILTER (WHERE held.id IS NULL AND {_DEAD}) AS dead,
-       0::bigint AS finished,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now() AND held.id IS NULL))::float8
-         AS oldest_due_age
-FROM que_jobs AS j
-LEFT JOIN (
-  SELECT DISTINCT (classid::bigint << 32) + objid::bigint AS id FROM pg_locks WHERE locktype = 'advisory'
-) AS held ON held.id = j.job_id
-GROUP BY j.queue
-ORDER BY j.queue"""
 
 # The PostgreSQL >= 9.6 form (Ruby's worker_states_96).
 WORKER_STATES: Final = """\
@@ -397,58 +378,16 @@ WHERE relname = 'que_jobs'"""
 
 CLEAR: Final = "DELETE FROM que_jobs"
 
-# Every job (of a job_class), oldest id first: what a test helper or a dashboard lists.
-ALL_JOBS: Final = """\
-SELECT * FROM que_jobs
-WHERE %(job_class)s::text IS NULL OR job_class = %(job_class)s::text
-ORDER BY job_id"""
-
-# A page of jobs for the dashboard: filtered by state, queue, job_class and error text,
-# newest first, after the job_id the previous page ended at (keyset pagination: each page
-# costs the same however deep; a Que 0.x table's only index leads with queue, so the walk
-# is cheap with a queue filter and a scan of the rows before the page without one).
-_STATE: Final = f"""CASE %(state)s::text
-  WHEN 'ready' THEN error_count = 0 AND run_at <= now()
-  WHEN 'scheduled' THEN error_count = 0 AND run_at > now()
-  WHEN 'failing' THEN error_count > 0 AND NOT ({_DEAD})
-  WHEN 'dead' THEN {_DEAD}
-  ELSE true END"""
-JOB_PAGE: Final = f"""\
-SELECT * FROM que_jobs
-WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-AND   (%(job_class)s::text IS NULL OR job_class = %(job_class)s::text)
-AND   (%(text)s::text IS NULL OR strpos(lower(last_error), lower(%(text)s::text)) > 0)
-AND   (%(before)s::bigint IS NULL OR job_id < %(before)s::bigint)
-AND   {_STATE}
-ORDER BY job_id DESC
-LIMIT %(limit)s::int"""
-
-# The sessions working jobs: Que 0.x has no registry of workers, so each session holding a
-# job's advisory lock, with how many and what it is.
-LOCKERS: Final = """\
-SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start, a.state,
-       count(*) AS jobs
-FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
-WHERE l.locktype = 'advisory'
-GROUP BY a.pid, a.application_name, a.client_addr, a.backend_start, a.state
-ORDER BY a.pid"""
-
-# The dashboard's actions on one job, never on a job a session holds (a worker runs it).
-_NOT_HELD: Final = """NOT EXISTS (
-  SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND (classid::bigint << 32) + objid::bigint = que_jobs.job_id)"""
-RETRY_NOW: Final = f"UPDATE que_jobs SET run_at = now() WHERE job_id = %(job_id)s::bigint AND {_NOT_HELD}"
-DELETE_JOB: Final = f"DELETE FROM que_jobs WHERE job_id = %(job_id)s::bigint AND {_NOT_HELD}"
-
 # The jobs set aside by the retry limit, and making them due again (error_count kept).
 DEAD_JOBS: Final = f"""\
 SELECT * FROM que_jobs
-WHERE {_DEAD}
+WHERE {IS_DEAD}
 AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 ORDER BY job_id"""
 
 RETRY_DEAD: Final = f"""\
 UPDATE que_jobs SET run_at = now()
-WHERE {_DEAD}
+WHERE {IS_DEAD}
 AND   (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
 AND   (%(queue)s::text IS NULL OR queue = %(queue)s::text)"""
 
