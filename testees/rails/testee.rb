@@ -65,14 +65,6 @@ def load_rails(dialect)
   version
 end
 
-# Que 1.4.1 on Ruby 3: its worker calls Que.log(hash) the Ruby 2 way after every job (the
-# Ruby testee of that dialect carries the same shim, testees/ruby2/testee.rb).
-module QueConformanceRuby2Log
-  def log(hash = nil, **keywords)
-    hash ? super(**hash, **keywords) : super(**keywords)
-  end
-end
-
 def define_jobs
   Object.const_get(:QueConformance).module_eval do
     # A record GlobalID can find again: its id is all it has.

@@ -7,6 +7,16 @@ require 'json'
 
 class UnavailableError < StandardError; end
 
+# Que 1.x was written for Ruby 2, where a hash passed last to a method that takes only
+# keywords becomes its keywords. Its Worker#work_job calls Que.log(log_message) so, and on
+# Ruby 3 that raises after every job. Prepended to Que's singleton by the testees that run
+# Que 1.4.1 (ruby-1.4.1, and the rails row on dialect 1); nothing else of Que is touched.
+module QueConformanceRuby2Log
+  def log(hash = nil, **keywords)
+    hash ? super(**hash, **keywords) : super(**keywords)
+  end
+end
+
 # The `work` op's wait: until the block says the queue is drained (and min_duration_ms has
 # passed) or deadline_ms passes; its result. For the testees whose `work` runs a Que Locker.
 def wait_drained(req, started = Time.now)

@@ -55,11 +55,6 @@ LOAD_ERROR =
 # positional). The start result names the shim.
 RUBY2_LOG_SHIM = MAJOR == '1' && !LOAD_ERROR && RUBY_VERSION >= '3'
 if RUBY2_LOG_SHIM
-  module QueConformanceRuby2Log
-    def log(hash = nil, **keywords)
-      hash ? super(**hash, **keywords) : super(**keywords)
-    end
-  end
   Que.singleton_class.prepend(QueConformanceRuby2Log)
 end
 
