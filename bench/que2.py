@@ -1,7 +1,8 @@
 """`make bench`'s Que 2 part: each Que 2 row's locker draining no-op jobs from a v7 table,
 on a database of its own on the bench's server (a Que 0.x and a Que 2 table cannot share
 one). The rows are harness.implementations.BUILTINS2: que's thread and asyncio pools and
-the real Ruby Que 2.4.1's Locker."""
+the real Ruby Que 2.4.1's Locker (rows that join the Que 2 cells: not the Rails row, an
+application that runs ActiveJob jobs only)."""
 
 import re
 from collections.abc import Callable
@@ -11,7 +12,7 @@ import psycopg
 
 from bench.cells import fmt, median
 from bench.drain import NOOP, interleaved
-from harness import implementations, lab, results
+from harness import implementations, lab, manifests, results
 from harness.testee import Testee, Unavailable
 from que.dialects import schema
 
@@ -62,7 +63,9 @@ def run(server_url: str, count: int, runs: int, log: Callable[[str], None]) -> d
     testees: dict[str, Testee] = {}
     report: dict[str, Any] = {"jobs_per_drain": count, "rows": {}, "unavailable": {}}
     try:
-        for impl in implementations.resolve(list(implementations.BUILTINS2), build=False):
+        rows = manifests.rows()
+        names = [name for name in implementations.BUILTINS2 if rows[name].joins("que2")]
+        for impl in implementations.resolve(names, build=False):
             if impl.unavailable:
                 report["unavailable"][impl.name] = impl.unavailable
                 continue

@@ -40,7 +40,7 @@ import psycopg
 
 from bench import charts, floor, growth, kills, latency, memory, peers, que2, roundtrip
 from bench.drain import drain_once, interleaved, reset, summarize, top_up
-from harness import implementations, results, signals
+from harness import implementations, manifests, results, signals
 from harness.postgres import Database, database
 from harness.testee import Testee, TesteeFailure, Unavailable
 from que.dialects import QUE_0
@@ -297,9 +297,9 @@ def warnings(report: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument(
-        "--impl", default=",".join(implementations.BUILTINS), help="implementations (default: all built-ins)"
-    )
+    rows = manifests.rows()
+    ports = [name for name in implementations.BUILTINS if rows[name].joins("conformance")]
+    parser.add_argument("--impl", default=",".join(ports), help="implementations (default: every built-in port)")
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain run (default: 20000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell, at least 3 for a median (default: 3)")
     parser.add_argument("--workers", default="1,2,4,8,32,128", help="worker counts (default: 1,2,4,8,32,128)")

@@ -184,11 +184,10 @@ class Fleet:
 
 
 def joins(name: str, folder: str) -> bool:
-    """Whether row `name` takes part in the cells of conformance/<folder>/ ("conformance" for
-    the 0.14 cells): every row does but one whose manifest names its folders (`only`, as the
-    Rails row, an application and not a port, which joins the ActiveJob cells only)."""
+    """Whether row `name` takes part in the cells of conformance/<folder>/ (a row from no
+    manifest, a container or a --testee, takes part in all; see harness.manifests.Row.joins)."""
     row = manifests.rows().get(name)
-    return row is None or not row.only or folder in row.only
+    return row is None or row.joins(folder)
 
 
 def require_worker(info: Info) -> None:

@@ -42,6 +42,12 @@ class Row:
     # Rails row is an application, not a port of Que: it joins the ActiveJob cells only.
     only: tuple[str, ...] = ()
 
+    def joins(self, folder: str) -> bool:
+        """Whether the row takes part in the cells of conformance/<folder>/ ("conformance" for
+        the 0.14 cells, "que2" for the Que 1.x/2.x ones): every row does but one whose
+        manifest names its folders (`only`). The bench asks the same for its parts."""
+        return not self.only or folder in self.only
+
 
 @dataclass(frozen=True)
 class Manifest:
