@@ -116,9 +116,9 @@ def poll_jobs(job_schema_version: int | None = JOB_SCHEMA_VERSION) -> str:
     threshold with room still allows, and ends when none has room or no job is left. The
     lock of each step is taken once, in the step's select list; the next step reads whether
     it was taken. The rows locked are read by id through the primary key (an IN over the
-    walk let the planner join it to a scan of the whole table). The ids locked are noted in a session setting, so that the check in a new
-    snapshot (VERIFY_JOBS) can go in the same round trip; the result has one row per job
-    locked, or one row of NULLs."""
+    walk let the planner join it to a scan of the whole table). The ids locked are noted in
+    a session setting, so that the check in a new snapshot (VERIFY_JOBS) can go in the
+    same round trip; the result has one row per job locked, or one row of NULLs."""
     version = "" if job_schema_version is None else f"\n      AND j.job_schema_version = {job_schema_version}"
     return f"""\
 WITH RECURSIVE walk AS (
