@@ -3,10 +3,12 @@
 It installs missing system packages when it can (harness/bootstrap.sh), builds the Go
 testees, starts PostgreSQL (one throwaway cluster per `--pg` version), runs conformance/
 with pytest, and writes JUnit XML, results.json, matrix.md and report.html into the results
-folder. Outside testees (`--testee`) get the smoke test first, and its verdict is printed
-before anything else. The exit code is 0 only when every cell that ran met its expectation:
-a failure, a stale divergence, a collection error, an outside testee that cannot start, or a
-run in which no cell ran at all is non-zero.
+folder. Outside testees (`--testee`) get the smoke test of each dialect asked for first,
+and its verdict is printed before anything else. The exit code is 0 only when every cell
+that ran met its expectation: a failure, a stale divergence, a collection error, an outside
+testee that cannot start, or a run in which no cell ran at all is non-zero. A testee that
+says it does not speak a dialect (PROTOCOL.md, `dialects`) takes no part in that dialect's
+run, which is then no failure of it.
 """
 
 import argparse
@@ -66,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="only the smoke test (start, enqueue, work_one, lock/release, one retry; seconds) of the --testee "
-        "commands, or of the --impl rows when no --testee is given",
+        help="only the smoke test (seconds) of the --testee commands, or of the --impl rows when no --testee is "
+        "given, in each --dialect: start, enqueue, work_one, lock/release, one retry (0.14); start, enqueue, work, "
+        "one retry (1, 2)",
     )
     parser.add_argument(
         "--pg",
@@ -109,24 +112,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _smoke(options: argparse.Namespace, names: list[str], results: Path) -> bool:
-    """The smoke test of the outside testees (or, with --smoke alone, the built-in rows)."""
+def _dialects(options: argparse.Namespace) -> list[str]:
+    return ["0.14", "1", "2"] if options.dialect == "all" else [options.dialect]
 
-    targets = [implementations.outside_impl(c, i + 1) for i, c in enumerate(options.testee)]
-    if not targets:
-        # The smoke test speaks the 0.14 dialect (work_one, lock): its rows only.
-        rows = [n for n in names if n in implementations.BUILTINS]
-        targets = implementations.resolve(rows, build=not options.no_build)
+
+def _smoke(options: argparse.Namespace, names: list[str], results: Path) -> bool:
+    """The smoke test of the outside testees (or, with --smoke alone, the built-in rows), in
+    each dialect asked for. A testee that says it does not speak a dialect is not applicable
+    there; every dialect must have one that passed, or none of them failed."""
     url = options.database_url if options.backend in ("url", "auto") else None
     # On the first --pg version: the smoke test is about the port, not the server.
     version = pgversions.parse(options.pg)[0]
     bindir = None if version == pgversions.SYSTEM else pgversions.bindir(version)
+    runs = []
     with database(backend="local" if bindir else options.backend, url=url, bindir=bindir) as db:
-        runs = [smoke.run(target, db.url) for target in targets]
+        for dialect in _dialects(options):
+            targets = [implementations.outside_impl(c, i + 1) for i, c in enumerate(options.testee)]
+            if not targets:
+                rows = [n for n in names if n in implementations.speaking(dialect)]
+                targets = implementations.resolve(rows, build=not options.no_build)
+            runs += [smoke.run(target, db.url, dialect) for target in targets]
     for run in runs:
         print("\n".join(run.lines()), flush=True)
     results.mkdir(parents=True, exist_ok=True)
     (results / "smoke.json").write_text(json.dumps([run.as_dict() for run in runs], indent=2) + "\n")
+    spoken = [run for run in runs if run.not_spoken is None]
+    if runs and not spoken:
+        print("que-conformance: the smoke test found no dialect asked for that the testee speaks", file=sys.stderr)
+        return False
     return all(run.passed for run in runs)
 
 
@@ -157,6 +170,13 @@ def _pytest(
     return signals.run_forwarding(command, env={**os.environ, **env})
 
 
+def _cells_ran(results_json: Path) -> bool:
+    if not results_json.is_file():
+        return False
+    cells = json.loads(results_json.read_text()).get("cells", [])
+    return any(c["outcome"] in ("passed", "failed", "expected", "stale") for c in cells)
+
+
 def verdict(code: int, results_json: Path) -> tuple[int, list[str]]:
     """The exit status of one suite run and why, from pytest's status and what it wrote."""
     problems = []
@@ -168,10 +188,15 @@ def verdict(code: int, results_json: Path) -> tuple[int, list[str]]:
         return 1, problems
     run: dict[str, Any] = json.loads(results_json.read_text())
     ran = [c for c in run.get("cells", []) if c["outcome"] in ("passed", "failed", "expected", "stale")]
-    if not ran:
+    rows = run.get("implementations", {})
+    # Rows that said they do not speak this run's dialect take no part, and are no failure.
+    speaking = [name for name, info in rows.items() if not info.get("not_spoken")]
+    if not ran and (speaking or not rows):
         problems.append("no cell ran: every cell was unavailable or not applicable, or none was collected")
-    for name, info in run.get("implementations", {}).items():
-        if name.startswith("testee") and not info.get("available"):
+    if not ran and not speaking and rows and code == 0:
+        return 0, problems
+    for name, info in rows.items():
+        if name.startswith("testee") and not info.get("available") and not info.get("not_spoken"):
             problems.append(f"{name} could not start: {info.get('unavailable_reason')}")
     return (code or 1) if problems else 0, problems
 
@@ -246,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt as stop:
                 print(f"que-conformance: {stop}", file=sys.stderr)
                 return 130
-        dialects = ["0.14", "1", "2"] if options.dialect == "all" else [options.dialect]
+        dialects = _dialects(options)
         for dialect, version in [(d, v) for d in dialects for v in versions]:
             if version == pgversions.SYSTEM:
                 out, bindir = results, None
@@ -280,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 summaries.append(
                     f"dialect {dialect}: {conformance_report.Run.load(out / 'results.json').summary_line()}"
                 )
+    if runs and not any(_cells_ran(run) for run in runs):
+        problems.append("no cell ran in any dialect asked for")
+        status = status or 1
     for line in summaries:
         print(line)
     written = [run for run in runs if run.is_file()]

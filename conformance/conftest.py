@@ -25,7 +25,7 @@ from psycopg import sql
 from conformance import checks, expectations
 from conformance.checks import RuleBroken, message
 from conformance.fleet import DIALECT, Fleet, configured_names, joins
-from conformance.report import AREAS, Cell, Run, tally
+from conformance.report import AREAS, Cell, Run, row_line, tally
 from harness import implementations, signals
 from harness.lab import reset
 from harness.postgres import Database, LocalCluster, PostgresUnavailable, database
@@ -378,7 +378,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     write(run.pair_matrix())
     for name, info in run.implementations.items():
         if not info["available"] and info["unavailable_reason"]:
-            write(f"{name}: unavailable: {info['unavailable_reason']}")
+            write(f"{name}: {row_line(info)}")
     for line in run.oracle_lines():
         write(f"oracle: {line}")
     write(f"results: {out}/results.json, {out}/matrix.md")

@@ -16,7 +16,7 @@ import pytest
 from harness import implementations, lab, manifests, owners, results
 from harness.implementations import Implementation
 from harness.postgres import Database
-from harness.testee import Info, Testee, Unavailable
+from harness.testee import Info, NotSpoken, Testee, Unavailable
 
 # Testees run in a non-UTC local time zone: a port that reads the local clock's zone
 # where the protocol needs the server's (or UTC) fails the time-zone cells.
@@ -49,6 +49,8 @@ class Member:
     testee: Testee | None = None
     info: Info | None = None
     unavailable: str | None = None
+    # The testee said it does not speak this run's dialect: its cells are not applicable.
+    not_spoken: str | None = None
     restarts: int = 0
     declared: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +80,8 @@ class Fleet:
             )
             url = self.db.container_url if impl.in_container and self.db.container_url else self.db.url
             member.info = member.testee.start(url, results.TABLE, dialect=DIALECT)
+        except NotSpoken as error:
+            member.unavailable = member.not_spoken = f"{error} (its start said so)"
         except Unavailable as error:
             member.unavailable = str(error)
 
@@ -92,6 +96,8 @@ class Fleet:
             if member.testee is not None:
                 member.restarts += 1
             self._start(member)
+        if member.not_spoken is not None:
+            pytest.skip(f"not applicable: {member.not_spoken}")
         if member.unavailable is not None:
             pytest.skip(f"unavailable: {name}: {member.unavailable}")
         assert member.testee is not None
@@ -105,6 +111,13 @@ class Fleet:
         if member.unavailable is None and (member.testee is None or not member.testee.alive()):
             self._start(member)
         return member.unavailable is None
+
+    def speaking(self, folder: str) -> list[str]:
+        """The rows of `folder`'s cells that speak this run's dialect (started, if they were
+        not): all but the testees that said they do not."""
+        for name in self.names(folder):
+            self.available(name)
+        return [name for name in self.names(folder) if self.members[name].not_spoken is None]
 
     def why_unavailable(self, name: str) -> str:
         member = self.members.get(name)
@@ -128,6 +141,7 @@ class Fleet:
                 "image_note": member.impl.image_note or None,
                 "available": member.unavailable is None and member.info is not None,
                 "unavailable_reason": member.unavailable,
+                "not_spoken": member.not_spoken,
                 "version": member.info.version if member.info else None,
                 "language": member.info.language if member.info else None,
                 "capabilities": member.info.capabilities if member.info else None,

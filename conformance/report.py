@@ -180,6 +180,8 @@ class Run:
 def row_line(info: dict[str, Any]) -> str:
     """What a row ran: its version and language, how (a process, or a container and its
     image), or why it could not run."""
+    if info.get("not_spoken"):
+        return f"not applicable: {info['not_spoken']}"
     if not info.get("available"):
         return f"unavailable: {info.get('unavailable_reason')}"
     how = info.get("backend") or "process"

@@ -1,8 +1,11 @@
-"""`que-conformance --smoke`: five steps a new port must get right before the suite is worth running.
+"""`que-conformance --smoke`: the steps a new port must get right before the suite is worth running.
 
-Start, enqueue, work_one, lock/release and one retry, each judged from the database and each
-failure said as one plain sentence with what to fix. Jobs for the later steps are written with
-SQL, so one broken step does not drag the others down with it. It takes seconds, not minutes.
+In the 0.14 dialect: start, enqueue, work_one, lock/release and one retry; in the Que 1.x and
+2.x dialects start, enqueue, work and one retry (conformance.smoke_que2). Each is judged
+from the database and each failure said as one plain sentence with what to fix. Jobs for
+the later steps are written with SQL, so one broken step does not drag the others down with
+it. It takes seconds, not minutes. A testee that says it does not speak the dialect asked
+(conformance/PROTOCOL.md, `dialects`) is not applicable there, not failed.
 """
 
 import json
@@ -14,26 +17,29 @@ from typing import Any
 
 import psycopg
 
+from conformance import smoke_que2
 from conformance.model import retry_delay
+from conformance.smoke_que2 import StepFailed
 from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
 from harness import lab, results
 from harness.implementations import Implementation
-from harness.testee import Testee, TesteeFailure, Unavailable
+from harness.testee import NotSpoken, Testee, TesteeFailure, Unavailable
 
 ARGS = [1, "two", {"three": 3.5}, None, True]
 PRIORITY = 42
 FAIL_MESSAGE = "smoke test failure"
-STEPS = ("start", "enqueue", "work_one", "lock/release", "retry")
-
-
-class StepFailed(Exception):
-    """One step went wrong; the message is the sentence shown to the port's author."""
+# Each dialect's steps, in order.
+STEPS = {
+    "0.14": ("start", "enqueue", "work_one", "lock/release", "retry"),
+    "1": ("start", "enqueue", "work", "retry"),
+    "2": ("start", "enqueue", "work", "retry"),
+}
 
 
 @dataclass
 class Step:
     name: str
-    outcome: str  # ok, FAIL, skip
+    outcome: str  # ok, FAIL, skip, n/a (the testee does not speak the dialect)
     sentence: str
     seconds: float = 0.0
 
@@ -42,22 +48,36 @@ class Step:
 class Smoke:
     impl: str
     command: str
+    dialect: str = "0.14"
     steps: list[Step] = field(default_factory=list)
+    # Why the testee takes no part in this dialect (it said it does not speak it), if so.
+    not_spoken: str | None = None
 
     @property
     def passed(self) -> bool:
         return all(step.outcome != "FAIL" for step in self.steps)
 
     def lines(self) -> list[str]:
-        out = [f"smoke test of {self.impl} ({self.command})"]
+        out = [f"smoke test of {self.impl} in the Que {self.dialect} dialect ({self.command})"]
         out += [f"  {s.outcome:<5} {s.name:<13} {s.sentence}" for s in self.steps]
         failed = sum(step.outcome == "FAIL" for step in self.steps)
-        out.append(f"smoke: {self.impl} {'passed' if not failed else f'FAILED {failed} of {len(self.steps)} steps'}")
+        if self.not_spoken:
+            verdict = "not applicable"
+        else:
+            verdict = "passed" if not failed else f"FAILED {failed} of {len(self.steps)} steps"
+        out.append(f"smoke: {self.impl} {verdict} (dialect {self.dialect})")
         return out
 
     def as_dict(self) -> dict[str, Any]:
         steps = [asdict(step) for step in self.steps]
-        return {"impl": self.impl, "command": self.command, "passed": self.passed, "steps": steps}
+        return {
+            "impl": self.impl,
+            "command": self.command,
+            "dialect": self.dialect,
+            "passed": self.passed,
+            "not_spoken": self.not_spoken,
+            "steps": steps,
+        }
 
 
 def _locks_left(conn: psycopg.Connection[Any], after: str) -> None:
@@ -70,9 +90,11 @@ def _locks_left(conn: psycopg.Connection[Any], after: str) -> None:
         )
 
 
-def _start(testee: Testee, url: str) -> str:
+def _start(testee: Testee, url: str, dialect: str) -> str:
     try:
-        info = testee.start(url, results.TABLE, timeout=30)
+        info = testee.start(url, results.TABLE, timeout=30, dialect=dialect)
+    except NotSpoken:
+        raise
     except Unavailable as error:
         raise StepFailed(f"the testee did not start: {error}") from None
     declared = ", ".join(sorted(k for k, v in info.capabilities.items() if v)) or "none"
@@ -182,25 +204,36 @@ def _retry(testee: Testee, conn: psycopg.Connection[Any]) -> str:
     return f"job {job_id} kept with error_count 1, last_error set, run again in {delay.total_seconds():g}s"
 
 
-def run(impl: Implementation, url: str) -> Smoke:
-    """The five steps against one implementation, on a server whose que_jobs may be reset.
-    After a failed step the testee is killed, its sessions ended and a new one started, so
-    the next step starts clean."""
-    smoke = Smoke(impl.name, impl.describe())
+def _checks(conn: psycopg.Connection[Any], url: str, dialect: str) -> dict[str, Callable[[Testee], str]]:
+    """The dialect's steps, in order."""
+    checks: dict[str, Callable[[Testee], str]] = {"start": lambda t: _start(t, url, dialect)}
+    if dialect == "0.14":
+        checks["enqueue"] = lambda t: _enqueue(t, conn)
+        checks["work_one"] = lambda t: _work_one(t, conn)
+        checks["lock/release"] = lambda t: _lock_release(t, conn)
+        checks["retry"] = lambda t: _retry(t, conn)
+    else:
+        facts = smoke_que2.Facts(dialect)
+        checks["enqueue"] = lambda t: smoke_que2.enqueue(t, conn, facts)
+        checks["work"] = lambda t: smoke_que2.work(t, conn, facts)
+        checks["retry"] = lambda t: smoke_que2.retry(t, conn, facts)
+    assert tuple(checks) == STEPS[dialect]
+    return checks
+
+
+def run(impl: Implementation, url: str, dialect: str = "0.14") -> Smoke:
+    """The dialect's steps against one implementation, on a server whose que_jobs may be
+    reset. After a failed step the testee is killed, its sessions ended and a new one
+    started, so the next step starts clean."""
+    smoke = Smoke(impl.name, impl.describe(), dialect)
     if impl.unavailable is not None:
         smoke.steps.append(Step("start", "FAIL", f"unavailable: {impl.unavailable}"))
         return smoke
     with psycopg.connect(url, autocommit=True) as conn:
-        lab.reset(conn)
+        lab.reset(conn, dialect)
         testee = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
         try:
-            checks: dict[str, Callable[[Testee], str]] = {
-                "start": lambda t: _start(t, url),
-                "enqueue": lambda t: _enqueue(t, conn),
-                "work_one": lambda t: _work_one(t, conn),
-                "lock/release": lambda t: _lock_release(t, conn),
-                "retry": lambda t: _retry(t, conn),
-            }
+            checks = _checks(conn, url, dialect)
             for name, check in checks.items():
                 began = time.monotonic()
                 if name != "start" and testee.info is None:
@@ -211,17 +244,21 @@ def run(impl: Implementation, url: str) -> Smoke:
                     continue
                 try:
                     smoke.steps.append(Step(name, "ok", check(testee), round(time.monotonic() - began, 2)))
+                except NotSpoken as error:
+                    smoke.not_spoken = f"{error} (its start said so)"
+                    smoke.steps.append(Step(name, "n/a", smoke.not_spoken))
+                    break
                 except (StepFailed, TesteeFailure, AssertionError) as error:
                     smoke.steps.append(Step(name, "FAIL", str(error).strip(), round(time.monotonic() - began, 2)))
                     if name != "start":
-                        testee = _restart(testee, impl, conn, url)
-                lab.reset(conn)
+                        testee = _restart(testee, impl, conn, url, dialect)
+                lab.reset(conn, dialect)
         finally:
             testee.stop()
     return smoke
 
 
-def _restart(testee: Testee, impl: Implementation, conn: psycopg.Connection[Any], url: str) -> Testee:
+def _restart(testee: Testee, impl: Implementation, conn: psycopg.Connection[Any], url: str, dialect: str) -> Testee:
     testee.kill()
     conn.execute(
         "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS t(pid)",
@@ -230,7 +267,7 @@ def _restart(testee: Testee, impl: Implementation, conn: psycopg.Connection[Any]
     lab.wait_until(lambda: not lab.advisory_locks(conn), 10, "the failed testee's locks to end with its sessions")
     fresh = Testee(impl.command, cwd=impl.cwd, env=impl.env, label=impl.name)
     try:
-        fresh.start(url, results.TABLE, timeout=30)
+        fresh.start(url, results.TABLE, timeout=30, dialect=dialect)
     except TesteeFailure:
         fresh.kill()
     return fresh

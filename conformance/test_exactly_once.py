@@ -39,7 +39,10 @@ def test_each_implementation_drains_alone(impl: str, fleet: Fleet, db: psycopg.C
 
 def test_all_implementations_drain_together(fleet: Fleet, db: psycopg.Connection[Any], request: Any) -> None:
     available = []
-    for name in fleet.names("conformance"):
+    speaking = fleet.speaking("conformance")
+    if not speaking:
+        pytest.skip("not applicable: no row of the run speaks this dialect")
+    for name in speaking:
         try:
             if fleet.info(name).can("work_pool"):
                 available.append((name, fleet.get(name)))

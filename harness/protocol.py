@@ -15,6 +15,20 @@ from jsonschema.exceptions import ValidationError, best_match
 
 SCHEMA_NAME = "conformance/protocol.schema.json"
 
+# The protocol version this harness speaks, sent in every `start`. A change that would break
+# a testee written from an earlier text of conformance/PROTOCOL.md bumps it, and gets a line
+# in the document's changelog and, where the harness can still read the older answers, an
+# entry in RENAMED: a testee that answers an older version keeps working, with a one-line
+# notice of what to change. tests/harness/frozen/ holds testees written at each version.
+VERSION = 2
+ACCEPTED = (1, 2)
+
+# What a start result of an older version says differently: version -> [(the path of a
+# value in the result, {old value: the value now})].
+RENAMED: dict[int, list[tuple[tuple[str, ...], dict[str, str]]]] = {
+    1: [(("capabilities", "args_encoding"), {"js-json-stringify": "javascript-json"})],
+}
+
 
 @functools.cache
 def schema() -> dict[str, Any]:
@@ -27,6 +41,29 @@ def schema() -> dict[str, Any]:
 def _validator(pointer: str) -> jsonschema.Draft202012Validator:
     # A root that only points into the schema's $defs, so every local $ref still resolves.
     return jsonschema.Draft202012Validator({"$ref": pointer, "$defs": schema()["$defs"]})
+
+
+def upgrade(result: dict[str, Any]) -> list[str]:
+    """Bring a `start` result of an accepted older version to this one, in place; one notice
+    per value read under its new name. A version the harness does not accept is left as it
+    is (the start then fails, naming both versions)."""
+    notices = []
+    version = result.get("protocol")
+    if version == VERSION or version not in ACCEPTED:
+        return notices
+    for path, renamed in RENAMED.get(version, []):
+        holder: Any = result
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or holder.get(path[-1]) not in renamed:
+            continue
+        old = holder[path[-1]]
+        holder[path[-1]] = renamed[old]
+        notices.append(
+            f"{'.'.join(path)} {old!r} is {renamed[old]!r} since testee protocol {version + 1} "
+            f"(conformance/PROTOCOL.md, Changelog): read as such; answer protocol {VERSION} with the new name"
+        )
+    return notices
 
 
 def ops() -> list[str]:

@@ -18,6 +18,7 @@ import queue
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 from harness import protocol
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = protocol.VERSION
 
 # The deadlines the harness gives a testee, in seconds (conformance/PROTOCOL.md). The
 # harness owns them: a request that misses its deadline kills the testee's process group,
@@ -76,6 +77,8 @@ class TesteeError(TesteeFailure):
     def __init__(self, op: str, error: Mapping[str, Any]) -> None:
         self.type = str(error.get("type", "Error"))
         self.detail = str(error.get("message", ""))
+        # The dialects a testee that answers Unavailable to a start does speak, if it says.
+        self.dialects: list[str] | None = error.get("dialects")
         super().__init__(f"{op} failed in the testee: {self.type}: {self.detail}")
 
 
@@ -90,6 +93,18 @@ WORKER_OPS = frozenset({"work_one", "work", "lock", "release"})
 
 class Unavailable(TesteeFailure):
     """The implementation cannot run here (its `start` said so, or it could not start)."""
+
+
+class NotSpoken(Unavailable):
+    """The testee does not speak the dialect asked for, and said which ones it speaks (its
+    Unavailable answer's `dialects`, or its start result's): its cells of that dialect are
+    not applicable, not unavailable."""
+
+    def __init__(self, name: str, asked: str, spoken: Sequence[str]) -> None:
+        self.asked = asked
+        self.spoken = list(spoken)
+        plural = "s" if len(spoken) > 1 else ""
+        super().__init__(f"{name} speaks the Que dialect{plural} {', '.join(spoken) or 'none'}, not {asked}")
 
 
 @dataclass
@@ -147,6 +162,8 @@ class Testee:
         self._lines: queue.Queue[object] = queue.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self.info: Info | None = None
+        # What the harness read in today's terms from an older protocol version's start.
+        self.notices: list[str] = []
         # Set while a request waits for its response: an interrupted request leaves the
         # conversation out of step, and such a testee is killed rather than asked to stop.
         self.busy = False
@@ -240,6 +257,11 @@ class Testee:
                 f'"id": {request_id} and "ok"'
             )
         self.busy = False
+        if op == "start" and response.get("ok") is True and isinstance(response.get("result"), dict):
+            # An older protocol version's start, read in today's terms (harness.protocol).
+            for notice in protocol.upgrade(response["result"]):
+                self.notices.append(notice)
+                print(f"que-conformance: {self.label} speaks an older testee protocol: {notice}", file=sys.stderr)
         wrong = protocol.response_problem(op, response)
         if wrong is not None:
             raise TesteeSchemaError(
@@ -268,6 +290,8 @@ class Testee:
             )
         except TesteeError as error:
             self.stop()
+            if error.type == "Unavailable" and error.dialects is not None and dialect not in error.dialects:
+                raise NotSpoken(self.label, dialect, error.dialects) from None
             if error.type == "Unavailable":
                 raise Unavailable(error.detail) from None
             raise
@@ -285,11 +309,16 @@ class Testee:
             protocol=result["protocol"],
             capabilities=result.get("capabilities", {}),
         )
-        if info.protocol != PROTOCOL_VERSION:
+        if info.protocol not in protocol.ACCEPTED:
             self.stop()
             raise Unavailable(
-                f"{info.name} speaks testee protocol {info.protocol}; this harness speaks {PROTOCOL_VERSION}"
+                f"{info.name} speaks testee protocol {info.protocol}; this harness speaks "
+                f"{', '.join(map(str, protocol.ACCEPTED))}"
             )
+        declared = result.get("dialects")
+        if declared is not None and dialect not in declared:
+            self.stop()
+            raise NotSpoken(self.label, dialect, declared)
         spoken = result.get("dialect", "0.14")
         if spoken != dialect:
             self.stop()

@@ -17,7 +17,10 @@ JOBS = 300
 @pytest.mark.covers("que2.check_job.row")
 def test_every_row_together_works_each_job_once(fleet: Fleet, db: psycopg.Connection[Any], request: Any) -> None:
     rows = []
-    for name in fleet.names("que2"):
+    speaking = fleet.speaking("que2")
+    if not speaking:
+        pytest.skip("not applicable: no row of the run speaks this dialect")
+    for name in speaking:
         try:
             if fleet.info(name).can("work_pool"):
                 rows.append(name)

@@ -16,7 +16,7 @@ import que
 from que import activejob
 from testees.python.activejob_spec import build_call, describe_call
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DRAINED = "SELECT NOT EXISTS (SELECT 1 FROM que_jobs WHERE queue = %s AND run_at <= now())"
 # On a Que 1.x/2.x table, finished and expired rows stay, and rows of another job schema
 # version are nobody's (1: Que 1.x's, 2: Que 2.x's).

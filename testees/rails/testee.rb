@@ -239,7 +239,7 @@ class Testee
       name: 'rails',
       version: "ActiveJob #{ActiveJob.gem_version} on que #{que_version}, pg #{PG::VERSION}",
       language: "Ruby #{RUBY_VERSION}",
-      protocol: 1,
+      protocol: 2,
       capabilities: { active_job: '6.1', work_pool: @dialect != '0.14' }
     }
     result[:dialect] = @dialect unless @dialect == '0.14'

@@ -16,7 +16,7 @@ PROTOCOL_OUT = $stdout.dup
 PROTOCOL_OUT.sync = true
 $stdout = $stderr
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 LOAD_ERROR =
   begin

@@ -18,7 +18,7 @@ PROTOCOL_OUT = $stdout.dup
 PROTOCOL_OUT.sync = true
 $stdout = $stderr
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 # The Que of this process: 2 (2.4.1, the default) or 1 (1.4.1), and its dialect's facts.
 MAJOR = ARGV.first == '1' ? '1' : '2'
 QUE_VERSION = MAJOR == '1' ? '1.4' : '2.4'

@@ -6,7 +6,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from harness import implementations, results
+from harness import implementations, protocol, results
 from harness.testee import Testee, Unavailable
 from tests.conftest import reset_schema
 
@@ -24,7 +24,7 @@ def run_echo(impl: implementations.Implementation, url: str) -> list[Any]:
     testee = Testee(impl.command, cwd=impl.cwd, env=impl.env)
     try:
         info = testee.start(url, results.TABLE)
-        assert info.name == impl.name and info.protocol == 1
+        assert info.name == impl.name and info.protocol == protocol.VERSION
         testee.enqueue("QueConformance::Echo", '[1,"x"]')
         assert testee.work_one()["worked"] is True
     finally:

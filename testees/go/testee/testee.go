@@ -22,7 +22,7 @@ import (
 )
 
 // ProtocolVersion is the testee protocol this program speaks.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // PoolSize is the connections a testee's pgx pool may open. A que-go or gue worker holds
 // one connection for a job's whole life (its advisory lock lives on it), so a pool of N
