@@ -19,6 +19,9 @@ JSON.generate and Float#to_s, and checks que against the model.
   "message << ...", "message.slice(0, 500)", the backtrace joined by newlines): the class,
   then ": message" unless the message is blank, cut to 500 characters, then one line per
   backtrace frame.
+- run(*args) (catalogue: "run(*attrs[:args])"): Ruby's splat of the parsed args: an array
+  gives its members, nil no argument, a Hash one [key, value] pair per member in order
+  (Hash#to_a), anything else itself as the one argument.
 """
 
 import math
@@ -27,6 +30,17 @@ from typing import Any
 MESSAGE_LIMIT = 500
 # Ruby's String#strip removes these (and NUL at the end) around a message.
 _RUBY_WHITESPACE = " \t\n\v\f\r\x00"
+
+
+def ruby_splat(args: Any) -> list[Any]:
+    """The arguments Ruby's `run(*args)` hands a handler for parsed JSON `args`."""
+    if isinstance(args, list):
+        return args
+    if args is None:
+        return []
+    if isinstance(args, dict):
+        return [[key, value] for key, value in args.items()]
+    return [args]
 
 
 def retry_delay(error_count: int) -> int:

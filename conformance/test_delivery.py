@@ -19,6 +19,7 @@ import pytest
 
 from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require, require_worker
+from conformance.model import ruby_splat
 from conformance.support import ECHO, SLEEP, advisory_locks, executions, insert, jobs
 from harness.testee import TesteeFailure
 
@@ -158,6 +159,15 @@ def test_a_row_whose_args_are_not_an_array_is_worked_or_failed(
         )
     else:
         check_equal(ran.count(odd), 1, "non-array-args", impl=impl, job=odd, detail=f"args {args}: runs")
+        [run] = [r for r in executions(db) if r["job_id"] == odd]
+        check_equal(
+            json.loads(run["received"]) if run["received"] is not None else None,
+            ruby_splat(json.loads(args)),
+            "non-array-args",
+            impl=impl,
+            job=odd,
+            detail=f"args {args}: what the handler received, as Ruby's run(*args) splats it",
+        )
     check_equal(ran.count(after), 1, "non-array-args", impl=impl, job=after, detail="the job after it: runs")
     check(after not in left, "non-array-args", impl=impl, job=after, detail="the job after it was not deleted")
     check_equal(advisory_locks(db), [], "unlock", impl=impl, detail=f"locks left after args {json.loads(args)!r}")

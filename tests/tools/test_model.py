@@ -11,13 +11,15 @@ import json
 import math
 import shutil
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance import model
-from que.core import encoding, errors, retry
+from que.core import encoding, errors, handlers, retry
+from que.core.job import Job
 
 json_values = st.recursive(
     st.none()
@@ -110,3 +112,29 @@ def test_ques_last_error_is_the_models(message: str) -> None:
     assert frames, "a backtrace line per frame"
     assert written == errors.storable(model.last_error("RuntimeError", message, frames))
     assert all(":in '" in frame for frame in frames), frames
+
+
+def ruby_splat(values: list[object]) -> list[object]:
+    """What the real Ruby's `run(*args)` receives for each parsed args value."""
+    if RUBY is None:
+        pytest.fail("ruby is not installed: make test installs Debian's ruby (harness/bootstrap.sh --test)")
+    script = (
+        "require 'json'; def run(*a) = a; "
+        "$stdin.each_line { |l| puts JSON.generate(run(*JSON.parse(l, quirks_mode: true))) }"
+    )
+    lines = "".join(json.dumps(v) + "\n" for v in values)
+    done = subprocess.run([RUBY, "-e", script], input=lines, capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in done.stdout.split("\n")[:-1]]
+
+
+@given(st.lists(json_values, min_size=1, max_size=30))
+def test_the_model_splats_args_as_rubys_run_does(values: list[object]) -> None:
+    assert [model.ruby_splat(v) for v in values] == ruby_splat(values)
+
+
+@given(json_values)
+def test_que_hands_a_handler_what_the_model_says_ruby_does(value: object) -> None:
+    args_json = encoding.dumps(value)
+    now = datetime.now(UTC)
+    job = Job(queue="", priority=100, run_at=now, job_id=1, job_class="J", args_json=args_json, error_count=0)
+    assert list(handlers.arguments(job)) == model.ruby_splat(encoding.loads(args_json))
