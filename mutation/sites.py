@@ -377,6 +377,8 @@ SITES: tuple[Site, ...] = (
             ("que2.job_buffer.take", "function:que.engine.books.Books.take", "", ("ast",), ()),
             ("que2.job_buffer.available", "function:que.engine.books.Books.wanted", "", ("ast",), ()),
             ("que2.job_buffer.available", "function:que.engine.books.Books._waiting", "", ("ast",), ()),
+            ("que2.job_buffer.push", "function:que.engine.books.Books._hand_out", "", ("ast",), ()),
+            ("que2.job_buffer.push", "function:que.engine.books.Books._push", "", ("ast",), ()),
             ("que2.job_buffer.available", "function:que.engine.books.Books._accept", "", ("ast",), ()),
             ("que2.poll_jobs.ceiling", "function:que.dialects.que2.protocol.poll_params", "", ("ast",), ()),
             ("que2.register_locker.row", "function:que.dialects.que2.protocol.register_params", "", ("ast",), ()),

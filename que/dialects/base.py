@@ -19,7 +19,7 @@ from psycopg import pq
 from que.core.errors import UnsupportedByDialect
 from que.core.job import Job
 from que.core.outcome import Outcome
-from que.engine.books import Round, Settled
+from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
 
 

@@ -21,9 +21,12 @@ Every round trip follows one shape, whatever the dialect:
     settle() -> the books take in what happened
 
 The job buffer keeps Ruby Que 2's rules (lib/que/job_buffer.rb): ready jobs are sorted by
-(priority, run_at, id); a worker of priority p takes the first one when its priority is at
-most p (any job for a worker without one); the buffer holds at most `depth` jobs beyond the
-ones workers took, and a job that does not fit is released (the least important first).
+(priority, run_at, id); when jobs come in, the buffer hands them to the waiting workers, the
+least demanding worker first and each only the buffer's first job while its priority is at
+most the worker's (push: priority_queues.reverse_each, _shift_job), so a worker may wait
+while a job it could run sits behind one it cannot; a worker that asks takes a job handed
+to it, else the first one if allowed (shift); the buffer holds at most `depth` jobs beyond
+the ones handed out, and a job that does not fit is released (the least important first).
 Its `depth` is `buffer`, or for a dialect that lets it grow (Que 0.x), up to `growth` times
 that while workers finish jobs faster than round trips run.
 
@@ -39,105 +42,9 @@ What the books promise:
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Final
 
-from que.core.job import Job
 from que.core.outcome import Outcome
-
-# Ruby's Que::MAXIMUM_PRIORITY: the threshold of a worker that takes any job.
-ANY_PRIORITY: Final = 32767
-
-
-def threshold(priority: int | None) -> int:
-    return ANY_PRIORITY if priority is None else priority
-
-
-@dataclass(eq=False)
-class Held:
-    """A job the locker's session holds the lock of. `key` is what the dialect's statements
-    match the row by, as the server sent it; `checked` is when (the monotonic start of the
-    round trip whose statement found it there) the row was last seen unchanged."""
-
-    job: Job
-    key: tuple[bytes | None, ...]
-    checked: float = 0.0
-
-    @property
-    def job_id(self) -> int:
-        return self.job.job_id
-
-    def sort_key(self) -> tuple[int, int, int]:
-        return (self.job.priority, self.job.run_at_us, self.job.job_id)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A job's outcome, to be written while its lock is held."""
-
-    held: Held
-    outcome: Outcome
-
-
-@dataclass(frozen=True)
-class Announced:
-    """A job a notification named (Que 2's job_available): its sort key, before its lock."""
-
-    priority: int
-    run_at_us: int
-    job_id: int
-
-    def sort_key(self) -> tuple[int, int, int]:
-        return (self.priority, self.run_at_us, self.job_id)
-
-
-@dataclass
-class Round:
-    """What one round trip does, in this order: take again the locks of `relock` (jobs this
-    pool runs whose locks died with an earlier session) and of the `orphans`' jobs; write the
-    outcomes `finished` (each its own transaction) and those of the orphans whose locks it
-    took; release the `abandoned` jobs untouched; release the finished jobs whose outcome
-    committed; lock the `announced` jobs; lock jobs for the places `wanted` (threshold ->
-    count), skipping `skip`; check the new jobs and the `recheck` ones in a new snapshot."""
-
-    started: float
-    finished: list[Finished] = field(default_factory=list)
-    orphans: list[Finished] = field(default_factory=list)
-    relock: list[Held] = field(default_factory=list)
-    abandoned: list[Held] = field(default_factory=list)
-    announced: list[int] = field(default_factory=list)
-    wanted: dict[int, int] = field(default_factory=dict)
-    skip: set[int] = field(default_factory=set)
-    recheck: list[Held] = field(default_factory=list)
-
-    def idle(self) -> bool:
-        return not (
-            self.finished
-            or self.orphans
-            or self.relock
-            or self.abandoned
-            or self.announced
-            or self.wanted
-            or self.recheck
-        )
-
-    @property
-    def want(self) -> int:
-        """How many jobs the places want in all."""
-        return sum(self.wanted.values())
-
-
-@dataclass
-class Settled:
-    """What a round trip did: the outcomes written and their jobs released (`written`), the
-    jobs whose locks it took again (`relocked`, by id), the new jobs locked and found there
-    (`locked`, in the dialect's order), the ids of the new ones locked but gone (released
-    already), and the ids of the rechecked jobs still there."""
-
-    written: list[Finished] = field(default_factory=list)
-    relocked: set[int] = field(default_factory=set)
-    locked: list[Held] = field(default_factory=list)
-    still_there: set[int] = field(default_factory=set)
+from que.engine.rounds import Announced, Finished, Held, Round, Settled, threshold
 
 
 class Books:
@@ -158,6 +65,9 @@ class Books:
         for priority in self.priorities:
             self.idle[priority] = self.idle.get(priority, 0) + 1
         self.running: dict[int, Held] = {}
+        # Jobs the buffer handed to a waiting worker of that priority (Ruby's PriorityQueue
+        # items): out of `ready`, not yet taken.
+        self.handed: dict[int | None, list[Held]] = {priority: [] for priority in self.idle}
         self.finished: list[Finished] = []
         self.abandoned: list[Held] = []
         self.orphans: list[Finished] = []
@@ -174,8 +84,9 @@ class Books:
         """The first ready job a worker of `priority` may run, if it was checked at most
         `fresh_for` seconds before `asked` (when the worker started asking); that worker is
         busy then. None when there is none, or it needs a check first (`stale_wanted`)."""
+        handed = self.handed[priority]
         limit = threshold(priority)
-        if not self.ready or self.ready[0].job.priority > limit:
+        if not handed and (not self.ready or self.ready[0].job.priority > limit):
             return None
         # A lost session makes run again the jobs running and those whose outcomes are not
         # written yet. With a fixed buffer (Que 1.x/2.x) a worker takes no job while as many
@@ -185,11 +96,11 @@ class Books:
         unsent = len(self.finished) + len(self.orphans)
         if self.growth == 1 and unsent >= len(self.priorities):
             return None
-        held = self.ready[0]
+        held = handed[0] if handed else self.ready[0]
         if held.checked < asked - self.fresh_for:
             self.stale_wanted = True
             return None
-        self.ready.pop(0)
+        (handed if handed else self.ready).pop(0)
         self.idle[priority] -= 1
         self.running[held.job_id] = held
         return held
@@ -238,23 +149,35 @@ class Books:
 
     # -- the locker's side -----------------------------------------------------------------
 
+    def _hand_out(self) -> tuple[dict[int | None, int], int]:
+        """Ruby's JobBuffer#push handing jobs to waiting workers: by worker priority, the
+        least demanding first, each waiting worker gets the buffer's first job while that
+        job's priority is at most the worker's. A worker is waiting when it is idle and no
+        job was handed to it yet. Returns how many ready jobs (from the first) each
+        priority's waiting workers would get, and how many waiting workers are left."""
+        given: dict[int | None, int] = {}
+        head = 0
+        left = 0
+        for priority in sorted(self.idle, key=threshold, reverse=True):
+            waiting = self.idle[priority] - len(self.handed[priority])
+            given[priority] = 0
+            while waiting > 0 and head < len(self.ready) and self.ready[head].job.priority <= threshold(priority):
+                given[priority] += 1
+                head += 1
+                waiting -= 1
+            left += max(0, waiting)
+        return given, left
+
     def _waiting(self) -> tuple[dict[int, int], list[Held]]:
-        """The idle places left by threshold once the ready jobs idle workers may take are
-        counted as taken (Ruby hands a job to a waiting worker as it is pushed), and the
-        ready jobs no idle worker may take: the ones the buffer holds."""
-        idle: dict[int, int] = {}
+        """The waiting workers' places by threshold once the buffer handed them what it would
+        (_hand_out), and the ready jobs left: the ones the buffer holds."""
+        given, _ = self._hand_out()
+        places: dict[int, int] = {}
         for priority, count in self.idle.items():
-            if count > 0:
-                idle[threshold(priority)] = idle.get(threshold(priority), 0) + count
-        waiting = []
-        for held in self.ready:
-            for limit in sorted(idle):
-                if limit >= held.job.priority and idle[limit] > 0:
-                    idle[limit] -= 1
-                    break
-            else:
-                waiting.append(held)
-        return {limit: count for limit, count in idle.items() if count > 0}, waiting
+            waiting = count - len(self.handed[priority]) - given[priority]
+            if waiting > 0:
+                places[threshold(priority)] = places.get(threshold(priority), 0) + waiting
+        return places, self.ready[sum(given.values()) :]
 
     def wanted(self, stopping: bool) -> dict[int, int]:
         """Ruby's JobBuffer#available_priorities: the idle places by threshold, with the
@@ -290,10 +213,10 @@ class Books:
         self.orphans = []
         planned.relock = [held for held in self.running.values() if held.job_id not in self.owned]
         if stopping:
-            planned.abandoned += self.ready
-            self.ready = []
+            planned.abandoned += self.waiting_jobs()
+            self.clear_waiting()
             self.announced = []
-        stale = [held for held in self.ready if held.checked < now - self.fresh_for]
+        stale = [held for held in self.waiting_jobs() if held.checked < now - self.fresh_for]
         if stale and (self.stale_wanted or planned.finished or due):
             planned.recheck = stale
             self.stale_wanted = False
@@ -334,9 +257,11 @@ class Books:
         for held in planned.recheck:
             if held.job_id in settled.still_there:
                 held.checked = planned.started
-            elif held in self.ready:
-                self.ready.remove(held)
-                self.owned.discard(held.job_id)
+            else:
+                for waiting in (self.ready, *self.handed.values()):
+                    if held in waiting:
+                        waiting.remove(held)
+                        self.owned.discard(held.job_id)
         for held in settled.locked:
             self.owned.add(held.job_id)
         if stopping:
@@ -350,13 +275,16 @@ class Books:
         cannot hold beyond the jobs idle workers will take, least important first."""
         for held in jobs:
             bisect.insort(self.ready, held, key=Held.sort_key)
+        given, _ = self._hand_out()
+        for priority in sorted(self.idle, key=threshold, reverse=True):
+            self.handed[priority] += self.ready[: given[priority]]
+            del self.ready[: given[priority]]
         if self.growth > 1:
             # A buffer that grows and shrinks with the load (Que 0.x) keeps what it claimed:
             # a job released here could be passed over by the claim of the same round trip,
             # which skips it, and run after a less important one.
             return
-        _, waiting = self._waiting()
-        for held in reversed(waiting[self.depth :]):
+        for held in reversed(self.ready[self.depth :]):
             self.ready.remove(held)
             self.abandoned.append(held)
 
@@ -370,7 +298,7 @@ class Books:
         """The locker's session died, and every lock with it: ready and announced jobs are no
         longer this pool's (another worker may take them); running jobs are relocked by the
         next session, and finished ones become orphans."""
-        self.ready = []
+        self.clear_waiting()
         self.abandoned = []
         self.announced = []
         self.orphans += self.finished
@@ -381,7 +309,8 @@ class Books:
         """Forget every outcome not written and every job still running (a stop while the
         server cannot be reached); their ids."""
         lost = [f.held.job_id for f in (*self.finished, *self.orphans)] + list(self.running)
-        self.finished, self.orphans, self.abandoned, self.ready = [], [], [], []
+        self.finished, self.orphans, self.abandoned = [], [], []
+        self.clear_waiting()
         self.running.clear()
         return lost
 
@@ -395,4 +324,15 @@ class Books:
         return bool(self.finished or self.abandoned or self.orphans or self.announced)
 
     def busy(self) -> bool:
-        return bool(self.ready or self.running or self.finished or self.abandoned or self.orphans)
+        return bool(self.waiting_jobs() or self.running or self.finished or self.abandoned or self.orphans)
+
+    def waiting_jobs(self) -> list[Held]:
+        """The jobs held and not started: the buffer's and those handed to a worker."""
+        handed = [held for jobs in self.handed.values() for held in jobs]
+        return sorted([*handed, *self.ready], key=Held.sort_key)
+
+    def clear_waiting(self) -> None:
+        """Forget the jobs held and not started (their locks are released or gone)."""
+        self.ready = []
+        for handed in self.handed.values():
+            handed.clear()

@@ -22,7 +22,7 @@ import psycopg
 from que.core.errors import JobFinishedError, last_error_text, short_message
 from que.core.handlers import INTERRUPTS
 from que.drivers import threads as io
-from que.engine.books import Held
+from que.engine.rounds import Held
 from que.engine.session import PQGen, Session
 
 log = logging.getLogger("que")

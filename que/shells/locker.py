@@ -30,7 +30,8 @@ from que.core.errors import TransactionPoolingError
 from que.core.outcome import Outcome
 from que.dialects import Dialect
 from que.drivers import threads as io
-from que.engine.books import Books, Held
+from que.engine.books import Books
+from que.engine.rounds import Held
 from que.engine.session import Session
 from que.shells.client import Client
 from que.shells.common import backoff, check_buffer

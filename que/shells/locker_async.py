@@ -50,7 +50,8 @@ from que.core.handlers import INTERRUPTS
 from que.core.outcome import Outcome
 from que.dialects import Dialect
 from que.drivers import aio as io
-from que.engine.books import Books, Held
+from que.engine.books import Books
+from que.engine.rounds import Held
 from que.engine.session import Session
 from que.shells.client_async import AsyncClient
 from que.shells.common import backoff, check_buffer
@@ -60,7 +61,7 @@ if True:  # ASYNC
     import threading
 
     from que.drivers.threads import run as run_in_thread
-    from que.engine.books import Finished
+    from que.engine.rounds import Finished
 
 log = logging.getLogger("que")
 
@@ -368,11 +369,12 @@ class AsyncLocker:
             books = self.books
             finished = list(books.finished)
             untouched = [
-                *books.ready,
+                *books.waiting_jobs(),
                 *books.abandoned,
                 *(held for job_id, held in books.running.items() if job_id not in threads),
             ]
-            books.finished, books.abandoned, books.ready = [], [], []
+            books.finished, books.abandoned = [], []
+            books.clear_waiting()
             books.running.clear()
             dialect, queue, max_retries = self.dialect, self.queue, self.max_retries
 

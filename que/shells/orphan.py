@@ -15,7 +15,7 @@ from que.core.errors import last_error_text
 from que.core.handlers import INTERRUPTS
 from que.dialects import Dialect
 from que.drivers.threads import run as run_in_thread
-from que.engine.books import Held
+from que.engine.rounds import Held
 from que.engine.session import Session
 
 log = logging.getLogger("que")

@@ -54,7 +54,7 @@ from que.core.validate import max_retries as check_max_retries
 from que.core.validate import queue as check_queue
 from que.dialects import Dialect
 from que.drivers import aio as io
-from que.engine.books import Held
+from que.engine.rounds import Held
 from que.engine.session import PQGen, Session
 from que.engine.setup import set_up
 from que.shells.client_async import AsyncClient

@@ -9,7 +9,8 @@ import pytest
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.engine import wire
-from que.engine.books import ANY_PRIORITY, Announced, Books, Finished, Held, Settled
+from que.engine.books import Books
+from que.engine.rounds import ANY_PRIORITY, Announced, Finished, Held, Settled
 
 NOW = 1000.0
 
@@ -87,8 +88,38 @@ def test_wanted_keeps_each_threshold_apart() -> None:
     books = Books([10, 30, None, None], buffer=8)
     assert books.wanted(stopping=False) == {10: 1, 30: 1, ANY_PRIORITY: 10}
     locked(books, held(1, priority=5))
-    # The priority-5 job goes to the priority-10 place (the lowest threshold that allows it).
-    assert books.wanted(stopping=False) == {30: 1, ANY_PRIORITY: 10}
+    # The poll gave the priority-5 job the priority-10 place, but the buffer hands it to the
+    # least demanding waiting worker (Ruby's push: priority_queues.reverse_each), so the
+    # workers of priority 10 and 30 still wait, and one of any priority less.
+    assert books.wanted(stopping=False) == {10: 1, 30: 1, ANY_PRIORITY: 9}
+
+
+def test_the_buffer_hands_jobs_to_waiting_workers_least_demanding_first_from_its_head() -> None:
+    """Ruby's JobBuffer#push over workers of priority 10, 30, 50 and any: the any worker gets
+    the first job (5), the 50 the next (20); the 30 and the 10 find a 40 at the head and
+    wait, and the buffer keeps eight of the rest, releasing the two least important."""
+    books = Books([10, 30, 50, None], buffer=8)
+    jobs = [held(1, priority=5), held(2, priority=20), held(3, priority=40)]
+    jobs += [held(i, priority=60) for i in range(4, 13)]
+    locked(books, *jobs)
+    assert [h.job_id for h in books.abandoned] == [12, 11]
+    assert [h.job_id for h in books.ready] == list(range(3, 11))
+    assert books.take(10, NOW) is None
+    assert books.take(30, NOW) is None
+    assert [books.take(50, NOW), books.take(None, NOW)] == [jobs[1], jobs[0]]
+    assert books.wanted(stopping=False) == {10: 1, 30: 1}
+    # The any worker frees itself: it takes the buffer's head, the 40, itself (shift_job).
+    books.done(jobs[0], None, Outcome(Outcome.DESTROY))
+    assert books.take(None, NOW) is jobs[2]
+    assert books.take(30, NOW) is None
+
+
+def test_jobs_handed_to_workers_go_back_untouched_at_a_stop() -> None:
+    books = Books([10, None], buffer=8)
+    locked(books, held(1, priority=5), held(2, priority=50))
+    planned = books.plan(NOW, stopping=True, due=False)
+    assert sorted(h.job_id for h in planned.abandoned) == [1, 2]
+    assert books.take(None, NOW) is None and books.take(10, NOW) is None
 
 
 def test_a_finished_job_is_written_and_released_by_the_next_round_trip() -> None:

@@ -18,7 +18,7 @@ from que.core.outcome import Outcome
 from que.dialects.base import Copy, Dialect, Query
 from que.dialects.que0 import inserts, listening, locking, protocol, rows, sql, statements, validate, views
 from que.engine import wire
-from que.engine.books import Round, Settled
+from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
 from que.engine.setup import set_up
 

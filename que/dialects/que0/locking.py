@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from que.dialects.que0 import protocol, statements
 from que.engine import wire
-from que.engine.books import Held, Round, Settled
+from que.engine.rounds import Held, Round, Settled
 from que.engine.session import PQGen, Session, execute
 
 

@@ -44,7 +44,7 @@ from que.dialects.que0.listening import listen, notified
 # The one-at-a-time worker's wake-up, beside its statements (que.dialects.que0.listening).
 __all__ = ["listen", "notified"]
 from que.engine import wire as _wire
-from que.engine.books import Finished, Held
+from que.engine.rounds import Finished, Held
 from que.engine.session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send
 from que.engine.wire import INT8
 

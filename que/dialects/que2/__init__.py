@@ -20,7 +20,7 @@ from que.core.outcome import Outcome
 from que.dialects.base import Dialect, Query
 from que.dialects.que2 import inserts, protocol, rows, sql, statements, validate
 from que.engine import wire
-from que.engine.books import Round, Settled
+from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
 
 

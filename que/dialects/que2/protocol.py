@@ -39,7 +39,7 @@ from que.core.retry import retry_delay
 from que.dialects.que2 import rows, sql
 from que.dialects.que2.statements import Statements
 from que.engine import wire
-from que.engine.books import ANY_PRIORITY, Announced, Finished, Held, Round, Settled
+from que.engine.rounds import ANY_PRIORITY, Announced, Finished, Held, Round, Settled
 from que.engine.session import OK, Call, PQGen, Session, error, execute, pipeline, statement
 from que.engine.setup import set_up
 
