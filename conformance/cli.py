@@ -23,7 +23,7 @@ from typing import Any
 
 from conformance import html, smoke
 from conformance import report as conformance_report
-from harness import engine, image_build, implementations, paths, pgversions, signals, suite
+from harness import engine, image_build, implementations, lab, paths, pgversions, signals, suite
 from harness.postgres import BACKENDS, PostgresUnavailable, database
 
 
@@ -107,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fix", action="store_true", help="rewrite conformance/expectations/*.json from this run's outcomes"
     )
+    parser.add_argument(
+        "--schema-from",
+        metavar="ROW",
+        default=None,
+        help="build every table the cells start from with this row's own migrate (a built-in row, or testee1 for "
+        "the first --testee): the cells then run on its tables, functions and triggers (default: python, que's)",
+    )
     parser.add_argument("--no-build", action="store_true", help="do not run go build (use the testees built before)")
     parser.add_argument("--no-bootstrap", action="store_true", help="do not try to install missing system packages")
     return parser
@@ -165,9 +172,25 @@ def _pytest(
         env["QUE_CONFORMANCE_CONTAINERS"] = "1"
     if options.database_url:
         env["QUE_DATABASE_URL"] = options.database_url
+
     command = suite.command(results / "junit.xml", "-rfEX", *(["--fix"] if options.fix else []), *extra)
     # A signal (CI timeout, Ctrl-C) goes on to pytest, whose fixtures then stop the cluster.
     return signals.run_forwarding(command, env={**os.environ, **env})
+
+
+def _schema_from(options: argparse.Namespace) -> dict[str, str]:
+    """The environment that makes lab.migrate build the tables with --schema-from's row."""
+    row = options.schema_from
+    if not row:
+        return {}
+    if row.startswith("testee") and row.removeprefix("testee").isdigit():
+        index = int(row.removeprefix("testee"))
+        if not 1 <= index <= len(options.testee):
+            raise SystemExit(f"que-conformance: error: --schema-from {row}: there are {len(options.testee)} --testee")
+        return {lab.SCHEMA_FROM_COMMAND_VARIABLE: options.testee[index - 1]}
+    if row not in implementations.ALL_BUILTINS:
+        raise SystemExit(f"que-conformance: error: --schema-from {row}: not a built-in row or testeeN")
+    return {lab.SCHEMA_FROM_VARIABLE: row}
 
 
 def _cells_ran(results_json: Path) -> bool:
@@ -226,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"que-conformance: error: --pg needs the local backend, not --backend {options.backend}", file=sys.stderr)
         return 2
     results = Path(options.results)
+    # Every table the smoke test and the cells start from is built by this row's migrate.
+    os.environ.update(_schema_from(options))
 
     smoke_ok = True
     if options.smoke or options.testee:

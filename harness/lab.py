@@ -31,10 +31,16 @@ def drop_que(conn: psycopg.Connection[Any]) -> None:
 VERSIONS = {"0.14": 3, "1": 5, "2": 7}
 
 # Who builds the tables the cells start from: a testee row, asked to `migrate` (the harness
-# runs programs; it knows no library's migrations). QUE_SCHEMA_FROM names the row; python
-# (que's migrations) by default, which the schema cells hold to Ruby's own catalogues
-# (fixtures/schema_v3.json, fixtures/schema_v7.json).
+# runs programs; it knows no library's migrations). QUE_SCHEMA_FROM names a built-in row, or
+# QUE_SCHEMA_FROM_COMMAND gives an outside testee's command line (que-conformance
+# --schema-from); python (que's migrations) by default, which the schema cells hold to Ruby's
+# own catalogues (fixtures/schema_v3.json, fixtures/schema_v7.json). So every cell can run on
+# the tables, functions and triggers a port's own migrations built.
 SCHEMA_FROM_VARIABLE = "QUE_SCHEMA_FROM"
+SCHEMA_FROM_COMMAND_VARIABLE = "QUE_SCHEMA_FROM_COMMAND"
+# Who built the tables this process reset, by (database, version): a table found at the
+# right version is taken as it is only if the row asked for built it (python is assumed).
+_BUILT: dict[tuple[str, int], str] = {}
 
 
 def db_version(conn: psycopg.Connection[Any]) -> int:
@@ -59,13 +65,18 @@ def conninfo(conn: psycopg.Connection[Any]) -> str:
 
 
 def migrate(conn: psycopg.Connection[Any], version: int) -> None:
-    """que_jobs at `version`, built by the testee QUE_SCHEMA_FROM names (python by default)."""
-
-    impl = implementations.builtin(os.environ.get(SCHEMA_FROM_VARIABLE) or "python", build=False)
+    """que_jobs at `version`, built by the testee QUE_SCHEMA_FROM names (python by default),
+    started in the dialect of that version (a port of one dialect builds its own tables)."""
+    command = os.environ.get(SCHEMA_FROM_COMMAND_VARIABLE)
+    if command:
+        impl = implementations.outside_impl(command, 0)
+    else:
+        impl = implementations.builtin(os.environ.get(SCHEMA_FROM_VARIABLE) or "python", build=False)
     if impl.unavailable:
         raise RuntimeError(f"{impl.name} cannot build the schema: {impl.unavailable}")
     results.create(conn)
-    testee = start_testee(impl, conninfo(conn), label=f"{impl.name} (the schema)")
+    dialect = next((name for name, built in VERSIONS.items() if built == version), "0.14")
+    testee = start_testee(impl, conninfo(conn), label=f"{impl.name} (the schema)", dialect=dialect)
     try:
         testee.request("migrate", timeout=120, version=version)
     finally:
@@ -76,9 +87,13 @@ def reset(conn: psycopg.Connection[Any], dialect: str = "0.14") -> None:
     """An empty que_jobs at the dialect's version (3; Que 1: 5; Que 2: 7), job ids from 1, no
     registered locker, and an empty results table."""
     version = VERSIONS[dialect]
-    if db_version(conn) != version:
+    # Built again when another row's migrations are asked for than built the table here.
+    builder = os.environ.get(SCHEMA_FROM_COMMAND_VARIABLE) or os.environ.get(SCHEMA_FROM_VARIABLE) or "python"
+    key = (conninfo(conn), version)
+    if db_version(conn) != version or _BUILT.get(key, "python") != builder:
         drop_que(conn)
         migrate(conn, version)
+        _BUILT[key] = builder
     conn.execute("DELETE FROM que_jobs")  # not TRUNCATE: it would wait behind any open reader
     if version >= 4:  # Que 1.x/2.x
         conn.execute("DELETE FROM que_lockers")

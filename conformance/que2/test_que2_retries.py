@@ -1,6 +1,7 @@
 """Area 2.x retries: the backoff and the last_error_message/backtrace cuts, and expiry past
 the retry limit."""
 
+import json
 import re
 from typing import Any
 
@@ -75,3 +76,22 @@ def test_past_the_retry_limit_the_job_expires(impl: str, fleet: Fleet, db: psyco
     check(rows[past]["expired_at"] is not None, "que2-expire", impl=impl, detail="expired_at is set")
     seen = (rows[past]["error_count"], rows[past]["last_error_message"], rows[past]["last_error_backtrace"])
     check_equal(seen, (16, "before", "trace"), "que2-expire", impl=impl)
+
+
+# Messages a port's own string handling may change: Que 2 writes "<class>: <message>" as it
+# is (no blank check, unlike Que 0.14's last_error), newlines and Unicode spaces kept.
+MESSAGES = {"empty": "", "blank": "   ", "unicode_space": "\u00a0\u2003", "two_lines": "one\ntwo"}
+
+
+@pytest.mark.covers("que2.set_error.message")
+@pytest.mark.parametrize("case", list(MESSAGES))
+def test_the_message_is_the_error_class_and_the_message_as_they_are(
+    impl: str, case: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    require(fleet.info(impl), "work_pool")
+    message = MESSAGES[case]
+    insert(db, FAIL, json.dumps([message]))
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=10_000)
+    [row] = jobs(db)
+    raised = error_class(row["last_error_message"], impl)
+    check_equal(row["last_error_message"], f"{raised}: {message}", "que2-retry", impl=impl, detail=f"message {case}")

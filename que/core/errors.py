@@ -11,6 +11,10 @@ from typing import Final
 
 # Ruby Que 0.14.3 cuts "<Class>: <message>" to this many characters (not bytes).
 MESSAGE_LIMIT: Final = 500
+# What Ruby's String#strip takes for whitespace when it decides a message is blank: ASCII
+# whitespace and NUL only (Python's str.strip also takes Unicode spaces and separators, and
+# keeps NUL).
+RUBY_WHITESPACE: Final = " \t\n\v\f\r\x00"
 
 
 class QueError(Exception):
@@ -101,13 +105,15 @@ def last_error_text(error: BaseException) -> str:
     return storable("\n".join([head, *backtrace]))
 
 
-def error_parts(error: BaseException) -> tuple[str, list[str]]:
+def error_parts(error: BaseException, *, blank_is_none: bool = True) -> tuple[str, list[str]]:
     """`"<Class>: <message>"` cut to 500 characters, and one `path:line:in 'function'` line
     per traceback frame: Que 0.x stores them joined in last_error, Que 2.x apart in
-    last_error_message and last_error_backtrace."""
+    last_error_message and last_error_backtrace. Que 0.14 writes the class alone for a
+    blank message (`blank_is_none`, Ruby's `message.strip.empty?`); Que 1.x/2.x always
+    write "<Class>: " and the message as it is."""
     message = error_message(error)
     head = _class_name(error)
-    if message.strip():
+    if message.strip(RUBY_WHITESPACE) or not blank_is_none:
         head = f"{head}: {message}"
     frames = traceback.extract_tb(error.__traceback__)
     return head[:MESSAGE_LIMIT], [f"{f.filename}:{f.lineno}:in '{f.name}'" for f in frames]

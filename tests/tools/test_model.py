@@ -138,3 +138,35 @@ def test_que_hands_a_handler_what_the_model_says_ruby_does(value: object) -> Non
     now = datetime.now(UTC)
     job = Job(queue="", priority=100, run_at=now, job_id=1, job_class="J", args_json=args_json, error_count=0)
     assert list(handlers.arguments(job)) == model.ruby_splat(encoding.loads(args_json))
+
+
+# Edge cases of Ruby's String#strip, which decides a blank message: it takes only ASCII
+# whitespace and NUL, where Python's str.strip also takes Unicode spaces, separators and
+# the information separators \x1c-\x1f (and keeps NUL).
+STRIP_EDGES = ["\u00a0", "\u2003", "\u2028", "\x1c", "\x85", "\u3000", " \x00", "\x00", "\t\v\f\r\n ", "\u00a0 ", "a"]
+
+
+def ruby_heads(messages: list[str]) -> list[str]:
+    """Ruby Que 0.14.3's head of last_error for RuntimeError(message), by the real Ruby."""
+    if RUBY is None:
+        pytest.fail("ruby is not installed: make test installs Debian's ruby (harness/bootstrap.sh --test)")
+    script = (
+        "require 'json'; $stdin.each_line { |l| m = JSON.parse(l); "
+        "puts JSON.generate(m.strip.empty? ? 'RuntimeError' : \"RuntimeError: #{m}\") }"
+    )
+    lines = "".join(json.dumps(m) + "\n" for m in messages)
+    done = subprocess.run([RUBY, "-e", script], input=lines, capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in done.stdout.split("\n")[:-1]]
+
+
+def test_the_model_blanks_a_message_as_rubys_strip_does() -> None:
+    assert [model.last_error_head("RuntimeError", m) for m in STRIP_EDGES] == ruby_heads(STRIP_EDGES)
+
+
+@pytest.mark.parametrize("message", STRIP_EDGES, ids=[repr(m) for m in STRIP_EDGES])
+def test_que_blanks_a_message_as_the_model_does(message: str) -> None:
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as error:
+        head, _ = errors.error_parts(error)
+    assert head == model.last_error_head("RuntimeError", message)

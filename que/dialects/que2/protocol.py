@@ -118,7 +118,7 @@ def outcome(job: Job, failure: BaseException | None, max_retries: int, asked: st
         return Outcome(asked or Outcome.DESTROY)
     count = job.error_count + 1
     handling = Outcome.EXPIRE if count > max_retries else Outcome.RETRY
-    message, backtrace = error_parts(failure)
+    message, backtrace = error_parts(failure, blank_is_none=False)
     return Outcome(
         asked or handling,
         storable(message),
@@ -330,7 +330,7 @@ def _settle(
             failure = error(session, result, "set_error")
         if not (failure.sqlstate or "").startswith(_DATA_EXCEPTION):
             raise failure
-        message, backtrace = error_parts(failure)
+        message, backtrace = error_parts(failure, blank_is_none=False)
         params = (session.message(message), session.message("\n".join(backtrace)), held.key[0])
         yield from execute(session, (st["set_error_uncounted"], params))
         yield from _unlock(session, st, held)
