@@ -18,7 +18,9 @@ Operators:
   (or filled), every comparison, arithmetic and boolean operator replaced by its neighbour,
   every `not` dropped (mutation.ast_points.ast_points).
 
-The sites are in mutation/sites.py.
+The sites are in mutation/sites.py. A second family, porting mistakes (mutation/porting.py:
+what other languages' libraries and habits do by default, made at the testee's boundary),
+joins the list as `porting.NAME` mutants and is judged the same way.
 """
 
 import ast
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mutation import porting
 from mutation.ast_points import DropUnary, ast_points, function_points, function_source
 from mutation.sites import SITES, Site
 
@@ -49,6 +52,11 @@ class Mutant:
     replacement: str = ""
     point: int = -1
     dialect: str = "0.14"  # the suite dialect whose cells judge it (mutation.sites.Site)
+
+    @property
+    def family(self) -> str:
+        """ "que" (a term of que changed) or "porting" (a porting habit, mutation/porting.py)."""
+        return "porting" if self.where.startswith("porting:") else "que"
 
 
 # -- text operators ------------------------------------------------------------------------
@@ -183,6 +191,16 @@ def mutants() -> list[Mutant]:
                         dialect=site.dialect,
                     )
                 )
+    for mistake in porting.MISTAKES:
+        found.append(
+            Mutant(
+                f"porting.{mistake.name}",
+                mistake.term,
+                f"porting:{mistake.name}",
+                f"porting: {mistake.habit}",
+                dialect=mistake.dialect,
+            )
+        )
     ids = [mutant.id for mutant in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -236,6 +254,8 @@ def problem(mutant: Mutant) -> str | None:
             return f"{mutant.fragment!r} is not in migration {target}"
     elif kind == "function" and mutant.point >= len(function_points(target)):
         return f"{target} has no mutation point {mutant.point}"
+    elif kind == "porting":
+        return porting.problem(porting.find(target))
     elif kind not in ("statement", "sql", "sql2", "schema", "function", "constant", "attribute"):
         return f"unknown site {mutant.where}"
     return None
@@ -253,7 +273,9 @@ def apply(mutant_id: str) -> Mutant:
     if wrong:
         raise SystemExit(f"mutant {mutant.id}: {wrong}")
     kind, _, target = mutant.where.partition(":")
-    if kind == "statement":
+    if kind == "porting":
+        porting.apply(target)
+    elif kind == "statement":
         for name in target.split(","):
             home = _statement_home(name)
             original = getattr(home, name)

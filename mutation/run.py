@@ -143,7 +143,7 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
     lines = [
         f"# Mutation testing {meta['date']}",
         "",
-        f"{meta['mutants']} mutants of que (mutation/mutants.py), PostgreSQL {meta['postgres']}: "
+        f"{meta['mutants']} mutants (mutation/mutants.py: {meta['families']}), PostgreSQL {meta['postgres']}: "
         f"{counts['killed']} killed, {counts['equivalent']} equivalent, {counts['transient']} transient (listed: "
         f"different from que only until the next round trip), {counts['survived']} survived, "
         f"{counts['wrongly-equivalent']} listed but killed, {counts['error']} errors. "
@@ -151,13 +151,14 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         f"Time to kill: median {meta['median_kill_s']} s, "
         f"slowest {meta['slowest_kill_s']} s (limit {KILL_LIMIT_S:.0f} s). Wall time {meta['wall_s']:.0f} s.",
         "",
-        "| mutant | term | change | outcome | killed by | seconds |",
-        "|---|---|---|---|---|---|",
+        "| mutant | family | term | change | outcome | killed by | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         change = o.description.replace("|", "\\|").replace("\n", "\\n")[:140]
         detail = o.cell if o.outcome == "killed" else o.message.replace("|", "\\|")[:160]
-        lines.append(f"| `{o.id}` | {o.term} | {change} | {o.outcome} | {detail} | {o.seconds:.0f} |")
+        family = "porting" if o.id.startswith("porting.") else "que"
+        lines.append(f"| `{o.id}` | {family} | {o.term} | {change} | {o.outcome} | {detail} | {o.seconds:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -241,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         "slowest_kill_s": kills[-1] if kills else None,
         "wall_s": round(time.monotonic() - started, 1),
         "counts": dict(counts),
+        "families": ", ".join(
+            f"{family} {len(of)} ({sum(o.outcome == 'killed' for o in of)} killed)"
+            for family, of in (
+                ("que", [o for o in outcomes if not o.id.startswith("porting.")]),
+                ("porting", [o for o in outcomes if o.id.startswith("porting.")]),
+            )
+        ),
     }
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -165,6 +165,7 @@ SITES: tuple[Site, ...] = (
     Site("last_error.cut", "constant:que.core.errors.MESSAGE_LIMIT", operators=("const",)),
     Site("last_error.class", "function:que.core.errors._class_name", operators=("ast",)),
     Site("last_error.join", "function:que.core.errors.last_error_text", operators=("ast",)),
+    Site("last_error.blank", "function:que.core.errors.error_parts", operators=("ast",)),
     Site("args.json_dump", "function:que.core.encoding._float_text", operators=("ast",)),
     Site("args.json_dump", "function:que.core.encoding._encode", operators=("ast",)),
     Site("args.json_dump", "function:que.core.encoding._flat", operators=("ast",)),
