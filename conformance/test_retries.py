@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from conformance.checks import check, check_equal
-from conformance.fleet import Fleet
-from conformance.support import FAIL, UNKNOWN, fixture, insert, jobs, make_due
+from conformance.fleet import Fleet, require_worker
+from conformance.support import FAIL, UNKNOWN, executions, fixture, insert, jobs, make_due
 
 RETRY = fixture("retry.json")
 FORMATS = fixture("last_error.json")["formats"]
@@ -131,3 +131,31 @@ def test_unknown_job_class_is_an_error_with_backoff(impl: str, fleet: Fleet, db:
         expected=pattern,
         seen=text,
     )
+
+
+# Names that differ from a registered job class only the way another language's lookup
+# may forgive: Ruby Que resolves a class by its exact constant path (Que.constantize:
+# job_class.split('::').inject(Object, &:const_get)), so each is unknown there.
+NEAR_NAMES = {
+    "lower_case": "queconformance::echo",
+    "trailing_space": "QueConformance::Echo ",
+    "leading_space": " QueConformance::Echo",
+    "last_segment": "Echo",
+    "other_module": "Other::Echo",
+}
+
+
+@pytest.mark.covers("work.unknown_class")
+@pytest.mark.parametrize("case", list(NEAR_NAMES))
+def test_a_class_name_near_a_registered_one_is_unknown(
+    impl: str, case: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    require_worker(fleet.info(impl))
+    job_id = insert(db, NEAR_NAMES[case], "[1]")
+    fleet.get(impl).work_one()
+    rows = jobs(db)
+    ran = [e["job_id"] for e in executions(db)]
+    detail = f"job_class {NEAR_NAMES[case]!r} ({case}), which names no class Ruby can find"
+    check_equal(ran, [], "unknown-class", impl=impl, job=job_id, detail=f"{detail}: runs")
+    check_equal(len(rows), 1, "unknown-class", impl=impl, job=job_id, detail=f"{detail}: rows left")
+    check_equal(rows[0]["error_count"], 1, "unknown-class", impl=impl, job=job_id, detail=f"{detail}: error_count")

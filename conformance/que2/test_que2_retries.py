@@ -11,7 +11,7 @@ import pytest
 from conformance.checks import check, check_equal
 from conformance.fleet import Fleet, require
 from conformance.que2.witness import QUEUE, insert, jobs
-from conformance.support import FAIL
+from conformance.support import FAIL, executions
 
 
 def error_class(text: str | None, impl: str) -> str:
@@ -80,7 +80,14 @@ def test_past_the_retry_limit_the_job_expires(impl: str, fleet: Fleet, db: psyco
 
 # Messages a port's own string handling may change: Que 2 writes "<class>: <message>" as it
 # is (no blank check, unlike Que 0.14's last_error), newlines and Unicode spaces kept.
-MESSAGES = {"empty": "", "blank": "   ", "unicode_space": "\u00a0\u2003", "two_lines": "one\ntwo"}
+MESSAGES = {
+    "empty": "",
+    "blank": "   ",
+    "unicode_space": "\u00a0\u2003",
+    "two_lines": "one\ntwo",
+    # 500 characters are cut, not bytes or UTF-16 units: an astral character is one.
+    "long_astral": "\U0001f600" * 600,
+}
 
 
 @pytest.mark.covers("que2.set_error.message")
@@ -94,4 +101,24 @@ def test_the_message_is_the_error_class_and_the_message_as_they_are(
     fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=10_000)
     [row] = jobs(db)
     raised = error_class(row["last_error_message"], impl)
-    check_equal(row["last_error_message"], f"{raised}: {message}", "que2-retry", impl=impl, detail=f"message {case}")
+    expected = f"{raised}: {message}"[:500]
+    check_equal(row["last_error_message"], expected, "que2-retry", impl=impl, detail=f"message {case}")
+
+
+# Names a forgiving lookup would take for QueConformance::Echo; Ruby Que 2 resolves the
+# exact constant path (Que.constantize), so each is an unknown class, a failure like others.
+NEAR_NAMES = ["queconformance::echo", "QueConformance::Echo ", " QueConformance::Echo", "Echo", "Other::Echo"]
+
+
+@pytest.mark.covers("que2.set_error.count")
+def test_a_class_name_near_a_registered_one_is_an_unknown_class(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    require(fleet.info(impl), "work_pool")
+    named = {insert(db, name, "[1]"): name for name in NEAR_NAMES}
+    fleet.get(impl).request("work", queue=QUEUE, workers=1, deadline_ms=10_000)
+    rows = {row["id"]: row for row in jobs(db)}
+    ran = [e["job_id"] for e in executions(db)]
+    check_equal(ran, [], "que2-retry", impl=impl, detail="jobs of classes Ruby cannot find that ran")
+    counts = {named[job_id]: rows[job_id]["error_count"] if job_id in rows else None for job_id in named}
+    check_equal(counts, dict.fromkeys(NEAR_NAMES, 1), "que2-retry", impl=impl, detail="error_count by job_class")
