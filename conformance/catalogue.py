@@ -5,7 +5,9 @@ cells of conformance/que2/), each with the conformance cells that check it.
 A cell names the terms it checks with `@pytest.mark.covers(...)`. This lists term -> cells
 (and, after `make mutate`, the cells that killed the term's mutants and how fast) and
 exits non-zero when a term has no cell, a cell names a term the catalogue lacks, or a
-listed divergence (conformance/expectations) names a cell the suite does not have.
+listed divergence (conformance/expectations) names a cell the suite does not have. Under
+each term: the Ruby core methods it depends on, their edge cases and the cells that check
+each (fixtures/ruby_methods.json, conformance.methods).
 """
 
 import argparse
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conformance import expectations
+from conformance import expectations, methods
 from conformance.support import fixture
 from harness import implementations
 
@@ -132,13 +134,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    cell  {cell}")
         for kill in kills.get(term["id"], []):
             print(f"    killed {kill}")
+        for line in methods.lines(term["id"]):
+            print(line)
         if not cells:
             print("    NO CELL")
-    found = problems(catalogue, covered, collected_cells())
+    cells = collected_cells()
+    found = problems(catalogue, covered, cells) + methods.problems([term["id"] for term in catalogue], cells)
     for problem in found:
         print(f"rules: {problem}", file=sys.stderr)
     with_cells = sum(1 for term in catalogue if covered.get(term["id"]))
-    print(f"rules: {with_cells} of {len(catalogue)} terms have a cell; {len(found)} problems")
+    edges = methods.edges()
+    with_methods = sum(1 for term in catalogue if methods.data()["terms"].get(term["id"]))
+    print(
+        f"rules: {with_cells} of {len(catalogue)} terms have a cell; {with_methods} depend on Ruby core methods, "
+        f"whose {len(edges)} edge cases each name what checks them; {len(found)} problems"
+    )
     return 1 if found else 0
 
 

@@ -34,6 +34,7 @@ SCHEMAS = {
     "catalogue2.json": "catalogue.schema.json",
     "catalogue_activejob.json": "catalogue.schema.json",
     "activejob_6_1.json": "activejob.schema.json",
+    "ruby_methods.json": "ruby-methods.schema.json",
 }
 
 
@@ -225,6 +226,24 @@ def check_pg_catalogue(data: Any) -> list[str]:
     return problems
 
 
+def check_ruby_methods(data: dict[str, Any]) -> list[str]:
+    """Each edge case the suite's model has a rule for is what the model says (the real
+    Ruby's side is checked by tests/tools/test_ruby_methods.py, where Ruby is installed)."""
+    from conformance import model
+
+    problems = []
+    for method, spec in data["methods"].items():
+        for edge in spec["edges"]:
+            if "model" not in edge:
+                continue
+            wanted = edge.get("model_expected", edge["expected"])
+            seen = eval(edge["model"], {"model": model})  # an expression of the fixture's own
+            if seen != wanted:
+                edge_name = f"{method} edge {edge['id']}"
+                problems.append(f"ruby_methods.json: {edge_name}: the model gives {seen!r}, not {wanted!r}")
+    return problems
+
+
 SEMANTIC = {
     "args_vectors.json": check_args_vectors,
     "ordering.json": check_ordering,
@@ -238,6 +257,7 @@ SEMANTIC = {
     "catalogue2.json": check_catalogue2,
     "catalogue_activejob.json": check_catalogue_activejob,
     "activejob_6_1.json": check_activejob_cases,
+    "ruby_methods.json": check_ruby_methods,
     "schema_v5.json": check_pg_catalogue,
     "schema_v7.json": check_pg_catalogue,
 }

@@ -139,9 +139,7 @@ MISTAKES: tuple[Mistake, ...] = (
         "a worker loop that ends at the first failed job (Go's `if err != nil { return err }`)",
         "que.shells.runner.Runner._work",
         "        locker.done(held, self.priority, outcome)",
-        "        locker.done(held, self.priority, outcome)\n"
-        "        if failure is not None:\n"
-        "            return",
+        "        locker.done(held, self.priority, outcome)\n        if failure is not None:\n            return",
     ),
     Mistake(
         "run-at-seconds",
