@@ -1,12 +1,13 @@
 """Area 2.x enqueue: Ruby Que 2's defaults, and the table's limits refused whole."""
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import pytest
 
 from conformance.checks import check, check_equal
-from conformance.fleet import Fleet
+from conformance.fleet import Fleet, require
 from conformance.que2.witness import HAS_KWARGS, VERSION, jobs
 from conformance.support import ECHO
 from harness.testee import TesteeError
@@ -47,3 +48,19 @@ def test_tags_past_the_tables_limits_are_refused_and_nothing_is_written(
     testee.enqueue(ECHO, tags=["a" * 98] * 5)
     tags = '{"tags": [' + ", ".join(['"' + "a" * 98 + '"'] * 5) + "]}"
     check_equal([r["data"] for r in jobs(db)], [tags], "que2-enqueue-constraints", impl=impl, detail="5 tags of 98")
+
+
+# Instants a port's time library may round: the sixth fractional digit, the last and first
+# microsecond of a second, and an offset far from UTC.
+RUN_ATS = ["2031-06-15T12:34:56.123456Z", "2031-03-30T00:59:59.999999Z", "2031-06-15T12:34:56.000001-03:30"]
+
+
+@pytest.mark.covers("que2.insert_job.run_at")
+@pytest.mark.parametrize("run_at", RUN_ATS)
+def test_run_at_is_stored_to_the_microsecond(impl: str, run_at: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    info = fleet.info(impl)
+    require(info, "enqueue_run_at")
+    fleet.get(impl).enqueue(ECHO, run_at=run_at)
+    [row] = jobs(db)
+    wanted = datetime.fromisoformat(run_at.replace("Z", "+00:00"))
+    check_equal(row["run_at"], wanted, "que2-enqueue-defaults", impl=impl, detail=f"run_at given as {run_at}")
