@@ -197,7 +197,7 @@ def _special_server(
         pytest.skip(f"unavailable: {error}")
     try:
         with psycopg.connect(cluster.url, autocommit=True) as conn:
-            reset(conn)
+            reset(conn, DIALECT)
         yield Database(url=cluster.url, backend="local", version=pg.version, bindir=cluster.bindir)
     finally:
         cluster.stop()
