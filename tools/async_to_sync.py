@@ -14,7 +14,8 @@ two cannot drift. The transformation works on tokens, so comments and layout sur
   differ (a task's cancellation, the event loop's signal handlers), and it shows;
 - a line ending in `# sync: CODE` becomes CODE in the sync file;
 - the module's docstring is replaced by the text of the `# sync-doc:` comment lines that
-  follow it (each line's text after the marker), where the two forms need their own words.
+  follow it (each line's text after the marker, taken as written, not renamed), where the
+  two forms need their own words.
 
 The result is sorted, cleaned of imports it no longer uses and formatted by ruff.
 
@@ -39,6 +40,7 @@ RENAMES = {
     "AsyncClient": "Client",
     "AsyncLockedJob": "LockedJob",
     "AsyncWorker": "Worker",
+    "AsyncWorkerConnection": "WorkerConnection",
     "AsyncWorkerPool": "WorkerPool",
     "AsyncLocker": "Locker",
     "AsyncRunner": "Runner",
@@ -59,6 +61,7 @@ RENAMES = {
     "client_async": "client",
     "lock_async": "lock",
     "worker_async": "worker",
+    "worker_connection_async": "worker_connection",
     "locker_async": "locker",
     "runner_async": "runner",
     "admin_async": "admin",
@@ -139,6 +142,8 @@ def _words(text: str) -> str:
 
 def unasync(source: str) -> str:
     """The sync twin of an asyncio source, before formatting."""
+    # The `# sync-doc:` text is written in the sync file's own words: it is not renamed.
+    written = sync_doc(source) != source
     source = choose_branches(sync_doc(source))
     starts = [0]
     for line in source.splitlines(keepends=True):
@@ -159,6 +164,8 @@ def unasync(source: str) -> str:
         elif token.type == tokenize.NAME and token.string in RENAMES:
             edits.append((start, end, RENAMES[token.string]))
         elif token.type == tokenize.COMMENT or (token.type == tokenize.STRING and _is_docstring(tokens, index)):
+            if written and token.type == tokenize.STRING and not any(t.type == tokenize.STRING for t in tokens[:index]):
+                continue  # the module docstring, from `# sync-doc:`
             changed = _words(token.string)
             if changed != token.string:
                 edits.append((start, end, changed))

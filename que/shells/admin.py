@@ -4,7 +4,7 @@
 worker_states, the states, dead jobs and their retry), on every dialect: each statement
 is the dialect's (que.dialects), run on one of the client's pooled connections.
 
-Generated from que.shells.admin (Admin).
+Generated from que.shells.admin_async (AsyncAdmin).
 """
 
 import contextlib

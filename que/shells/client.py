@@ -2,7 +2,7 @@
 # Edit the asyncio source and run `make generate` (make lint checks that the two agree).
 """Client: enqueue, lock and inspect Que jobs.
 
-Generated from que.shells.client (Client) by tools/async_to_sync.py. A client
+Generated from que.shells.client_async (AsyncClient) by tools/async_to_sync.py. A client
 keeps a small pool of connections for enqueueing, admin calls and `lock_job`; workers and
 lockers open connections of their own (`connect`), because theirs carry job locks for as
 long as the jobs run. Every connection que owns is opened the same way

@@ -2,7 +2,7 @@
 # Edit the asyncio source and run `make generate` (make lint checks that the two agree).
 """LockedJob: a locked job and its three ways to finish: delete, error, release.
 
-Generated from que.shells.lock (LockedJob). A locked job owns the pooled
+Generated from que.shells.lock_async (AsyncLockedJob). A locked job owns the pooled
 connection whose session holds its advisory lock (Que 0.x's one-at-a-time API:
 Client.lock_job). Everything that finishes it runs on that connection through the dialect's
 protocol, matched on the full primary key read at lock time, and the lock is released

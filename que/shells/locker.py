@@ -3,7 +3,7 @@
 """Locker: one session that locks jobs for a pool's workers and holds their locks, in
 every dialect; the threads that run those jobs are que.shells.runner's Runner.
 
-Generated from que.shells.locker (Locker).
+Generated from que.shells.locker_async (AsyncLocker).
 
 Ruby Que 1.x and 2.x work this way (one locker per process, registered in que_lockers); Que
 0.14 and que-go give every worker a session of its own, so a pool of 64 workers is 64 server

@@ -2,7 +2,7 @@
 # Edit the asyncio source and run `make generate` (make lint checks that the two agree).
 """WorkerPool: `count` threads working one queue, with signals and supervision.
 
-Generated from que.shells.pool (WorkerPool).
+Generated from que.shells.pool_async (AsyncWorkerPool).
 
 By default the pool has one session, its locker's (que.shells.locker), which locks and holds
 the jobs its threads run, in the dialect of its table: a pool of 64 threads is one server

@@ -3,7 +3,7 @@
 """Runner: one worker of a locker pool (que.shells.locker), a thread that runs the jobs
 its locker hands it and reports each outcome to the locker, which writes it.
 
-Generated from que.shells.runner (Runner).
+Generated from que.shells.runner_async (AsyncRunner).
 """
 
 import functools

@@ -3,7 +3,7 @@
 """Worker: works the jobs of one queue, one at a time, on a connection of its own, in a
 daemon thread (Que 0.x's one-at-a-time protocol: que.dialects.que0.protocol).
 
-Generated from que.shells.worker (Worker).
+Generated from que.shells.worker_async (AsyncWorker).
 
 A worker owns one connection. The connection's session holds the lock of the job it runs,
 so it is never shared and never handed to handlers: a handler cannot leave a transaction
@@ -35,15 +35,15 @@ from que.core.validate import queue as check_queue
 from que.dialects import Dialect
 from que.drivers import threads as io
 from que.engine.rounds import Held
-from que.engine.session import PQGen, Session
-from que.engine.setup import set_up
+from que.engine.session import Session
 from que.shells.client import Client
 from que.shells.common import backoff, check_batch, check_wake_interval
+from que.shells.worker_connection import WorkerConnection
 
 log = logging.getLogger("que")
 
 
-class Worker:
+class Worker(WorkerConnection):
     """Works the jobs of one queue, one at a time, on its own connection.
 
     `work()` drains due jobs back to back, then waits `wake_interval` seconds before looking
@@ -111,12 +111,6 @@ class Worker:
     def executor(self, value: concurrent.futures.Executor | None) -> None:
         self._handlers.executor = value  # type: ignore[attr-defined,unused-ignore]
 
-    @property
-    def backend_pid(self) -> int | None:
-        """The server process of this worker's connection, if it has one."""
-        conn = self._conn
-        return None if conn is None or conn.closed else int(conn.pgconn.backend_pid)
-
     def is_alive(self) -> bool:
         """Whether the work started by start() is still running."""
         return self._handle is not None and self._handle.is_alive()
@@ -125,67 +119,6 @@ class Worker:
         if self._waker is None or self._waker.closed:
             self._waker = io.Waker()
         return self._waker
-
-    # -- the connection -------------------------------------------------------------
-
-    def _protocol(self) -> Any:
-        """The dialect's one-at-a-time protocol; a table whose dialect has none is refused."""
-        dialect = self.client.dialect()
-        if dialect.one_at_a_time is None:
-            raise dialect.refuse(
-                "one-at-a-time worker (que.Worker, AsyncWorker, WorkerPool(locker=False))",
-                "Ruby Que 1.x/2.x work jobs through a registered locker only; use WorkerPool or "
-                "AsyncWorkerPool, which speak its locker protocol",
-            )
-        self._dialect = dialect
-        return dialect.one_at_a_time
-
-    def _current_session(self) -> Session | None:
-        """This worker's session while its connection is open (checked without a wait: the
-        loop runs this once per job)."""
-        conn = self._conn
-        return None if conn is None or conn.closed else self._session
-
-    def _open(self) -> Session:
-        session = self._current_session()
-        if session is not None:
-            return session
-        self._drop_connection()  # one the server ended, if any
-        self._protocol()
-        assert self._dialect is not None
-        conn = self.client.connect(application_name=f"que worker {self.queue!r}")
-        channel = io.Channel(conn.pgconn.socket)
-        channel.attach(conn.pgconn.consume_input)
-        try:
-            session = self._dialect.session(conn.pgconn)
-            channel.run(set_up(session))
-            if self.listen:
-                channel.run(self._dialect.one_at_a_time.listen(session))
-        except BaseException:
-            channel.close()
-            conn.pgconn.finish()
-            conn.close()
-            raise
-        self._conn, self._session, self._channel = conn, session, channel
-        return session
-
-    def _drop_connection(self) -> None:
-        """Close the connection: this also ends every lock its session held. While a plain
-        handler cut short still runs (asyncio), its thread takes the connection over instead."""
-        conn, self._conn = self._conn, None
-        self._session = None
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
-
-    def _run(self, gen: PQGen[Any]) -> Any:
-        """The statements of `gen` on this worker's connection."""
-        assert self._channel is not None, "no connection"
-        return self._channel.run(gen)
 
     # -- one job ------------------------------------------------------------------
 

@@ -55,22 +55,20 @@ from que.core.validate import queue as check_queue
 from que.dialects import Dialect
 from que.drivers import aio as io
 from que.engine.rounds import Held
-from que.engine.session import PQGen, Session
-from que.engine.setup import set_up
+from que.engine.session import Session
 from que.shells.client_async import AsyncClient
 from que.shells.common import backoff, check_batch, check_wake_interval
+from que.shells.worker_connection_async import AsyncWorkerConnection
 
 if True:  # ASYNC
     import asyncio
-    import functools
     import sys
 
-    from que.shells.orphan import finish_orphan
 
 log = logging.getLogger("que")
 
 
-class AsyncWorker:
+class AsyncWorker(AsyncWorkerConnection):
     """Works the jobs of one queue, one at a time, on its own connection.
 
     `work()` drains due jobs back to back, then waits `wake_interval` seconds before looking
@@ -141,12 +139,6 @@ class AsyncWorker:
     def executor(self, value: concurrent.futures.Executor | None) -> None:
         self._handlers.executor = value  # type: ignore[attr-defined,unused-ignore]
 
-    @property
-    def backend_pid(self) -> int | None:
-        """The server process of this worker's connection, if it has one."""
-        conn = self._conn
-        return None if conn is None or conn.closed else int(conn.pgconn.backend_pid)
-
     def is_alive(self) -> bool:
         """Whether the work started by start() is still running."""
         return self._handle is not None and self._handle.is_alive()
@@ -155,76 +147,6 @@ class AsyncWorker:
         if self._waker is None or self._waker.closed:
             self._waker = io.Waker()
         return self._waker
-
-    # -- the connection -------------------------------------------------------------
-
-    async def _protocol(self) -> Any:
-        """The dialect's one-at-a-time protocol; a table whose dialect has none is refused."""
-        dialect = await self.client.dialect()
-        if dialect.one_at_a_time is None:
-            raise dialect.refuse(
-                "one-at-a-time worker (que.Worker, AsyncWorker, WorkerPool(locker=False))",
-                "Ruby Que 1.x/2.x work jobs through a registered locker only; use WorkerPool or "
-                "AsyncWorkerPool, which speak its locker protocol",
-            )
-        self._dialect = dialect
-        return dialect.one_at_a_time
-
-    def _current_session(self) -> Session | None:
-        """This worker's session while its connection is open (checked without a wait: the
-        loop runs this once per job)."""
-        conn = self._conn
-        return None if conn is None or conn.closed else self._session
-
-    async def _open(self) -> Session:
-        session = self._current_session()
-        if session is not None:
-            return session
-        await self._drop_connection()  # one the server ended, if any
-        await self._protocol()
-        assert self._dialect is not None
-        conn = await self.client.connect(application_name=f"que worker {self.queue!r}")
-        channel = io.Channel(conn.pgconn.socket)
-        channel.attach(conn.pgconn.consume_input)
-        try:
-            session = self._dialect.session(conn.pgconn)
-            await channel.run(set_up(session))
-            if self.listen:
-                await channel.run(self._dialect.one_at_a_time.listen(session))
-        except BaseException:
-            channel.close()
-            conn.pgconn.finish()
-            await conn.close()
-            raise
-        self._conn, self._session, self._channel = conn, session, channel
-        return session
-
-    async def _drop_connection(self) -> None:
-        """Close the connection: this also ends every lock its session held. While a plain
-        handler cut short still runs (asyncio), its thread takes the connection over instead."""
-        conn, self._conn = self._conn, None
-        if True:  # ASYNC
-            session = self._session
-        self._session = None
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
-        if True:  # ASYNC
-            orphan, self._orphan = self._orphan, None
-            if orphan is not None and conn is not None and not conn.closed and session is not None and session.usable():
-                future, held = orphan
-                finish = functools.partial(finish_orphan, self._dialect, self.max_retries, conn, session, held)
-                future.add_done_callback(finish)
-                return
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-
-    async def _run(self, gen: PQGen[Any]) -> Any:
-        """The statements of `gen` on this worker's connection."""
-        assert self._channel is not None, "no connection"
-        return await self._channel.run(gen)
 
     # -- one job ------------------------------------------------------------------
 
