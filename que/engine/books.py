@@ -149,15 +149,14 @@ class Books:
 
     # -- the locker's side -----------------------------------------------------------------
 
-    def _hand_out(self) -> tuple[dict[int | None, int], int]:
+    def _hand_out(self) -> dict[int | None, int]:
         """Ruby's JobBuffer#push handing jobs to waiting workers: by worker priority, the
         least demanding first, each waiting worker gets the buffer's first job while that
         job's priority is at most the worker's. A worker is waiting when it is idle and no
         job was handed to it yet. Returns how many ready jobs (from the first) each
-        priority's waiting workers would get, and how many waiting workers are left."""
+        priority's waiting workers would get."""
         given: dict[int | None, int] = {}
         head = 0
-        left = 0
         for priority in sorted(self.idle, key=threshold, reverse=True):
             waiting = self.idle[priority] - len(self.handed[priority])
             given[priority] = 0
@@ -165,13 +164,12 @@ class Books:
                 given[priority] += 1
                 head += 1
                 waiting -= 1
-            left += max(0, waiting)
-        return given, left
+        return given
 
     def _waiting(self) -> tuple[dict[int, int], list[Held]]:
         """The waiting workers' places by threshold once the buffer handed them what it would
         (_hand_out), and the ready jobs left: the ones the buffer holds."""
-        given, _ = self._hand_out()
+        given = self._hand_out()
         places: dict[int, int] = {}
         for priority, count in self.idle.items():
             waiting = count - len(self.handed[priority]) - given[priority]
@@ -275,7 +273,7 @@ class Books:
         cannot hold beyond the jobs idle workers will take, least important first."""
         for held in jobs:
             bisect.insort(self.ready, held, key=Held.sort_key)
-        given, _ = self._hand_out()
+        given = self._hand_out()
         for priority in sorted(self.idle, key=threshold, reverse=True):
             self.handed[priority] += self.ready[: given[priority]]
             del self.ready[: given[priority]]
