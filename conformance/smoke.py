@@ -12,22 +12,17 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from conformance import smoke_que2
-from conformance.model import retry_delay
-from conformance.smoke_que2 import StepFailed
+from conformance.smoke_que2 import ARGS, FAIL_MESSAGE, PRIORITY, StepFailed, failed_once
 from conformance.support import ECHO, FAIL, executions, insert, jobs, server_now
 from harness import lab, results
 from harness.implementations import Implementation
 from harness.testee import NotSpoken, Testee, TesteeFailure, Unavailable
 
-ARGS = [1, "two", {"three": 3.5}, None, True]
-PRIORITY = 42
-FAIL_MESSAGE = "smoke test failure"
 # Each dialect's steps, in order.
 STEPS = {
     "0.14": ("start", "enqueue", "work_one", "lock/release", "retry"),
@@ -185,23 +180,9 @@ def _retry(testee: Testee, conn: psycopg.Connection[Any]) -> str:
     testee.work_one()
     after = server_now(conn)
     rows = jobs(conn, f"job_id = {job_id}")
-    if not rows:
-        raise StepFailed(f"job {job_id} failed, but it was deleted: a failed job stays, with error_count + 1")
-    row = rows[0]
-    if row["error_count"] != 1:
-        raise StepFailed(f"job {job_id} failed once, but its error_count is {row['error_count']}; expected 1")
-    if not row["last_error"] or FAIL_MESSAGE not in row["last_error"]:
-        raise StepFailed(f"job {job_id} failed with {FAIL_MESSAGE!r}, but last_error is {row['last_error']!r}")
-    delay = timedelta(seconds=retry_delay(1))
-    slack = timedelta(seconds=1)
-    if not before + delay - slack <= row["run_at"] <= after + delay + slack:
-        seen = (row["run_at"] - before).total_seconds()
-        raise StepFailed(
-            f"job {job_id} failed once and runs again in {seen:.1f}s; expected {delay.total_seconds():g}s "
-            "(count**4 + 3 seconds, from the server's now())"
-        )
+    delay = failed_once(job_id, rows[0] if rows else None, "last_error", before, after)
     _locks_left(conn, "a failed job")
-    return f"job {job_id} kept with error_count 1, last_error set, run again in {delay.total_seconds():g}s"
+    return f"job {job_id} kept with error_count 1, last_error set, run again in {delay:g}s"
 
 
 def _checks(conn: psycopg.Connection[Any], url: str, dialect: str) -> dict[str, Callable[[Testee], str]]:

@@ -6,7 +6,7 @@ steps use `work`: a pool of one worker that drains the queue. conformance.smoke 
 after `start` in that dialect."""
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -17,6 +17,7 @@ from conformance.support import ECHO, FAIL, executions, server_now
 from harness import lab
 from harness.testee import Testee
 
+# The smoke test's values, in every dialect (conformance.smoke uses them too).
 ARGS = [1, "two", {"three": 3.5}, None, True]
 KWARGS = {"four": [4]}
 TAGS = ["smoke"]
@@ -54,6 +55,27 @@ class Facts:
 
 class StepFailed(Exception):
     """One step went wrong; the message is the sentence shown to the port's author."""
+
+
+def failed_once(job_id: int, row: dict[str, Any] | None, column: str, before: datetime, after: datetime) -> float:
+    """The checks of a job that failed once, in either dialect: kept, error_count 1, the
+    error text (`column`) naming the message, due again 1**4 + 3 seconds after the server's
+    now() at the failure. Returns that delay."""
+    if row is None:
+        raise StepFailed(f"job {job_id} failed, but it was deleted: a failed job stays, with error_count + 1")
+    if row["error_count"] != 1:
+        raise StepFailed(f"job {job_id} failed once, but its error_count is {row['error_count']}; expected 1")
+    if not row[column] or FAIL_MESSAGE not in row[column]:
+        raise StepFailed(f"job {job_id} failed with {FAIL_MESSAGE!r}, but {column} is {row[column]!r}")
+    delay = timedelta(seconds=retry_delay(1))
+    slack = timedelta(seconds=1)
+    if not before + delay - slack <= row["run_at"] <= after + delay + slack:
+        seen = (row["run_at"] - before).total_seconds()
+        raise StepFailed(
+            f"job {job_id} failed once and runs again in {seen:.1f}s; expected {delay.total_seconds():g}s "
+            "(error_count**4 + 3 seconds, from the server's now())"
+        )
+    return delay.total_seconds()
 
 
 def _work(testee: Testee) -> None:
@@ -129,24 +151,8 @@ def retry(testee: Testee, conn: psycopg.Connection[Any], facts: Facts) -> str:
     _work(testee)
     after = server_now(conn)
     rows = facts.rows(conn, f"id = {job_id}")
-    if not rows:
-        raise StepFailed(f"job {job_id} failed, but it was deleted: a failed job stays, with error_count + 1")
-    row = rows[0]
-    if row["error_count"] != 1:
-        raise StepFailed(f"job {job_id} failed once, but its error_count is {row['error_count']}; expected 1")
-    if not row["last_error_message"] or FAIL_MESSAGE not in row["last_error_message"]:
-        raise StepFailed(
-            f"job {job_id} failed with {FAIL_MESSAGE!r}, but last_error_message is {row['last_error_message']!r}"
-        )
-    if row["finished_at"] is not None or row["expired_at"] is not None:
+    if rows and (rows[0]["finished_at"] is not None or rows[0]["expired_at"] is not None):
         raise StepFailed(f"job {job_id} failed once and was marked finished or expired; it is only rescheduled")
-    delay = timedelta(seconds=retry_delay(1))
-    slack = timedelta(seconds=1)
-    if not before + delay - slack <= row["run_at"] <= after + delay + slack:
-        seen = (row["run_at"] - before).total_seconds()
-        raise StepFailed(
-            f"job {job_id} failed once and runs again in {seen:.1f}s; expected {delay.total_seconds():g}s "
-            "(error_count**4 + 3 seconds, from the server's now())"
-        )
+    delay = failed_once(job_id, rows[0] if rows else None, "last_error_message", before, after)
     _left(conn, "a failed job")
-    return f"job {job_id} kept with error_count 1, last_error_message set, run again in {delay.total_seconds():g}s"
+    return f"job {job_id} kept with error_count 1, last_error_message set, run again in {delay:g}s"

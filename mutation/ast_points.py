@@ -136,11 +136,25 @@ def function_source(path: str) -> tuple[Any, str, Callable[[Any], None]]:
     def install(new: Any) -> None:
         setattr(owner, name, new)
         if inspect.ismodule(owner):
+            # Wherever que or the Python testees imported it by name.
             for module in list(sys.modules.values()):
-                if getattr(module, "__name__", "").startswith("que") and getattr(module, name, None) is function:
+                if (
+                    getattr(module, "__name__", "").startswith(("que", "testees"))
+                    and getattr(module, name, None) is function
+                ):
                     setattr(module, name, new)
 
     return function, source, install
+
+
+def install_tree(path: str, tree: ast.Module) -> None:
+    """Compile `tree` (the changed source of the function `path` names) in that function's
+    own module globals, and put it wherever the function is used."""
+    function, _, install = function_source(path)
+    ast.fix_missing_locations(tree)
+    namespace: dict[str, Any] = {}
+    exec(compile(tree, inspect.getsourcefile(function) or "<mutant>", "exec"), function.__globals__, namespace)
+    install(next(iter(namespace.values())))
 
 
 def function_points(path: str) -> list[Point]:

@@ -26,7 +26,6 @@ joins the list as `porting.NAME` mutants and is judged the same way.
 import ast
 import hashlib
 import importlib
-import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mutation import porting
-from mutation.ast_points import DropUnary, ast_points, function_points, function_source
+from mutation.ast_points import DropUnary, ast_points, function_points, function_source, install_tree
 from mutation.sites import SITES, Site
 
 EQUIVALENT_FILE = Path(__file__).resolve().parent / "equivalent_mutants.json"
@@ -297,7 +296,7 @@ def apply(mutant_id: str) -> Mutant:
         replacement = eval(mutant.replacement, {"json": json})  # a dotted name from SITES, not input
         setattr(importlib.import_module(module_name), name, replacement)
     elif kind == "function":
-        function, source, install = function_source(target)
+        _, source, _ = function_source(target)
         tree = ast.parse(source)
         point = ast_points(tree)[mutant.point]
         if point.field == "drop_unary":
@@ -306,10 +305,7 @@ def apply(mutant_id: str) -> Mutant:
             setattr(point.node, point.field, point.new)
         else:
             getattr(point.node, point.field)[point.index] = point.new
-        ast.fix_missing_locations(tree)
-        namespace: dict[str, Any] = {}
-        exec(compile(tree, inspect.getsourcefile(function) or "<mutant>", "exec"), function.__globals__, namespace)
-        install(next(iter(namespace.values())))
+        install_tree(target, tree)
     return mutant
 
 

@@ -13,12 +13,9 @@ with the reason.
 """
 
 import ast
-import inspect
-import sys
 from dataclasses import dataclass
-from typing import Any
 
-from mutation.ast_points import function_source
+from mutation.ast_points import function_source, install_tree
 
 
 @dataclass(frozen=True)
@@ -210,15 +207,6 @@ def apply(name: str) -> Mistake:
         replacement = eval(mistake.new, {"json": json})  # an expression from MISTAKES, not input
         setattr(importlib.import_module(module_name), attribute, replacement)
         return mistake
-    function, source, install = function_source(mistake.function)
-    tree = ast.parse(source.replace(mistake.old, mistake.new))
-    namespace: dict[str, Any] = {}
-    exec(compile(tree, inspect.getsourcefile(function) or "<porting>", "exec"), function.__globals__, namespace)
-    new = next(iter(namespace.values()))
-    install(new)
-    # The testees import some functions by name: they make the mistake too.
-    for module in list(sys.modules.values()):
-        testee = getattr(module, "__name__", "").startswith("testees")
-        if testee and getattr(module, function.__name__, None) is function:
-            setattr(module, function.__name__, new)
+    _, source, _ = function_source(mistake.function)
+    install_tree(mistake.function, ast.parse(source.replace(mistake.old, mistake.new)))
     return mistake

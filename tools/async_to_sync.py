@@ -62,6 +62,7 @@ RENAMES = {
     "lock_async": "lock",
     "worker_async": "worker",
     "worker_connection_async": "worker_connection",
+    "sessions_async": "sessions",
     "locker_async": "locker",
     "runner_async": "runner",
     "admin_async": "admin",

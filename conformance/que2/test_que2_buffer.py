@@ -15,23 +15,19 @@ import pytest
 
 from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require
-from conformance.que2.witness import QUEUE, VERSION, announce, job_available, jobs, quiet_insert, registered, working
+from conformance.que2.witness import (
+    QUEUE,
+    announce,
+    job_available,
+    jobs,
+    locked_ids,
+    quiet_insert,
+    registered,
+    sleep_job,
+    working,
+)
 from conformance.support import SLEEP, advisory_locks
 from harness.results import TABLE
-
-
-def _job(db: psycopg.Connection[Any], job_id: int, priority: int, milliseconds: int) -> None:
-    """A Sleep job with this id and priority, due 20 s ago (ids give the order within a
-    priority), written before any locker runs."""
-    db.execute(
-        "INSERT INTO que_jobs (id, priority, queue, job_class, args, job_schema_version, run_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, now() - interval '20 seconds')",
-        [job_id, priority, QUEUE, SLEEP, f"[{milliseconds}]", VERSION],
-    )
-
-
-def _locked(db: psycopg.Connection[Any]) -> set[int]:
-    return {lock.key for lock in advisory_locks(db)}
 
 
 @pytest.mark.covers("que2.job_buffer.available", "que2.poll_jobs.room")
@@ -41,7 +37,7 @@ def test_the_buffer_is_refilled_as_each_job_ends(impl: str, fleet: Fleet, db: ps
     place the job before left (a place of one is filled like any other)."""
     require(fleet.info(impl), "work_pool")
     for job_id in range(1, 13):
-        _job(db, job_id, 10, 1200)
+        sleep_job(db, job_id, 10, 1200)
     seen: dict[int, int] = {}  # jobs ended -> most locks held meanwhile
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 4500, "wake_interval_ms": 50}
     with working(fleet.get(impl), **request) as box:
@@ -66,10 +62,10 @@ def test_workers_of_two_priorities_share_the_first_poll(impl: str, fleet: Fleet,
     and eight of the 50s for the buffer: ten locks, which stay while the workers are busy.
     The priority-10 worker runs the first job it may take, so the 5 and the 10 run at once."""
     require(fleet.info(impl), "work_pool")
-    _job(db, 1, 5, 2500)
-    _job(db, 2, 10, 2500)
+    sleep_job(db, 1, 5, 2500)
+    sleep_job(db, 2, 10, 2500)
     for job_id in range(3, 15):
-        _job(db, job_id, 50, 2500)
+        sleep_job(db, job_id, 50, 2500)
     expected = {1, 2, *range(3, 11)}
     most = 0
     request = {"queue": QUEUE, "workers": 2, "priorities": [10, None], "deadline_ms": 2000, "wake_interval_ms": 50}
@@ -77,13 +73,15 @@ def test_workers_of_two_priorities_share_the_first_poll(impl: str, fleet: Fleet,
 
         def settled() -> bool:
             nonlocal most
-            locked = _locked(db)
+            locked = locked_ids(db)
             most = max(most, len(locked))
             return locked == expected
 
         reached = within(10, settled)
     check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
-    check(reached, "que2-buffer", impl=impl, detail="the locks once both workers were busy", seen=sorted(_locked(db)))
+    check(
+        reached, "que2-buffer", impl=impl, detail="the locks once both workers were busy", seen=sorted(locked_ids(db))
+    )
     check(most <= 10, "que2-buffer", impl=impl, detail="most locks held at once", seen=most)
     ran = {row[0]: row[1] for row in db.execute(f"SELECT job_id, at FROM {TABLE}")}
     check(1 in ran and 2 in ran, "que2-thresholds", impl=impl, detail="jobs run", seen=sorted(ran))
@@ -96,16 +94,16 @@ def _full_buffer(db: psycopg.Connection[Any], impl: str, fleet: Fleet) -> Iterat
     """A job of priority 1 that runs 8 s (id 1), seven of priority 50 (ids 2-8) and one of
     60 (id 9) behind it: the one worker runs the first, the buffer holds the other eight
     once the first poll is in. Yields the locker's backend pid."""
-    _job(db, 1, 1, 8000)
+    sleep_job(db, 1, 1, 8000)
     for job_id in range(2, 9):
-        _job(db, job_id, 50, 100)
-    _job(db, 9, 60, 100)
+        sleep_job(db, job_id, 50, 100)
+    sleep_job(db, 9, 60, 100)
     db.execute("SELECT setval(pg_get_serial_sequence('que_jobs', 'id'), 100)")  # the named jobs: 101 on
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 6000, "wake_interval_ms": 50}
     with working(fleet.get(impl), **request) as box:
         pid = registered(db, impl)
-        full = within(10, lambda: _locked(db) == FIRST_POLL)
-        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(_locked(db)))
+        full = within(10, lambda: locked_ids(db) == FIRST_POLL)
+        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(locked_ids(db)))
         yield pid
     check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
 
@@ -136,15 +134,15 @@ def test_a_notified_job_enters_a_full_buffer_only_past_its_least_important_job(
     with _full_buffer(db, impl, fleet) as pid:
         near = _name(db, pid, [55, 55])
         pushed = (FIRST_POLL - {9}) | {near[0]}
-        entered = within(10, lambda: _locked(db) == pushed)
-        check(entered, "que2-buffer", impl=impl, detail=f"the locks after naming {near}", seen=sorted(_locked(db)))
+        entered = within(10, lambda: locked_ids(db) == pushed)
+        check(entered, "que2-buffer", impl=impl, detail=f"the locks after naming {near}", seen=sorted(locked_ids(db)))
         [late] = _name(db, pid, [70])
         # A job of priority 40 named after it is more important than the buffer's last: once
         # it is locked, the message naming the 70 was read too.
         [witness] = _name(db, pid, [40])
-        decided = within(10, lambda: witness in _locked(db))
+        decided = within(10, lambda: witness in locked_ids(db))
         check(decided, "que2-buffer", impl=impl, detail="a job of priority 40 named after the 70 was not locked")
-        check(late not in _locked(db), "que2-buffer", impl=impl, detail="a job of priority 70 entered a full buffer")
+        check(late not in locked_ids(db), "que2-buffer", impl=impl, detail="a job of priority 70 entered a full buffer")
 
 
 @pytest.mark.covers("que2.job_buffer.available")
@@ -156,8 +154,8 @@ def test_named_jobs_push_out_the_whole_buffer_and_no_more(impl: str, fleet: Flee
     with _full_buffer(db, impl, fleet) as pid:
         named = _name(db, pid, [40] * 9)
         expected = {1, *named[:8]}
-        pushed = within(10, lambda: _locked(db) == expected)
-        check(pushed, "que2-buffer", impl=impl, detail=f"the locks after naming {named}", seen=sorted(_locked(db)))
+        pushed = within(10, lambda: locked_ids(db) == expected)
+        check(pushed, "que2-buffer", impl=impl, detail=f"the locks after naming {named}", seen=sorted(locked_ids(db)))
 
 
 @pytest.mark.covers("que2.job_buffer.take")
@@ -170,7 +168,7 @@ def test_a_worker_runs_no_further_ahead_of_its_jobs_destroy_than_one_job(
     jobs end meanwhile, not the ones its buffer holds."""
     require(fleet.info(impl), "work_pool")
     for job_id in range(1, 401):
-        _job(db, job_id, 10, 5)
+        sleep_job(db, job_id, 10, 5)
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 15_000, "wake_interval_ms": 50}
     ended = f"SELECT count(*) FROM {TABLE}"
     count = lambda: int((db.execute(ended).fetchone() or [0])[0])  # noqa: E731

@@ -17,24 +17,11 @@ import pytest
 
 from conformance.checks import check, check_equal, within
 from conformance.fleet import Fleet, require
-from conformance.que2.witness import QUEUE, VERSION, working
-from conformance.support import SLEEP, advisory_locks
+from conformance.que2.witness import QUEUE, locked_ids, sleep_job, working
 from harness.results import TABLE
 
 PRIORITIES = [10, 30, 50, None]
 RUN_MS = 2500
-
-
-def _job(db: psycopg.Connection[Any], job_id: int, priority: int) -> None:
-    db.execute(
-        "INSERT INTO que_jobs (id, priority, queue, job_class, args, job_schema_version, run_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, now() - interval '20 seconds')",
-        [job_id, priority, QUEUE, SLEEP, f"[{RUN_MS}]", VERSION],
-    )
-
-
-def _locked(db: psycopg.Connection[Any]) -> set[int]:
-    return {lock.key for lock in advisory_locks(db)}
 
 
 def _ended(db: psycopg.Connection[Any]) -> dict[int, float]:
@@ -61,18 +48,18 @@ def test_four_worker_priorities_fill_and_hand_out_level_by_level(
     buffer then holds ten and releases its two last 60s (14 and 15 stay unlocked). So jobs 1
     and 2 run together, and 3 only after them, on the any worker."""
     require(fleet.info(impl), "work_pool")
-    _job(db, 1, 5)
-    _job(db, 2, 20)
-    _job(db, 3, 40)
+    sleep_job(db, 1, 5, RUN_MS)
+    sleep_job(db, 2, 20, RUN_MS)
+    sleep_job(db, 3, 40, RUN_MS)
     for job_id in range(4, 16):
-        _job(db, job_id, 60)
+        sleep_job(db, job_id, 60, RUN_MS)
     settled = set(range(1, 11))
     request = {"queue": QUEUE, "workers": 4, "priorities": PRIORITIES, "deadline_ms": 6000, "wake_interval_ms": 50}
     with working(fleet.get(impl), **request) as box:
-        started = within(15, lambda: bool(_locked(db)))
+        started = within(15, lambda: bool(locked_ids(db)))
         # Until the first jobs end (2.5 s after their locks were taken) the locks must settle.
-        reached = started and within(RUN_MS / 1000 - 0.5, lambda: _locked(db) == settled)
-        seen = sorted(_locked(db))
+        reached = started and within(RUN_MS / 1000 - 0.5, lambda: locked_ids(db) == settled)
+        seen = sorted(locked_ids(db))
     check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
     check(reached, "que2-buffer", impl=impl, detail="the locks while the first jobs ran", seen=seen)
     ended = _ended(db)

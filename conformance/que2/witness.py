@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from conformance.checks import check, within
 from conformance.fleet import DIALECT
+from conformance.support import SLEEP, advisory_locks
 from harness.testee import WORK_GRACE, Testee
 
 QUEUE = "default"
@@ -53,6 +54,21 @@ def insert(conn: psycopg.Connection[Any], job_class: str, args: str = "[]", **co
     row = conn.execute(f"INSERT INTO que_jobs ({names}) VALUES ({marks}) RETURNING id", values).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def sleep_job(conn: psycopg.Connection[Any], job_id: int, priority: int, milliseconds: int) -> None:
+    """A Sleep job with this id and priority, due 20 s ago (ids give the order within a
+    priority), written before any locker runs."""
+    conn.execute(
+        "INSERT INTO que_jobs (id, priority, queue, job_class, args, job_schema_version, run_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, now() - interval '20 seconds')",
+        [job_id, priority, QUEUE, SLEEP, f"[{milliseconds}]", VERSION],
+    )
+
+
+def locked_ids(conn: psycopg.Connection[Any]) -> set[int]:
+    """The job ids whose advisory locks are held."""
+    return {lock.key for lock in advisory_locks(conn)}
 
 
 def quiet_insert(conn: psycopg.Connection[Any], job_class: str, args: str = "[]", **columns: Any) -> int:

@@ -33,6 +33,7 @@ from que.drivers import threads as io
 from que.engine.books import Books
 from que.engine.rounds import Held
 from que.engine.session import Session
+from que.shells import sessions
 from que.shells.client import Client
 from que.shells.common import backoff, check_buffer
 
@@ -207,9 +208,7 @@ class Locker:
             session = self.dialect.session(conn.pgconn)
             channel.run(self.dialect.start_locker(session, self.queue, self.books.priorities, self.listen))
         except BaseException:
-            channel.close()
-            conn.pgconn.finish()
-            conn.close()
+            sessions.close(conn, channel)
             raise
         self._conn, self._session, self._channel = conn, session, channel
         return session
@@ -217,12 +216,7 @@ class Locker:
     def _drop_connection(self) -> None:
         conn, self._conn, self._session = self._conn, None, None
         channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+        sessions.close(conn, channel)
 
     def _loop(self) -> None:
         waker = self._waker

@@ -53,6 +53,7 @@ from que.drivers import aio as io
 from que.engine.books import Books
 from que.engine.rounds import Held
 from que.engine.session import Session
+from que.shells import sessions_async
 from que.shells.client_async import AsyncClient
 from que.shells.common import backoff, check_buffer
 
@@ -238,9 +239,7 @@ class AsyncLocker:
             session = self.dialect.session(conn.pgconn)
             await channel.run(self.dialect.start_locker(session, self.queue, self.books.priorities, self.listen))
         except BaseException:
-            channel.close()
-            conn.pgconn.finish()
-            await conn.close()
+            await sessions_async.close(conn, channel)
             raise
         self._conn, self._session, self._channel = conn, session, channel
         return session
@@ -248,12 +247,7 @@ class AsyncLocker:
     async def _drop_connection(self) -> None:
         conn, self._conn, self._session = self._conn, None, None
         channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+        await sessions_async.close(conn, channel)
 
     async def _loop(self) -> None:
         waker = self._waker

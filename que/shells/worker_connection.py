@@ -11,7 +11,6 @@ session held.
 """
 
 import concurrent.futures
-import contextlib
 from typing import Any
 
 import psycopg
@@ -21,6 +20,7 @@ from que.drivers import threads as io
 from que.engine.rounds import Held
 from que.engine.session import PQGen, Session
 from que.engine.setup import set_up
+from que.shells import sessions
 from que.shells.client import Client
 
 
@@ -79,9 +79,7 @@ class WorkerConnection:
             if self.listen:
                 channel.run(self._dialect.one_at_a_time.listen(session))
         except BaseException:
-            channel.close()
-            conn.pgconn.finish()
-            conn.close()
+            sessions.close(conn, channel)
             raise
         self._conn, self._session, self._channel = conn, session, channel
         return session
@@ -94,10 +92,7 @@ class WorkerConnection:
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+        sessions.close(conn, None)
 
     def _run(self, gen: PQGen[Any]) -> Any:
         """The statements of `gen` on this worker's connection."""

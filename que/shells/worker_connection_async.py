@@ -19,7 +19,6 @@ takes the connection over instead, and finishes the job on it (que.shells.orphan
 # sync-doc: session held.
 
 import concurrent.futures
-import contextlib
 from typing import Any
 
 import psycopg
@@ -29,6 +28,7 @@ from que.drivers import aio as io
 from que.engine.rounds import Held
 from que.engine.session import PQGen, Session
 from que.engine.setup import set_up
+from que.shells import sessions_async
 from que.shells.client_async import AsyncClient
 
 if True:  # ASYNC
@@ -92,9 +92,7 @@ class AsyncWorkerConnection:
             if self.listen:
                 await channel.run(self._dialect.one_at_a_time.listen(session))
         except BaseException:
-            channel.close()
-            conn.pgconn.finish()
-            await conn.close()
+            await sessions_async.close(conn, channel)
             raise
         self._conn, self._session, self._channel = conn, session, channel
         return session
@@ -116,10 +114,7 @@ class AsyncWorkerConnection:
                 finish = functools.partial(finish_orphan, self._dialect, self.max_retries, conn, session, held)
                 future.add_done_callback(finish)
                 return
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+        await sessions_async.close(conn, None)
 
     async def _run(self, gen: PQGen[Any]) -> Any:
         """The statements of `gen` on this worker's connection."""

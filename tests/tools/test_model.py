@@ -57,14 +57,21 @@ BOUNDARY_FLOATS = [
 RUBY = shutil.which("ruby")
 
 
-def ruby_dump(values: list[object]) -> list[str]:
-    """JSON.generate of each value, by the real Ruby (each read from JSON first)."""
+def ruby_lines(script: str, values: list[object]) -> list[str]:
+    """What the real Ruby prints, one line per value: `script` reads each value as a JSON
+    line on stdin (json required)."""
     if RUBY is None:
         pytest.fail("ruby is not installed: make test installs Debian's ruby (harness/bootstrap.sh --test)")
-    script = "require 'json'; $stdin.each_line { |l| puts JSON.generate(JSON.parse(l, quirks_mode: true)) }"
     lines = "".join(json.dumps(v) + "\n" for v in values)
-    done = subprocess.run([RUBY, "-e", script], input=lines, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [RUBY, "-e", "require 'json'; " + script], input=lines, capture_output=True, text=True, check=True
+    )
     return done.stdout.split("\n")[:-1]  # not splitlines(): U+0085 and U+2028 are text here
+
+
+def ruby_dump(values: list[object]) -> list[str]:
+    """JSON.generate of each value, by the real Ruby (each read from JSON first)."""
+    return ruby_lines("$stdin.each_line { |l| puts JSON.generate(JSON.parse(l, quirks_mode: true)) }", values)
 
 
 def test_the_model_writes_floats_as_rubys_float_to_s() -> None:
@@ -116,15 +123,8 @@ def test_ques_last_error_is_the_models(message: str) -> None:
 
 def ruby_splat(values: list[object]) -> list[object]:
     """What the real Ruby's `run(*args)` receives for each parsed args value."""
-    if RUBY is None:
-        pytest.fail("ruby is not installed: make test installs Debian's ruby (harness/bootstrap.sh --test)")
-    script = (
-        "require 'json'; def run(*a) = a; "
-        "$stdin.each_line { |l| puts JSON.generate(run(*JSON.parse(l, quirks_mode: true))) }"
-    )
-    lines = "".join(json.dumps(v) + "\n" for v in values)
-    done = subprocess.run([RUBY, "-e", script], input=lines, capture_output=True, text=True, check=True)
-    return [json.loads(line) for line in done.stdout.split("\n")[:-1]]
+    script = "def run(*a) = a; $stdin.each_line { |l| puts JSON.generate(run(*JSON.parse(l, quirks_mode: true))) }"
+    return [json.loads(line) for line in ruby_lines(script, values)]
 
 
 @given(st.lists(json_values, min_size=1, max_size=30))
@@ -148,15 +148,11 @@ STRIP_EDGES = ["\u00a0", "\u2003", "\u2028", "\x1c", "\x85", "\u3000", " \x00", 
 
 def ruby_heads(messages: list[str]) -> list[str]:
     """Ruby Que 0.14.3's head of last_error for RuntimeError(message), by the real Ruby."""
-    if RUBY is None:
-        pytest.fail("ruby is not installed: make test installs Debian's ruby (harness/bootstrap.sh --test)")
     script = (
-        "require 'json'; $stdin.each_line { |l| m = JSON.parse(l); "
+        "$stdin.each_line { |l| m = JSON.parse(l); "
         "puts JSON.generate(m.strip.empty? ? 'RuntimeError' : \"RuntimeError: #{m}\") }"
     )
-    lines = "".join(json.dumps(m) + "\n" for m in messages)
-    done = subprocess.run([RUBY, "-e", script], input=lines, capture_output=True, text=True, check=True)
-    return [json.loads(line) for line in done.stdout.split("\n")[:-1]]
+    return [json.loads(line) for line in ruby_lines(script, list(messages))]
 
 
 def test_the_model_blanks_a_message_as_rubys_strip_does() -> None:
