@@ -84,3 +84,12 @@ def table_url(request: pytest.FixtureRequest, database_url: str) -> Iterator[str
     with que.Client(made) as client:
         client.migrate(request.param)
     yield made
+
+
+@pytest.fixture
+def v7_url(database_url: str) -> Iterator[str]:
+    """A database of its own with que_jobs at version 7 (Ruby Que 2.x's), empty."""
+    url = fresh_database(database_url, "locker_faults")
+    with que.Client(url) as client:
+        client.migrate(7)
+    yield url
