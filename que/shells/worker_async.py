@@ -67,6 +67,10 @@ if True:  # ASYNC
 
 log = logging.getLogger("que")
 
+# How long a job claimed in a batch may wait behind the ones before it and still run
+# without being checked again (as the locker's FRESH_FOR).
+FRESH_FOR = 0.05
+
 
 class AsyncWorker(AsyncWorkerConnection):
     """Works the jobs of one queue, one at a time, on its own connection.
@@ -97,7 +101,8 @@ class AsyncWorker(AsyncWorkerConnection):
 
         `batch=K` (opt in) claims up to K jobs per round trip, each with its own advisory
         lock, and runs them one after another: Ruby and Go workers see K locked jobs. A job
-        waits, locked, while the ones before it in its batch run. `executor` runs plain
+        waits, locked, while the ones before it in its batch run (one that waited long is
+        checked again before it runs, and not run if it was deleted meanwhile). `executor` runs plain
         handlers of the asyncio worker (default: a daemon thread of its own)."""
         self.client = client
         self.handlers = handlers
@@ -258,18 +263,33 @@ class AsyncWorker(AsyncWorkerConnection):
         order. Each job's delete or error is sent the moment its handler returns, without
         waiting for the result (read after the next handler, see send_finish), so a lost
         session re-runs only the job in flight and at most one whose finish it was sending.
-        Returns whether any job was due."""
+        Jobs that waited more than FRESH_FOR behind the ones before them are checked again
+        first, and one deleted or rescheduled meanwhile is released, not run. Returns
+        whether any job was due."""
         protocol = self._dialect.one_at_a_time  # type: ignore[union-attr]
         held = await self._run(protocol.claim(session, self.queue, self.batch, sent=self._sent))
+        checked = io.now()
+        gone: set[int] = set()
         self._sent = []
         for index, locked in enumerate(held):
             if self._stop:
-                await self._run(protocol.release(session, self._sent, held[index:]))
+                untouched = [job for job in held[index:] if job.job.job_id not in gone]
+                await self._run(protocol.release(session, self._sent, untouched))
                 self._sent = []
                 return True
             if not protocol.alive(session):
                 raise psycopg.OperationalError("the session ended mid-batch: its jobs' locks ended with it")
-            finish = await self._call(session, locked, held[index + 1 :])
+            if io.now() - checked > FRESH_FOR:
+                # The rest waited behind the jobs before them: checked again, the gone released.
+                rest = [job for job in held[index:] if job.job.job_id not in gone]
+                there, failed = await self._run(protocol.recheck(session, rest, self._sent))
+                self._sent = [sent for sent in self._sent if sent not in failed]
+                gone.update(job.job.job_id for job in rest if job.job.job_id not in there)
+                checked = io.now()
+            if locked.job.job_id in gone:
+                continue
+            waiting = [job for job in held[index + 1 :] if job.job.job_id not in gone]
+            finish = await self._call(session, locked, waiting)
             failed = await self._run(protocol.send_finish(session, finish, self._sent))
             self._sent = [*(sent for sent in self._sent if sent not in failed), finish]
         return bool(held)

@@ -306,6 +306,23 @@ def send_finish(session: Session, finish: Finish, sent: Sequence[Finish] = ()) -
     return failed
 
 
+def recheck(
+    session: Session, waiting: Sequence[Locked], sent: Sequence[Finish] = ()
+) -> PQGen[tuple[set[int], list[Finish]]]:
+    """Which of the jobs waiting in a batch are still there, unchanged (by their whole key),
+    in a new snapshot, before they run: one deleted or rescheduled while it waited behind
+    the jobs before it is released, not run (Ruby's worker checks each job as it takes
+    it). The results of the finishes `sent` earlier are read first, as send_finish() reads
+    them. Returns (the ids still there, the earlier finishes that failed: drop them from
+    `sent`)."""
+    outcomes = yield from _sent_outcomes(session, sent)
+    failed = yield from _settle(session, sent, outcomes)
+    result = yield from execute(session, (st.CHECK_HELD, _keys(waiting)))
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        raise error(session, result, "check_held")
+    return {_wire.read_int(result.get_value(row, 0) or b"") for row in range(result.ntuples)}, failed
+
+
 def release(session: Session, sent: Sequence[Finish] = (), untouched: Sequence[Locked] = ()) -> PQGen[None]:
     """Read the results of the finishes `sent` earlier and release their jobs, and release
     the `untouched` ones (held but not run, e.g. at shutdown), leaving their rows as they are."""
