@@ -28,7 +28,11 @@ def check_exactly_once(db: psycopg.Connection[Any], n: int, impl: str) -> dict[s
     return dict(db.execute(f"SELECT impl, count(*) FROM {TABLE} GROUP BY impl ORDER BY impl").fetchall())  # type: ignore[arg-type]
 
 
+@pytest.mark.covers("check_job.job_id", "work.run_then_destroy")
 def test_each_implementation_drains_alone(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
+    """Three workers of one row drain 500 jobs: each runs once, because a job another worker
+    finished after the walk's snapshot is found gone by check_job (by its job_id) and not
+    run again, and each is deleted after it ran."""
     require(fleet.info(impl), "work_pool")
     testee = fleet.get(impl)
     fill(db, 500, ECHO)
