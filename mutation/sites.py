@@ -161,7 +161,7 @@ SITES: tuple[Site, ...] = (
     Site("unlock.key", "statement:UNLOCK_JOBS", "pg_advisory_unlock(id)", replacements=("pg_advisory_unlock(id + 1)",)),
     # computed values
     Site("backoff.formula", "function:que.core.retry.retry_delay", operators=("ast",)),
-    Site("backoff.count", "function:que.dialects.que0.protocol.failure", operators=("ast",)),
+    Site("backoff.count", "function:que.dialects.que0.finishes.failure", operators=("ast",)),
     Site("last_error.cut", "constant:que.core.errors.MESSAGE_LIMIT", operators=("const",)),
     Site("last_error.class", "function:que.core.errors._class_name", operators=("ast",)),
     Site("last_error.join", "function:que.core.errors.last_error_text", operators=("ast",)),

@@ -13,6 +13,7 @@ from typing import Any
 
 import que.core.errors
 import que.core.validate
+import que.dialects.que0.finishes
 import que.dialects.que0.inserts
 import que.dialects.que0.protocol
 import que.dialects.que0.statements
@@ -22,6 +23,7 @@ import que.engine.wire
 protocol: Any = que.dialects.que0.protocol  # the round trips
 statements: Any = que.dialects.que0.statements  # the prepared statements they read
 inserts: Any = que.dialects.que0.inserts
+finishes: Any = que.dialects.que0.finishes  # how a job ends: the backoff, the Finish
 
 
 def _rewritten(statement: Any, old: str, new: str) -> Any:
@@ -53,7 +55,7 @@ def _rewrite_walks(old: str, new: str) -> None:
 
 
 def _backoff() -> None:
-    protocol.retry_delay = lambda count: count**3 + 3
+    finishes.retry_delay = lambda count: count**3 + 3
 
 
 def _ordering() -> None:

@@ -16,7 +16,7 @@ from que.core.errors import last_error_text
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.dialects.base import Copy, Dialect, Query
-from que.dialects.que0 import inserts, listening, locking, protocol, rows, sql, statements, validate, views
+from que.dialects.que0 import finishes, inserts, listening, locking, protocol, rows, sql, statements, validate, views
 from que.engine import wire
 from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
@@ -148,7 +148,7 @@ class Que0(Dialect):
     def outcome(self, job: Job, failure: BaseException | None, asked: str | None, max_retries: int | None) -> Outcome:
         if failure is None:
             return Outcome(Outcome.DESTROY)
-        return protocol.failure(job, last_error_text(failure), max_retries)
+        return finishes.failure(job, last_error_text(failure), max_retries)
 
     # -- admin ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ unlock, by the whole key (protocol.claim):
 from collections.abc import Sequence
 
 from que.dialects.que0 import protocol, statements
+from que.dialects.que0.finishes import Finish
 from que.engine import wire
 from que.engine.rounds import Held, Round, Settled
 from que.engine.session import PQGen, Session, execute
@@ -38,7 +39,7 @@ def round_trip(session: Session, queue: str, planned: Round, max_retries: int | 
         session,
         queue,
         planned.want,
-        done=[protocol.Finish.of(f, max_retries) for f in finished],
+        done=[Finish.of(f, max_retries) for f in finished],
         skip=planned.skip,
         untouched=planned.abandoned,
         recheck=planned.recheck,

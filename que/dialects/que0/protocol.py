@@ -26,25 +26,24 @@ on the session's DateStyle or TimeZone; que.engine.session does the I/O.
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import psycopg
 from psycopg import pq
 
 from que.core.errors import last_error_text, short_message
-from que.core.job import Job
-from que.core.outcome import Outcome
-from que.core.retry import retry_delay
 from que.dialects.que0 import rows as job_rows
 from que.dialects.que0 import sql
 from que.dialects.que0 import statements as st
+from que.dialects.que0.finishes import Finish, Locked, finish_call
 from que.dialects.que0.listening import listen, notified
 
-# The one-at-a-time worker's wake-up, beside its statements (que.dialects.que0.listening).
-__all__ = ["listen", "notified"]
+# The one-at-a-time worker's wake-up, beside its statements (que.dialects.que0.listening),
+# and how its jobs end (que.dialects.que0.finishes): the shells reach both through the
+# dialect's one_at_a_time, which is this module.
+__all__ = ["Finish", "Locked", "listen", "notified"]
 from que.engine import wire as _wire
-from que.engine.rounds import Finished, Held
+from que.engine.rounds import Held
 from que.engine.session import OK, Call, PQGen, Session, collect, error, execute, pipeline, send
 from que.engine.wire import INT8
 
@@ -59,59 +58,6 @@ AVOID_AFTER: Final = 16
 
 
 # -- the protocol -----------------------------------------------------------------------
-
-
-# A job this session holds, with its full key (queue, priority, run_at, job_id) as the server
-# wrote it: the engine's Held.
-Locked = Held
-
-
-def failure(job: Job, message: str, max_retries: int | None = None) -> Outcome:
-    """Ruby's rule: the count after this failure is error_count + 1, the delay count**4 + 3
-    seconds; past `max_retries` retries (que-interop's opt-in limit) the job is set aside."""
-    count = job.error_count + 1
-    dead = max_retries is not None and count > max_retries
-    return Outcome(Outcome.DEAD if dead else Outcome.RETRY, message, delay=retry_delay(count))
-
-
-@dataclass(frozen=True)
-class Finish:
-    """How a locked job ends: deleted (no message), or failed with `message`: retried after
-    `delay` seconds, or set aside for good (`dead`) when its retries ran out. `max_retries`
-    is the limit that applies if a delete fails and becomes the job's failure."""
-
-    locked: Locked
-    message: str | None = None
-    delay: int = 0
-    dead: bool = False
-    max_retries: int | None = None
-
-    @classmethod
-    def of(cls, finished: Finished, max_retries: int | None = None) -> "Finish":
-        """The finish of a locker's outcome (que.engine.books)."""
-        outcome = finished.outcome
-        if outcome.kind == Outcome.DESTROY:
-            return cls(finished.held, max_retries=max_retries)
-        if outcome.kind not in (Outcome.RETRY, Outcome.DEAD) or outcome.message is None:
-            raise ValueError(f"a Que 0.x job cannot end as {outcome.kind!r}: its table has no column for it")
-        dead = outcome.kind == Outcome.DEAD
-        return cls(finished.held, outcome.message, int(outcome.delay), dead, max_retries)
-
-    @classmethod
-    def failure(cls, locked: Locked, message: str, max_retries: int | None = None) -> "Finish":
-        """The finish of a job that failed with `message` (see failure())."""
-        return cls.of(Finished(locked, failure(locked.job, message, max_retries)), max_retries)
-
-
-def _finish_call(session: Session, finish: Finish) -> Call:
-    """The statement that finishes a job: destroy_job, set_error, or the retry limit's."""
-    locked = finish.locked
-    if finish.message is None:
-        return (st.DESTROY_JOB, locked.key)
-    message = session.message(finish.message)
-    if finish.dead:
-        return (st.SET_ERROR_DEAD, (message, *locked.key))
-    return (st.SET_ERROR, (_wire.int8(finish.delay), message, *locked.key))
 
 
 def _keys(jobs: Sequence[Locked]) -> tuple[bytes, bytes, bytes, bytes]:
@@ -153,7 +99,7 @@ def claim(
     outcomes = yield from _sent_outcomes(session, sent)
     releasing = [finish.locked for finish in finishing]
     skipped = sorted({*skip, *(locked.job.job_id for locked in releasing)})
-    segments: list[list[Call]] = [[_finish_call(session, finish)] for finish in done]
+    segments: list[list[Call]] = [[finish_call(session, finish)] for finish in done]
     unlocking = [_wire.int8(locked.job.job_id) for locked in untouched]
     if unlocking:
         segments.append([(st.UNLOCK_JOBS, (_wire.array(INT8, unlocking),))])
@@ -302,7 +248,7 @@ def send_finish(session: Session, finish: Finish, sent: Sequence[Finish] = ()) -
     failure is recorded and their jobs released already (drop them from `sent`)."""
     outcomes = yield from _sent_outcomes(session, sent)
     failed = yield from _settle(session, sent, outcomes)
-    yield from send(session, [[_finish_call(session, finish)]])
+    yield from send(session, [[finish_call(session, finish)]])
     return failed
 
 
@@ -384,7 +330,7 @@ def record(session: Session, finish: Finish) -> PQGen[None]:
     PostgreSQL's last timestamp), the job is parked without counting (sql.PARKED_RUN_AT),
     so it neither spins nor blocks the jobs behind it."""
     assert finish.message is not None
-    [result] = yield from pipeline(session, [[_finish_call(session, finish)]])
+    [result] = yield from pipeline(session, [[finish_call(session, finish)]])
     if result.status in OK:
         return
     failure = error(session, result, "set_error")
@@ -405,7 +351,7 @@ def finish(session: Session, finish: Finish) -> PQGen[None]:
     commits before the unlock, which runs only once the job's key is gone. A failed delete
     is recorded as the job's failure, then the job released (see claim)."""
     results = yield from pipeline(
-        session, [[_finish_call(session, finish)], [(st.RELEASE_JOBS, _keys([finish.locked]))]]
+        session, [[finish_call(session, finish)], [(st.RELEASE_JOBS, _keys([finish.locked]))]]
     )
     released = results[1]
     if released.status not in OK and results[0].status in OK:
