@@ -40,7 +40,7 @@ from chaos import pools
 from chaos.lab import Row
 from harness.lab import advisory_locks, wait_until
 from harness.postgres import LocalCluster
-from que.shells.locker import FRESH_FOR
+from que.shells.common import FRESH_FOR
 from tests.apps import outage
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,6 +20,12 @@ MAX_THREADS: Final = 10_000
 MAX_WAKE_INTERVAL: Final = 24 * 3600.0
 
 
+# How long a job checked by a round trip stays fresh enough to run without a new check: a
+# job the locker's buffer (que.engine.books) or a worker's batch held longer is checked
+# again first, and not run if it was deleted or rescheduled meanwhile.
+FRESH_FOR = 0.05
+
+
 def check_wake_interval(value: object, name: str = "wake_interval") -> float:
     """Seconds between looks for jobs: finite, positive, at most a day."""
     if isinstance(value, bool) or not isinstance(value, int | float):

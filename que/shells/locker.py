@@ -35,13 +35,9 @@ from que.engine.rounds import Held
 from que.engine.session import Session
 from que.shells import sessions
 from que.shells.client import Client
-from que.shells.common import backoff, check_buffer
+from que.shells.common import FRESH_FOR, backoff, check_buffer
 
 log = logging.getLogger("que")
-
-# How long a job checked by a round trip stays fresh enough to hand to a worker without a
-# new check (que.engine.books).
-FRESH_FOR = 0.05
 
 
 class Locker:

@@ -55,7 +55,7 @@ from que.engine.rounds import Held
 from que.engine.session import Session
 from que.shells import sessions_async
 from que.shells.client_async import AsyncClient
-from que.shells.common import backoff, check_buffer
+from que.shells.common import FRESH_FOR, backoff, check_buffer
 
 if True:  # ASYNC
     import asyncio
@@ -65,10 +65,6 @@ if True:  # ASYNC
     from que.engine.rounds import Finished
 
 log = logging.getLogger("que")
-
-# How long a job checked by a round trip stays fresh enough to hand to a worker without a
-# new check (que.engine.books).
-FRESH_FOR = 0.05
 
 
 class AsyncLocker:

@@ -23,8 +23,8 @@ from que.core.handlers import INTERRUPTS, Handler
 from que.dialects import Dialect
 from que.drivers import threads as io
 from que.shells.client import Client
-from que.shells.common import MAX_THREADS, check_pool_size, check_wake_interval
-from que.shells.locker import FRESH_FOR, Locker
+from que.shells.common import FRESH_FOR, MAX_THREADS, check_pool_size, check_wake_interval
+from que.shells.locker import Locker
 from que.shells.runner import Runner
 from que.shells.worker import Worker
 

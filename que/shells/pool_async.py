@@ -26,8 +26,8 @@ from que.core.handlers import INTERRUPTS, Handler
 from que.dialects import Dialect
 from que.drivers import aio as io
 from que.shells.client_async import AsyncClient
-from que.shells.common import MAX_THREADS, check_pool_size, check_wake_interval
-from que.shells.locker_async import FRESH_FOR, AsyncLocker
+from que.shells.common import FRESH_FOR, MAX_THREADS, check_pool_size, check_wake_interval
+from que.shells.locker_async import AsyncLocker
 from que.shells.runner_async import AsyncRunner
 from que.shells.worker_async import AsyncWorker
 

@@ -37,14 +37,10 @@ from que.drivers import threads as io
 from que.engine.rounds import Held
 from que.engine.session import Session
 from que.shells.client import Client
-from que.shells.common import backoff, check_batch, check_wake_interval
+from que.shells.common import FRESH_FOR, backoff, check_batch, check_wake_interval
 from que.shells.worker_connection import WorkerConnection
 
 log = logging.getLogger("que")
-
-# How long a job claimed in a batch may wait behind the ones before it and still run
-# without being checked again (as the locker's FRESH_FOR).
-FRESH_FOR = 0.05
 
 
 class Worker(WorkerConnection):

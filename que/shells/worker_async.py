@@ -57,7 +57,7 @@ from que.drivers import aio as io
 from que.engine.rounds import Held
 from que.engine.session import Session
 from que.shells.client_async import AsyncClient
-from que.shells.common import backoff, check_batch, check_wake_interval
+from que.shells.common import FRESH_FOR, backoff, check_batch, check_wake_interval
 from que.shells.worker_connection_async import AsyncWorkerConnection
 
 if True:  # ASYNC
@@ -66,10 +66,6 @@ if True:  # ASYNC
 
 
 log = logging.getLogger("que")
-
-# How long a job claimed in a batch may wait behind the ones before it and still run
-# without being checked again (as the locker's FRESH_FOR).
-FRESH_FOR = 0.05
 
 
 class AsyncWorker(AsyncWorkerConnection):
