@@ -193,11 +193,15 @@ def _schema_from(options: argparse.Namespace) -> dict[str, str]:
     return {lab.SCHEMA_FROM_VARIABLE: row}
 
 
+# The outcomes of a cell that ran (not unavailable, not applicable).
+RAN = ("passed", "failed", "expected", "stale")
+
+
 def _cells_ran(results_json: Path) -> bool:
     if not results_json.is_file():
         return False
     cells = json.loads(results_json.read_text()).get("cells", [])
-    return any(c["outcome"] in ("passed", "failed", "expected", "stale") for c in cells)
+    return any(c["outcome"] in RAN for c in cells)
 
 
 def verdict(code: int, results_json: Path) -> tuple[int, list[str]]:
@@ -210,7 +214,7 @@ def verdict(code: int, results_json: Path) -> tuple[int, list[str]]:
         problems.append(f"the suite wrote no {results_json}")
         return 1, problems
     run: dict[str, Any] = json.loads(results_json.read_text())
-    ran = [c for c in run.get("cells", []) if c["outcome"] in ("passed", "failed", "expected", "stale")]
+    ran = [c for c in run.get("cells", []) if c["outcome"] in RAN]
     rows = run.get("implementations", {})
     # Rows that said they do not speak this run's dialect take no part, and are no failure.
     speaking = [name for name, info in rows.items() if not info.get("not_spoken")]
