@@ -63,7 +63,7 @@ def test_a_function_mutant_changes_the_value_que_computes_everywhere_it_is_used(
     [mutant] = [m for m in mutation.mutants() if m.term == "backoff.formula" and "Pow" in m.description][:1]
     code = (
         f"from mutation import mutants; mutants.apply({mutant.id!r}); "
-        "import que.core.retry, que.dialects.que0.protocol as p; "
+        "import que.core.retry, que.dialects.que0.finishes as p; "
         "print(que.core.retry.retry_delay(2), p.retry_delay(2))"
     )
     changed = run(code).split()
