@@ -376,6 +376,7 @@ SITES: tuple[Site, ...] = (
             ("que2.retry.limit", "function:que.dialects.que2.protocol.outcome", "", ("ast",), ()),
             ("que2.listener.format", "function:que.dialects.que2.protocol.announced", "", ("ast",), ()),
             ("que2.job_buffer.take", "function:que.engine.books.Books.take", "", ("ast",), ()),
+            ("que2.job_buffer.take", "function:que.engine.books.Books.at_risk", "", ("ast",), ()),
             ("que2.job_buffer.available", "function:que.engine.books.Books.wanted", "", ("ast",), ()),
             ("que2.job_buffer.available", "function:que.engine.books.Books._waiting", "", ("ast",), ()),
             ("que2.job_buffer.push", "function:que.engine.books.Books._hand_out", "", ("ast",), ()),

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from que.engine.session import READ, WRITE, PQGen
+from que.engine.session import READ, WAKE, WRITE, PQGen
 
 T = TypeVar("T")
 
@@ -19,6 +19,8 @@ class Waker:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        # A Channel running a statement that waits for WAKE: told, on the loop, when woken.
+        self.hook: Callable[[], None] | None = None
 
     def wake(self) -> None:
         if self._event.is_set():
@@ -28,9 +30,14 @@ class Waker:
         except RuntimeError:
             running = None
         if running is self._loop:
-            self._event.set()
+            self._set()
         elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._event.set)
+            self._loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        self._event.set()
+        if self.hook is not None:
+            self._loop.call_soon(self.hook)
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -78,6 +85,7 @@ class Channel:
         self._waiting = 0
         self._reading = False
         self._writing = False
+        self._waker: Waker | None = None
 
     def attach(self, consume: Callable[[], None]) -> None:
         """Start listening; `consume` reads what arrived between statements."""
@@ -85,13 +93,15 @@ class Channel:
         self.loop.add_reader(self.fileno, self._on_read)
         self._reading = True
 
-    async def run(self, gen: PQGen[T]) -> T:
+    async def run(self, gen: PQGen[T], waker: "Waker | None" = None) -> T:
         """Run `gen` to its end; cancelled mid-statement, the connection is left in an
-        unknown state and its owner must close it."""
+        unknown state and its owner must close it. With a `waker`, a wait for WAKE also
+        ends when it is woken (and clears it)."""
         if self._gen is not None:
             raise RuntimeError("a statement is already running on this connection")
         done: asyncio.Future[T] = self.loop.create_future()
         self._gen, self._done = gen, done
+        self._waker = waker
         try:
             self._advance(next(gen))
         except StopIteration as finished:
@@ -132,6 +142,11 @@ class Channel:
 
     def _advance(self, waiting: int) -> None:
         self._waiting = waiting
+        waker = self._waker
+        if waker is not None:
+            waker.hook = self._on_wake if waiting & WAKE else None
+            if waiting & WAKE and waker.is_set():
+                self.loop.call_soon(self._on_wake)
         if waiting & READ and not self._reading:
             self.loop.add_reader(self.fileno, self._on_read)
             self._reading = True
@@ -147,6 +162,12 @@ class Channel:
             self._idle_read()
         elif self._waiting & READ:
             self._step(READ)
+
+    def _on_wake(self) -> None:
+        waker = self._waker
+        if self._gen is not None and self._waiting & WAKE and waker is not None and waker.is_set():
+            waker.clear()
+            self._step(WAKE)
 
     def _on_write(self) -> None:
         if self._gen is not None and self._waiting & WRITE:
@@ -173,6 +194,9 @@ class Channel:
         number right away, before another task may open a socket that gets it."""
         self._gen = self._done = None
         self._waiting = 0
+        if self._waker is not None:
+            self._waker.hook = None
+            self._waker = None
         if self._writing:
             self.loop.remove_writer(self.fileno)
             self._writing = False
@@ -211,3 +235,6 @@ class Channel:
         if self._done is not None and not self._done.done():
             self._done.cancel()
         self._gen = self._done = None
+        if self._waker is not None:
+            self._waker.hook = None
+            self._waker = None

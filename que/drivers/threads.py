@@ -22,7 +22,7 @@ import psycopg
 
 from que.core import handlers as _handlers
 from que.core.handlers import Handler, Run
-from que.engine.session import READ, WRITE, PQGen
+from que.engine.session import READ, WAKE, WRITE, PQGen
 
 T = TypeVar("T")
 
@@ -32,15 +32,23 @@ def now() -> float:
     return time.monotonic()
 
 
-def run(gen: PQGen[T], fileno: int) -> T:
-    """Run `gen` to its end, blocking the calling thread."""
+def run(gen: PQGen[T], fileno: int, waker: "Waker | None" = None) -> T:
+    """Run `gen` to its end, blocking the calling thread. With a `waker`, a wait for WAKE
+    also ends when it is woken (and clears it)."""
     try:
         waiting = next(gen)
         while True:
-            readable, writable, _ = select.select(
-                [fileno] if waiting & READ else [], [fileno] if waiting & WRITE else [], []
-            )
-            waiting = gen.send((READ if readable else 0) | (WRITE if writable else 0))
+            watched = [fileno] if waiting & READ else []
+            woken = waker is not None and bool(waiting & WAKE) and not waker.closed
+            if woken:
+                assert waker is not None
+                watched.append(waker.fileno())
+            readable, writable, _ = select.select(watched, [fileno] if waiting & WRITE else [], [])
+            ready = (READ if fileno in readable else 0) | (WRITE if writable else 0)
+            if woken and waker is not None and waker.fileno() in readable:
+                waker.clear()
+                ready |= WAKE
+            waiting = gen.send(ready)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -112,8 +120,8 @@ class Channel:
     def attach(self, consume: Callable[[], None]) -> None:
         """Nothing to do: between statements select() is not watching the socket."""
 
-    def run(self, gen: PQGen[T]) -> T:
-        return run(gen, self.fileno)
+    def run(self, gen: PQGen[T], waker: "Waker | None" = None) -> T:
+        return run(gen, self.fileno, waker)
 
     def idle(self, waker: Waker, timeout: float | None, watch: bool) -> bool:
         """Wait until woken, `timeout` seconds pass, or (`watch`) something arrives on the

@@ -9,8 +9,8 @@ locker, with Que 0.14's statements). A job is, in order:
     ready (locked, checked, waiting for a worker)
       -> running (a worker took it)
       -> finished (its outcome known)
-      -> gone: the locker's next round trip writes the outcome, and only once it committed
-         releases the lock.
+      -> gone: a round trip writes the outcome (the next one, or, with a fixed buffer, the
+         one in flight: `express`), and only once it committed releases the lock.
 
 Every round trip follows one shape, whatever the dialect:
 
@@ -37,7 +37,9 @@ What the books promise:
   the lock is taken again (else another worker has the job, and its run writes the outcome);
 - a ready job is handed to a worker only if a check that it is still there (and unchanged)
   ran at most `fresh_for` seconds before the worker asked for a job: one deleted or
-  rescheduled while it waited in the buffer is released, not run.
+  rescheduled while it waited in the buffer is released, not run;
+- with a fixed buffer (Que 1.x/2.x), at most two jobs per worker are at risk of running
+  again if the session is lost (`at_risk`: running, or their outcomes not known written).
 """
 
 import bisect
@@ -69,6 +71,10 @@ class Books:
         # items): out of `ready`, not yet taken.
         self.handed: dict[int | None, list[Held]] = {priority: [] for priority in self.idle}
         self.finished: list[Finished] = []
+        # Outcomes the round trip in flight carries (its plan's, and the ones sent on it
+        # since, `express`), not known to be written yet.
+        self.in_flight = 0
+        self.expressed: list[Finished] = []
         self.abandoned: list[Held] = []
         self.orphans: list[Finished] = []
         # The ids whose locks the current session holds.
@@ -89,12 +95,11 @@ class Books:
         if not handed and (not self.ready or self.ready[0].job.priority > limit):
             return None
         # A lost session makes run again the jobs running and those whose outcomes are not
-        # written yet. With a fixed buffer (Que 1.x/2.x) a worker takes no job while as many
-        # outcomes as there are workers wait to be sent, so at most two jobs per worker are
-        # at risk (one running, one being written; Ruby's worker destroys its job before it
-        # takes another). A buffer that grows (Que 0.x) grows from workers that run ahead.
-        unsent = len(self.finished) + len(self.orphans)
-        if self.growth == 1 and unsent >= len(self.priorities):
+        # written yet. With a fixed buffer (Que 1.x/2.x) a worker takes no job that would
+        # put more than two jobs per worker at risk (Ruby's worker destroys its job before
+        # it takes another: one running, one being written). A buffer that grows (Que 0.x)
+        # grows from workers that run ahead.
+        if self.growth == 1 and self.at_risk() >= 2 * len(self.priorities):
             return None
         held = handed[0] if handed else self.ready[0]
         if held.checked < asked - self.fresh_for:
@@ -124,6 +129,20 @@ class Books:
 
     def busy_workers(self) -> int:
         return len(self.running)
+
+    def at_risk(self) -> int:
+        """The jobs a lost session would make run again: running, or their outcomes not
+        known to be written."""
+        return len(self.running) + len(self.finished) + len(self.orphans) + self.in_flight
+
+    def express(self) -> list[Finished]:
+        """The outcomes that came in since the round trip in flight was planned, to be sent
+        on it now (their jobs are this session's: orphans wait for their relock). They stay
+        at risk until that round trip is settled."""
+        sent, self.finished = self.finished, []
+        self.expressed += sent
+        self.in_flight += len(sent)
+        return sent
 
     # -- notifications ----------------------------------------------------------------------
 
@@ -198,6 +217,7 @@ class Books:
         worker started go back untouched."""
         planned = Round(started=now)
         planned.finished, self.finished = self.finished, []
+        self.expressed = []
         if self.growth > 1:
             self.depth = min(self.growth * self.buffer, max(self.buffer, 2 * len(planned.finished)))
         planned.abandoned, self.abandoned = self.abandoned, []
@@ -240,12 +260,14 @@ class Books:
                 if planned.wanted[top] == 0:
                     del planned.wanted[top]
         planned.skip = holding | set(planned.announced)
+        self.in_flight = len(planned.finished) + len(planned.orphans)
         return planned
 
     def settle(self, planned: Round, settled: Settled, stopping: bool) -> bool:
         """Book a round trip's results; whether the places wanted were all filled (else the
         queue looked drained, and the next poll can wait)."""
         self.rounds += 1
+        self.in_flight, self.expressed = 0, []
         for finished in settled.written:
             self.owned.discard(finished.held.job_id)
         for held in planned.abandoned:
@@ -290,7 +312,8 @@ class Books:
         """A round trip failed: its outcomes may or may not be written. They become orphans,
         written once their locks can be taken again (a write that did commit matches no row
         the second time). Its abandoned jobs are released with the session."""
-        self.orphans += planned.finished + planned.orphans
+        self.orphans += planned.finished + planned.orphans + self.expressed
+        self.in_flight, self.expressed = 0, []
 
     def session_lost(self) -> None:
         """The locker's session died, and every lock with it: ready and announced jobs are no

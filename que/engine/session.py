@@ -8,7 +8,7 @@ the statements are sent once more.
 """
 
 import contextlib
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -23,7 +23,12 @@ T = TypeVar("T")
 READ: Final = 1
 WRITE: Final = 2
 READ_WRITE: Final = 3
+# Yielded beside READ by a pipeline that may grow while it waits (pipeline(more=...)): the
+# driver also watches the shell's Waker and sends WAKE back when it fired (and cleared it).
+WAKE: Final = 4
 PQGen = Generator[int, int, T]
+# What a pipeline asks, when woken, for more segments to send before its results are read.
+More = Callable[[], Sequence[Sequence["Call"]]]
 
 OK: Final = frozenset({int(pq.ExecStatus.TUPLES_OK), int(pq.ExecStatus.COMMAND_OK)})
 _STATEMENT_GONE = b"26000"  # invalid_sql_statement_name: prepared statement does not exist
@@ -198,13 +203,21 @@ def _prepare(session: Session, needed: Iterable[Statement]) -> PQGen[None]:
                 pg.exit_pipeline_mode()
 
 
-def pipeline(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list[pq.abc.PGresult]]:
+def pipeline(
+    session: Session, segments: Sequence[Sequence[Call]], more: More | None = None
+) -> PQGen[list[pq.abc.PGresult]]:
     """Send every segment in one round trip, each ending in a SYNC (so each commits on its
     own), and return one result per statement. Statement errors are in the results; a
     broken connection raises. If the server forgot the prepared statements and nothing took
-    effect, they are prepared again and the segments sent once more."""
+    effect, they are prepared again and the segments sent once more.
+
+    With `more`, the pipeline grows while it waits for the server: each time the driver
+    reports WAKE, the segments `more()` returns are sent after the ones already sent, and
+    their results follow theirs (a locker sends the outcomes that came in meanwhile without
+    waiting for the round trip to end)."""
+    sent = [list(segment) for segment in segments]
     for attempt in (1, 2):
-        results = yield from _pipeline_once(session, segments)
+        results = yield from _pipeline_once(session, sent, more if attempt == 1 else None)
         gone = [r for r in results if r.status not in OK and r.error_field(_SQLSTATE) == _STATEMENT_GONE]
         if not gone:
             return results
@@ -215,7 +228,7 @@ def pipeline(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list
     raise AssertionError("unreachable")
 
 
-def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[list[pq.abc.PGresult]]:
+def _pipeline_once(session: Session, segments: list[list[Call]], more: More | None) -> PQGen[list[pq.abc.PGresult]]:
     # The hot path of every worker: a single statement is read inline (no pipeline mode).
     pg = session.pgconn
     if session.unread:
@@ -226,7 +239,7 @@ def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGe
             if statement.name and statement.name not in prepared:
                 yield from _prepare(session, [call[0] for segment in segments for call in segment])
                 break
-    if len(segments) == 1 and len(segments[0]) == 1:
+    if len(segments) == 1 and len(segments[0]) == 1 and more is None:
         _send(session, segments[0][0])
         yield from _flush(pg)
         while pg.is_busy():
@@ -244,11 +257,41 @@ def _pipeline_once(session: Session, segments: Sequence[Sequence[Call]]) -> PQGe
                 _send(session, call)
             pg.pipeline_sync()
         yield from _flush(pg)
-        results = yield from _read_segments(session, [len(segment) for segment in segments])
+        grow = None if more is None else _Growth(session, segments, more)
+        results = yield from _read_segments(session, [len(segment) for segment in segments], grow)
         pg.exit_pipeline_mode()
         return results
     finally:
         _leave_pipeline(session)
+
+
+class _Growth:
+    """A pipeline that may grow while it waits: when woken, it sends what `more()` gives
+    (statements the session has prepared already) and counts their results in."""
+
+    def __init__(self, session: Session, sent: list[list[Call]], more: More) -> None:
+        self.session, self.sent, self.more = session, sent, more
+
+    def wait(self, counts: list[int]) -> PQGen[None]:
+        """Until input arrives; meanwhile send the segments asked for when woken."""
+        pg = self.session.pgconn
+        while True:
+            ready = yield READ | WAKE
+            if ready & WAKE:
+                extra = [list(segment) for segment in self.more() if segment]
+                for segment in extra:
+                    if any(call[0].name and call[0].name not in self.session.prepared for call in segment):
+                        raise RuntimeError("a pipeline can grow only by statements prepared already")
+                    for call in segment:
+                        _send(self.session, call)
+                    pg.pipeline_sync()
+                    counts.append(len(segment))
+                    self.sent.append(segment)
+                if extra:
+                    yield from _flush(pg)
+            if ready & READ:
+                pg.consume_input()
+                return
 
 
 def _leave_pipeline(session: Session) -> None:
@@ -260,27 +303,33 @@ def _leave_pipeline(session: Session) -> None:
             pg.exit_pipeline_mode()
 
 
-def _read_segments(session: Session, counts: Sequence[int]) -> PQGen[list[pq.abc.PGresult]]:
-    """The results of pipeline segments of `counts` statements each (each ending in a SYNC)."""
+def _read_segments(session: Session, counts: list[int], grow: "_Growth | None" = None) -> PQGen[list[pq.abc.PGresult]]:
+    """The results of pipeline segments of `counts` statements each (each ending in a SYNC);
+    a pipeline that grows (`grow`) appends to `counts` while it waits."""
     pg = session.pgconn
     results: list[pq.abc.PGresult] = []
-    for count in counts:
+
+    def waiting() -> PQGen[None]:
+        if grow is not None:
+            yield from grow.wait(counts)
+        else:
+            yield READ
+            pg.consume_input()
+
+    for count in counts:  # counts may grow meanwhile: the loop reads those too
         for _ in range(count):
             while pg.is_busy():
-                yield READ
-                pg.consume_input()
+                yield from waiting()
             result = pg.get_result()
             if result is None:
                 raise error(session, None, "pipeline")
             results.append(result)
             while pg.is_busy():
-                yield READ
-                pg.consume_input()
+                yield from waiting()
             if pg.get_result() is not None:
                 raise psycopg.OperationalError("pipeline: unexpected extra result")
         while pg.is_busy():
-            yield READ
-            pg.consume_input()
+            yield from waiting()
         sync = pg.get_result()
         if sync is None or sync.status != _PIPELINE_SYNC:
             raise error(session, sync, "pipeline sync")

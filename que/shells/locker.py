@@ -31,7 +31,7 @@ from que.core.outcome import Outcome
 from que.dialects import Dialect
 from que.drivers import threads as io
 from que.engine.books import Books
-from que.engine.rounds import Held
+from que.engine.rounds import Finished, Held
 from que.engine.session import Session
 from que.shells import sessions
 from que.shells.client import Client
@@ -72,6 +72,8 @@ class Locker:
         self.stopping = False
         self._poll_now = True
         self._rounds = 0
+        # A round trip took the waker's signal (_express): look at the books again at once.
+        self._woken = False
         self._gate = io.Gate()
         self._waker: io.Waker | None = None
         self._handle: io.Handle | None = None
@@ -237,7 +239,8 @@ class Locker:
                     # Polls are due only while there are places to fill.
                     room = bool(self.books.wanted(self.stopping))
                     # Work the round trip left (jobs its push released) is done at once.
-                    at_once = self.books.stale_wanted or self.books.pending()
+                    at_once = self.books.stale_wanted or self.books.pending() or self._woken
+                    self._woken = False
                 timeout = 0.0 if at_once else (max(0.0, next_poll - io.now()) if room else None)
                 assert self._channel is not None
                 # The socket is watched even when not listening: a session the server ended
@@ -295,7 +298,8 @@ class Locker:
             return next_poll
         assert self._channel is not None
         try:
-            settled = self._channel.run(self.dialect.round_trip(session, self.queue, planned, self.max_retries))
+            trip = self.dialect.round_trip(session, self.queue, planned, self.max_retries, self._express)
+            settled = self._channel.run(trip, self._waker)
         except BaseException:
             with self._gate:
                 self.books.unsent(planned)
@@ -310,3 +314,9 @@ class Locker:
         # A poll that got all it asked for is followed by another as soon as there is room
         # (more may be due); one that did not waits the interval, as Ruby's poller does.
         return io.now() if filled else io.now() + self.wake_interval
+
+    def _express(self) -> list[Finished]:
+        """The round trip in flight was woken: the outcomes to send on it (Books.express)."""
+        with self._gate:
+            self._woken = True
+            return self.books.express()

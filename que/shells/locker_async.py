@@ -12,11 +12,10 @@ written, then their jobs released, then places filled and waiting jobs checked a
 Ruby and Go workers on the same table see what they always see: the same statements, locks
 and order. Handlers hold no connection: the locker's session writes each outcome, while it
 still holds the job's lock, before it releases the job. Cut short (its task cancelled
-while plain handlers still run in their threads), the locker
-hands its connection to a daemon thread that waits for those handlers, writes their outcomes
-and the ones already known, releases every other job untouched and closes the session, so
-no job a handler still runs loses its lock. If the process exits first, the session ends
-with it and those jobs run again later.
+while plain handlers still run in their threads), the locker hands its connection to a
+daemon thread that waits for those handlers, writes their outcomes and the ones already
+known, releases every other job untouched and closes the session, so no job a handler
+still runs loses its lock. If the process exits first, those jobs run again later.
 """
 # sync-doc: Locker: one session that locks jobs for a pool's workers and holds their locks, in
 # sync-doc: every dialect; the threads that run those jobs are que.shells.runner's Runner.
@@ -51,7 +50,7 @@ from que.core.outcome import Outcome
 from que.dialects import Dialect
 from que.drivers import aio as io
 from que.engine.books import Books
-from que.engine.rounds import Held
+from que.engine.rounds import Finished, Held
 from que.engine.session import Session
 from que.shells import sessions_async
 from que.shells.client_async import AsyncClient
@@ -62,7 +61,6 @@ if True:  # ASYNC
     import threading
 
     from que.drivers.threads import run as run_in_thread
-    from que.engine.rounds import Finished
 
 log = logging.getLogger("que")
 
@@ -99,6 +97,8 @@ class AsyncLocker:
         self.stopping = False
         self._poll_now = True
         self._rounds = 0
+        # A round trip took the waker's signal (_express): look at the books again at once.
+        self._woken = False
         self._gate = io.Gate()
         self._waker: io.Waker | None = None
         self._handle: io.Handle | None = None
@@ -268,7 +268,8 @@ class AsyncLocker:
                     # Polls are due only while there are places to fill.
                     room = bool(self.books.wanted(self.stopping))
                     # Work the round trip left (jobs its push released) is done at once.
-                    at_once = self.books.stale_wanted or self.books.pending()
+                    at_once = self.books.stale_wanted or self.books.pending() or self._woken
+                    self._woken = False
                 timeout = 0.0 if at_once else (max(0.0, next_poll - io.now()) if room else None)
                 assert self._channel is not None
                 # The socket is watched even when not listening: a session the server ended
@@ -326,7 +327,8 @@ class AsyncLocker:
             return next_poll
         assert self._channel is not None
         try:
-            settled = await self._channel.run(self.dialect.round_trip(session, self.queue, planned, self.max_retries))
+            trip = self.dialect.round_trip(session, self.queue, planned, self.max_retries, self._express)
+            settled = await self._channel.run(trip, self._waker)
         except BaseException:
             with self._gate:
                 self.books.unsent(planned)
@@ -341,6 +343,12 @@ class AsyncLocker:
         # A poll that got all it asked for is followed by another as soon as there is room
         # (more may be due); one that did not waits the interval, as Ruby's poller does.
         return io.now() if filled else io.now() + self.wake_interval
+
+    def _express(self) -> list[Finished]:
+        """The round trip in flight was woken: the outcomes to send on it (Books.express)."""
+        with self._gate:
+            self._woken = True
+            return self.books.express()
 
     if True:  # ASYNC
 

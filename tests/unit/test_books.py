@@ -253,3 +253,57 @@ def test_a_notification_naming_a_job_this_session_holds_claims_nothing() -> None
     planned = books.plan(NOW, stopping=False, due=False)
     assert planned.announced == [3]
     assert planned.skip == {1, 2, 3}
+
+
+def test_a_fixed_buffer_puts_at_most_two_jobs_per_worker_at_risk() -> None:
+    """Que 1.x/2.x: running jobs, outcomes not sent and outcomes in flight together stay
+    within two per worker, as Ruby's worker (which destroys its job before it takes
+    another) has at most the job running and the one being destroyed."""
+    books = Books([None], buffer=8)
+    locked(books, *(held(i) for i in range(1, 6)))
+    first = books.take(None, NOW)
+    assert first is not None
+    books.done(first, None, Outcome(Outcome.DESTROY))
+    second = books.take(None, NOW)  # one outcome unsent, one job running: two at risk
+    assert second is not None
+    books.done(second, None, Outcome(Outcome.DESTROY))
+    assert books.take(None, NOW) is None
+    planned = books.plan(NOW, stopping=False, due=False)
+    assert [f.held.job_id for f in planned.finished] == [first.job_id, second.job_id]
+    assert books.take(None, NOW) is None, "outcomes in flight are still at risk"
+    books.settle(planned, Settled(written=planned.finished), stopping=False)
+    assert books.take(None, NOW) is not None
+
+
+def test_outcomes_sent_on_the_round_trip_in_flight_stay_at_risk_until_it_is_settled() -> None:
+    books = Books([None, None], buffer=8)
+    locked(books, *(held(i) for i in range(1, 9)))
+    a, b = books.take(None, NOW), books.take(None, NOW)
+    assert a is not None and b is not None
+    books.done(a, None, Outcome(Outcome.DESTROY))
+    planned = books.plan(NOW, stopping=False, due=False)
+    books.done(b, None, Outcome(Outcome.DESTROY))
+    sent = books.express()
+    assert [f.held.job_id for f in sent] == [b.job_id] and not books.finished
+    assert books.express() == []
+    assert books.at_risk() == 2
+    c, d = books.take(None, NOW), books.take(None, NOW)
+    assert c is not None and d is not None and books.take(None, NOW) is None
+    books.settle(planned, Settled(written=[*planned.finished, *sent]), stopping=False)
+    assert books.at_risk() == 2 and {a.job_id, b.job_id}.isdisjoint(books.owned)
+
+
+def test_outcomes_sent_on_a_round_trip_that_failed_become_orphans() -> None:
+    books = Books([None], buffer=8)
+    locked(books, *(held(i) for i in range(1, 4)))
+    a = books.take(None, NOW)
+    assert a is not None
+    books.done(a, None, Outcome(Outcome.DESTROY))
+    planned = books.plan(NOW, stopping=False, due=False)
+    b = books.take(None, NOW)
+    assert b is not None
+    books.done(b, None, Outcome(Outcome.DESTROY))
+    assert books.express()
+    books.unsent(planned)
+    assert sorted(o.held.job_id for o in books.orphans) == [a.job_id, b.job_id]
+    assert books.at_risk() == 2

@@ -16,6 +16,10 @@ holds no connection and an outcome commits before its unlock in the same round t
     outcome(a) | SYNC | outcome(b) | SYNC | ... | unlock(untouched) | SYNC |
     release(a, b...) + lock(announced) + poll(places) + verify(new) + check_job(waiting) | SYNC
 
+and, for each batch of outcomes workers report while it waits, on the same pipeline:
+
+    outcome(c) | SYNC | ... | release(c...) | SYNC
+
 A handler's outcome is written while its lock is held, and the job released only once its
 row changed (release), so an outcome that failed keeps the lock until its failure is
 recorded. What other lockers and workers see is what Ruby's locker and workers would do.
@@ -26,7 +30,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -200,8 +204,18 @@ def _outcome_calls(st: Statements, session: Session, finished: Finished) -> list
     return calls
 
 
-def round_trip(session: Session, st: Statements, queue: str, planned: Round, max_retries: int) -> PQGen[Settled]:
-    """A locker's round trip (see the module): its results for que.engine.books."""
+def round_trip(
+    session: Session,
+    st: Statements,
+    queue: str,
+    planned: Round,
+    max_retries: int,
+    express: Callable[[], list[Finished]] | None = None,
+) -> PQGen[Settled]:
+    """A locker's round trip (see the module): its results for que.engine.books. With
+    `express`, the outcomes workers report while it waits for the server are sent on it at
+    once (que.engine.session.pipeline's `more`), each batch as its outcomes and then their
+    release, and written with the rest."""
     settled = Settled()
     finished = list(planned.finished)
     retaking = [h.job_id for h in planned.relock] + [o.held.job_id for o in planned.orphans]
@@ -217,9 +231,7 @@ def round_trip(session: Session, st: Statements, queue: str, planned: Round, max
         segments.append([(st["unlock_jobs"], (wire.int8_array(unlocking),))])
     last: list[Call] = []
     if finished:
-        ids = wire.int8_array([f.held.job_id for f in finished])
-        counts = wire.array(wire.INT4, [f.held.key[1] for f in finished])
-        last.append((st["release_jobs"], (ids, counts)))
+        last.append(_release_call(st, finished))
     if planned.announced:
         # The poll skips the announced jobs (locked just before it); their own lock does not.
         held = wire.int8_array(sorted(planned.skip - set(planned.announced)))
@@ -242,7 +254,17 @@ def round_trip(session: Session, st: Statements, queue: str, planned: Round, max
         segments.append(last)
     if not segments:
         return settled
-    results = yield from pipeline(session, segments)
+    batches: list[list[Finished]] = []
+
+    def grow() -> list[list[Call]]:
+        assert express is not None
+        batch = express()
+        if not batch:
+            return []
+        batches.append(batch)
+        return [*(_outcome_calls(st, session, f) for f in batch), [_release_call(st, batch)]]
+
+    results = yield from pipeline(session, segments, grow if express is not None else None)
     position = 0
     outcomes = []
     for size in sizes:
@@ -256,9 +278,20 @@ def round_trip(session: Session, st: Statements, queue: str, planned: Round, max
         if unlocked.status not in OK:
             raise error(session, unlocked, "unlock_jobs")
         _assert_unlocked(unlocking, unlocked)
-    tail = results[position:]
+    tail = results[position : position + len(last)]
+    grown = results[position + len(last) :]
     if finished:
         tail.pop(0)  # release_jobs: a count
+    # The batches sent while waiting: their outcomes, then their release (a count).
+    for batch in batches:
+        for done in batch:
+            size = len(_outcome_calls(st, session, done))
+            chunk, grown = grown[:size], grown[size:]
+            finished.append(done)
+            outcomes.append(next((r for r in chunk if r.status not in OK), None))
+        released, grown = grown[0], grown[1:]
+        if released.status not in OK:
+            raise error(session, released, "release_jobs")
     locked: list[Job] = []
     for result in tail[: bool(planned.announced) + bool(planned.wanted)]:
         if result.status not in OK:
@@ -286,6 +319,13 @@ def round_trip(session: Session, st: Statements, queue: str, planned: Round, max
     settled.locked = [Held(job, _key(job), planned.started) for job in locked if job.job_id in present]
     settled.locked.sort(key=Held.sort_key)
     return settled
+
+
+def _release_call(st: Statements, finished: Sequence[Finished]) -> Call:
+    """release_jobs for these outcomes: each job released once its row changed."""
+    ids = wire.int8_array([f.held.job_id for f in finished])
+    counts = wire.array(wire.INT4, [f.held.key[1] for f in finished])
+    return (st["release_jobs"], (ids, counts))
 
 
 def _assert_unlocked(ids: Sequence[int], result: pq.abc.PGresult) -> None:
