@@ -75,8 +75,11 @@ def drain(url: str, work: dict[str, Any], kind: str, left: int) -> None:
     """Work the queue until `left` rows remain (the others ended), in a pool of `kind`."""
 
     def ended() -> bool:
+        # Every job ended once none is due: a retried job waits for its backoff, one set
+        # aside or expired is never due again (a job enqueued with errors, as Spent is, counts
+        # too: this once looked only at error_count = 0 and stopped the pool before Spent ran).
         with psycopg.connect(url) as conn:
-            due = "SELECT count(*) FROM que_jobs WHERE error_count = 0 AND run_at <= now()"
+            due = "SELECT count(*) FROM que_jobs WHERE run_at <= now()"
             if "finished_at" in {c.name for c in conn.execute("SELECT * FROM que_jobs LIMIT 0").description or []}:
                 due += " AND finished_at IS NULL AND expired_at IS NULL"
             row = conn.execute(due).fetchone()
