@@ -19,7 +19,7 @@ from psycopg import pq
 from que.core.errors import UnsupportedByDialect
 from que.core.job import Job
 from que.core.outcome import Outcome
-from que.engine.rounds import Finished, Round, Settled
+from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
 
 
@@ -155,18 +155,9 @@ class Dialect(abc.ABC):
         """A locker's last statements, as it stops."""
 
     @abc.abstractmethod
-    def round_trip(
-        self,
-        session: Session,
-        queue: str,
-        planned: Round,
-        max_retries: int | None,
-        express: Callable[[], list[Finished]] | None = None,
-    ) -> PQGen[Settled]:
+    def round_trip(self, session: Session, queue: str, planned: Round, max_retries: int | None) -> PQGen[Settled]:
         """One round trip of a locker (que.engine.books): write the outcomes, release, lock
-        what the plan wants, check what it asks; its results for the books. A dialect whose
-        locker bounds the outcomes at risk (Que 1.x/2.x) also sends, while it waits, the
-        outcomes `express()` gives it (que.engine.books.Books.express)."""
+        what the plan wants, check what it asks; its results for the books."""
 
     @abc.abstractmethod
     def notified(self, session: Session, queue: str) -> tuple[bool, list[Any]]:

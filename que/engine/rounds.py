@@ -3,6 +3,7 @@ dialects that turn a plan into statements (que.dialects): a job held (Held) and 
 (Finished), a job a notification named (Announced), what one round trip is to do (Round)
 and what it did (Settled), and a worker priority's threshold."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -62,7 +63,10 @@ class Round:
     outcomes `finished` (each its own transaction) and those of the orphans whose locks it
     took; release the `abandoned` jobs untouched; release the finished jobs whose outcome
     committed; lock the `announced` jobs; lock jobs for the places `wanted` (threshold ->
-    count), skipping `skip`; check the new jobs and the `recheck` ones in a new snapshot."""
+    count), skipping `skip`; check the new jobs and the `recheck` ones in a new snapshot.
+    While it waits for the server, a dialect whose locker bounds the outcomes at risk (Que
+    1.x/2.x) also writes the outcomes `express()` gives it (que.engine.books.Books.express);
+    one whose buffer grows (Que 0.x) leaves them to the next round trip."""
 
     started: float
     finished: list[Finished] = field(default_factory=list)
@@ -73,6 +77,7 @@ class Round:
     wanted: dict[int, int] = field(default_factory=dict)
     skip: set[int] = field(default_factory=set)
     recheck: list[Held] = field(default_factory=list)
+    express: Callable[[], list[Finished]] | None = None
 
     def idle(self) -> bool:
         return not (

@@ -72,8 +72,7 @@ class Locker:
         self.stopping = False
         self._poll_now = True
         self._rounds = 0
-        # A round trip took the waker's signal (_express): look at the books again at once.
-        self._woken = False
+        self._woken = False  # a round trip took the waker's signal (_express)
         self._gate = io.Gate()
         self._waker: io.Waker | None = None
         self._handle: io.Handle | None = None
@@ -264,12 +263,8 @@ class Locker:
                         lost = self.books.give_up()
                 self._gate.ring()
                 if lost is not None:
-                    log.warning(
-                        "outcomes_not_written job_ids=%s error=%s",
-                        lost,
-                        error,
-                        extra={"event": "outcomes_not_written", "job_ids": lost},
-                    )
+                    event = {"event": "outcomes_not_written", "job_ids": lost}
+                    log.warning("outcomes_not_written job_ids=%s error=%s", lost, error, extra=event)
                     return
                 failures += 1
                 waker.sleep(backoff(failures, self.reconnect_max, error))
@@ -298,7 +293,8 @@ class Locker:
             return next_poll
         assert self._channel is not None
         try:
-            trip = self.dialect.round_trip(session, self.queue, planned, self.max_retries, self._express)
+            planned.express = self._express
+            trip = self.dialect.round_trip(session, self.queue, planned, self.max_retries)
             settled = self._channel.run(trip, self._waker)
         except BaseException:
             with self._gate:
@@ -316,7 +312,8 @@ class Locker:
         return io.now() if filled else io.now() + self.wake_interval
 
     def _express(self) -> list[Finished]:
-        """The round trip in flight was woken: the outcomes to send on it (Books.express)."""
+        """The round trip in flight was woken: the outcomes to send on it (Books.express);
+        the loop then looks at the books again at once."""
         with self._gate:
             self._woken = True
             return self.books.express()

@@ -6,7 +6,7 @@ walk of lock_job. que's own sessions run the same statements (sql), prepared and
 (protocol, inserts); a locker pool claims for many workers on one session (locking).
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
@@ -18,7 +18,7 @@ from que.core.outcome import Outcome
 from que.dialects.base import Copy, Dialect, Query
 from que.dialects.que0 import finishes, inserts, listening, locking, protocol, rows, sql, statements, validate, views
 from que.engine import wire
-from que.engine.rounds import Finished, Round, Settled
+from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
 from que.engine.setup import set_up
 
@@ -139,15 +139,7 @@ class Que0(Dialect):
         return
         yield
 
-    def round_trip(
-        self,
-        session: Session,
-        queue: str,
-        planned: Round,
-        max_retries: int | None,
-        express: Callable[[], list[Finished]] | None = None,
-    ) -> PQGen[Settled]:
-        # A buffer that grows sends the outcomes of a round trip's wait with the next one.
+    def round_trip(self, session: Session, queue: str, planned: Round, max_retries: int | None) -> PQGen[Settled]:
         return (yield from locking.round_trip(session, queue, planned, max_retries))
 
     def notified(self, session: Session, queue: str) -> tuple[bool, list[Any]]:

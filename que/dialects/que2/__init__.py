@@ -10,7 +10,7 @@ the job schema version their rows carry and poll for (1 and 2; a version 4 table
 such column) and in Que 2's kwargs column: one class, three tables.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +20,7 @@ from que.core.outcome import Outcome
 from que.dialects.base import Dialect, Query
 from que.dialects.que2 import inserts, protocol, rows, sql, statements, validate
 from que.engine import wire
-from que.engine.rounds import Finished, Round, Settled
+from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
 
 
@@ -134,16 +134,9 @@ class Que2(Dialect):
     def stop_locker(self, session: Session) -> PQGen[None]:
         return (yield from protocol.stop_locker(session, self.statements))
 
-    def round_trip(
-        self,
-        session: Session,
-        queue: str,
-        planned: Round,
-        max_retries: int | None,
-        express: Callable[[], list[Finished]] | None = None,
-    ) -> PQGen[Settled]:
+    def round_trip(self, session: Session, queue: str, planned: Round, max_retries: int | None) -> PQGen[Settled]:
         limit = protocol.MAX_RETRIES if max_retries is None else max_retries
-        return (yield from protocol.round_trip(session, self.statements, queue, planned, limit, express))
+        return (yield from protocol.round_trip(session, self.statements, queue, planned, limit))
 
     def notified(self, session: Session, queue: str) -> tuple[bool, list[Any]]:
         return False, protocol.notified(session)

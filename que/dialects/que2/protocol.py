@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -204,18 +204,12 @@ def _outcome_calls(st: Statements, session: Session, finished: Finished) -> list
     return calls
 
 
-def round_trip(
-    session: Session,
-    st: Statements,
-    queue: str,
-    planned: Round,
-    max_retries: int,
-    express: Callable[[], list[Finished]] | None = None,
-) -> PQGen[Settled]:
-    """A locker's round trip (see the module): its results for que.engine.books. With
-    `express`, the outcomes workers report while it waits for the server are sent on it at
-    once (que.engine.session.pipeline's `more`), each batch as its outcomes and then their
-    release, and written with the rest."""
+def round_trip(session: Session, st: Statements, queue: str, planned: Round, max_retries: int) -> PQGen[Settled]:
+    """A locker's round trip (see the module): its results for que.engine.books. With the
+    plan's `express`, the outcomes workers report while it waits for the server are sent on
+    it at once (que.engine.session.pipeline's `more`), each batch as its outcomes and then
+    their release, and written with the rest."""
+    express = planned.express
     settled = Settled()
     finished = list(planned.finished)
     retaking = [h.job_id for h in planned.relock] + [o.held.job_id for o in planned.orphans]
