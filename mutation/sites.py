@@ -19,7 +19,7 @@ class Site:
     fragment: str = ""
     operators: tuple[str, ...] = ()
     replacements: tuple[str, ...] = ()
-    # "2": a term of Ruby Que 2.4.1's protocol (sql2:NAME, que.dialects.que2.protocol), judged by the
+    # "2": a term of Ruby Que 2.4.1's protocol (sql2:NAME, que.dialects.que2.protocol and .finishes), judged by the
     # cells of the Que 2 dialect (conformance/que2/).
     dialect: str = "0.14"
 
@@ -373,7 +373,7 @@ SITES: tuple[Site, ...] = (
                 (),
                 ("",),
             ),
-            ("que2.retry.limit", "function:que.dialects.que2.protocol.outcome", "", ("ast",), ()),
+            ("que2.retry.limit", "function:que.dialects.que2.finishes.outcome", "", ("ast",), ()),
             ("que2.listener.format", "function:que.dialects.que2.protocol.announced", "", ("ast",), ()),
             ("que2.job_buffer.take", "function:que.engine.books.Books.take", "", ("ast",), ()),
             ("que2.job_buffer.take", "function:que.engine.books.Books.at_risk", "", ("ast",), ()),

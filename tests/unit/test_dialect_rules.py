@@ -12,7 +12,7 @@ from que.core.handlers import arguments
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.dialects import QUE_0, QUE_1, QUE_1_V4, QUE_2, of_version
-from que.dialects.que2 import protocol as que2
+from que.dialects.que2 import finishes, protocol
 
 
 def job(error_count: int = 0, args: str = "[]") -> Job:
@@ -49,19 +49,19 @@ def failure() -> RuntimeError:
 
 
 def test_que_2_outcomes_follow_rubys_job_methods() -> None:
-    assert que2.outcome(job(), None, 15) == Outcome(Outcome.DESTROY)
-    assert que2.outcome(job(), None, 15, "finish").kind == Outcome.FINISH
-    retried = que2.outcome(job(2), failure(), 15)
+    assert finishes.outcome(job(), None, 15) == Outcome(Outcome.DESTROY)
+    assert finishes.outcome(job(), None, 15, "finish").kind == Outcome.FINISH
+    retried = finishes.outcome(job(2), failure(), 15)
     assert (retried.kind, retried.delay, retried.message) == (Outcome.RETRY, 84.0, "RuntimeError: boom")
-    assert que2.outcome(job(15), failure(), 15).kind == Outcome.EXPIRE, "the 16th failure expires the job"
+    assert finishes.outcome(job(15), failure(), 15).kind == Outcome.EXPIRE, "the 16th failure expires the job"
 
 
 def test_a_handler_that_asks_to_finish_then_raises_is_finished_and_its_error_recorded() -> None:
     """Ruby's `finish` runs at once; the raise then goes to handle_error: retry_in
     (set_error) below the limit, expire past it."""
-    ended = que2.outcome(job(0), failure(), 15, "finish")
+    ended = finishes.outcome(job(0), failure(), 15, "finish")
     assert (ended.kind, ended.after, ended.message) == (Outcome.FINISH, Outcome.RETRY, "RuntimeError: boom")
-    assert que2.outcome(job(15), failure(), 15, "expire").after == Outcome.EXPIRE
+    assert finishes.outcome(job(15), failure(), 15, "expire").after == Outcome.EXPIRE
 
 
 def test_que_0_outcomes_follow_ruby_que_0_14() -> None:
@@ -81,7 +81,7 @@ GOOD = {
 
 
 def test_a_well_formed_job_available_message_announces_its_job() -> None:
-    found = que2.announced(json.dumps(GOOD))
+    found = protocol.announced(json.dumps(GOOD))
     assert found is not None and (found.priority, found.job_id) == (10, 42)
 
 
@@ -100,7 +100,7 @@ def test_a_well_formed_job_available_message_announces_its_job() -> None:
     ],
 )
 def test_a_malformed_message_is_dropped_not_fatal(payload: str) -> None:
-    assert que2.announced(payload) is None
+    assert protocol.announced(payload) is None
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typing import Any
 from que.core.job import Job
 from que.core.outcome import Outcome
 from que.dialects.base import Dialect, Query
-from que.dialects.que2 import inserts, protocol, rows, sql, statements, validate
+from que.dialects.que2 import finishes, inserts, protocol, rows, sql, statements, validate
 from que.engine import wire
 from que.engine.rounds import Round, Settled
 from que.engine.session import PQGen, Session, Statement
@@ -143,7 +143,7 @@ class Que2(Dialect):
 
     def outcome(self, job: Job, failure: BaseException | None, asked: str | None, max_retries: int | None) -> Outcome:
         limit = protocol.MAX_RETRIES if max_retries is None else max_retries
-        return protocol.outcome(job, failure, limit, asked)
+        return finishes.outcome(job, failure, limit, asked)
 
     # -- admin ----------------------------------------------------------------------------
 
