@@ -60,10 +60,11 @@ class Announced:
 class Round:
     """What one round trip does, in this order: take again the locks of `relock` (jobs this
     pool runs whose locks died with an earlier session) and of the `orphans`' jobs; write the
-    outcomes `finished` (each its own transaction) and those of the orphans whose locks it
-    took; release the `abandoned` jobs untouched; release the finished jobs whose outcome
-    committed; lock the `announced` jobs; lock jobs for the places `wanted` (threshold ->
-    count), skipping `skip`; check the new jobs and the `recheck` ones in a new snapshot.
+    outcomes `finished` (each its own transaction in Que 0.x; together in Que 1.x/2.x, each
+    alone if that fails) and those of the orphans whose locks it took; release the
+    `abandoned` jobs untouched; release the finished jobs whose outcome committed; lock the
+    `announced` jobs; lock jobs for the places `wanted` (threshold -> count), skipping
+    `skip`; check the new jobs and the `recheck` ones in a new snapshot.
     While it waits for the server, a dialect whose locker bounds the outcomes at risk (Que
     1.x/2.x) also writes the outcomes `express()` gives it (que.engine.books.Books.express);
     one whose buffer grows (Que 0.x) leaves them to the next round trip."""

@@ -220,7 +220,7 @@ WITH checked AS MATERIALIZED (
 SELECT id FROM checked CROSS JOIN (SELECT count(*) FROM released) AS r
 WHERE there"""
 
-# After the outcomes were written (each in a transaction of its own, committed): release
+# After the outcomes were written (and committed, together or each alone): release
 # the jobs whose row is no longer as it was locked (destroyed, finished, expired, or its
 # error recorded). A job whose outcome failed is unchanged and keeps its lock until that
 # failure is recorded (as Ruby's rescue records a failed destroy).
