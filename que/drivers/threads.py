@@ -38,15 +38,12 @@ def run(gen: PQGen[T], fileno: int, waker: "Waker | None" = None) -> T:
     try:
         waiting = next(gen)
         while True:
-            watched = [fileno] if waiting & READ else []
-            woken = waker is not None and bool(waiting & WAKE) and not waker.closed
-            if woken:
-                assert waker is not None
-                watched.append(waker.fileno())
+            woken = waker if waker is not None and waiting & WAKE and not waker.closed else None
+            watched = ([fileno] if waiting & READ else []) + ([woken.fileno()] if woken else [])
             readable, writable, _ = select.select(watched, [fileno] if waiting & WRITE else [], [])
             ready = (READ if fileno in readable else 0) | (WRITE if writable else 0)
-            if woken and waker is not None and waker.fileno() in readable:
-                waker.clear()
+            if woken is not None and woken.fileno() in readable:
+                woken.clear()
                 ready |= WAKE
             waiting = gen.send(ready)
     except StopIteration as done:

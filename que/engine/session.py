@@ -279,15 +279,9 @@ class _Growth:
             ready = yield READ | WAKE
             if ready & WAKE:
                 extra = [list(segment) for segment in self.more() if segment]
-                for segment in extra:
-                    if any(call[0].name and call[0].name not in self.session.prepared for call in segment):
-                        raise RuntimeError("a pipeline can grow only by statements prepared already")
-                    for call in segment:
-                        _send(self.session, call)
-                    pg.pipeline_sync()
-                    counts.append(len(segment))
-                    self.sent.append(segment)
                 if extra:
+                    counts += _send_prepared(self.session, extra, "a pipeline that grows")
+                    self.sent += extra
                     yield from _flush(pg)
             if ready & READ:
                 pg.consume_input()
@@ -341,17 +335,23 @@ def send(session: Session, segments: Sequence[Sequence[Call]]) -> PQGen[None]:
     waiting for their results, which collect() reads later. Their statements must be
     prepared already (every named statement is, once a session ran any of them)."""
     pg = session.pgconn
-    missing = [call[0].name for segment in segments for call in segment if call[0].name not in session.prepared]
-    if missing:
-        raise RuntimeError(f"send() needs prepared statements; {missing[0].decode()} is not prepared")
     if pg.pipeline_status == pq.PipelineStatus.OFF:
         pg.enter_pipeline_mode()
+    session.unread += _send_prepared(session, segments, "send()")
+    yield from _flush(pg)
+
+
+def _send_prepared(session: Session, segments: Sequence[Sequence[Call]], sender: str) -> list[int]:
+    """Send segments of statements the session prepared already, each ending in a SYNC, on
+    a session in pipeline mode (not flushed); their sizes, in order."""
+    missing = [call[0].name for segment in segments for call in segment if call[0].name not in session.prepared]
+    if missing:
+        raise RuntimeError(f"{sender} needs prepared statements; {missing[0].decode()} is not prepared")
     for segment in segments:
         for call in segment:
             _send(session, call)
-        pg.pipeline_sync()
-        session.unread.append(len(segment))
-    yield from _flush(pg)
+        session.pgconn.pipeline_sync()
+    return [len(segment) for segment in segments]
 
 
 def collect(session: Session) -> PQGen[list[pq.abc.PGresult]]:
