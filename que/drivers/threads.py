@@ -65,8 +65,14 @@ class Waker:
         self._lock = threading.RLock()
 
     def wake(self) -> None:
+        # Already woken: the byte is in the pipe, and the waiting thread reads what it was
+        # woken for only after its clear() (which drains, then resets the flag), so this
+        # wake's news is seen. No system call, and no wait for the lock clear() holds: each
+        # worker wakes its locker at every job's end.
+        if self._woken:
+            return
         with self._lock:
-            if self._closed:
+            if self._closed or self._woken:
                 return
             self._woken = True
             with contextlib.suppress(BlockingIOError, OSError):
@@ -77,11 +83,12 @@ class Waker:
 
     def clear(self) -> None:
         with self._lock:
-            self._woken = False
             if not self._closed:
                 with contextlib.suppress(BlockingIOError, OSError):
                     while os.read(self._read, 4096):
                         pass
+            # After the drain: a wake() meanwhile saw the flag set and wrote nothing.
+            self._woken = False
 
     @property
     def closed(self) -> bool:
