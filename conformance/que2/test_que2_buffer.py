@@ -89,47 +89,6 @@ def test_workers_of_two_priorities_share_the_first_poll(impl: str, fleet: Fleet,
     check(apart < 1.5, "que2-thresholds", impl=impl, detail="the 5 and the 10 ended apart by (s)", seen=apart)
 
 
-@pytest.mark.covers("que2.job_buffer.available", "que2.poll_jobs.slot")
-def test_a_poll_asks_for_each_waiting_worker_though_the_buffer_is_full(
-    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
-) -> None:
-    """Workers of priority 10 and of any priority. The second runs a job of 6 s, and the
-    buffer is full of eight jobs of priority 50 the first may not take. Two jobs of priority
-    5 (2 s, then 100 ms) are written in one transaction without their NOTIFY. The next poll
-    asks for the one waiting place of threshold 10 though the buffer has no space, and for
-    no more (available_priorities: the waiting workers, one as well as more), so it locks
-    the first alone; the second is polled for once the first ends. Both run while the long
-    job still runs."""
-    require(fleet.info(impl), "work_pool")
-    sleep_job(db, 1, 50, 6000)
-    for job_id in range(2, 10):
-        sleep_job(db, job_id, 50, 100)
-    db.execute("SELECT setval(pg_get_serial_sequence('que_jobs', 'id'), 100)")
-    ended = lambda: {row[0] for row in db.execute(f"SELECT job_id FROM {TABLE}")}  # noqa: E731
-    early: list[set[int]] = []  # the locks seen with the second job's while the first ran
-    request = {"queue": QUEUE, "workers": 2, "priorities": [10, None], "deadline_ms": 4000, "wake_interval_ms": 50}
-    with working(fleet.get(impl), **request) as box:
-        full = within(10, lambda: locked_ids(db) == set(range(1, 10)))
-        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(locked_ids(db)))
-        with db.transaction():
-            first = quiet_insert(db, SLEEP, "[2000]", priority=5, queue=QUEUE)
-            second = quiet_insert(db, SLEEP, "[100]", priority=5, queue=QUEUE)
-
-        def both_ended() -> bool:
-            locked = locked_ids(db)  # read before the ends: a lock taken after the first ended
-            done = ended()
-            if second in locked and first not in done:
-                early.append(locked)
-            return {first, second} <= done
-
-        ran = within(5, both_ended)
-        still = 1 not in ended()
-    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
-    check(ran, "que2-thresholds", impl=impl, detail="the jobs of priority 5 did not both run", seen=sorted(ended()))
-    check(still, "que2-thresholds", impl=impl, detail="the jobs of priority 5 ran only once the job of 6 s ended")
-    check_equal(early, [], "que2-buffer", impl=impl, detail="locks with the second job's while the first ran")
-
-
 @contextlib.contextmanager
 def _full_buffer(db: psycopg.Connection[Any], impl: str, fleet: Fleet) -> Iterator[int]:
     """A job of priority 1 that runs 8 s (id 1), seven of priority 50 (ids 2-8) and one of
@@ -197,6 +156,47 @@ def test_named_jobs_push_out_the_whole_buffer_and_no_more(impl: str, fleet: Flee
         expected = {1, *named[:8]}
         pushed = within(10, lambda: locked_ids(db) == expected)
         check(pushed, "que2-buffer", impl=impl, detail=f"the locks after naming {named}", seen=sorted(locked_ids(db)))
+
+
+@pytest.mark.covers("que2.job_buffer.available", "que2.poll_jobs.slot")
+def test_a_poll_asks_for_each_waiting_worker_though_the_buffer_is_full(
+    impl: str, fleet: Fleet, db: psycopg.Connection[Any]
+) -> None:
+    """Workers of priority 10 and of any priority. The second runs a job of 6 s, and the
+    buffer is full of eight jobs of priority 50 the first may not take. Two jobs of priority
+    5 (2 s, then 100 ms) are written in one transaction without their NOTIFY. The next poll
+    asks for the one waiting place of threshold 10 though the buffer has no space, and for
+    no more (available_priorities: the waiting workers, one as well as more), so it locks
+    the first alone; the second is polled for once the first ends. Both run while the long
+    job still runs."""
+    require(fleet.info(impl), "work_pool")
+    sleep_job(db, 1, 50, 6000)
+    for job_id in range(2, 10):
+        sleep_job(db, job_id, 50, 100)
+    db.execute("SELECT setval(pg_get_serial_sequence('que_jobs', 'id'), 100)")
+    ended = lambda: {row[0] for row in db.execute(f"SELECT job_id FROM {TABLE}")}  # noqa: E731
+    early: list[set[int]] = []  # the locks seen with the second job's while the first ran
+    request = {"queue": QUEUE, "workers": 2, "priorities": [10, None], "deadline_ms": 4000, "wake_interval_ms": 50}
+    with working(fleet.get(impl), **request) as box:
+        full = within(10, lambda: locked_ids(db) == set(range(1, 10)))
+        check(full, "que2-buffer", impl=impl, detail="the first poll's locks", seen=sorted(locked_ids(db)))
+        with db.transaction():
+            first = quiet_insert(db, SLEEP, "[2000]", priority=5, queue=QUEUE)
+            second = quiet_insert(db, SLEEP, "[100]", priority=5, queue=QUEUE)
+
+        def both_ended() -> bool:
+            locked = locked_ids(db)  # read before the ends: a lock taken after the first ended
+            done = ended()
+            if second in locked and first not in done:
+                early.append(locked)
+            return {first, second} <= done
+
+        ran = within(5, both_ended)
+        still = 1 not in ended()
+    check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
+    check(ran, "que2-thresholds", impl=impl, detail="the jobs of priority 5 did not both run", seen=sorted(ended()))
+    check(still, "que2-thresholds", impl=impl, detail="the jobs of priority 5 ran only once the job of 6 s ended")
+    check_equal(early, [], "que2-buffer", impl=impl, detail="locks with the second job's while the first ran")
 
 
 @pytest.mark.covers("que2.job_buffer.take")
