@@ -26,7 +26,7 @@ from conformance.que2.witness import (
     sleep_job,
     working,
 )
-from conformance.support import SLEEP, advisory_locks
+from conformance.support import SLEEP
 from harness.results import TABLE
 
 
@@ -34,20 +34,21 @@ from harness.results import TABLE
 def test_the_buffer_is_refilled_as_each_job_ends(impl: str, fleet: Fleet, db: psycopg.Connection[Any]) -> None:
     """One worker and twelve jobs of 1.2 s: the locker holds 1 + 8 jobs from its first poll,
     and again while each of the second and third jobs runs, once it has refilled the one
-    place the job before left (a place of one is filled like any other)."""
+    place the job before left (a place of one is filled like any other). An ended job's
+    lock, held until its destroy is written, is not counted: it would stand in for the
+    place not yet refilled."""
     require(fleet.info(impl), "work_pool")
     for job_id in range(1, 13):
         sleep_job(db, job_id, 10, 1200)
-    seen: dict[int, int] = {}  # jobs ended -> most locks held meanwhile
+    seen: dict[int, int] = {}  # jobs ended -> most locks of jobs not ended held meanwhile
     request = {"queue": QUEUE, "workers": 1, "deadline_ms": 4500, "wake_interval_ms": 50}
     with working(fleet.get(impl), **request) as box:
 
         def third_started() -> bool:
-            ended = db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
-            held = len(advisory_locks(db))
-            count = int(ended[0]) if ended else 0
-            seen[count] = max(seen.get(count, 0), held)
-            return count >= 3
+            locked = locked_ids(db)  # before the ends: a job ending between the reads is left out
+            ended = {row[0] for row in db.execute(f"SELECT job_id FROM {TABLE}")}
+            seen[len(ended)] = max(seen.get(len(ended), 0), len(locked - ended))
+            return len(ended) >= 3
 
         within(15, third_started)
     check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
