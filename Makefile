@@ -24,7 +24,7 @@ venv: $(STAMP)
 
 test: venv
 	@bash harness/bootstrap.sh --test
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 lint: venv
 	$(VENV)/bin/ruff check .
