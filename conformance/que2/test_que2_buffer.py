@@ -26,8 +26,13 @@ from conformance.que2.witness import (
     sleep_job,
     working,
 )
-from conformance.support import SLEEP
+from conformance.support import SLEEP, executions
 from harness.results import TABLE
+
+
+def _ended(db: psycopg.Connection[Any]) -> set[int]:
+    """The ids of the jobs that ran to their end (the witness table's rows)."""
+    return {row["job_id"] for row in executions(db)}
 
 
 @pytest.mark.covers("que2.job_buffer.available", "que2.poll_jobs.room")
@@ -46,7 +51,7 @@ def test_the_buffer_is_refilled_as_each_job_ends(impl: str, fleet: Fleet, db: ps
 
         def third_started() -> bool:
             locked = locked_ids(db)  # before the ends: a job ending between the reads is left out
-            ended = {row[0] for row in db.execute(f"SELECT job_id FROM {TABLE}")}
+            ended = _ended(db)
             seen[len(ended)] = max(seen.get(len(ended), 0), len(locked - ended))
             return len(ended) >= 3
 
@@ -175,7 +180,6 @@ def test_a_poll_asks_for_each_waiting_worker_though_the_buffer_is_full(
     for job_id in range(2, 10):
         sleep_job(db, job_id, 50, 100)
     db.execute("SELECT setval(pg_get_serial_sequence('que_jobs', 'id'), 100)")
-    ended = lambda: {row[0] for row in db.execute(f"SELECT job_id FROM {TABLE}")}  # noqa: E731
     early: list[set[int]] = []  # the locks seen with the second job's while the first ran
     request = {"queue": QUEUE, "workers": 2, "priorities": [10, None], "deadline_ms": 4000, "wake_interval_ms": 50}
     with working(fleet.get(impl), **request) as box:
@@ -187,15 +191,15 @@ def test_a_poll_asks_for_each_waiting_worker_though_the_buffer_is_full(
 
         def both_ended() -> bool:
             locked = locked_ids(db)  # read before the ends: a lock taken after the first ended
-            done = ended()
+            done = _ended(db)
             if second in locked and first not in done:
                 early.append(locked)
             return {first, second} <= done
 
         ran = within(5, both_ended)
-        still = 1 not in ended()
+        still = 1 not in _ended(db)
     check("error" not in box, "que2-buffer", impl=impl, detail=f"work failed: {box.get('error')}")
-    check(ran, "que2-thresholds", impl=impl, detail="the jobs of priority 5 did not both run", seen=sorted(ended()))
+    check(ran, "que2-thresholds", impl=impl, detail="the jobs of priority 5 did not both run", seen=sorted(_ended(db)))
     check(still, "que2-thresholds", impl=impl, detail="the jobs of priority 5 ran only once the job of 6 s ended")
     check_equal(early, [], "que2-buffer", impl=impl, detail="locks with the second job's while the first ran")
 
